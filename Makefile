@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: venv demo test lock bench clean
+
+venv:
+	@scripts/bootstrap.sh
+
+demo: venv
+	$(VENV)/bin/twotower demo
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+# Re-resolve the lock file (needs network; ~1 min with uv).
+lock: venv
+	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf runs .pytest_cache

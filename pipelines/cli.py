@@ -1,0 +1,189 @@
+"""The ``twotower`` command line.
+
+    twotower validate --config C [--set KEY=VALUE ...] [--no-data]
+    twotower generate --config C --out DIR [--set ...]
+    twotower run      --config C [--set ...]
+    twotower demo     [--root DIR] [--set ...]
+    twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
+
+Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipelines.config import Config, ConfigError, apply_overrides, load_config, read_raw
+from pipelines.prepare import DataError
+from pipelines.validate import validate
+
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "examples", "b2b_demo.yaml")
+
+
+def _config(args) -> Config:
+    cfg = load_config(args.config, args.set)
+    for warning in validate(cfg, check_data=not getattr(args, "no_data", False)):
+        print(f"warning: {warning}", file=sys.stderr)
+    return cfg
+
+
+def _tower_summary(cfg: Config) -> str:
+    lines = []
+    for tower in ("query_tower", "candidate_tower"):
+        tc = getattr(cfg, tower)
+        width = 0
+        for f in tc.features:
+            numeric = f.kind == "numeric" and f.transform != "bucketize"
+            width += 1 if numeric else (f.embedding_dim or cfg.model.embedding_dim)
+        dense, previous = 0, width
+        for units in list(tc.layers) + [cfg.model.output_dim]:
+            dense += previous * units + units
+            previous = units
+        names = ", ".join(f"{f.name} ({f.kind})" for f in tc.features)
+        lines.append(f"{tower}: input width {width}, dense parameters {dense}, "
+                     f"layers {list(tc.layers)} -> {cfg.model.output_dim}; features: {names}")
+    return "\n".join(lines)
+
+
+def cmd_validate(args) -> int:
+    cfg = _config(args)
+    print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
+    print(_tower_summary(cfg))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from pipelines.codegen import write_modules
+
+    cfg = _config(args)
+    written = write_modules(cfg, args.out)
+    print(f"wrote {written['transform']}\nwrote {written['trainer']}")
+    return 0
+
+
+def _print_results(res: dict) -> None:
+    metrics = res.get("metrics") or {}
+    print("\n== results")
+    print(f"status: {metrics.get('status')}")
+    for epoch in metrics.get("epochs", []):
+        evals = ", ".join(f"{k}={v:.4f}" for k, v in epoch["eval"].items() if "top_" in k)
+        print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} {evals}")
+    evaluation = metrics.get("evaluation")
+    if evaluation:
+        print(f"full-catalog evaluation on {evaluation['queries']} eval queries "
+              "(training items excluded):")
+        names = [n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))]
+        print(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
+        for name in names:
+            print(f"  {name:<16}{evaluation['model'][name]:>10.4f}"
+                  f"{evaluation['popularity'][name]:>12.4f}")
+    print(f"training metrics: {res.get('metrics_file')}")
+    print(f"serving model: {res.get('serving_model')}")
+
+
+def root_cause(exc: BaseException) -> str:
+    """'Type: message' of the innermost exception (Beam and TFX wrap the real one)."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    inner = seen[-1]
+    outer = f" (reported as {type(seen[0]).__name__}: {seen[0]})" if len(seen) > 1 else ""
+    return f"{type(inner).__name__}: {inner}{outer}"
+
+
+def _run(cfg: Config) -> int:
+    from pipelines.local import run_local
+
+    try:
+        res = run_local(cfg)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:  # a component failed: say why, and exit non-zero
+        print(f"\npipeline failed: {root_cause(exc)}", file=sys.stderr)
+        return 1
+    _print_results(res)
+    if not res.get("serving_model") or (res.get("metrics") or {}).get("status") != "completed":
+        print("pipeline finished without a completed, pushed model", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args) -> int:
+    return _run(_config(args))
+
+
+def cmd_demo(args) -> int:
+    from pipelines.synthetic import generate
+
+    if not os.path.exists(DEMO_CONFIG):
+        raise ConfigError([("", f"demo config not found at {DEMO_CONFIG}; install the library "
+                            "from its repository (pip install -e .)")])
+    root = os.path.abspath(args.root)
+    data = generate(os.path.join(root, "data"))
+    print(f"generated synthetic B2B purchases: {data['purchases']}")
+    raw = apply_overrides(read_raw(DEMO_CONFIG), [
+        f"data.path={data['purchases']}", f"data.candidates.path={data['products']}",
+        f"pipeline.root={root}"] + list(args.set))
+    cfg = Config.from_dict(raw)
+    for warning in validate(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
+    return _run(cfg)
+
+
+def cmd_synth(args) -> int:
+    from pipelines.synthetic import generate
+
+    written = generate(args.out, customers=args.customers, products=args.products,
+                       purchases=args.purchases, seed=args.seed)
+    print("\n".join(f"wrote {p}" for p in written.values()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="twotower", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_config(name, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", required=True, help="YAML or JSON config file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. training.learning_rate=0.01")
+        return p
+
+    p = with_config("validate", "check a config (and its data's columns)")
+    p.add_argument("--no-data", action="store_true", help="do not read the data files")
+    p.set_defaults(func=cmd_validate)
+    p = with_config("generate", "write transform_module.py and trainer_module.py")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_generate)
+    with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic dataset")
+    p.add_argument("--root", default=os.path.join("runs", "demo"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("synth", help="write the synthetic B2B dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--customers", type=int, default=600)
+    p.add_argument("--products", type=int, default=400)
+    p.add_argument("--purchases", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_synth)
+    return top
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

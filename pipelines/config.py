@@ -1,0 +1,313 @@
+"""Typed configuration of a two-tower pipeline, with a JSON/YAML round trip.
+
+One config file describes the data, the query and candidate towers, the model
+and training. Parsing is strict: an unknown key, a value of the wrong type or
+a missing required key is reported with its dotted path, e.g.
+``training.learning_rate: expected a number, got 'fast'``. All problems are
+collected and raised together as one :class:`ConfigError`.
+
+Semantic rules (ranges, options that can't go together, columns that must
+exist in the data) live in :mod:`pipelines.validate`.
+
+This module imports neither TensorFlow nor TFX.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from typing import Any, List, Optional, Union
+
+FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric")
+NUMERIC_TRANSFORMS = ("zscore", "minmax", "log", "bucketize")
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+CLIPPING = ("global_norm", "norm", "value", "none")
+SPLIT_METHODS = ("auto", "time", "hash")
+ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
+
+
+class ConfigError(ValueError):
+    """A config is invalid. ``problems`` holds ``(dotted_key, message)`` pairs."""
+
+    def __init__(self, problems: List[tuple]):
+        self.problems = list(problems)
+        lines = [f"{key}: {msg}" if key else msg for key, msg in self.problems]
+        super().__init__("invalid config:\n  " + "\n  ".join(lines))
+
+
+@dataclasses.dataclass
+class FeatureConfig:
+    """One input of a tower.
+
+    ``name`` is the feature's identifier in generated code and in the naming
+    contract; ``column`` is the raw column, which may be any string.
+    Kind-specific options are ignored by kinds they do not apply to, but
+    validation rejects them when set to a non-default value.
+    """
+    name: str
+    column: str
+    kind: str
+    embedding_dim: Optional[int] = None        # id, categorical, multi_categorical, numeric+bucketize
+    max_vocab_size: Optional[int] = None       # id, categorical, multi_categorical
+    frequency_threshold: int = 0               # id, categorical, multi_categorical
+    oov_buckets: int = 1                       # id, categorical, multi_categorical
+    separator: str = "|"                       # multi_categorical
+    max_length: int = 8                        # multi_categorical
+    transform: str = "zscore"                  # numeric
+    num_buckets: int = 10                      # numeric + bucketize
+    default: Optional[Union[str, float]] = None  # value used where the column is empty
+
+
+@dataclasses.dataclass
+class CandidateTableConfig:
+    """An optional table of candidate attributes, joined on ``id``."""
+    path: str
+    id: str
+
+
+@dataclasses.dataclass
+class SplitConfig:
+    """How interactions are split into train and eval.
+
+    ``auto`` is ``time`` when ``data.timestamp`` is set, else ``hash``.
+    ``time`` puts the latest ``eval_fraction`` of interactions (a global cut)
+    in eval; ``hash`` assigns rows by a seeded hash of the row.
+    """
+    method: str = "auto"
+    eval_fraction: float = 0.2
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class DataConfig:
+    path: str
+    query_id: str
+    candidate_id: str
+    timestamp: Optional[str] = None
+    candidates: Optional[CandidateTableConfig] = None
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+
+
+@dataclasses.dataclass
+class TowerConfig:
+    features: List[FeatureConfig]
+    layers: List[int] = dataclasses.field(default_factory=lambda: [64])
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    embedding_dim: int = 32
+    output_dim: int = 32
+    activation: str = "relu"
+    l2_normalize: bool = True
+    temperature: Optional[float] = 0.1
+    remove_accidental_hits: bool = True
+    top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    learning_rate: float = 0.01
+    epochs: int = 5
+    batch_size: int = 512
+    optimizer: str = "adam"
+    clipping: str = "global_norm"
+    clip_value: float = 5.0
+    collapse_patience: int = 20
+    collapse_threshold: float = 1e-7
+    seed: int = 42
+    allow_risky_learning_rate: bool = False
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    name: str = "twotower"
+    root: Optional[str] = None
+    serving_k: int = 10
+    enable_cache: bool = False
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig
+    query_tower: TowerConfig
+    candidate_tower: TowerConfig
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Config":
+        problems: List[tuple] = []
+        cfg = _parse(cls, raw, "", problems)
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON form: equal configs, equal hashes."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def features(self):
+        """Yields ``(tower, FeatureConfig)`` for both towers, query tower first."""
+        for tower in ("query_tower", "candidate_tower"):
+            for feature in getattr(self, tower).features:
+                yield tower, feature
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _parse(tp: Any, value: Any, path: str, problems: List[tuple]) -> Any:
+    """Checks ``value`` against the annotation ``tp``; records problems."""
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            return _parse(args[0], value, path, problems)
+        for arg in args:  # Union[str, float]: accept the first that fits
+            if arg is str and isinstance(value, str):
+                return value
+            if arg is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        problems.append((path, f"expected a string or a number, got {_describe(value)}"))
+        return None
+    if origin in (list, List):
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            problems.append((path, f"expected a list, got {_describe(value)}"))
+            return []
+        return [_parse(item_tp, v, _join(path, i), problems) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, path, problems)
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append((path, f"expected true or false, got {_describe(value)}"))
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append((path, f"expected an integer, got {_describe(value)}"))
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append((path, f"expected a number, got {_describe(value)}"))
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append((path, f"expected a string, got {_describe(value)}"))
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")  # a bug here, not in the config
+
+
+def _parse_dataclass(cls: Any, value: Any, path: str, problems: List[tuple]) -> Any:
+    if not isinstance(value, dict):
+        problems.append((path, f"expected a mapping, got {_describe(value)}"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in value:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append((_join(path, key), f"unknown key (known keys: {known})"))
+    kwargs = {}
+    for name, field in fields.items():
+        key_path = _join(path, name)
+        if name in value:
+            kwargs[name] = _parse(hints[name], value[name], key_path, problems)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            problems.append((key_path, "required key is missing"))
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a required key was missing: already reported
+        return None
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Applies ``key.path=value`` overrides to a raw config mapping, in place.
+
+    The value is read as YAML, so ``0.01`` is a number, ``true`` a bool,
+    ``[64, 32]`` a list and ``abc`` a string. List items are addressed by
+    index: ``query_tower.features.0.embedding_dim=16``.
+    """
+    import yaml
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError([("--set", f"expected KEY=VALUE, got {item!r}")])
+        dotted, text = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        if not all(keys):
+            raise ConfigError([("--set", f"malformed key {dotted!r}")])
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError([(dotted, f"cannot read value {text!r}: {exc}")]) from None
+        node: Any = raw
+        for depth, key in enumerate(keys[:-1]):
+            here = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError([(here, f"no list item {key!r} (the list has {len(node)})")])
+                node = node[int(key)]
+            elif isinstance(node, dict):
+                node = node.setdefault(key, {})
+            else:
+                raise ConfigError([(here, "is not a mapping or a list")])
+        last = keys[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError([(dotted, f"no list item {last!r} (the list has {len(node)})")])
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError([(dotted, "its parent is not a mapping or a list")])
+    return raw
+
+
+def read_raw(path: str) -> dict:
+    """Reads a YAML or JSON config file into a mapping."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if path.endswith(".json"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError([("", f"{path}: not valid JSON: {exc}")]) from None
+    else:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([("", f"{path}: not valid YAML: {exc}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"{path}: the top level must be a mapping")])
+    return raw
+
+
+def load_config(path: str, overrides=()) -> Config:
+    """Reads, overrides and parses a config; run ``validate`` on the result."""
+    return Config.from_dict(apply_overrides(read_raw(path), overrides))

@@ -1,0 +1,153 @@
+"""Turns the configured CSV files into ExampleGen's input: ``train/`` and ``eval/``.
+
+Before anything reaches TFX, every row is checked: id cells must be present,
+timestamps must parse, each candidate id appears once in the candidate table,
+and candidate features have one value per candidate. Errors name the file,
+the row (1-based, header = row 1) and the column. Only the columns the config
+uses are written, and the split is time-based or hash-based (see
+:class:`~pipelines.config.SplitConfig`).
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from typing import Dict, List
+
+from pipelines.config import Config
+
+SPLITS = ("train", "eval")
+
+
+class DataError(ValueError):
+    """The data does not fit the config; the message names file, row and column."""
+
+
+def _parse_time(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DataError(f"{where}: cannot read timestamp {text!r}: use epoch seconds or "
+                        "ISO 8601 (2024-05-01T10:00:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _read_candidates(cfg: Config):
+    table = cfg.data.candidates
+    rows: Dict[str, dict] = {}
+    first_row: Dict[str, int] = {}
+    with open(table.path, newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            key = (row.get(table.id) or "").strip()
+            if not key:
+                raise DataError(f"{table.path} row {number}: column {table.id!r} "
+                                "(data.candidates.id) is empty")
+            if key in rows:
+                raise DataError(f"{table.path} row {number}: candidate id {key!r} appears again "
+                                f"(first at row {first_row[key]}); the candidate table needs "
+                                "one row per candidate")
+            rows[key], first_row[key] = row, number
+    return rows
+
+
+def output_columns(cfg: Config) -> List[str]:
+    """Columns written for ExampleGen, in a fixed order, each once."""
+    d = cfg.data
+    columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else [])
+    for _, feature in cfg.features():
+        if feature.column not in columns:
+            columns.append(feature.column)
+    return columns
+
+
+def split_method(cfg: Config) -> str:
+    method = cfg.data.split.method
+    if method == "auto":
+        return "time" if cfg.data.timestamp else "hash"
+    return method
+
+
+def prepare(cfg: Config, out_dir: str) -> dict:
+    """Writes ``out_dir/{train,eval}/data.csv``; returns a report (also as JSON)."""
+    d = cfg.data
+    candidates = _read_candidates(cfg) if d.candidates else None
+    candidate_columns = sorted({f.column for t, f in cfg.features()
+                                if t == "candidate_tower" and f.column != d.candidate_id})
+    columns = output_columns(cfg)
+    rows, times, missing = [], [], 0
+    seen_values: Dict[tuple, tuple] = {}
+    with open(d.path, newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            where = f"{d.path} row {number}"
+            for key in ("query_id", "candidate_id"):
+                if not (row.get(getattr(d, key)) or "").strip():
+                    raise DataError(f"{where}: column {getattr(d, key)!r} (data.{key}) is empty; "
+                                    "every interaction needs both ids")
+            if None in row.values():
+                raise DataError(f"{where}: fewer cells than the header has columns")
+            cid = row[d.candidate_id].strip()
+            if candidates is not None:
+                attrs = candidates.get(cid)
+                if attrs is None:
+                    missing += 1
+                for column in candidate_columns:
+                    row[column] = attrs[column] if attrs is not None else ""
+            else:
+                for column in candidate_columns:
+                    key, value = (column, cid), row[column]
+                    if seen_values.setdefault(key, (value, number))[0] != value:
+                        first = seen_values[key]
+                        raise DataError(
+                            f"{where}: candidate {cid!r} has {column!r} = {value!r}, but "
+                            f"{first[0]!r} at row {first[1]}; a candidate feature must have one "
+                            "value per candidate (or give a candidate table)")
+            if d.timestamp:
+                times.append(_parse_time(row[d.timestamp], f"{where}, column {d.timestamp!r}"))
+            rows.append([row[c] for c in columns])
+    if len(rows) < 2:
+        raise DataError(f"{d.path}: {len(rows)} interaction rows; at least 2 are needed")
+
+    method = split_method(cfg)
+    fraction = d.split.eval_fraction
+    if method == "time":
+        ordered = sorted(times)
+        cut = ordered[min(len(ordered) - 1, int(len(ordered) * (1.0 - fraction)))]
+        in_eval = [t >= cut for t in times]
+        if all(in_eval):  # the cut fell on the earliest time: ties
+            in_eval = [t > cut for t in times]
+    else:
+        salt = str(d.split.seed).encode()
+        in_eval = [int(hashlib.sha256(salt + b":" + str(i).encode()).hexdigest()[:8], 16)
+                   < fraction * 0x100000000 for i in range(len(rows))]
+    counts = {"train": in_eval.count(False), "eval": in_eval.count(True)}
+    for split, count in counts.items():
+        if count == 0:
+            raise DataError(f"{d.path}: the {method} split leaves no {split} rows; change "
+                            "data.split.eval_fraction or data.split.method")
+
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    for split in SPLITS:
+        os.makedirs(os.path.join(out_dir, split))
+        path = os.path.join(out_dir, split, "data.csv")
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows(r for r, e in zip(rows, in_eval) if e == (split == "eval"))
+    report = {"rows": len(rows), "split_method": method, "eval_fraction": fraction,
+              "train_rows": counts["train"], "eval_rows": counts["eval"], "columns": columns,
+              "interactions_without_candidate_row": missing}
+    if method == "time":
+        report["time_cut"] = cut
+    with open(os.path.join(out_dir, "prepare_report.json"), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, sort_keys=True)
+    return report

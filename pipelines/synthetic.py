@@ -1,0 +1,90 @@
+"""A seeded generator of synthetic B2B purchase logs: the embedded demo dataset.
+
+Generative process (documented in the README):
+
+1. ``categories`` product categories, each with a centroid in a latent taste
+   space of ``dim`` dimensions and a typical price (log-normal).
+2. Products: a category, a latent vector (category centroid + noise), a price
+   (the category's price x log-normal noise) and a popularity offset
+   (normal, so a few products sell much more than others).
+3. Customers: a segment (enterprise, mid-market, smb) and a region; the
+   latent vector is the segment centroid + a regional tilt + individual noise.
+   Activity is log-normal, so a few customers buy a lot.
+4. Each purchase of a customer, in time order over one year: with probability
+   ``repeat`` a re-order of a product the customer already bought, otherwise
+   a product drawn from softmax(affinity * u.v / sqrt(dim) + popularity).
+
+Same arguments, same files, byte for byte.
+"""
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+SEGMENTS = ("enterprise", "mid-market", "smb")
+REGIONS = ("north", "south", "east", "west")
+START = 1_735_689_600  # 2025-01-01T00:00:00Z
+YEAR = 365 * 24 * 3600
+
+
+def generate(out_dir: str, customers: int = 600, products: int = 400, purchases: int = 20_000,
+             categories: int = 12, dim: int = 8, affinity: float = 3.0, repeat: float = 0.25,
+             seed: int = 7) -> dict:
+    """Writes ``purchases.csv`` and ``products.csv`` into ``out_dir``; returns their paths."""
+    if min(customers, products, purchases, categories, dim) < 1:
+        raise ValueError("customers, products, purchases, categories and dim must be positive")
+    rng = np.random.default_rng(seed)
+    centroids = rng.normal(size=(categories, dim))
+    product_category = rng.integers(categories, size=products)
+    product_vec = centroids[product_category] + 0.5 * rng.normal(size=(products, dim))
+    category_price = np.exp(rng.uniform(2.0, 6.0, size=categories))
+    price = np.round(category_price[product_category] * rng.lognormal(0, 0.3, products), 2)
+    popularity = rng.normal(0.0, 1.0, size=products)
+
+    segment = rng.choice(len(SEGMENTS), size=customers, p=[0.2, 0.3, 0.5])
+    region = rng.integers(len(REGIONS), size=customers)
+    segment_vec = rng.normal(size=(len(SEGMENTS), dim))
+    region_vec = 0.5 * rng.normal(size=(len(REGIONS), dim))
+    customer_vec = segment_vec[segment] + region_vec[region] + 0.8 * rng.normal(
+        size=(customers, dim))
+    activity = rng.lognormal(0.0, 0.8, size=customers)
+    per_customer = rng.multinomial(purchases, activity / activity.sum())
+
+    logits = affinity * customer_vec @ product_vec.T / np.sqrt(dim) + popularity
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+
+    rows = []
+    for c in range(customers):
+        n = int(per_customer[c])
+        if n == 0:
+            continue
+        times = np.sort(START + rng.integers(0, YEAR, size=n))
+        fresh = rng.choice(products, size=n, p=probs[c])
+        repeats = rng.random(n) < repeat
+        quantity = 1 + rng.poisson(3.0 if segment[c] == 0 else 1.0, size=n)
+        history = []
+        for i in range(n):
+            item = int(history[rng.integers(len(history))]) if repeats[i] and history else int(
+                fresh[i])
+            history.append(item)
+            rows.append((int(times[i]), f"C{c:05d}", SEGMENTS[segment[c]], REGIONS[region[c]],
+                         f"P{item:05d}", int(quantity[i])))
+    rows.sort()
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"purchases": os.path.join(out_dir, "purchases.csv"),
+             "products": os.path.join(out_dir, "products.csv")}
+    with open(paths["purchases"], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "segment", "region", "product_id", "timestamp",
+                         "quantity"])
+        writer.writerows((r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows)
+    with open(paths["products"], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["product_id", "category", "price"])
+        writer.writerows((f"P{p:05d}", f"cat_{int(product_category[p]):02d}", f"{price[p]:.2f}")
+                         for p in range(products))
+    return paths

@@ -1,0 +1,272 @@
+"""Semantic validation of a :class:`~pipelines.config.Config`.
+
+Runs before anything else. ``validate`` raises one :class:`ConfigError` that
+lists every problem with its dotted key, and returns the warnings that do not
+block a run. With ``check_data=True`` it also reads the CSV headers and checks
+that every column the config names exists.
+"""
+from __future__ import annotations
+
+import csv
+import keyword
+import math
+import os
+import re
+from typing import List
+
+from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NUMERIC_TRANSFORMS,
+                              OPTIMIZERS, SPLIT_METHODS, Config, ConfigError, FeatureConfig)
+
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+VOCAB_KINDS = ("id", "categorical", "multi_categorical")
+_FEATURE_DEFAULTS = {f: getattr(FeatureConfig("x", "x", "id"), f) for f in (
+    "embedding_dim", "max_vocab_size", "frequency_threshold", "oov_buckets", "separator",
+    "max_length", "transform", "num_buckets")}
+# Which kinds each kind-specific option applies to.
+_OPTION_KINDS = {
+    "max_vocab_size": VOCAB_KINDS, "frequency_threshold": VOCAB_KINDS,
+    "oov_buckets": VOCAB_KINDS, "separator": ("multi_categorical",),
+    "max_length": ("multi_categorical",), "transform": ("numeric",),
+    "num_buckets": ("numeric",),
+}
+
+# Learning-rate ceilings above which a run is refused unless forced: in the
+# field, Adagrad at 0.1 with a 3-4 layer tower collapsed to zero gradients
+# after one epoch, and the same model learned at 0.01.
+SAFE_LR = {"adam": 0.01, "adagrad": 0.05, "sgd": 0.05}
+DEEP_TOWER = 3  # dense layers, output layer included
+
+
+def check_identifier(name: str) -> str:
+    """Returns an error message if ``name`` can't be a feature identifier, else ''."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        return (f"{name!r} is not a valid feature name: use a letter followed by letters, digits "
+                "or '_' (at most 64 characters); the raw column may be any string, set it in "
+                "'column'")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"{name!r} is a Python keyword; choose another feature name"
+    return ""
+
+
+def tower_depth(cfg: Config, tower: str) -> int:
+    return len(getattr(cfg, tower).layers) + 1
+
+
+def learning_rate_advice(cfg: Config) -> List[str]:
+    """Reasons why the configured learning rate is risky; empty when it is not."""
+    t = cfg.training
+    lr, opt = t.learning_rate, t.optimizer
+    if not isinstance(lr, float) or not math.isfinite(lr) or opt not in SAFE_LR:
+        return []
+    depth = max(tower_depth(cfg, "query_tower"), tower_depth(cfg, "candidate_tower"))
+    ceiling = SAFE_LR[opt]
+    reasons = []
+    if lr > ceiling and (opt == "adam" or depth >= DEEP_TOWER):
+        reasons.append(
+            f"learning rate {lr:g} is risky for {opt} with {depth}-layer towers: gradients can "
+            f"collapse to zero after the first epoch (loss flat, recall 0); recommended range "
+            f"{ceiling / 100:g}..{ceiling:g}; run 'twotower lr-check' or set "
+            "training.allow_risky_learning_rate: true to run anyway")
+    elif lr > 0.5:
+        reasons.append(f"learning rate {lr:g} is far above the usual range for {opt} "
+                       f"(recommended at most {ceiling:g})")
+    return reasons
+
+
+def validate(cfg: Config, check_data: bool = True) -> List[str]:
+    """Raises ConfigError listing every problem; returns non-blocking warnings."""
+    problems: List[tuple] = []
+    warnings: List[str] = []
+    add = lambda key, msg: problems.append((key, msg))  # noqa: E731
+
+    d = cfg.data
+    for key in ("path", "query_id", "candidate_id"):
+        if not getattr(d, key):
+            add(f"data.{key}", "must not be empty")
+    if d.query_id == d.candidate_id:
+        add("data.candidate_id", f"is the same column as data.query_id ({d.query_id!r})")
+    if d.timestamp is not None and d.timestamp in (d.query_id, d.candidate_id):
+        add("data.timestamp", "must differ from the id columns")
+    if d.split.method not in SPLIT_METHODS:
+        add("data.split.method", f"must be one of {', '.join(SPLIT_METHODS)}")
+    if d.split.method == "time" and d.timestamp is None:
+        add("data.split.method", "'time' needs data.timestamp; set it, or use method: hash")
+    if not 0.0 < d.split.eval_fraction <= 0.5:
+        add("data.split.eval_fraction", "must be in (0, 0.5]")
+    if d.candidates is not None and not d.candidates.id:
+        add("data.candidates.id", "must not be empty")
+
+    seen_names = {}
+    seen_inputs = {}
+    for tower in ("query_tower", "candidate_tower"):
+        tc = getattr(cfg, tower)
+        if not tc.features:
+            add(f"{tower}.features", "a tower needs at least one feature")
+        if not 0 <= len(tc.layers) <= 8:
+            add(f"{tower}.layers", "at most 8 hidden layers")
+        for i, width in enumerate(tc.layers):
+            if not 1 <= width <= 4096:
+                add(f"{tower}.layers.{i}", "a layer width must be in 1..4096")
+        if not 0.0 <= tc.dropout < 1.0:
+            add(f"{tower}.dropout", "must be in [0, 1)")
+        for i, f in enumerate(tc.features):
+            _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs)
+
+    m = cfg.model
+    for key in ("embedding_dim", "output_dim"):
+        if not 1 <= getattr(m, key) <= 1024:
+            add(f"model.{key}", "must be in 1..1024")
+    if m.activation not in ACTIVATIONS:
+        add("model.activation", f"must be one of {', '.join(ACTIVATIONS)}")
+    if m.temperature is not None and not 0.0 < m.temperature <= 100.0:
+        add("model.temperature", "must be in (0, 100], or null for none")
+    if not m.top_k:
+        add("model.top_k", "needs at least one k")
+    elif any(k < 1 or k > 1000 for k in m.top_k) or sorted(set(m.top_k)) != m.top_k:
+        add("model.top_k", "must be distinct, increasing values in 1..1000")
+
+    t = cfg.training
+    if not math.isfinite(t.learning_rate) or not 0.0 < t.learning_rate < 10.0:
+        add("training.learning_rate", f"{t.learning_rate!r} is impossible: use a rate in (0, 10)")
+    if not 1 <= t.epochs <= 1000:
+        add("training.epochs", "must be in 1..1000")
+    if not 2 <= t.batch_size <= 65536:
+        add("training.batch_size", "must be in 2..65536 (in-batch negatives need 2 or more)")
+    if t.optimizer not in OPTIMIZERS:
+        add("training.optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if t.clipping not in CLIPPING:
+        add("training.clipping", f"must be one of {', '.join(CLIPPING)}")
+    elif t.clipping != "none" and not (math.isfinite(t.clip_value) and t.clip_value > 0):
+        add("training.clip_value", "must be a positive number when clipping is on")
+    if t.clipping == "none":
+        warnings.append("training.clipping: none: exploding gradients will not be contained")
+    if t.collapse_patience < 1:
+        add("training.collapse_patience", "must be at least 1 step")
+    if not 0.0 <= t.collapse_threshold < 1.0:
+        add("training.collapse_threshold", "must be in [0, 1)")
+    for reason in learning_rate_advice(cfg):
+        if t.allow_risky_learning_rate:
+            warnings.append(f"training.learning_rate: {reason}")
+        else:
+            add("training.learning_rate", reason)
+    if math.isfinite(t.learning_rate) and 0 < t.learning_rate < 1e-6:
+        warnings.append(f"training.learning_rate: {t.learning_rate:g} is too small to learn in a "
+                        "few epochs")
+
+    p = cfg.pipeline
+    if not PIPELINE_NAME.match(p.name or ""):
+        add("pipeline.name", f"{p.name!r}: use lower-case letters, digits and '-' (at most 63), "
+            "as Vertex AI requires")
+    if not 1 <= p.serving_k <= 1000:
+        add("pipeline.serving_k", "must be in 1..1000")
+
+    if problems:
+        raise ConfigError(problems)
+    if check_data:
+        _check_columns(cfg)
+    return warnings
+
+
+def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
+    key = f"{tower}.features.{i}"
+    msg = check_identifier(f.name)
+    if msg:
+        add(f"{key}.name", msg)
+    elif f.name in seen_names:
+        add(f"{key}.name", f"feature {f.name!r} is listed twice (also {seen_names[f.name]})")
+    else:
+        seen_names[f.name] = key
+    if not isinstance(f.column, str) or not f.column:
+        add(f"{key}.column", "must be a non-empty string")
+    if f.kind not in FEATURE_KINDS:
+        add(f"{key}.kind", f"{f.kind!r} is not one of {', '.join(FEATURE_KINDS)}")
+        return
+    signature = (tower, f.column, f.kind, f.transform if f.kind == "numeric" else None)
+    if signature in seen_inputs:
+        add(key, f"column {f.column!r} is listed twice as {f.kind} in {tower} "
+            f"(also {seen_inputs[signature]})")
+    seen_inputs[signature] = key
+    for option, kinds in _OPTION_KINDS.items():
+        if f.kind not in kinds and getattr(f, option) != _FEATURE_DEFAULTS[option]:
+            add(f"{key}.{option}", f"does not apply to kind {f.kind!r}")
+    d = cfg.data
+    if tower == "query_tower" and f.column == d.candidate_id:
+        add(f"{key}.column", "the query tower must not see the candidate id (label leak)")
+    if tower == "candidate_tower" and f.column == d.query_id:
+        add(f"{key}.column", "the candidate tower must not see the query id")
+    if tower == "candidate_tower" and d.timestamp is not None and f.column == d.timestamp:
+        add(f"{key}.column", "the timestamp is a property of the interaction, not of the "
+            "candidate; use it in the query tower")
+    is_key = (f.kind == "id" and f.column in (d.query_id, d.candidate_id))
+    if is_key and (f.max_vocab_size is not None or f.frequency_threshold or f.oov_buckets != 1):
+        add(key, "an id feature on data.query_id/data.candidate_id uses the shared id "
+            "vocabulary; remove max_vocab_size, frequency_threshold and oov_buckets")
+    if f.embedding_dim is not None and not 1 <= f.embedding_dim <= 1024:
+        add(f"{key}.embedding_dim", "must be in 1..1024")
+    if f.max_vocab_size is not None and f.max_vocab_size < 1:
+        add(f"{key}.max_vocab_size", "must be at least 1")
+    if f.frequency_threshold < 0:
+        add(f"{key}.frequency_threshold", "must be at least 0")
+    if not 1 <= f.oov_buckets <= 1000:
+        add(f"{key}.oov_buckets", "must be in 1..1000")
+    if f.kind == "multi_categorical":
+        if not f.separator:
+            add(f"{key}.separator", "must not be empty")
+        if not 1 <= f.max_length <= 256:
+            add(f"{key}.max_length", "must be in 1..256")
+    if f.kind == "numeric":
+        if f.transform not in NUMERIC_TRANSFORMS:
+            add(f"{key}.transform", f"must be one of {', '.join(NUMERIC_TRANSFORMS)}")
+        if not 2 <= f.num_buckets <= 1000:
+            add(f"{key}.num_buckets", "must be in 2..1000")
+        if f.default is not None and not isinstance(f.default, float):
+            add(f"{key}.default", "a numeric feature needs a numeric default")
+    elif f.default is not None and not isinstance(f.default, str):
+        add(f"{key}.default", f"a {f.kind} feature needs a string default")
+
+
+def read_header(path: str, key: str) -> List[str]:
+    """The first row of a CSV file; ConfigError naming ``key`` if unreadable."""
+    if not os.path.isfile(path):
+        raise ConfigError([(key, f"file not found: {path}")])
+    with open(path, newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise ConfigError([(key, f"{path} is empty: a CSV with a header row is needed")])
+    return header
+
+
+def _check_columns(cfg: Config) -> None:
+    d = cfg.data
+    header = read_header(d.path, "data.path")
+    problems = []
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        problems.append(("data.path", f"the header repeats column(s) {dupes}"))
+    for key in ("query_id", "candidate_id", "timestamp"):
+        col = getattr(d, key)
+        if col is not None and col not in header:
+            problems.append((f"data.{key}", f"column {col!r} is not in {d.path} "
+                             f"(columns: {header})"))
+    table = []
+    if d.candidates is not None:
+        table = read_header(d.candidates.path, "data.candidates.path")
+        if d.candidates.id not in table:
+            problems.append(("data.candidates.id", f"column {d.candidates.id!r} is not in "
+                             f"{d.candidates.path} (columns: {table})"))
+        both = sorted(set(header) & set(table) - {d.candidate_id, d.candidates.id})
+        if both:
+            problems.append(("data.candidates.path", f"column(s) {both} are in both files; "
+                             "rename them in one so that each feature has one source"))
+    for tower, f in cfg.features():
+        i = getattr(cfg, tower).features.index(f)
+        key = f"{tower}.features.{i}.column"
+        if tower == "candidate_tower" and d.candidates is not None and f.column != d.candidate_id:
+            if f.column not in table:
+                problems.append((key, f"column {f.column!r} is not in the candidate table "
+                                 f"{d.candidates.path} (columns: {table})"))
+        elif f.column not in header:
+            problems.append((key, f"column {f.column!r} is not in {d.path} (columns: {header})"))
+    if problems:
+        raise ConfigError(problems)

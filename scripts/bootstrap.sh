@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.10, with pip) and installs the locked dependencies.
+# Idempotent: does nothing when .venv matches requirements.lock and setup.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {
+  if [ -n "${PYTHON310:-}" ]; then echo "$PYTHON310"; return; fi
+  if command -v python3.10 >/dev/null 2>&1; then command -v python3.10; return; fi
+  if command -v pyenv >/dev/null 2>&1; then
+    for v in $(ls "$(pyenv root)/versions" 2>/dev/null | grep -E '^3\.10\.' | sort -t. -k3 -n -r); do
+      if [ -x "$(pyenv root)/versions/$v/bin/python3.10" ]; then echo "$(pyenv root)/versions/$v/bin/python3.10"; return; fi
+    done
+  fi
+  if command -v uv >/dev/null 2>&1 && uv python find 3.10 >/dev/null 2>&1; then uv python find 3.10; return; fi
+}
+
+stamp=.venv/.installed
+want="$(cat requirements.lock setup.py | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+
+PY=$(find_python || true)
+if [ -z "$PY" ]; then
+  echo "error: Python 3.10 not found (TFX 1.16 supports 3.9-3.10): install it (e.g. 'pyenv install 3.10.13' or 'uv python install 3.10'), or set PYTHON310=/path/to/python3.10" >&2
+  exit 1
+fi
+echo "using $PY ($("$PY" --version 2>&1))"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv   # a venv made by venv has pip: TFX installs module wheels with it
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
+.venv/bin/uv pip install --python .venv/bin/python -r requirements.lock
+.venv/bin/uv pip install --python .venv/bin/python --no-deps -e .
+.venv/bin/python -m pip --version >/dev/null
+echo "$want" > "$stamp"

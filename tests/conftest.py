@@ -1,0 +1,37 @@
+"""Shared fixtures. TensorFlow must see TF_USE_LEGACY_KERAS before it is imported."""
+import copy
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
+MOVIELENS = os.path.join(SHARED, "data", "ml-latest-small")
+
+
+def demo_raw(data_dir):
+    """The demo config as a raw mapping, pointed at ``data_dir``'s CSV files."""
+    from pipelines.config import apply_overrides, read_raw
+
+    raw = read_raw(os.path.join(ROOT, "examples", "b2b_demo.yaml"))
+    return apply_overrides(copy.deepcopy(raw), [
+        f"data.path={os.path.join(data_dir, 'purchases.csv')}",
+        f"data.candidates.path={os.path.join(data_dir, 'products.csv')}"])
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """A small synthetic B2B dataset (CSV files), generated once per session."""
+    from pipelines.synthetic import generate
+
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    generate(out, customers=120, products=60, purchases=3000, seed=3)
+    return out
+
+
+@pytest.fixture
+def raw_config(small_data):
+    return demo_raw(small_data)

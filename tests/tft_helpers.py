@@ -1,0 +1,32 @@
+"""Runs a generated ``preprocessing_fn`` through tensorflow_transform on rows in memory."""
+import importlib.util
+import os
+import tempfile
+
+
+def load_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
+    """AnalyzeAndTransformDataset over ``rows``; returns (transformed rows, output dir).
+
+    ``feature_spec`` maps column -> tf.io feature spec, as TFX's schema would.
+    """
+    import tensorflow as tf  # noqa: F401  (must come after TF_USE_LEGACY_KERAS is set)
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    work_dir = work_dir or tempfile.mkdtemp()
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+        feature_spec))
+    with tft_beam.Context(temp_dir=os.path.join(work_dir, "tmp"), force_tf_compat_v1=False):
+        (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=False)
+        out = os.path.join(work_dir, "transform_output")
+        _ = transform_fn | tft_beam.WriteTransformFn(out)
+    return transformed, tft.TFTransformOutput(out)

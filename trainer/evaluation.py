@@ -1,0 +1,112 @@
+"""Full-catalog ranking metrics, for the model and a popularity baseline.
+
+Everything here is numpy: scores for every (query, candidate) pair are ranked
+over the whole deduplicated catalog, each query's training candidates are
+excluded, and Recall, NDCG and HitRate are averaged over queries.
+
+This module is copied verbatim into the generated Trainer module.
+"""
+import numpy as np
+
+
+def top_k_excluding(scores, exclude, k):
+    """Top-``k`` column indices of each row of ``scores``, best first.
+
+    Args:
+      scores: ``[num_queries, num_candidates]`` float array (not modified).
+      exclude: list of int arrays, the columns each row may not return.
+      k: results per row, at most ``num_candidates``.
+
+    Returns:
+      ``[num_queries, k]`` int array.
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    for row, cols in enumerate(exclude):
+        scores[row, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def ranking_metrics(top, truth, ks):
+    """Recall@k, NDCG@k and HitRate@k averaged over queries.
+
+    Args:
+      top: ``[num_queries, K]`` ranked candidate indices, K >= max(ks).
+      truth: list of int arrays, each query's relevant candidates (non-empty).
+      ks: cut-offs.
+
+    Returns:
+      ``{'recall_at_10': ..., 'ndcg_at_10': ..., 'hit_rate_at_10': ..., ...}``.
+    """
+    if len(truth) == 0:
+        raise ValueError("no queries to evaluate: the eval split shares no users and items "
+                         "with the training split")
+    discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    sums = {f"{name}_at_{k}": 0.0 for k in ks for name in ("recall", "ndcg", "hit_rate")}
+    for row, relevant in enumerate(truth):
+        hits = np.isin(top[row], relevant)
+        for k in ks:
+            found = hits[:k]
+            ideal = discounts[:min(len(relevant), k)].sum()
+            sums[f"recall_at_{k}"] += found.sum() / len(relevant)
+            sums[f"ndcg_at_{k}"] += (discounts[:k][found]).sum() / ideal
+            sums[f"hit_rate_at_{k}"] += float(found.any())
+    return {name: value / len(truth) for name, value in sums.items()}
+
+
+def evaluation_queries(train_groups, eval_groups, num_candidates):
+    """Queries to evaluate and their relevant candidates.
+
+    Keeps queries seen in training, candidates in the catalog, and only pairs
+    the query did not already have in training: nothing is forced into the
+    candidate list and nothing seen is counted as a hit.
+
+    Returns:
+      ``(query_keys, truth, exclude)``: sorted query keys, their relevant
+      candidates and their training candidates.
+    """
+    keys, truth, exclude = [], [], []
+    for query in sorted(eval_groups):
+        if query not in train_groups:
+            continue
+        seen = train_groups[query]
+        relevant = eval_groups[query]
+        relevant = relevant[(relevant < num_candidates) & ~np.isin(relevant, seen)]
+        if len(relevant):
+            keys.append(query)
+            truth.append(relevant)
+            exclude.append(seen)
+    return np.asarray(keys, dtype=np.int64), truth, exclude
+
+
+def popularity(train_candidates, num_candidates):
+    """Training interaction counts per candidate, ``[num_candidates]`` float."""
+    valid = train_candidates[train_candidates < num_candidates]
+    return np.bincount(valid, minlength=num_candidates).astype(np.float64)
+
+
+def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth, exclude, ks):
+    """Model and popularity metrics over the full catalog.
+
+    Args:
+      query_embeddings: ``[num_queries, dim]``.
+      candidate_embeddings: ``[num_candidates, dim]``, row i = candidate key i.
+      counts: ``[num_candidates]`` training popularity.
+      truth, exclude: as from :func:`evaluation_queries`.
+      ks: cut-offs.
+    """
+    k, chunk = max(ks), 1024
+    # Ties in popularity break by candidate index, identically for every query.
+    pop_row = counts - np.arange(len(counts)) * 1e-9
+    model_top, pop_top = [], []
+    for start in range(0, len(truth), chunk):  # bounded memory: chunk x catalog scores
+        rows = slice(start, start + chunk)
+        model_top.append(top_k_excluding(query_embeddings[rows] @ candidate_embeddings.T,
+                                         exclude[rows], k))
+        pop_scores = np.broadcast_to(pop_row, (len(exclude[rows]), len(counts)))
+        pop_top.append(top_k_excluding(pop_scores, exclude[rows], k))
+    model_top, pop_top = np.concatenate(model_top), np.concatenate(pop_top)
+    return {"queries": len(truth), "model": ranking_metrics(model_top, truth, ks),
+            "popularity": ranking_metrics(pop_top, truth, ks)}

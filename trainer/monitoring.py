@@ -1,0 +1,115 @@
+"""Callbacks that watch training: gradient collapse, non-finite loss, a record.
+
+Each callback keeps its own state and only reads the step's logs, so their
+order can't make one reset statistics another one needs. Both write into one
+``record`` dict (the future ``training_metrics.json``), each under its own keys.
+
+This module is copied verbatim into the generated Trainer module.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+
+class TrainingStopped(RuntimeError):
+    """Training was stopped by a monitor; the message says why and what to change."""
+
+
+class CollapseMonitor(tf.keras.callbacks.Callback):
+    """Stops training when both towers' gradient norms stay at ~0, or the loss is not finite.
+
+    Reads ``batch_loss``, ``query_grad_norm`` and ``candidate_grad_norm`` from
+    each training step's logs. After ``patience`` consecutive steps with both
+    norms at or below ``threshold`` it sets ``stop_training`` and writes
+    ``record['stopped']``; the caller raises :class:`TrainingStopped`.
+    """
+
+    def __init__(self, patience, threshold, record, learning_rate):
+        super().__init__()
+        self.patience = patience
+        self.threshold = threshold
+        self.record = record
+        self.learning_rate = learning_rate
+        self.step = 0
+        self.epoch = 0
+        self.streak = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self.step += 1
+        loss = float(logs["batch_loss"])
+        norms = (float(logs["query_grad_norm"]), float(logs["candidate_grad_norm"]))
+        if not math.isfinite(loss) or not all(math.isfinite(n) for n in norms):
+            self._stop("non_finite_loss", (
+                f"loss became {loss} at step {self.step} (epoch {self.epoch + 1}): likely causes "
+                f"are a learning rate too high for the optimizer (now {self.learning_rate:g}), "
+                "clipping switched off, or a numeric feature with extreme values; lower "
+                "training.learning_rate or use transform: log on heavy-tailed numerics"))
+            return
+        self.streak = self.streak + 1 if max(norms) <= self.threshold else 0
+        if self.streak >= self.patience:
+            self._stop("gradient_collapse", (
+                f"gradients collapsed: both towers' gradient norms stayed <= "
+                f"{self.threshold:g} for {self.streak} steps (step {self.step}, epoch "
+                f"{self.epoch + 1}); the model has stopped learning. This is what a learning "
+                f"rate too high for the tower depth does (now {self.learning_rate:g}): lower "
+                "training.learning_rate 10x, or run 'twotower lr-check' to pick one"))
+
+    def _stop(self, reason, message):
+        self.record["stopped"] = {"reason": reason, "step": self.step, "epoch": self.epoch + 1,
+                                  "message": message}
+        self.record["collapse_detected"] = reason == "gradient_collapse"
+        self.model.stop_training = True
+
+
+def _stats(values):
+    if not values:
+        return {"min": None, "mean": None, "max": None, "last": None}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"min": float(arr.min()), "mean": float(arr.mean()), "max": float(arr.max()),
+            "last": float(arr[-1])}
+
+
+def weight_norm(model):
+    """Global L2 norm of a Keras model's trainable weights."""
+    return float(tf.linalg.global_norm(model.trainable_variables).numpy())
+
+
+class MetricsRecorder(tf.keras.callbacks.Callback):
+    """Appends one entry per epoch to ``record['epochs']``.
+
+    An entry has the epoch's mean loss, the eval metrics (``val_`` logs),
+    per-tower gradient-norm statistics over the epoch's steps, per-tower
+    weight norms at the epoch's end and the learning rate.
+    """
+
+    def __init__(self, record, towers):
+        super().__init__()
+        self.record = record
+        self.towers = towers
+        self.norms = {name: [] for name in towers}
+        self.record.setdefault("epochs", [])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.norms = {name: [] for name in self.towers}
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in self.towers:
+            self.norms[name].append(float((logs or {})[f"{name}_grad_norm"]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        rate = self.model.optimizer.learning_rate
+        self.record["epochs"].append({
+            "epoch": epoch + 1,
+            "loss": float(logs["loss"]) if "loss" in logs else None,
+            "eval": {k[4:]: float(v) for k, v in sorted(logs.items()) if k.startswith("val_")},
+            "grad_norm": {name: _stats(v) for name, v in self.norms.items()},
+            "weight_norm": {name: weight_norm(m) for name, m in self.towers.items()},
+            "learning_rate": float(tf.keras.backend.get_value(rate)),
+            "steps": len(next(iter(self.norms.values()), [])),
+        })

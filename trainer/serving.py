@@ -1,0 +1,78 @@
+"""The serving SavedModel: raw query features in, raw candidate ids and scores out.
+
+Signatures:
+  ``serving_default``: one ``[batch]`` tensor per raw query input (the query id
+  as ``query_id``, other query-tower columns by feature name, in their raw
+  dtypes) -> ``candidate_ids`` ``[batch, k]`` string raw ids, best first, and
+  ``scores`` ``[batch, k]`` float32.
+  ``query_embedding``: the same inputs -> ``embedding`` ``[batch, dim]``.
+
+Candidate ids are the raw ids from the candidate vocabulary, never
+vocabulary indices; the candidate embeddings are frozen into the model.
+
+This module is copied verbatim into the generated Trainer module.
+"""
+import tensorflow as tf
+
+QUERY_ID_INPUT = "query_id"
+
+
+def serving_inputs(spec):
+    """``[(input_name, raw_column)]`` the serving signature takes, query id first."""
+    data = spec["data"]
+    inputs, columns = [(QUERY_ID_INPUT, data["query_id"])], {data["query_id"]}
+    for feature in spec["query_tower"]["features"]:
+        if feature["column"] not in columns:
+            if feature["name"] == QUERY_ID_INPUT:
+                raise ValueError(f"feature name {QUERY_ID_INPUT!r} is reserved for the serving "
+                                 "input of data.query_id; rename the feature")
+            inputs.append((feature["name"], feature["column"]))
+            columns.add(feature["column"])
+    return inputs
+
+
+def _raw_tensor(x, feature_spec):
+    """Shapes a ``[batch]`` serving input as the Transform's parser would."""
+    if isinstance(feature_spec, tf.io.VarLenFeature):
+        batch = tf.shape(x, out_type=tf.int64)[0]
+        indices = tf.stack([tf.range(batch), tf.zeros([batch], tf.int64)], axis=1)
+        return tf.SparseTensor(indices, x, tf.stack([batch, tf.constant(1, tf.int64)]))
+    if len(feature_spec.shape) == 1:
+        return tf.expand_dims(x, 1)
+    return x
+
+
+class RetrievalServer(tf.Module):
+    """Wraps the Transform layer, the query tower and the frozen candidate table."""
+
+    def __init__(self, tft_layer, query_tower, raw_feature_spec, inputs, candidate_embeddings,
+                 candidate_ids, k):
+        super().__init__(name="retrieval_server")
+        self.tft_layer = tft_layer
+        self.query_tower = query_tower
+        self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False,
+                                                name="candidate_embeddings")
+        self.candidate_ids = tf.Variable(candidate_ids, trainable=False, name="candidate_ids")
+        self.k = min(k, len(candidate_ids))
+        self.inputs = list(inputs)
+        self.raw_specs = {column: raw_feature_spec[column] for _, column in self.inputs}
+        signature = [{name: tf.TensorSpec([None], raw_feature_spec[column].dtype, name=name)
+                      for name, column in self.inputs}]
+        self.recommend = tf.function(self._recommend, input_signature=signature)
+        self.embed = tf.function(self._embed, input_signature=signature)
+
+    def _embed(self, features):
+        raw = {column: _raw_tensor(features[name], self.raw_specs[column])
+               for name, column in self.inputs}
+        return {"embedding": self.query_tower(self.tft_layer(raw), training=False)}
+
+    def _recommend(self, features):
+        query = self._embed(features)["embedding"]
+        scores = tf.linalg.matmul(query, self.candidate_embeddings, transpose_b=True)
+        top_scores, positions = tf.math.top_k(scores, k=self.k)
+        return {"candidate_ids": tf.gather(self.candidate_ids, positions), "scores": top_scores}
+
+    def save(self, path):
+        tf.saved_model.save(self, path, signatures={
+            "serving_default": self.recommend.get_concrete_function(),
+            "query_embedding": self.embed.get_concrete_function()})

@@ -1,0 +1,65 @@
+"""The naming contract shared by the Transform and the Trainer.
+
+Every transformed feature and every vocabulary file gets its name here, and
+nowhere else. Feature names are validated identifiers that never start with
+'_', so the reserved keys below (which do) can never collide with them.
+
+This module is copied verbatim into both generated modules.
+"""
+
+QUERY_KEY = "_query_key"            # int64 [batch]: index of the raw query id
+CANDIDATE_KEY = "_candidate_key"    # int64 [batch]: index of the raw candidate id
+QUERY_VOCAB = "_query_id"           # vocabulary file of raw query ids
+CANDIDATE_VOCAB = "_candidate_id"   # vocabulary file of raw candidate ids (deduplicated)
+PADDING = -1                        # pads multi-valued features; never a vocabulary index
+
+
+def transformed_name(feature_name):
+    """Name of a feature's Transform output, e.g. 'genres' -> 'genres_xf'."""
+    return feature_name + "_xf"
+
+
+def vocabulary_name(feature_name):
+    """Name of a feature's vocabulary file, e.g. 'genres' -> 'vocab_genres'."""
+    return "vocab_" + feature_name
+
+
+def shared_key(feature, data):
+    """The reserved key a feature reads, if it is an id feature on an id column.
+
+    An ``id`` feature whose column is ``data['query_id']`` or
+    ``data['candidate_id']`` uses the shared id vocabulary instead of its own,
+    so the candidate tower's id embedding, the candidate index and serving all
+    agree on one index per candidate. Returns QUERY_KEY, CANDIDATE_KEY or None.
+    """
+    if feature["kind"] != "id":
+        return None
+    if feature["column"] == data["query_id"]:
+        return QUERY_KEY
+    if feature["column"] == data["candidate_id"]:
+        return CANDIDATE_KEY
+    return None
+
+
+def feature_input(feature, data):
+    """The transformed key the Trainer reads for ``feature``."""
+    return shared_key(feature, data) or transformed_name(feature["name"])
+
+
+def feature_vocabulary(feature, data):
+    """The vocabulary file behind ``feature``, or None for numeric features."""
+    key = shared_key(feature, data)
+    if key == QUERY_KEY:
+        return QUERY_VOCAB
+    if key == CANDIDATE_KEY:
+        return CANDIDATE_VOCAB
+    if feature["kind"] in ("id", "categorical", "multi_categorical"):
+        return vocabulary_name(feature["name"])
+    return None
+
+
+def uses_embedding(feature):
+    """Whether the Trainer embeds this feature (else it is a dense float input)."""
+    if feature["kind"] == "numeric":
+        return feature["transform"] == "bucketize"
+    return True
