@@ -158,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = with_config("generate", "write transform_module.py and trainer_module.py")
     p.add_argument("--out", required=True)
+    p.add_argument("--no-data", action="store_true", help="do not read the data files")
     p.set_defaults(func=cmd_generate)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic dataset")

@@ -104,6 +104,7 @@ class ModelConfig:
     l2_normalize: bool = True
     temperature: Optional[float] = 0.1
     remove_accidental_hits: bool = True
+    logq_correction: bool = True
     top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
 
 

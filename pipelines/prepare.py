@@ -13,6 +13,7 @@ import csv
 import datetime
 import hashlib
 import json
+import math
 import os
 import shutil
 from typing import Dict, List
@@ -28,11 +29,18 @@ class DataError(ValueError):
 
 def _parse_time(text: str, where: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
+        value = None
+    if value is not None:
+        if not math.isfinite(value):
+            raise DataError(f"{where}: timestamp {text!r} is not a finite number")
+        return value
+    iso = text.strip()
+    if iso.endswith(("Z", "z")):  # Python 3.10's fromisoformat doesn't read 'Z'
+        iso = iso[:-1] + "+00:00"
     try:
-        moment = datetime.datetime.fromisoformat(text.strip())
+        moment = datetime.datetime.fromisoformat(iso)
     except ValueError:
         raise DataError(f"{where}: cannot read timestamp {text!r}: use epoch seconds or "
                         "ISO 8601 (2024-05-01T10:00:00)") from None
@@ -41,12 +49,30 @@ def _parse_time(text: str, where: str) -> float:
     return moment.timestamp()
 
 
-def _read_candidates(cfg: Config):
+def _check_number(text: str, where: str) -> None:
+    """Numeric feature cells are empty (-> the feature's default) or finite numbers."""
+    if text.strip() == "":
+        return
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: {text!r} is not a number, but the column feeds a numeric "
+                        "feature; fix the cell or declare the feature categorical") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: {text!r} is not a finite number")
+
+
+def _read_candidates(cfg: Config, numeric):
     table = cfg.data.candidates
     rows: Dict[str, dict] = {}
     first_row: Dict[str, int] = {}
     with open(table.path, newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
+            if None in row.values() or None in row:
+                raise DataError(f"{table.path} row {number}: the number of cells differs from "
+                                "the header's")
+            for column in numeric:
+                _check_number(row.get(column) or "", f"{table.path} row {number}, column {column!r}")
             key = (row.get(table.id) or "").strip()
             if not key:
                 raise DataError(f"{table.path} row {number}: column {table.id!r} "
@@ -79,9 +105,13 @@ def split_method(cfg: Config) -> str:
 def prepare(cfg: Config, out_dir: str) -> dict:
     """Writes ``out_dir/{train,eval}/data.csv``; returns a report (also as JSON)."""
     d = cfg.data
-    candidates = _read_candidates(cfg) if d.candidates else None
     candidate_columns = sorted({f.column for t, f in cfg.features()
                                 if t == "candidate_tower" and f.column != d.candidate_id})
+    numeric_columns = sorted({f.column for _, f in cfg.features() if f.kind == "numeric"})
+    candidates = None
+    if d.candidates:  # joined columns are checked where they live: in the candidate table
+        candidates = _read_candidates(cfg, [c for c in numeric_columns if c in candidate_columns])
+        numeric_columns = [c for c in numeric_columns if c not in candidate_columns]
     columns = output_columns(cfg)
     rows, times, missing = [], [], 0
     seen_values: Dict[tuple, tuple] = {}
@@ -92,8 +122,8 @@ def prepare(cfg: Config, out_dir: str) -> dict:
                 if not (row.get(getattr(d, key)) or "").strip():
                     raise DataError(f"{where}: column {getattr(d, key)!r} (data.{key}) is empty; "
                                     "every interaction needs both ids")
-            if None in row.values():
-                raise DataError(f"{where}: fewer cells than the header has columns")
+            if None in row.values() or None in row:
+                raise DataError(f"{where}: the number of cells differs from the header's")
             cid = row[d.candidate_id].strip()
             if candidates is not None:
                 attrs = candidates.get(cid)
@@ -110,6 +140,8 @@ def prepare(cfg: Config, out_dir: str) -> dict:
                             f"{where}: candidate {cid!r} has {column!r} = {value!r}, but "
                             f"{first[0]!r} at row {first[1]}; a candidate feature must have one "
                             "value per candidate (or give a candidate table)")
+            for column in numeric_columns:
+                _check_number(row[column], f"{where}, column {column!r}")
             if d.timestamp:
                 times.append(_parse_time(row[d.timestamp], f"{where}, column {d.timestamp!r}"))
             rows.append([row[c] for c in columns])
@@ -125,9 +157,15 @@ def prepare(cfg: Config, out_dir: str) -> dict:
         if all(in_eval):  # the cut fell on the earliest time: ties
             in_eval = [t > cut for t in times]
     else:
-        salt = str(d.split.seed).encode()
-        in_eval = [int(hashlib.sha256(salt + b":" + str(i).encode()).hexdigest()[:8], 16)
-                   < fraction * 0x100000000 for i in range(len(rows))]
+        # A row's split depends on its content (and, for repeated identical rows, on
+        # which repeat it is), not on its position: appending rows moves no old row.
+        salt, seen = str(d.split.seed), {}
+        in_eval = []
+        for row in rows:
+            content = json.dumps(row)
+            seen[content] = seen.get(content, 0) + 1
+            digest = hashlib.sha256(f"{salt}:{seen[content]}:{content}".encode()).hexdigest()
+            in_eval.append(int(digest[:8], 16) < fraction * 0x100000000)
     counts = {"train": in_eval.count(False), "eval": in_eval.count(True)}
     for split, count in counts.items():
         if count == 0:

@@ -35,6 +35,8 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
     """Writes ``purchases.csv`` and ``products.csv`` into ``out_dir``; returns their paths."""
     if min(customers, products, purchases, categories, dim) < 1:
         raise ValueError("customers, products, purchases, categories and dim must be positive")
+    if not 0.0 <= repeat <= 1.0:
+        raise ValueError(f"repeat is a probability: got {repeat}, expected 0..1")
     rng = np.random.default_rng(seed)
     centroids = rng.normal(size=(categories, dim))
     product_category = rng.integers(categories, size=products)

@@ -66,8 +66,8 @@ def learning_rate_advice(cfg: Config) -> List[str]:
         reasons.append(
             f"learning rate {lr:g} is risky for {opt} with {depth}-layer towers: gradients can "
             f"collapse to zero after the first epoch (loss flat, recall 0); recommended range "
-            f"{ceiling / 100:g}..{ceiling:g}; run 'twotower lr-check' or set "
-            "training.allow_risky_learning_rate: true to run anyway")
+            f"{ceiling / 100:g}..{ceiling:g}; set training.allow_risky_learning_rate: true "
+            "to run it anyway")
     elif lr > 0.5:
         reasons.append(f"learning rate {lr:g} is far above the usual range for {opt} "
                        f"(recommended at most {ceiling:g})")

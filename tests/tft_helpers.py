@@ -1,12 +1,14 @@
 """Runs a generated ``preprocessing_fn`` through tensorflow_transform on rows in memory."""
 import importlib.util
 import os
+import sys
 import tempfile
 
 
 def load_module(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as TFX does: an importable module, so Beam can pickle by ref
     spec.loader.exec_module(module)
     return module
 

@@ -77,7 +77,7 @@ def unique_candidates(arrays, candidate_inputs, vocabulary_size):
         values = arrays[key][in_vocab]
         chosen = arrays[key][rows]
         if np.issubdtype(values.dtype, np.floating):  # batched float math may differ in ulps
-            same = np.isclose(values, chosen[position], rtol=1e-5, atol=1e-6)
+            same = np.isclose(values, chosen[position], rtol=1e-5, atol=1e-6, equal_nan=True)
         else:
             same = values == chosen[position]
         differs = ~np.all(same.reshape(len(values), -1), axis=1)

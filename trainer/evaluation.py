@@ -77,7 +77,7 @@ def evaluation_queries(train_groups, eval_groups, num_candidates):
         if len(relevant):
             keys.append(query)
             truth.append(relevant)
-            exclude.append(seen)
+            exclude.append(seen[seen < num_candidates])
     return np.asarray(keys, dtype=np.int64), truth, exclude
 
 
@@ -98,8 +98,11 @@ def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth,
       ks: cut-offs.
     """
     k, chunk = max(ks), 1024
-    # Ties in popularity break by candidate index, identically for every query.
-    pop_row = counts - np.arange(len(counts)) * 1e-9
+    # Popularity ranks by count, ties by lower candidate index, identically for every query
+    # (scored by rank, so ties break exactly whatever the counts' magnitude).
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    pop_row = np.empty(len(counts), dtype=np.float64)
+    pop_row[order] = np.arange(len(counts), 0, -1)
     model_top, pop_top = [], []
     for start in range(0, len(truth), chunk):  # bounded memory: chunk x catalog scores
         rows = slice(start, start + chunk)

@@ -25,7 +25,8 @@ def make_optimizer(training):
       ValueError: the learning rate is not a positive finite number.
     """
     rate = training["learning_rate"]
-    if not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+    if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate)
+            or rate <= 0):
         raise ValueError(f"training.learning_rate must be a positive finite number, got {rate!r}")
     classes = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
                "sgd": tf.keras.optimizers.SGD}
@@ -87,11 +88,16 @@ class TwoTowerModel(tfrs.Model):
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
-                 remove_accidental_hits=True):
+                 remove_accidental_hits=True, sampling_probability=None):
         super().__init__()
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.index = index
+        # [num_candidate_keys] probability that an in-batch candidate is each key; when
+        # given, training logits are corrected by -log(q) (logQ correction), so popular
+        # candidates are not over-penalised for appearing often as in-batch negatives.
+        self.sampling_probability = (None if sampling_probability is None else
+                                     tf.constant(sampling_probability, tf.float32))
         self.task = tfrs.tasks.Retrieval(
             metrics=tfrs.metrics.FactorizedTopK(candidates=index, ks=ks),
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
@@ -100,7 +106,11 @@ class TwoTowerModel(tfrs.Model):
     def compute_loss(self, features, training=False):
         query = self.query_tower(features, training=training)
         candidate = self.candidate_tower(features, training=training)
+        probability = None
+        if training and self.sampling_probability is not None:
+            probability = tf.gather(self.sampling_probability, features[CANDIDATE_KEY])
         return self.task(query, candidate, candidate_ids=features[CANDIDATE_KEY],
+                         candidate_sampling_probability=probability,
                          compute_metrics=not training, compute_batch_metrics=False)
 
     def train_step(self, features):

@@ -44,8 +44,10 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
         loss = float(logs["batch_loss"])
         norms = (float(logs["query_grad_norm"]), float(logs["candidate_grad_norm"]))
         if not math.isfinite(loss) or not all(math.isfinite(n) for n in norms):
+            what = (f"loss became {loss}" if not math.isfinite(loss) else
+                    f"gradient norms became {norms[0]} (query) and {norms[1]} (candidate)")
             self._stop("non_finite_loss", (
-                f"loss became {loss} at step {self.step} (epoch {self.epoch + 1}): likely causes "
+                f"{what} at step {self.step} (epoch {self.epoch + 1}): likely causes "
                 f"are a learning rate too high for the optimizer (now {self.learning_rate:g}), "
                 "clipping switched off, or a numeric feature with extreme values; lower "
                 "training.learning_rate or use transform: log on heavy-tailed numerics"))
@@ -57,7 +59,7 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
                 f"{self.threshold:g} for {self.streak} steps (step {self.step}, epoch "
                 f"{self.epoch + 1}); the model has stopped learning. This is what a learning "
                 f"rate too high for the tower depth does (now {self.learning_rate:g}): lower "
-                "training.learning_rate 10x, or run 'twotower lr-check' to pick one"))
+                "training.learning_rate 10x, or use fewer dense layers"))
 
     def _stop(self, reason, message):
         self.record["stopped"] = {"reason": reason, "step": self.step, "epoch": self.epoch + 1,

@@ -7,14 +7,19 @@ Signatures:
   ``scores`` ``[batch, k]`` float32.
   ``query_embedding``: the same inputs -> ``embedding`` ``[batch, dim]``.
 
+``assets.extra/serving_inputs.json`` lists each input's raw column and dtype.
 Candidate ids are the raw ids from the candidate vocabulary, never
 vocabulary indices; the candidate embeddings are frozen into the model.
 
 This module is copied verbatim into the generated Trainer module.
 """
+import json
+import os
+
 import tensorflow as tf
 
 QUERY_ID_INPUT = "query_id"
+SERVING_INPUTS_FILE = "serving_inputs.json"
 
 
 def serving_inputs(spec):
@@ -72,7 +77,17 @@ class RetrievalServer(tf.Module):
         top_scores, positions = tf.math.top_k(scores, k=self.k)
         return {"candidate_ids": tf.gather(self.candidate_ids, positions), "scores": top_scores}
 
+    def describe_inputs(self):
+        """``[{'input', 'column', 'dtype'}]``: what each signature input carries."""
+        return [{"input": name, "column": column, "dtype": self.raw_specs[column].dtype.name}
+                for name, column in self.inputs]
+
     def save(self, path):
+        """Saves the SavedModel and ``assets.extra/serving_inputs.json`` describing its inputs."""
         tf.saved_model.save(self, path, signatures={
             "serving_default": self.recommend.get_concrete_function(),
             "query_embedding": self.embed.get_concrete_function()})
+        extra = os.path.join(path, "assets.extra")
+        tf.io.gfile.makedirs(extra)
+        with tf.io.gfile.GFile(os.path.join(extra, SERVING_INPUTS_FILE), "w") as handle:
+            handle.write(json.dumps(self.describe_inputs(), indent=2))

@@ -113,9 +113,14 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
                   candidates=int(num_candidates), top_k=ks)
 
     index = ExactIndex(table[CANDIDATE_KEY], model_cfg["output_dim"], k=max(ks))
+    counts = popularity(train_arrays[CANDIDATE_KEY], num_candidates)
+    sampling = None
+    if model_cfg["logq_correction"]:  # + 1 OOV slot, never sampled from the index
+        sampling = np.append(np.maximum(counts, 1.0) / counts.sum(), 1.0)
     model = TwoTowerModel(query_tower, candidate_tower, index, ks,
                           temperature=model_cfg["temperature"],
-                          remove_accidental_hits=model_cfg["remove_accidental_hits"])
+                          remove_accidental_hits=model_cfg["remove_accidental_hits"],
+                          sampling_probability=sampling)
     model.compile(optimizer=make_optimizer(training))
     callbacks = [
         IndexRefresher(index, candidate_tower, table),
@@ -152,8 +157,7 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
     query_embeddings = embed_table(query_tower, {k: eval_arrays[k][rows] for k in query_keys})
     record["evaluation"] = evaluate_full_catalog(
-        query_embeddings, candidate_embeddings,
-        popularity(train_arrays[CANDIDATE_KEY], num_candidates), truth, exclude, ks)
+        query_embeddings, candidate_embeddings, counts, truth, exclude, ks)
 
     raw_ids = [v.decode("utf-8") for v in tft_output.vocabulary_by_name(CANDIDATE_VOCAB)]
     server = RetrievalServer(tft_output.transform_features_layer(), query_tower,

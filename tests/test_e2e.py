@@ -1,0 +1,146 @@
+"""The whole local pipeline, for real: ExampleGen to Pusher on a synthetic dataset.
+
+One run (module-scoped, ~1-2 minutes on 2 cores) is shared by the assertions.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, demo_raw
+from pipelines import codegen
+from pipelines.config import Config, apply_overrides
+from pipelines.local import COMPONENTS, completed_components, paths, results
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from pipelines.synthetic import generate
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = str(tmp / "data")
+    generate(data, customers=300, products=150, purchases=8000, seed=11)
+    root = str(tmp / "root")
+    raw = apply_overrides(demo_raw(data), [f"pipeline.root={root}", "pipeline.name=e2e-test",
+                                           "training.epochs=6"])
+    config_path = tmp / "config.json"
+    config_path.write_text(json.dumps(raw))
+    done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config",
+                           str(config_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    return {"root": root, "data": data, "stdout": done.stdout, "config": Config.from_dict(raw)}
+
+
+def trained_products(run):
+    """Distinct products of the prepared training split: the candidate vocabulary."""
+    path = os.path.join(paths(run["root"])["input"], "train", "data.csv")
+    with open(path, encoding="utf-8") as handle:
+        return {r["product_id"] for r in csv.DictReader(handle)}
+
+
+def test_every_component_completed(run):
+    done = completed_components(paths(run["root"])["metadata"], "e2e-test")
+    assert done == sorted(COMPONENTS)
+
+
+def test_cli_prints_metrics_and_the_serving_model(run):
+    out = run["stdout"]
+    assert "full-catalog evaluation on" in out and "recall_at_10" in out
+    serving = results(run["root"])["serving_model"]
+    assert f"serving model: {serving}" in out
+    assert os.path.exists(os.path.join(serving, "saved_model.pb"))
+
+
+def test_the_modules_that_ran_are_the_generated_ones(run):
+    modules = paths(run["root"])["modules"]
+    with open(os.path.join(modules, "trainer_module.py"), encoding="utf-8") as handle:
+        assert handle.read() == codegen.trainer_module(run["config"])
+
+
+def test_training_metrics_record_the_run(run):
+    metrics = results(run["root"])["metrics"]
+    assert metrics["status"] == "completed" and metrics["collapse_detected"] is False
+    assert metrics["config_fingerprint"] == run["config"].fingerprint()
+    assert len(metrics["epochs"]) == 6
+    first, last = metrics["epochs"][0], metrics["epochs"][-1]
+    assert last["loss"] < first["loss"]
+    for epoch in metrics["epochs"]:
+        assert epoch["grad_norm"]["query"]["min"] > 0 and epoch["grad_norm"]["candidate"]["min"] > 0
+        assert set(epoch["eval"]) >= {f"factorized_top_k/top_{k}_categorical_accuracy"
+                                      for k in (10, 50, 100)}
+    assert metrics["candidates"] == len(trained_products(run))  # one row per product
+
+
+def test_model_beats_popularity_on_the_full_catalog(run):
+    evaluation = results(run["root"])["metrics"]["evaluation"]
+    assert evaluation["queries"] > 100
+    for name in ("recall_at_10", "recall_at_50", "ndcg_at_10"):
+        assert evaluation["model"][name] > 1.3 * evaluation["popularity"][name], name
+
+
+SERVE = """
+import json, sys
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+inputs = {k: tf.constant(v) for k, v in json.loads(sys.argv[2]).items()}
+out = model.signatures["serving_default"](**inputs)
+emb = model.signatures["query_embedding"](**inputs)["embedding"].numpy()
+brute = emb @ model.candidate_embeddings.numpy().T
+print(json.dumps({"ids": out["candidate_ids"].numpy().astype(str).tolist(),
+                  "scores": out["scores"].numpy().tolist(), "brute": brute.tolist(),
+                  "catalog": model.candidate_ids.numpy().astype(str).tolist()}))
+"""
+
+
+def test_serving_model_answers_a_known_query_in_a_fresh_process(run):
+    serving = results(run["root"])["serving_model"]
+    with open(os.path.join(serving, "assets.extra", "serving_inputs.json"), encoding="utf-8") as f:
+        described = json.load(f)
+    assert described == [
+        {"input": "query_id", "column": "customer_id", "dtype": "string"},
+        {"input": "segment", "column": "segment", "dtype": "string"},
+        {"input": "region", "column": "region", "dtype": "string"}]
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        first = {}
+        for row in csv.DictReader(handle):
+            first.setdefault(row["customer_id"], row)
+    queries = [first[c] for c in sorted(first)[:2]]
+    inputs = {d["input"]: [q[d["column"]] for q in queries] for d in described}
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", SERVE, serving, json.dumps(inputs)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    products = trained_products(run)
+    assert sorted(answer["catalog"]) == sorted(products)  # raw ids, each once
+    for row, (ids, scores) in enumerate(zip(answer["ids"], answer["scores"])):
+        assert len(ids) == 10 and len(set(ids)) == 10 and set(ids) <= products
+        assert scores == sorted(scores, reverse=True)
+        brute = np.asarray(answer["brute"][row])
+        best = np.argsort(-brute)[:10]
+        assert ids == [answer["catalog"][i] for i in best]
+        np.testing.assert_allclose(scores, brute[best], rtol=1e-5, atol=1e-6)
+
+
+def test_inspection_notebook_runs_on_the_run(run):
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
+    os.environ["TWOTOWER_ROOT"] = run["root"]
+    try:
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}
+                                ).execute()
+    finally:
+        del os.environ["TWOTOWER_ROOT"]
+    text = "\n".join(o.get("text", "") or json.dumps(o.get("data", {}))
+                     for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "status: completed" in text
+    assert "recall_at_10" in text and "candidate_id" in text

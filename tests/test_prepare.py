@@ -1,0 +1,280 @@
+"""prepare(): row checks, the candidate join, time and hash splits, the report."""
+import copy
+import datetime
+import json
+import os
+import time
+
+import pytest
+
+from pipelines.config import Config, apply_overrides, read_raw
+from pipelines.prepare import DataError, output_columns, prepare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = "customer_id,segment,region,product_id,timestamp,quantity"
+PRODUCTS = "product_id,category,price\nP1,tools,10.5\nP2,paper,2.25\nP3,ink,7\n"
+COLUMNS = ["customer_id", "product_id", "timestamp", "segment", "region", "category", "price"]
+
+
+def write(path, text):
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return str(path)
+
+
+def config(tmp_path, purchases, products=PRODUCTS, overrides=()):
+    """The demo config pointed at hand-written CSV files in ``tmp_path``."""
+    raw = copy.deepcopy(read_raw(os.path.join(ROOT, "examples", "b2b_demo.yaml")))
+    sets = [f"data.path={write(tmp_path / 'purchases.csv', purchases)}"]
+    if products is None:
+        sets.append("data.candidates=null")
+    else:
+        sets.append(f"data.candidates.path={write(tmp_path / 'products.csv', products)}")
+    return Config.from_dict(apply_overrides(raw, sets + list(overrides)))
+
+
+def read(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def lines(out, split):
+    return read(os.path.join(out, split, "data.csv")).splitlines()
+
+
+# ten rows, timestamps 1..10 in shuffled file order
+TEN = [("C1", "smb", "north", "P1", "3", "1"), ("C2", "smb", "south", "P2", "10", "2"),
+       ("C3", "enterprise", "east", "P3", "1", "3"), ("C1", "smb", "north", "P2", "7", "4"),
+       ("C2", "smb", "south", "P1", "5", "5"), ("C3", "enterprise", "east", "P1", "9", "6"),
+       ("C4", "mid-market", "west", "P3", "2", "7"), ("C4", "mid-market", "west", "P2", "8", "8"),
+       ("C1", "smb", "north", "P3", "4", "9"), ("C2", "smb", "south", "P3", "6", "1")]
+ATTRS = {"P1": "tools,10.5", "P2": "paper,2.25", "P3": "ink,7"}
+
+
+def csv_of(rows):
+    return HEADER + "\n" + "".join(",".join(r) + "\n" for r in rows)
+
+
+def out_line(r):  # customer, product, timestamp, segment, region, category, price
+    return f"{r[0]},{r[3]},{r[4]},{r[1]},{r[2]},{ATTRS[r[3]]}"
+
+
+def test_time_split_puts_the_latest_rows_in_eval(tmp_path):
+    cfg = config(tmp_path, csv_of(TEN))
+    assert output_columns(cfg) == COLUMNS
+    out = str(tmp_path / "out")
+    report = prepare(cfg, out)
+    assert lines(out, "eval") == [",".join(COLUMNS), "C2,P2,10,smb,south,paper,2.25",
+                                  "C3,P1,9,enterprise,east,tools,10.5"]
+    assert lines(out, "train") == [",".join(COLUMNS)] + [
+        out_line(r) for r in TEN if int(r[4]) <= 8]
+    assert len(lines(out, "train")) == 9
+    assert "quantity" not in read(os.path.join(out, "train", "data.csv"))
+    assert report == {"rows": 10, "split_method": "time", "eval_fraction": 0.2,
+                      "train_rows": 8, "eval_rows": 2, "columns": COLUMNS,
+                      "interactions_without_candidate_row": 0, "time_cut": 9.0}
+    assert json.loads(read(os.path.join(out, "prepare_report.json"))) == report
+    assert sorted(os.listdir(out)) == ["eval", "prepare_report.json", "train"]
+
+
+def test_ties_at_the_cut_all_go_to_eval(tmp_path):
+    rows = [("C1", "smb", "north", "P1", str(t), "1") for t in (1, 2, 3, 3, 3)]
+    report = prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+    # cut = sorted times[int(5 * 0.8)] = 3: every row at time 3 is eval
+    assert (report["train_rows"], report["eval_rows"], report["time_cut"]) == (2, 3, 3.0)
+
+
+@pytest.fixture
+def new_york_clock(monkeypatch):
+    """A local time zone other than UTC, so naive times read as local would show."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_iso_timestamps_with_offsets_are_read_as_utc(tmp_path, new_york_clock):
+    stamps = ["2024-05-01T10:00:00",        # 10:00 UTC (naive = UTC)
+              "2024-05-01T13:00:00+02:00",  # 11:00 UTC
+              "2024-05-01T12:00:00",        # 12:00 UTC, the latest
+              "2024-05-01T14:00:00+05:00",  # 09:00 UTC
+              "1714550400"]                 # 08:00 UTC as epoch seconds
+    rows = [(f"C{i}", "smb", "north", "P1", s, "1") for i, s in enumerate(stamps)]
+    out = str(tmp_path / "out")
+    report = prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.4"]),
+                     out)
+    eleven = datetime.datetime(2024, 5, 1, 11, tzinfo=datetime.timezone.utc).timestamp()
+    assert report["time_cut"] == eleven
+    assert [line.split(",")[2] for line in lines(out, "eval")[1:]] == [stamps[1], stamps[2]]
+    assert [line.split(",")[0] for line in lines(out, "train")[1:]] == ["C0", "C3", "C4"]
+
+
+def test_unparsable_timestamp_names_file_row_and_column(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "5", "1"), ("C2", "smb", "north", "P2", "yesterday", "1"),
+            ("C3", "smb", "north", "P3", "7", "1")]
+    with pytest.raises(DataError) as exc:
+        prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+    text = str(exc.value)
+    assert str(tmp_path / "purchases.csv") + " row 3" in text
+    assert "'timestamp'" in text and "'yesterday'" in text
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_iso_timestamp_with_z_suffix_is_accepted(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "2024-05-01T10:00:00Z", "1"),
+            ("C2", "smb", "north", "P2", "2024-05-01T11:00:00Z", "1")]
+    report = prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.5"]),
+                     str(tmp_path / "out"))
+    assert report["eval_rows"] == 1
+
+
+def test_nan_timestamp_is_rejected_with_its_row(tmp_path):
+    rows = [("C1", "smb", "north", "P1", str(t), "1") for t in (1, 2, 3, 4)]
+    rows[1] = ("C1", "smb", "north", "P1", "nan", "1")
+    with pytest.raises(DataError, match="row 3"):
+        prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+
+
+def hash_config(tmp_path, seed, n=400):
+    rows = [(f"C{i % 37}", "smb", "north", f"P{1 + i % 3}", str(i), "1") for i in range(n)]
+    return config(tmp_path, csv_of(rows), overrides=[
+        "data.timestamp=null", "data.split.method=hash", "data.split.eval_fraction=0.25",
+        f"data.split.seed={seed}"])
+
+
+def test_hash_split_is_deterministic_near_the_fraction_and_seeded(tmp_path):
+    cfg = hash_config(tmp_path, seed=42)
+    assert output_columns(cfg) == [c for c in COLUMNS if c != "timestamp"]
+    first, again = str(tmp_path / "a"), str(tmp_path / "b")
+    report = prepare(cfg, first)
+    assert prepare(cfg, again) == report
+    for split in ("train", "eval"):
+        assert read(os.path.join(first, split, "data.csv")) == read(
+            os.path.join(again, split, "data.csv"))
+    assert report["split_method"] == "hash" and "time_cut" not in report
+    assert report["rows"] == 400 and report["train_rows"] + report["eval_rows"] == 400
+    assert 60 <= report["eval_rows"] <= 140
+    assert len(lines(first, "eval")) == report["eval_rows"] + 1
+    other = str(tmp_path / "c")
+    prepare(hash_config(tmp_path, seed=7), other)
+    assert read(os.path.join(other, "eval", "data.csv")) != read(
+        os.path.join(first, "eval", "data.csv"))
+    both = sorted(lines(other, "train")[1:] + lines(other, "eval")[1:])
+    assert both == sorted(lines(first, "train")[1:] + lines(first, "eval")[1:])
+
+
+def test_auto_split_without_timestamp_is_hash(tmp_path):
+    cfg = hash_config(tmp_path, seed=1, n=50)
+    cfg.data.split.method = "auto"
+    assert prepare(cfg, str(tmp_path / "out"))["split_method"] == "hash"
+
+
+@pytest.mark.parametrize("column,key", [("customer_id", "data.query_id"),
+                                        ("product_id", "data.candidate_id")])
+def test_empty_id_cell_names_row_and_config_key(tmp_path, column, key):
+    rows = [list(r) for r in TEN[:4]]
+    rows[2][0 if column == "customer_id" else 3] = "  "
+    with pytest.raises(DataError) as exc:
+        prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+    assert "row 4" in str(exc.value) and f"({key})" in str(exc.value)
+    assert f"{column!r}" in str(exc.value)
+
+
+def test_candidate_attributes_are_joined_and_missing_candidates_counted(tmp_path):
+    rows = [("C1", "smb", "north", "P2", "1", "1"), ("C2", "smb", "south", "P9", "2", "1"),
+            ("C1", "smb", "north", "P9", "3", "1"), ("C3", "smb", "east", "P1", "4", "1"),
+            ("C2", "smb", "south", "P3", "5", "1")]
+    out = str(tmp_path / "out")
+    report = prepare(config(tmp_path, csv_of(rows)), out)
+    assert report["interactions_without_candidate_row"] == 2
+    assert lines(out, "train")[1:] == ["C1,P2,1,smb,north,paper,2.25", "C2,P9,2,smb,south,,",
+                                       "C1,P9,3,smb,north,,", "C3,P1,4,smb,east,tools,10.5"]
+    assert lines(out, "eval")[1:] == ["C2,P3,5,smb,south,ink,7"]
+
+
+def test_duplicate_candidate_in_table_names_both_rows(tmp_path):
+    products = "product_id,category,price\nP1,tools,1\nP2,paper,2\nP1,ink,3\n"
+    with pytest.raises(DataError) as exc:
+        prepare(config(tmp_path, csv_of(TEN), products), str(tmp_path / "out"))
+    text = str(exc.value)
+    assert str(tmp_path / "products.csv") + " row 4" in text
+    assert "'P1'" in text and "first at row 2" in text
+
+
+def no_table_csv(rows):
+    return HEADER + ",category,price\n" + "".join(",".join(r) + "\n" for r in rows)
+
+
+def test_without_table_candidate_features_must_agree(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1", "tools", "10"),
+            ("C2", "smb", "north", "P2", "2", "1", "paper", "2"),
+            ("C3", "smb", "north", "P2", "3", "1", "paper", "2"),
+            ("C4", "smb", "north", "P1", "4", "1", "paper", "10")]
+    with pytest.raises(DataError) as exc:
+        prepare(config(tmp_path, no_table_csv(rows), products=None), str(tmp_path / "out"))
+    text = str(exc.value)
+    assert str(tmp_path / "purchases.csv") + " row 5" in text
+    assert "'category'" in text and "'P1'" in text
+    assert "'paper'" in text and "'tools' at row 2" in text
+
+
+def test_without_table_consistent_features_pass_through(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1", "tools", "10"),
+            ("C2", "smb", "north", "P2", "2", "1", "paper", "2"),
+            ("C3", "smb", "north", "P1", "3", "1", "tools", "10")]
+    out = str(tmp_path / "out")
+    report = prepare(config(tmp_path, no_table_csv(rows), products=None,
+                            overrides=["data.split.eval_fraction=0.3"]), out)
+    assert report["interactions_without_candidate_row"] == 0
+    assert lines(out, "train") == [",".join(COLUMNS), "C1,P1,1,smb,north,tools,10",
+                                   "C2,P2,2,smb,north,paper,2"]
+    assert lines(out, "eval")[1:] == ["C3,P1,3,smb,north,tools,10"]
+
+
+def test_split_without_eval_rows_is_an_error(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "5", "1")] * 6
+    with pytest.raises(DataError, match="no eval rows"):
+        prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+
+
+def test_rerun_replaces_old_files(tmp_path):
+    out = str(tmp_path / "out")
+    prepare(config(tmp_path, csv_of(TEN)), out)
+    write(os.path.join(out, "train", "stale.csv"), "old\n")
+    small = [("C7", "smb", "west", "P3", str(t), "1") for t in (20, 21, 22, 23, 24)]
+    report = prepare(config(tmp_path, csv_of(small)), out)
+    assert report["rows"] == 5
+    assert lines(out, "train")[1:] == [f"C7,P3,{t},smb,west,ink,7" for t in (20, 21, 22, 23)]
+    assert lines(out, "eval")[1:] == ["C7,P3,24,smb,west,ink,7"]
+    assert os.listdir(os.path.join(out, "train")) == ["data.csv"]
+    assert json.loads(read(os.path.join(out, "prepare_report.json")))["rows"] == 5
+
+
+def test_hash_split_moves_no_old_row_when_rows_are_appended(tmp_path):
+    rows = [(f"C{i % 37}", "smb", "north", f"P{1 + i % 3}", str(i), "1") for i in range(200)]
+    overrides = ["data.timestamp=null", "data.split.method=hash"]
+    prepare(config(tmp_path, csv_of(rows), overrides=overrides), str(tmp_path / "a"))
+    more = rows + [(f"C{i}", "smb", "north", "P1", str(1000 + i), "1") for i in range(50)]
+    prepare(config(tmp_path, csv_of(more), overrides=overrides), str(tmp_path / "b"))
+    for split in ("train", "eval"):
+        old = (tmp_path / "a" / split / "data.csv").read_text().splitlines()
+        new = (tmp_path / "b" / split / "data.csv").read_text().splitlines()
+        assert new[:len(old)] == old
+
+
+def test_short_row_in_candidate_table_is_named(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1")]
+    cfg = config(tmp_path, csv_of(rows))
+    with open(cfg.data.candidates.path, "a", encoding="utf-8") as handle:
+        handle.write("P9,cat_01\n")
+    with pytest.raises(DataError, match="row .*number of cells differs"):
+        prepare(cfg, str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("price", ["cheap", "inf"])
+def test_non_number_in_numeric_feature_is_named(tmp_path, price):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1")]
+    products = "product_id,category,price\nP1,cat_01,3.5\nP2,cat_02," + price + "\n"
+    with pytest.raises(DataError, match=r"products.csv row 3, column 'price'.*" + price):
+        prepare(config(tmp_path, csv_of(rows), products=products), str(tmp_path / "out"))

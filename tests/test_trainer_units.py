@@ -1,0 +1,254 @@
+"""Trainer building blocks (TensorFlow): candidate table, index, optimizer, towers, monitors."""
+import copy
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines.config import Config
+from tests.conftest import demo_raw
+from trainer.data import query_groups, unique_candidates
+from trainer.model import ExactIndex, make_optimizer
+from trainer.monitoring import CollapseMonitor, MetricsRecorder
+from trainer.towers import build_tower, embedding_rows, tower_inputs
+from transform.naming import CANDIDATE_KEY, QUERY_KEY
+
+# ---------------------------------------------------------------- data
+
+
+def candidate_arrays():
+    return {
+        CANDIDATE_KEY: np.array([2, 0, 1, 0, 3, 2, 3], dtype=np.int64),  # 3 is OOV
+        "category_xf": np.array([7, 5, 6, 5, 9, 7, 8], dtype=np.int64),
+        "price_xf": np.array([2.0, 1.0, 1.5, np.float32(1.0) + np.float32(1e-7), 4.0, 2.0, 5.0],
+                             dtype=np.float32),
+        "tags_xf": np.array([[1, -1], [0, 2], [3, -1], [0, 2], [5, 5], [1, -1], [6, 6]]),
+        "unused_xf": np.array([1, 2, 3, 4, 5, 6, 7]),
+    }
+
+
+def test_unique_candidates_one_row_per_key():
+    arrays = candidate_arrays()
+    assert arrays["price_xf"][3] != arrays["price_xf"][1]  # differs by one float32 ulp
+    table = unique_candidates(arrays, ["category_xf", "price_xf", "tags_xf", CANDIDATE_KEY], 3)
+    assert set(table) == {CANDIDATE_KEY, "category_xf", "price_xf", "tags_xf"}
+    np.testing.assert_array_equal(table[CANDIDATE_KEY], [0, 1, 2])
+    np.testing.assert_array_equal(table["category_xf"], [5, 6, 7])
+    np.testing.assert_array_equal(table["price_xf"], np.array([1.0, 1.5, 2.0], np.float32))
+    np.testing.assert_array_equal(table["tags_xf"], [[0, 2], [3, -1], [1, -1]])
+
+
+@pytest.mark.parametrize("key,row,value", [("category_xf", 3, 6), ("price_xf", 5, 2.001),
+                                           ("tags_xf", 3, [0, -1])])
+def test_unique_candidates_rejects_disagreeing_features(key, row, value):
+    arrays = candidate_arrays()
+    arrays[key][row] = value
+    bad = int(arrays[CANDIDATE_KEY][row])
+    with pytest.raises(ValueError, match=rf"'{key}'.*vocabulary index {bad}, 1 rows disagree"):
+        unique_candidates(arrays, [CANDIDATE_KEY, "category_xf", "price_xf", "tags_xf"], 3)
+
+
+def test_unique_candidates_needs_every_vocabulary_entry():
+    with pytest.raises(ValueError, match="1 candidate ids of the vocabulary have no training row"):
+        unique_candidates(candidate_arrays(), ["category_xf"], 5)  # keys 0..3 only; 4 missing
+
+
+def test_query_groups_exact():
+    groups = query_groups({QUERY_KEY: np.array([2, 0, 2, 1, 0, 2]),
+                           CANDIDATE_KEY: np.array([5, 4, 1, 3, 3, 5])})
+    assert list(groups) == [0, 1, 2] and all(type(k) is int for k in groups)
+    for key, values in {0: [3, 4], 1: [3], 2: [1, 5]}.items():
+        np.testing.assert_array_equal(groups[key], values)
+
+
+# ---------------------------------------------------------------- model
+
+QUERIES = tf.constant([[1.0, 0.5], [-2.0, 1.0]])
+
+
+def test_exact_index_top_k_and_reindex_in_place():
+    layer = ExactIndex(np.array([10, 11, 12, 13], dtype=np.int64), dim=2, k=2)
+    layer.index(tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]))
+    compiled = tf.function(lambda q: layer(q))
+    values, ids = compiled(QUERIES)
+    # q0 scores 1, .5, 1.5, -1 ; q1 scores -2, 1, -1, 2
+    np.testing.assert_array_equal(values.numpy(), [[1.5, 1.0], [2.0, 1.0]])
+    np.testing.assert_array_equal(ids.numpy(), [[12, 10], [13, 11]])
+    values, ids = layer(QUERIES, k=1)
+    np.testing.assert_array_equal(values.numpy(), [[1.5], [2.0]])
+    np.testing.assert_array_equal(ids.numpy(), [[12], [13]])
+
+    variables = len(layer.variables)
+    layer.index(tf.constant([[0.0, 1.0], [1.0, 0.0], [-1.0, -0.5], [0.0, 0.25]]),
+                identifiers=np.array([20, 21, 22, 23], dtype=np.int64))
+    assert len(layer.variables) == variables == 2
+    values, ids = compiled(QUERIES)  # the traced function sees the new table
+    # q0 scores .5, 1, -1.25, .125 ; q1 scores 1, -2, 1.5, .25
+    np.testing.assert_array_equal(values.numpy(), [[1.0, 0.5], [1.5, 1.0]])
+    np.testing.assert_array_equal(ids.numpy(), [[21, 20], [22, 20]])
+    with pytest.raises(TypeError):
+        layer.index_from_dataset(None)
+
+
+def training_cfg(**overrides):
+    return {"learning_rate": 0.01, "optimizer": "adam", "clipping": "global_norm",
+            "clip_value": 5.0, **overrides}
+
+
+@pytest.mark.parametrize("mode,attribute", [("global_norm", "global_clipnorm"),
+                                            ("norm", "clipnorm"), ("value", "clipvalue"),
+                                            ("none", None)])
+def test_make_optimizer_clipping(mode, attribute):
+    optimizer = make_optimizer(training_cfg(clipping=mode, clip_value=2.5))
+    assert isinstance(optimizer, tf.keras.optimizers.Adam)
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+    for name in ("global_clipnorm", "clipnorm", "clipvalue"):
+        assert getattr(optimizer, name) == (2.5 if name == attribute else None)
+
+
+def test_make_optimizer_kinds_and_errors():
+    assert isinstance(make_optimizer(training_cfg(optimizer="sgd")), tf.keras.optimizers.SGD)
+    assert isinstance(make_optimizer(training_cfg(optimizer="adagrad")),
+                      tf.keras.optimizers.Adagrad)
+    for rate in (0, 0.0, -1, float("nan"), float("inf"), "0.1", None):
+        with pytest.raises(ValueError, match="positive finite"):
+            make_optimizer(training_cfg(learning_rate=rate))
+    with pytest.raises(ValueError, match="unknown training.clipping"):
+        make_optimizer(training_cfg(clipping="sometimes"))
+
+
+# ---------------------------------------------------------------- towers
+
+VOCAB = {"_candidate_id": 6, "vocab_category": 3, "vocab_tags": 4, "_query_id": 9,
+         "vocab_segment": 2, "vocab_region": 5}
+
+
+def tower_spec():
+    spec = copy.deepcopy(Config.from_dict(demo_raw("/nonexistent")).to_dict())
+    tags = dict(spec["candidate_tower"]["features"][1], name="tags", column="tags",
+                kind="multi_categorical", embedding_dim=4)
+    spec["candidate_tower"]["features"].append(tags)
+    spec["candidate_tower"]["layers"] = [16]
+    spec["model"]["output_dim"] = 8
+    return spec
+
+
+FEATURES = {CANDIDATE_KEY: tf.constant([0, 1, 5], tf.int64),
+            "category_xf": tf.constant([0, 2, 3], tf.int64),
+            "price_xf": tf.constant([0.5, -1.0, 2.0]),
+            "tags_xf": tf.constant([[0, 3, -1], [2, -1, -1], [-1, -1, -1]], tf.int64)}
+
+
+def test_tower_shapes_tables_and_l2_norm():
+    tf.keras.utils.set_random_seed(1)
+    spec = tower_spec()
+    info = tower_inputs(spec, "candidate_tower")
+    assert [i["key"] for i in info] == [CANDIDATE_KEY, "category_xf", "price_xf", "tags_xf"]
+    tower = build_tower(spec, "candidate_tower", VOCAB.__getitem__)
+    out = tower(FEATURES)
+    assert out.shape == (3, 8)
+    np.testing.assert_allclose(tf.norm(out, axis=1).numpy(), 1.0, rtol=1e-5)
+    # tables: vocabulary + 1 OOV bucket; product uses model.embedding_dim (32)
+    shapes = [(e.input_dim, e.output_dim) if e else None for e in tower.embeddings]
+    assert shapes == [(7, 32), (4, 8), None, (5, 4)]
+    bucketized = {"vocabulary": None, "buckets": 10, "oov_buckets": 1}
+    assert embedding_rows(bucketized, VOCAB.__getitem__) == 11
+    tower.l2_normalize = False
+    raw = tower(FEATURES).numpy()
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(out.numpy(), raw / np.linalg.norm(raw, axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+    query = build_tower(spec, "query_tower", VOCAB.__getitem__)
+    got = query({QUERY_KEY: tf.constant([0, 8], tf.int64), "segment_xf": tf.constant([1, 2],
+                 tf.int64), "region_xf": tf.constant([4, 0], tf.int64)})
+    assert got.shape == (2, 8)
+
+
+def test_multi_valued_input_mean_pools_real_values_only():
+    tower = build_tower(tower_spec(), "candidate_tower", VOCAB.__getitem__)
+    encoded = tower.encode_inputs(FEATURES).numpy()
+    table = tower.embeddings[3].embeddings.numpy()
+    pooled = encoded[:, 41:45]
+    np.testing.assert_allclose(pooled[0], (table[0] + table[3]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(pooled[1], table[2], rtol=1e-6)
+    np.testing.assert_array_equal(pooled[2], np.zeros(4))  # all padding: a zero vector
+    np.testing.assert_array_equal(encoded[:, 40], [0.5, -1.0, 2.0])  # numeric enters as is
+    category = tower.embeddings[1].embeddings.numpy()
+    np.testing.assert_array_equal(encoded[:, 32:40], category[[0, 2, 3]])
+
+
+# ---------------------------------------------------------------- monitoring
+
+def logs(loss=1.0, query=0.0, candidate=0.0):
+    return {"batch_loss": tf.constant(loss), "query_grad_norm": tf.constant(query),
+            "candidate_grad_norm": tf.constant(candidate)}
+
+
+def monitor_with(record, patience=3):
+    monitor = CollapseMonitor(patience, 1e-7, record, learning_rate=0.01)
+    monitor.set_model(types.SimpleNamespace(stop_training=False))
+    return monitor
+
+
+def test_collapse_monitor_streak_resets_then_stops():
+    record = {"stopped": None, "collapse_detected": False}
+    monitor = monitor_with(record)
+    monitor.on_epoch_begin(1)
+    at_threshold = {"batch_loss": 1.0, "query_grad_norm": 1e-7, "candidate_grad_norm": 0.0}
+    for step, batch in enumerate([logs(), logs(), logs(candidate=1e-3), at_threshold,
+                                  logs(candidate=1e-8)]):
+        monitor.on_train_batch_end(step, batch)
+        assert not monitor.model.stop_training and record["stopped"] is None
+    monitor.on_train_batch_end(5, logs())  # third step in a row at or below 1e-7
+    assert monitor.model.stop_training and record["collapse_detected"] is True
+    stopped = record["stopped"]
+    assert (stopped["reason"], stopped["step"], stopped["epoch"]) == ("gradient_collapse", 6, 2)
+    assert "learning rate" in stopped["message"] and "0.01" in stopped["message"]
+
+
+@pytest.mark.parametrize("batch", [logs(loss=float("nan"), query=1.0, candidate=1.0),
+                                   logs(loss=float("inf"), query=1.0, candidate=1.0),
+                                   logs(query=float("nan"), candidate=1.0)])
+def test_collapse_monitor_stops_on_non_finite(batch):
+    record = {"stopped": None, "collapse_detected": False}
+    monitor = monitor_with(record)
+    monitor.on_train_batch_end(0, logs(query=1.0))
+    monitor.on_train_batch_end(1, batch)
+    assert monitor.model.stop_training
+    assert record["stopped"]["reason"] == "non_finite_loss" and record["stopped"]["step"] == 2
+    assert record["collapse_detected"] is False
+
+
+def run_callbacks(order):
+    record = {"stopped": None, "collapse_detected": False}
+    towers = {"query": types.SimpleNamespace(trainable_variables=[tf.Variable([3.0, 4.0])]),
+              "candidate": types.SimpleNamespace(trainable_variables=[tf.Variable([[1.0]]),
+                                                                      tf.Variable([0.0])])}
+    model = types.SimpleNamespace(stop_training=False, optimizer=types.SimpleNamespace(
+        learning_rate=tf.Variable(0.25)))
+    callbacks = {"monitor": CollapseMonitor(2, 1e-7, record, 0.25),
+                 "recorder": MetricsRecorder(record, towers)}
+    callbacks = [callbacks[name] for name in order]
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_epoch_begin(0)
+    for step, batch in enumerate([logs(query=2.0, candidate=1.0), logs(), logs()]):
+        for callback in callbacks:
+            callback.on_train_batch_end(step, batch)
+    for callback in callbacks:
+        callback.on_epoch_end(0, {"loss": 0.5, "val_top_10": 0.75})
+    return record, model.stop_training
+
+
+def test_monitor_and_recorder_are_order_independent():
+    first, stopped_a = run_callbacks(["monitor", "recorder"])
+    second, stopped_b = run_callbacks(["recorder", "monitor"])
+    assert first == second and stopped_a and stopped_b
+    assert first["stopped"]["reason"] == "gradient_collapse" and first["stopped"]["step"] == 3
+    assert first["epochs"] == [{
+        "epoch": 1, "loss": 0.5, "eval": {"top_10": 0.75}, "steps": 3, "learning_rate": 0.25,
+        "grad_norm": {"query": {"min": 0.0, "mean": pytest.approx(2 / 3), "max": 2.0, "last": 0.0},
+                      "candidate": {"min": 0.0, "mean": pytest.approx(1 / 3), "max": 1.0,
+                                    "last": 0.0}},
+        "weight_norm": {"query": 5.0, "candidate": 1.0}}]

@@ -1,0 +1,120 @@
+"""Generated ``preprocessing_fn`` executed by tensorflow_transform on a few rows."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import codegen
+from pipelines.config import Config
+from tft_helpers import load_module, run_preprocessing
+from transform import naming
+
+HOSTILE = "x'); import os; os.system('id') #"
+
+
+def config():
+    """Every transform the Transform stage has, on hostile column names."""
+    return Config.from_dict({
+        "data": {"path": "d.csv", "query_id": "user id", "candidate_id": 'item"id'},
+        "query_tower": {"features": [
+            {"name": "user", "column": "user id", "kind": "id"},
+            {"name": "hostile", "column": HOSTILE, "kind": "categorical", "default": "none"},
+            {"name": "amount_z", "column": "amount", "kind": "numeric", "transform": "zscore"},
+            {"name": "amount_mm", "column": "amount", "kind": "numeric", "transform": "minmax"},
+            {"name": "amount_log", "column": "amount", "kind": "numeric", "transform": "log"},
+            {"name": "amount_b", "column": "amount", "kind": "numeric", "transform": "bucketize",
+             "num_buckets": 2},
+            {"name": "score", "column": "score", "kind": "numeric", "default": 4.0}]},
+        "candidate_tower": {"features": [
+            {"name": "item", "column": 'item"id', "kind": "id"},
+            {"name": "genres", "column": "génres {x}", "kind": "multi_categorical",
+             "max_length": 2},
+            {"name": "brand", "column": "brand", "kind": "categorical", "max_vocab_size": 1}]},
+    })
+
+
+ROWS = [  # user id, hostile, amount, score (nullable), item"id, genres, brand
+    ("u1", "a", 1.0, 2.0, 10, "Action|Comedy|Drama", "acme"),
+    ("u2", None, 3.0, None, 20, "Comedy", "acme"),
+    ("u1", "b", 5.0, 6.0, 20, " Comedy |", "bolt"),
+    ("u3", "a", 7.0, None, 30, "", "acme"),
+]
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tft")
+    path = tmp / "transform_module.py"
+    path.write_text(codegen.transform_module(config()))
+    module = load_module(str(path), "generated_transform_for_test")
+    spec = {"user id": tf.io.FixedLenFeature([1], tf.string),
+            HOSTILE: tf.io.VarLenFeature(tf.string),
+            "amount": tf.io.FixedLenFeature([1], tf.float32),
+            "score": tf.io.VarLenFeature(tf.float32),
+            'item"id': tf.io.FixedLenFeature([1], tf.int64),
+            "génres {x}": tf.io.FixedLenFeature([1], tf.string),
+            "brand": tf.io.FixedLenFeature([1], tf.string)}
+    rows = []
+    for user, hostile, amount, score, item, genres, brand in ROWS:
+        rows.append({"user id": [user.encode()], HOSTILE: [hostile.encode()] if hostile else [],
+                     "amount": [amount], "score": [score] if score is not None else [],
+                     'item"id': [item], "génres {x}": [genres.encode()],
+                     "brand": [brand.encode()]})
+    out, output = run_preprocessing(module.preprocessing_fn, rows, spec, str(tmp))
+    return out, output
+
+
+def vocab(output, name):
+    return [v.decode() for v in output.vocabulary_by_name(name)]
+
+
+def test_outputs_follow_the_naming_contract(transformed):
+    out, _ = transformed
+    expected = {naming.QUERY_KEY, naming.CANDIDATE_KEY} | {
+        naming.transformed_name(n) for n in ("hostile", "amount_z", "amount_mm", "amount_log",
+                                             "amount_b", "score", "genres", "brand")}
+    assert set(out[0]) == expected  # id features on the id columns reuse the shared keys
+
+
+def test_id_keys_index_the_shared_vocabularies(transformed):
+    out, output = transformed
+    users, items = vocab(output, naming.QUERY_VOCAB), vocab(output, naming.CANDIDATE_VOCAB)
+    assert sorted(users) == ["u1", "u2", "u3"] and sorted(items) == ["10", "20", "30"]
+    assert users[0] == "u1" and items[0] == "20"  # most frequent first
+    for row, raw in zip(out, ROWS):
+        assert users[row[naming.QUERY_KEY]] == raw[0]
+        assert items[row[naming.CANDIDATE_KEY]] == str(raw[4])
+
+
+def test_categorical_default_and_top_k(transformed):
+    out, output = transformed
+    hostile = vocab(output, naming.vocabulary_name("hostile"))
+    assert [hostile[r["hostile_xf"]] for r in out] == ["a", "none", "b", "a"]
+    brands = vocab(output, naming.vocabulary_name("brand"))
+    assert brands == ["acme"]  # max_vocab_size 1: 'bolt' goes to the OOV bucket
+    assert [r["brand_xf"] for r in out] == [0, 0, 1, 0]
+
+
+def test_numeric_transforms_match_hand_computation(transformed):
+    out, _ = transformed
+    amount = np.array([1.0, 3.0, 5.0, 7.0])
+    z = (amount - 4.0) / np.sqrt(5.0)  # mean 4, population variance 5
+    np.testing.assert_allclose([r["amount_z_xf"] for r in out], z, rtol=1e-5)
+    np.testing.assert_allclose([r["amount_mm_xf"] for r in out], [0, 1 / 3, 2 / 3, 1],
+                               rtol=1e-5)
+    logs = np.log1p(amount - 1.0)
+    np.testing.assert_allclose([r["amount_log_xf"] for r in out],
+                               (logs - logs.mean()) / logs.std(), rtol=1e-5)
+    buckets = [r["amount_b_xf"] for r in out]
+    assert buckets == sorted(buckets) and set(buckets) == {0, 1}
+    score = np.array([2.0, 4.0, 6.0, 4.0])  # empty cells take the declared default 4.0
+    np.testing.assert_allclose([r["score_xf"] for r in out],
+                               (score - score.mean()) / score.std(), rtol=1e-5)
+
+
+def test_multi_valued_strings_are_split_padded_and_truncated(transformed):
+    out, output = transformed
+    genres = vocab(output, naming.vocabulary_name("genres"))
+    decoded = [[genres[i] for i in r["genres_xf"] if i != naming.PADDING] for r in out]
+    assert decoded == [["Action", "Comedy"], ["Comedy"], ["Comedy"], []]
+    assert [list(r["genres_xf"]).count(naming.PADDING) for r in out] == [0, 1, 1, 2]
+    assert "Drama" in genres  # truncation happens after the vocabulary sees every value
