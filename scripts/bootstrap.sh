@@ -4,15 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+is_py310() {  # a candidate counts only if it runs and is 3.10 (pyenv shims may not run)
+  [ -n "$1" ] && "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)' >/dev/null 2>&1
+}
+
 find_python() {
-  if [ -n "${PYTHON310:-}" ]; then echo "$PYTHON310"; return; fi
-  if command -v python3.10 >/dev/null 2>&1; then command -v python3.10; return; fi
+  local c v
+  for c in "${PYTHON310:-}" "$(command -v python3.10 2>/dev/null || true)"; do
+    if is_py310 "$c"; then echo "$c"; return; fi
+  done
   if command -v pyenv >/dev/null 2>&1; then
     for v in $(ls "$(pyenv root)/versions" 2>/dev/null | grep -E '^3\.10\.' | sort -t. -k3 -n -r); do
-      if [ -x "$(pyenv root)/versions/$v/bin/python3.10" ]; then echo "$(pyenv root)/versions/$v/bin/python3.10"; return; fi
+      c="$(pyenv root)/versions/$v/bin/python3.10"
+      if is_py310 "$c"; then echo "$c"; return; fi
     done
   fi
-  if command -v uv >/dev/null 2>&1 && uv python find 3.10 >/dev/null 2>&1; then uv python find 3.10; return; fi
+  if command -v uv >/dev/null 2>&1; then
+    c="$(uv python find 3.10 2>/dev/null || true)"
+    if is_py310 "$c"; then echo "$c"; return; fi
+  fi
 }
 
 stamp=.venv/.installed
