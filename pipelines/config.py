@@ -19,8 +19,19 @@ import json
 import typing
 from typing import Any, List, Optional, Union
 
-FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric")
+FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric", "text", "timestamp",
+                 "cross", "history")
 NUMERIC_TRANSFORMS = ("zscore", "minmax", "log", "bucketize")
+TIMESTAMP_TRANSFORMS = ("cyclical", "bucketize")
+NORMS = ("none", "batch", "layer")
+# Filled in at parse time where a feature leaves them null, so the frozen config is explicit.
+KIND_DEFAULTS = {
+    "numeric": {"transform": "zscore"},
+    "timestamp": {"transform": "cyclical"},
+    "multi_categorical": {"max_length": 8},
+    "text": {"max_length": 16},
+    "history": {"max_length": 20},
+}
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "hash")
@@ -41,22 +52,29 @@ class FeatureConfig:
     """One input of a tower.
 
     ``name`` is the feature's identifier in generated code and in the naming
-    contract; ``column`` is the raw column, which may be any string.
-    Kind-specific options are ignored by kinds they do not apply to, but
-    validation rejects them when set to a non-default value.
+    contract; ``column`` is the raw column, which may be any string (``cross``
+    reads ``columns`` instead; ``history`` reads the query's earlier candidate
+    ids and no column). Options that don't apply to a kind must stay unset.
     """
     name: str
-    column: str
     kind: str
-    embedding_dim: Optional[int] = None        # id, categorical, multi_categorical, numeric+bucketize
-    max_vocab_size: Optional[int] = None       # id, categorical, multi_categorical
-    frequency_threshold: int = 0               # id, categorical, multi_categorical
-    oov_buckets: int = 1                       # id, categorical, multi_categorical
-    separator: str = "|"                       # multi_categorical
-    max_length: int = 8                        # multi_categorical
-    transform: str = "zscore"                  # numeric
-    num_buckets: int = 10                      # numeric + bucketize
+    column: Optional[str] = None
+    columns: List[str] = dataclasses.field(default_factory=list)  # cross
+    embedding_dim: Optional[int] = None        # every kind but numeric (non-bucketized)
+    max_vocab_size: Optional[int] = None       # id, categorical, multi_categorical, text
+    frequency_threshold: int = 0               # id, categorical, multi_categorical, text
+    oov_buckets: int = 1                       # id, categorical, multi_categorical, text
+    separator: str = "|"                       # multi_categorical, history
+    max_length: Optional[int] = None           # multi_categorical 8, text 16, history 20
+    transform: Optional[str] = None            # numeric (zscore), timestamp (cyclical)
+    num_buckets: int = 10                      # numeric/timestamp with transform bucketize
+    hash_buckets: int = 1000                   # cross
     default: Optional[Union[str, float]] = None  # value used where the column is empty
+
+    def fill_kind_defaults(self) -> None:
+        for key, value in KIND_DEFAULTS.get(self.kind, {}).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
 
 @dataclasses.dataclass
@@ -91,9 +109,12 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TowerConfig:
+    """Features, then ``layers`` dense layers (each followed by ``norm`` and dropout)."""
     features: List[FeatureConfig]
     layers: List[int] = dataclasses.field(default_factory=lambda: [64])
     dropout: float = 0.0
+    norm: str = "none"
+    l2: float = 0.0                            # L2 penalty on the dense kernels
 
 
 @dataclasses.dataclass
@@ -145,6 +166,8 @@ class Config:
         cfg = _parse(cls, raw, "", problems)
         if problems:
             raise ConfigError(problems)
+        for _, feature in cfg.features():
+            feature.fill_kind_defaults()
         return cfg
 
     def to_dict(self) -> dict:
@@ -250,7 +273,8 @@ def apply_overrides(raw: dict, overrides) -> dict:
 
     The value is read as YAML, so ``0.01`` is a number, ``true`` a bool,
     ``[64, 32]`` a list and ``abc`` a string. List items are addressed by
-    index: ``query_tower.features.0.embedding_dim=16``.
+    index: ``query_tower.features.0.embedding_dim=16``; the index one past the
+    end appends: ``query_tower.features.3={name: x, column: x, kind: categorical}``.
     """
     import yaml
 
@@ -278,9 +302,13 @@ def apply_overrides(raw: dict, overrides) -> dict:
                 raise ConfigError([(here, "is not a mapping or a list")])
         last = keys[-1]
         if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise ConfigError([(dotted, f"no list item {last!r} (the list has {len(node)})")])
-            node[int(last)] = value
+            if not last.isdigit() or int(last) > len(node):
+                raise ConfigError([(dotted, f"no list item {last!r} (the list has {len(node)}; "
+                                    f"index {len(node)} appends)")])
+            if int(last) == len(node):
+                node.append(value)
+            else:
+                node[int(last)] = value
         elif isinstance(node, dict):
             node[last] = value
         else:

@@ -20,6 +20,8 @@ from typing import Dict, List
 
 from pipelines.config import Config
 
+HISTORY_PREFIX = "__twotower_history_"  # = transform.naming.HISTORY_PREFIX (a test checks)
+
 SPLITS = ("train", "eval")
 
 
@@ -85,14 +87,43 @@ def _read_candidates(cfg: Config, numeric):
     return rows
 
 
+def feature_columns(feature) -> List[str]:
+    """Raw columns a feature reads (a history's is the prepared history column)."""
+    if feature.kind == "history":
+        return [HISTORY_PREFIX + feature.name]
+    return [feature.column] if feature.column is not None else list(feature.columns)
+
+
 def output_columns(cfg: Config) -> List[str]:
     """Columns written for ExampleGen, in a fixed order, each once."""
     d = cfg.data
     columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else [])
     for _, feature in cfg.features():
-        if feature.column not in columns:
-            columns.append(feature.column)
+        for column in feature_columns(feature):
+            if column not in columns:
+                columns.append(column)
     return columns
+
+
+def _epoch(value: float) -> str:
+    """Epoch seconds as written for ExampleGen: an integer when whole."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _histories(cfg: Config, rows: List[dict], times: List[float]) -> None:
+    """Adds each history feature's column: the query's earlier candidates, newest first."""
+    d = cfg.data
+    features = [f for t, f in cfg.features() if f.kind == "history"]
+    if not features:
+        return
+    order = sorted(range(len(rows)), key=lambda i: (times[i] if times else 0.0, i))
+    earlier: Dict[str, List[str]] = {}
+    for i in order:
+        row = rows[i]
+        past = earlier.setdefault(row[d.query_id], [])
+        for f in features:
+            row[HISTORY_PREFIX + f.name] = f.separator.join(reversed(past[-f.max_length:]))
+        past.append(row[d.candidate_id].strip())
 
 
 def split_method(cfg: Config) -> str:
@@ -113,6 +144,8 @@ def prepare(cfg: Config, out_dir: str) -> dict:
         candidates = _read_candidates(cfg, [c for c in numeric_columns if c in candidate_columns])
         numeric_columns = [c for c in numeric_columns if c not in candidate_columns]
     columns = output_columns(cfg)
+    timestamp_columns = sorted({f.column for _, f in cfg.features() if f.kind == "timestamp"})
+    separators = sorted({f.separator for _, f in cfg.features() if f.kind == "history"})
     rows, times, missing = [], [], 0
     seen_values: Dict[tuple, tuple] = {}
     with open(d.path, newline="", encoding="utf-8") as handle:
@@ -142,9 +175,19 @@ def prepare(cfg: Config, out_dir: str) -> dict:
                             "value per candidate (or give a candidate table)")
             for column in numeric_columns:
                 _check_number(row[column], f"{where}, column {column!r}")
+            for separator in separators:
+                if separator in cid:
+                    raise DataError(f"{where}: candidate id {cid!r} contains the history "
+                                    f"separator {separator!r}; choose another separator")
+            for column in timestamp_columns:
+                if column != d.timestamp and row[column].strip():
+                    row[column] = _epoch(_parse_time(row[column], f"{where}, column {column!r}"))
             if d.timestamp:
                 times.append(_parse_time(row[d.timestamp], f"{where}, column {d.timestamp!r}"))
-            rows.append([row[c] for c in columns])
+                row[d.timestamp] = _epoch(times[-1])
+            rows.append(row)
+    _histories(cfg, rows, times)
+    rows = [[row[c] for c in columns] for row in rows]
     if len(rows) < 2:
         raise DataError(f"{d.path}: {len(rows)} interaction rows; at least 2 are needed")
 

@@ -8,27 +8,32 @@ that every column the config names exists.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import keyword
 import math
 import os
 import re
 from typing import List
 
-from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, SPLIT_METHODS, Config, ConfigError, FeatureConfig)
+from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
+                              OPTIMIZERS, SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config,
+                              ConfigError, FeatureConfig)
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
-VOCAB_KINDS = ("id", "categorical", "multi_categorical")
-_FEATURE_DEFAULTS = {f: getattr(FeatureConfig("x", "x", "id"), f) for f in (
-    "embedding_dim", "max_vocab_size", "frequency_threshold", "oov_buckets", "separator",
-    "max_length", "transform", "num_buckets")}
+VOCAB_KINDS = ("id", "categorical", "multi_categorical", "text")
+RESERVED_COLUMN_PREFIX = "__twotower"
+_FEATURE_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else
+                              f.default_factory())
+                     for f in dataclasses.fields(FeatureConfig)
+                     if f.name not in ("name", "kind", "column", "default")}
 # Which kinds each kind-specific option applies to.
 _OPTION_KINDS = {
+    "columns": ("cross",), "hash_buckets": ("cross",),
     "max_vocab_size": VOCAB_KINDS, "frequency_threshold": VOCAB_KINDS,
-    "oov_buckets": VOCAB_KINDS, "separator": ("multi_categorical",),
-    "max_length": ("multi_categorical",), "transform": ("numeric",),
-    "num_buckets": ("numeric",),
+    "oov_buckets": VOCAB_KINDS, "separator": ("multi_categorical", "history"),
+    "max_length": ("multi_categorical", "text", "history"),
+    "transform": ("numeric", "timestamp"), "num_buckets": ("numeric", "timestamp"),
 }
 
 # Learning-rate ceilings above which a run is refused unless forced: in the
@@ -110,6 +115,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
                 add(f"{tower}.layers.{i}", "a layer width must be in 1..4096")
         if not 0.0 <= tc.dropout < 1.0:
             add(f"{tower}.dropout", "must be in [0, 1)")
+        if tc.norm not in NORMS:
+            add(f"{tower}.norm", f"must be one of {', '.join(NORMS)}")
+        if not (math.isfinite(tc.l2) and 0.0 <= tc.l2 < 1.0):
+            add(f"{tower}.l2", "must be in [0, 1)")
         for i, f in enumerate(tc.features):
             _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs)
 
@@ -177,31 +186,45 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.name", f"feature {f.name!r} is listed twice (also {seen_names[f.name]})")
     else:
         seen_names[f.name] = key
-    if not isinstance(f.column, str) or not f.column:
-        add(f"{key}.column", "must be a non-empty string")
     if f.kind not in FEATURE_KINDS:
         add(f"{key}.kind", f"{f.kind!r} is not one of {', '.join(FEATURE_KINDS)}")
         return
-    signature = (tower, f.column, f.kind, f.transform if f.kind == "numeric" else None)
-    if signature in seen_inputs:
-        add(key, f"column {f.column!r} is listed twice as {f.kind} in {tower} "
+    d = cfg.data
+    if f.kind in ("cross", "history"):
+        if f.column is not None:
+            add(f"{key}.column", f"a {f.kind} feature has no 'column'" +
+                ("; list the crossed columns in 'columns'" if f.kind == "cross" else
+                 ": it reads the query's earlier candidate ids"))
+    elif not isinstance(f.column, str) or not f.column:
+        add(f"{key}.column", "required: the raw column this feature reads")
+    columns = [f.column] if f.column else list(f.columns)
+    for column in columns:
+        if isinstance(column, str) and column.startswith(RESERVED_COLUMN_PREFIX):
+            add(f"{key}.column", f"columns starting with {RESERVED_COLUMN_PREFIX!r} are reserved")
+    signature = (tower, f.column, tuple(f.columns), f.kind, f.transform, f.max_length)
+    if f.kind != "history" and signature in seen_inputs:
+        add(key, f"{f.kind} feature on {columns} is listed twice in {tower} "
             f"(also {seen_inputs[signature]})")
     seen_inputs[signature] = key
     for option, kinds in _OPTION_KINDS.items():
         if f.kind not in kinds and getattr(f, option) != _FEATURE_DEFAULTS[option]:
             add(f"{key}.{option}", f"does not apply to kind {f.kind!r}")
-    d = cfg.data
-    if tower == "query_tower" and f.column == d.candidate_id:
-        add(f"{key}.column", "the query tower must not see the candidate id (label leak)")
-    if tower == "candidate_tower" and f.column == d.query_id:
+    if tower == "query_tower" and d.candidate_id in columns:
+        add(f"{key}.column", "the query tower must not see the candidate id (label leak); "
+            "use a history feature for the query's earlier candidates")
+    if tower == "candidate_tower" and d.query_id in columns:
         add(f"{key}.column", "the candidate tower must not see the query id")
-    if tower == "candidate_tower" and d.timestamp is not None and f.column == d.timestamp:
-        add(f"{key}.column", "the timestamp is a property of the interaction, not of the "
-            "candidate; use it in the query tower")
+    if tower == "candidate_tower" and (
+            f.kind in ("timestamp", "history") or (d.timestamp and d.timestamp in columns)):
+        add(key, f"a {'timestamp' if f.kind != 'history' else 'history'} describes the "
+            "interaction or the query, not the candidate; use it in the query tower")
     is_key = (f.kind == "id" and f.column in (d.query_id, d.candidate_id))
     if is_key and (f.max_vocab_size is not None or f.frequency_threshold or f.oov_buckets != 1):
         add(key, "an id feature on data.query_id/data.candidate_id uses the shared id "
             "vocabulary; remove max_vocab_size, frequency_threshold and oov_buckets")
+    if f.kind == "numeric" and f.transform != "bucketize" and f.embedding_dim is not None:
+        add(f"{key}.embedding_dim", "a numeric feature enters as a value; embedding_dim needs "
+            "transform: bucketize")
     if f.embedding_dim is not None and not 1 <= f.embedding_dim <= 1024:
         add(f"{key}.embedding_dim", "must be in 1..1024")
     if f.max_vocab_size is not None and f.max_vocab_size < 1:
@@ -210,18 +233,33 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.frequency_threshold", "must be at least 0")
     if not 1 <= f.oov_buckets <= 1000:
         add(f"{key}.oov_buckets", "must be in 1..1000")
-    if f.kind == "multi_categorical":
-        if not f.separator:
-            add(f"{key}.separator", "must not be empty")
-        if not 1 <= f.max_length <= 256:
-            add(f"{key}.max_length", "must be in 1..256")
-    if f.kind == "numeric":
-        if f.transform not in NUMERIC_TRANSFORMS:
-            add(f"{key}.transform", f"must be one of {', '.join(NUMERIC_TRANSFORMS)}")
-        if not 2 <= f.num_buckets <= 1000:
-            add(f"{key}.num_buckets", "must be in 2..1000")
+    if f.kind in ("multi_categorical", "history") and not f.separator:
+        add(f"{key}.separator", "must not be empty")
+    if f.max_length is not None and not 1 <= f.max_length <= 256:
+        add(f"{key}.max_length", "must be in 1..256")
+    if f.kind == "numeric" and f.transform not in NUMERIC_TRANSFORMS:
+        add(f"{key}.transform", f"must be one of {', '.join(NUMERIC_TRANSFORMS)}")
+    if f.kind == "timestamp" and f.transform not in TIMESTAMP_TRANSFORMS:
+        add(f"{key}.transform", f"must be one of {', '.join(TIMESTAMP_TRANSFORMS)}")
+    if not 2 <= f.num_buckets <= 1000:
+        add(f"{key}.num_buckets", "must be in 2..1000")
+    if f.kind == "cross":
+        if len(f.columns) < 2 or len(set(f.columns)) != len(f.columns) or not all(f.columns):
+            add(f"{key}.columns", "a cross needs two or more distinct, non-empty columns")
+        if not 2 <= f.hash_buckets <= 1_000_000:
+            add(f"{key}.hash_buckets", "must be in 2..1000000")
+    if f.kind == "history":
+        if tower != "query_tower":
+            add(key, "a history feature belongs in the query tower")
+        ids = [g for g in cfg.candidate_tower.features
+               if g.kind == "id" and g.column == d.candidate_id]
+        dim = f.embedding_dim or cfg.model.embedding_dim
+        if ids and (ids[0].embedding_dim or cfg.model.embedding_dim) != dim:
+            add(f"{key}.embedding_dim", "a history shares the candidate id embedding table: "
+                "its embedding_dim must equal the candidate id feature's")
+    if f.kind in ("numeric", "timestamp"):
         if f.default is not None and not isinstance(f.default, float):
-            add(f"{key}.default", "a numeric feature needs a numeric default")
+            add(f"{key}.default", f"a {f.kind} feature needs a numeric default")
     elif f.default is not None and not isinstance(f.default, str):
         add(f"{key}.default", f"a {f.kind} feature needs a string default")
 
@@ -261,12 +299,15 @@ def _check_columns(cfg: Config) -> None:
                              "rename them in one so that each feature has one source"))
     for tower, f in cfg.features():
         i = getattr(cfg, tower).features.index(f)
-        key = f"{tower}.features.{i}.column"
-        if tower == "candidate_tower" and d.candidates is not None and f.column != d.candidate_id:
-            if f.column not in table:
-                problems.append((key, f"column {f.column!r} is not in the candidate table "
-                                 f"{d.candidates.path} (columns: {table})"))
-        elif f.column not in header:
-            problems.append((key, f"column {f.column!r} is not in {d.path} (columns: {header})"))
+        key = f"{tower}.features.{i}.column" + ("s" if f.kind == "cross" else "")
+        for column in ([f.column] if f.column else f.columns):
+            if (tower == "candidate_tower" and d.candidates is not None
+                    and column != d.candidate_id):
+                if column not in table:
+                    problems.append((key, f"column {column!r} is not in the candidate table "
+                                     f"{d.candidates.path} (columns: {table})"))
+            elif column not in header:
+                problems.append((key, f"column {column!r} is not in {d.path} "
+                                 f"(columns: {header})"))
     if problems:
         raise ConfigError(problems)

@@ -37,7 +37,7 @@ def test_json_round_trip_is_exact(raw_config):
     again = Config.from_json(cfg.to_json())
     assert again == cfg
     assert again.fingerprint() == cfg.fingerprint()
-    assert json.loads(cfg.to_json())["training"]["learning_rate"] == 0.005
+    assert json.loads(cfg.to_json())["training"]["learning_rate"] == 0.01
 
 
 def test_fingerprint_changes_with_any_value(raw_config):

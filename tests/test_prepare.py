@@ -1,5 +1,6 @@
 """prepare(): row checks, the candidate join, time and hash splits, the report."""
 import copy
+import csv
 import datetime
 import json
 import os
@@ -106,7 +107,9 @@ def test_iso_timestamps_with_offsets_are_read_as_utc(tmp_path, new_york_clock):
                      out)
     eleven = datetime.datetime(2024, 5, 1, 11, tzinfo=datetime.timezone.utc).timestamp()
     assert report["time_cut"] == eleven
-    assert [line.split(",")[2] for line in lines(out, "eval")[1:]] == [stamps[1], stamps[2]]
+    # Written as epoch seconds, so ExampleGen sees one numeric column whatever the input form.
+    assert [line.split(",")[2] for line in lines(out, "eval")[1:]] == [
+        str(int(eleven)), str(int(eleven) + 3600)]
     assert [line.split(",")[0] for line in lines(out, "train")[1:]] == ["C0", "C3", "C4"]
 
 
@@ -278,3 +281,36 @@ def test_non_number_in_numeric_feature_is_named(tmp_path, price):
     products = "product_id,category,price\nP1,cat_01,3.5\nP2,cat_02," + price + "\n"
     with pytest.raises(DataError, match=r"products.csv row 3, column 'price'.*" + price):
         prepare(config(tmp_path, csv_of(rows), products=products), str(tmp_path / "out"))
+
+
+def test_history_columns_hold_earlier_candidates_newest_first(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1"),
+            ("C1", "smb", "north", "P2", "3", "1"), ("C1", "smb", "north", "P3", "4", "1"),
+            ("C1", "smb", "north", "P1", "5", "1")]
+    cfg = config(tmp_path, csv_of(rows), overrides=[
+        "query_tower.features.3={name: recent, kind: history, max_length: 2}",
+        "data.split.eval_fraction=0.2"])
+    out = str(tmp_path / "out")
+    prepare(cfg, out)
+    assert "__twotower_history_recent" in output_columns(cfg)
+    got = []
+    for split in ("train", "eval"):
+        with open(os.path.join(out, split, "data.csv"), encoding="utf-8", newline="") as handle:
+            got += [r["__twotower_history_recent"] for r in csv.DictReader(handle)]
+    assert got == ["", "", "P1", "P2|P1", "P3|P2"]
+
+
+def test_history_separator_inside_a_candidate_id_is_named(tmp_path):
+    rows = [("C1", "smb", "north", "P|1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1")]
+    cfg = config(tmp_path, csv_of(rows), products=None, overrides=[
+        "query_tower.features.3={name: recent, kind: history}",
+        "candidate_tower.features=[{name: product, column: product_id, kind: id}]"])
+    with pytest.raises(DataError, match="row 2.*contains the history separator"):
+        prepare(cfg, str(tmp_path / "out"))
+
+
+def test_history_prefix_matches_the_naming_contract():
+    from pipelines import prepare as module
+    from transform import naming
+
+    assert module.HISTORY_PREFIX == naming.HISTORY_PREFIX

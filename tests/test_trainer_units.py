@@ -152,8 +152,10 @@ def test_tower_shapes_tables_and_l2_norm():
     # tables: vocabulary + 1 OOV bucket; product uses model.embedding_dim (32)
     shapes = [(e.input_dim, e.output_dim) if e else None for e in tower.embeddings]
     assert shapes == [(7, 32), (4, 8), None, (5, 4)]
-    bucketized = {"vocabulary": None, "buckets": 10, "oov_buckets": 1}
+    bucketized = {"shared": False, "vocabulary": None, "rows": 11, "oov_buckets": 1}
     assert embedding_rows(bucketized, VOCAB.__getitem__) == 11
+    shared = {"shared": True, "vocabulary": "_candidate_id", "rows": None, "oov_buckets": 1}
+    assert embedding_rows(shared, VOCAB.__getitem__) == 7
     tower.l2_normalize = False
     raw = tower(FEATURES).numpy()
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)

@@ -118,3 +118,86 @@ def test_multi_valued_strings_are_split_padded_and_truncated(transformed):
     assert decoded == [["Action", "Comedy"], ["Comedy"], ["Comedy"], []]
     assert [list(r["genres_xf"]).count(naming.PADDING) for r in out] == [0, 1, 1, 2]
     assert "Drama" in genres  # truncation happens after the vocabulary sees every value
+
+
+def config_more_kinds():
+    return Config.from_dict({
+        "data": {"path": "d.csv", "query_id": "user", "candidate_id": "item", "timestamp": "ts"},
+        "query_tower": {"features": [
+            {"name": "hour", "column": "ts", "kind": "timestamp"},
+            {"name": "ts_bucket", "column": "ts", "kind": "timestamp", "transform": "bucketize",
+             "num_buckets": 2},
+            {"name": "seg_region", "kind": "cross", "columns": ["segment", "region"],
+             "hash_buckets": 50},
+            {"name": "recent", "kind": "history", "max_length": 3}]},
+        "candidate_tower": {"features": [
+            {"name": "item", "column": "item", "kind": "id"},
+            {"name": "title", "column": "title", "kind": "text", "max_length": 4}]},
+    })
+
+
+MORE_ROWS = [  # user, ts, segment, region, item, title, history (newest first)
+    ("u1", 0, "smb", "north", "a", "The Big Lebowski", ""),
+    ("u1", 6 * 3600, "smb", "north", "b", "Amélie (2001)", "a"),
+    ("u2", 86_400 + 12 * 3600, "ent", "north", "a", "The Big Lebowski", ""),
+    ("u1", 3 * 86_400, "smb", "south", "a", "The Big Lebowski", "b|a"),
+]
+
+
+@pytest.fixture(scope="module")
+def transformed_more(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tft_more")
+    path = tmp / "transform_module.py"
+    path.write_text(codegen.transform_module(config_more_kinds()))
+    module = load_module(str(path), "generated_transform_more_for_test")
+    history = naming.history_column("recent")
+    spec = {name: tf.io.FixedLenFeature([1], tf.string)
+            for name in ("user", "segment", "region", "item", "title")}
+    spec["ts"] = tf.io.FixedLenFeature([1], tf.int64)
+    spec[history] = tf.io.VarLenFeature(tf.string)
+    rows = [{"user": [u.encode()], "ts": [t], "segment": [s.encode()], "region": [r.encode()],
+             "item": [i.encode()], "title": [title.encode()],
+             history: [h.encode()] if h else []}
+            for u, t, s, r, i, title, h in MORE_ROWS]
+    return run_preprocessing(module.preprocessing_fn, rows, spec, str(tmp))
+
+
+def test_cyclical_timestamp_is_sin_cos_of_day_week_and_year(transformed_more):
+    out, _ = transformed_more
+    for row, raw in zip(out, MORE_ROWS):
+        expected = []
+        for period in naming.CYCLES:
+            phase = 2 * np.pi * (raw[1] % period) / period
+            expected += [np.sin(phase), np.cos(phase)]
+        np.testing.assert_allclose(row["hour_xf"], expected, atol=1e-6)
+    np.testing.assert_allclose(out[1]["hour_xf"][:2], [1.0, 0.0], atol=1e-6)  # 6 h: a quarter day
+
+
+def test_timestamp_buckets_are_ordered(transformed_more):
+    out, _ = transformed_more
+    buckets = [r["ts_bucket_xf"] for r in out]
+    assert buckets == sorted(buckets) and set(buckets) == {0, 1}
+
+
+def test_cross_hashes_the_joined_columns(transformed_more):
+    out, _ = transformed_more
+    crosses = [r["seg_region_xf"] for r in out]
+    joined = [f"{r[2]}\x1f{r[3]}" for r in MORE_ROWS]
+    assert crosses == tf.strings.to_hash_bucket_fast(joined, 50).numpy().tolist()
+    assert crosses[0] == crosses[1] and all(0 <= c < 50 for c in crosses)
+
+
+def test_history_indexes_the_candidate_vocabulary(transformed_more):
+    out, output = transformed_more
+    items = vocab(output, naming.CANDIDATE_VOCAB)
+    decoded = [[items[i] for i in r["recent_xf"] if i != naming.PADDING] for r in out]
+    assert decoded == [[], ["a"], [], ["b", "a"]]
+    assert [list(r["recent_xf"]).count(naming.PADDING) for r in out] == [3, 2, 3, 1]
+
+
+def test_text_is_lowercased_words_of_any_script(transformed_more):
+    out, output = transformed_more
+    words = vocab(output, naming.vocabulary_name("title"))
+    decoded = [[words[i] for i in r["title_xf"] if i != naming.PADDING] for r in out]
+    assert decoded[0] == ["the", "big", "lebowski"]
+    assert decoded[1] == ["amélie", "2001"]

@@ -21,7 +21,7 @@ def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
     import tensorflow as tf  # noqa: F401  (must come after TF_USE_LEGACY_KERAS is set)
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
     work_dir = work_dir or tempfile.mkdtemp()
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
@@ -31,4 +31,6 @@ def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
             preprocessing_fn, output_record_batches=False)
         out = os.path.join(work_dir, "transform_output")
         _ = transform_fn | tft_beam.WriteTransformFn(out)
+    # The raw schema, as TFX's Transform writes it beside the transform graph.
+    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
     return transformed, tft.TFTransformOutput(out)

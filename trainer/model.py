@@ -119,12 +119,17 @@ class TwoTowerModel(tfrs.Model):
             total = loss + tf.add_n(self.losses) if self.losses else loss
         query_vars = self.query_tower.trainable_variables
         candidate_vars = self.candidate_tower.trainable_variables
-        grads = tape.gradient(total, query_vars + candidate_vars)
-        self.optimizer.apply_gradients(zip(grads, query_vars + candidate_vars))
+        # A table shared by both towers (candidate ids, histories) is updated once, and
+        # counts in both towers' gradient norms.
+        variables = list({v.ref(): v for v in query_vars + candidate_vars}.values())
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        by_ref = {v.ref(): g for v, g in zip(variables, grads)}
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result(), "batch_loss": loss,
-                "query_grad_norm": tf.linalg.global_norm(grads[:len(query_vars)]),
-                "candidate_grad_norm": tf.linalg.global_norm(grads[len(query_vars):])}
+                "query_grad_norm": tf.linalg.global_norm([by_ref[v.ref()] for v in query_vars]),
+                "candidate_grad_norm": tf.linalg.global_norm(
+                    [by_ref[v.ref()] for v in candidate_vars])}
 
     def test_step(self, features):
         loss = self.compute_loss(features, training=False)

@@ -18,21 +18,32 @@ import os
 
 import tensorflow as tf
 
+from transform.naming import raw_columns
+
 QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"
 
 
 def serving_inputs(spec):
-    """``[(input_name, raw_column)]`` the serving signature takes, query id first."""
+    """``[(input_name, raw_column)]`` the serving signature takes, query id first.
+
+    Inputs are named by feature (``name_0``, ``name_1``... for a cross's
+    columns); a history feature takes the query's earlier candidate ids,
+    newest first, joined by its separator.
+    """
     data = spec["data"]
     inputs, columns = [(QUERY_ID_INPUT, data["query_id"])], {data["query_id"]}
     for feature in spec["query_tower"]["features"]:
-        if feature["column"] not in columns:
-            if feature["name"] == QUERY_ID_INPUT:
-                raise ValueError(f"feature name {QUERY_ID_INPUT!r} is reserved for the serving "
-                                 "input of data.query_id; rename the feature")
-            inputs.append((feature["name"], feature["column"]))
-            columns.add(feature["column"])
+        raw = raw_columns(feature)
+        for i, column in enumerate(raw):
+            if column in columns:
+                continue
+            name = feature["name"] if len(raw) == 1 else f"{feature['name']}_{i}"
+            if name in {n for n, _ in inputs}:
+                raise ValueError(f"serving input name {name!r} is taken (reserved for "
+                                 "data.query_id, or used by another feature); rename a feature")
+            inputs.append((name, column))
+            columns.add(column)
     return inputs
 
 

@@ -4,36 +4,48 @@ This module is copied verbatim into the generated Trainer module.
 """
 import tensorflow as tf
 
-from transform.naming import feature_input, feature_vocabulary, uses_embedding
+from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, SEQUENCE_KINDS, dense_width,
+                              feature_input, feature_vocabulary, uses_embedding)
+
+SHARED_CANDIDATE_EMBEDDING = "candidate_id"
 
 
 def tower_inputs(spec, tower):
     """Describes what ``tower`` reads, one dict per feature.
 
     Each has ``name``, ``key`` (transformed key), ``vocabulary`` (file name or
-    None), ``multi`` (padded multi-value input) and ``embedding_dim``.
+    None), ``embedded``, ``multi`` (a padded ``[batch, L]`` input to pool),
+    ``shared`` (uses the candidate-id embedding shared by both towers) and
+    ``embedding_dim``.
     """
     data, default_dim = spec["data"], spec["model"]["embedding_dim"]
     described = []
     for feature in spec[tower]["features"]:
+        key = feature_input(feature, data)
         described.append({
             "name": feature["name"],
-            "key": feature_input(feature, data),
+            "key": key,
             "vocabulary": feature_vocabulary(feature, data),
             "embedded": uses_embedding(feature),
-            "buckets": feature["num_buckets"] if feature["kind"] == "numeric" else None,
+            "width": dense_width(feature),
+            "rows": (feature["hash_buckets"] if feature["kind"] == "cross" else
+                     feature["num_buckets"] + 1 if feature["kind"] in ("numeric", "timestamp")
+                     else None),
             "oov_buckets": feature["oov_buckets"],
-            "multi": feature["kind"] == "multi_categorical",
+            "multi": feature["kind"] in SEQUENCE_KINDS,
+            "shared": feature["kind"] == "history" or key == CANDIDATE_KEY,
             "embedding_dim": feature["embedding_dim"] or default_dim,
         })
     return described
 
 
-def embedding_rows(inputs_info, vocabulary_size):
-    """Rows of a feature's embedding table: vocabulary + OOV buckets, or buckets + 1."""
-    if inputs_info["vocabulary"] is not None:
-        return vocabulary_size(inputs_info["vocabulary"]) + inputs_info["oov_buckets"]
-    return inputs_info["buckets"] + 1
+def embedding_rows(info, vocabulary_size):
+    """Rows of a feature's embedding table: vocabulary + OOV buckets, buckets + 1, or hashes."""
+    if info["shared"]:
+        return vocabulary_size(CANDIDATE_VOCAB) + 1
+    if info["vocabulary"] is not None:
+        return vocabulary_size(info["vocabulary"]) + info["oov_buckets"]
+    return info["rows"]
 
 
 class Tower(tf.keras.Model):
@@ -48,20 +60,28 @@ class Tower(tf.keras.Model):
     """
 
     def __init__(self, inputs_info, rows, layers, output_dim, activation="relu", dropout=0.0,
-                 l2_normalize=True, name="tower"):
+                 l2_normalize=True, norm="none", l2=0.0, shared=None, name="tower"):
         super().__init__(name=name)
         self.inputs_info = list(inputs_info)
         self.embeddings = []
         for info in self.inputs_info:
-            if info["embedded"]:
+            if not info["embedded"]:
+                self.embeddings.append(None)
+            elif info["shared"]:
+                self.embeddings.append(shared[SHARED_CANDIDATE_EMBEDDING])
+            else:
                 self.embeddings.append(tf.keras.layers.Embedding(
                     rows[info["name"]], info["embedding_dim"], name=f"{info['name']}_embedding"))
-            else:
-                self.embeddings.append(None)
-        self.hidden = [tf.keras.layers.Dense(width, activation=activation, name=f"dense_{i}")
+        regularizer = tf.keras.regularizers.l2(l2) if l2 else None
+        self.hidden = [tf.keras.layers.Dense(width, activation=activation, name=f"dense_{i}",
+                                             kernel_regularizer=regularizer)
                        for i, width in enumerate(layers)]
+        norms = {"batch": tf.keras.layers.BatchNormalization,
+                 "layer": tf.keras.layers.LayerNormalization}
+        self.norms = [norms[norm]() for _ in layers] if norm != "none" else []
         self.dropouts = [tf.keras.layers.Dropout(dropout) for _ in layers] if dropout else []
-        self.output_layer = tf.keras.layers.Dense(output_dim, name="output")
+        self.output_layer = tf.keras.layers.Dense(output_dim, name="output",
+                                                  kernel_regularizer=regularizer)
         self.l2_normalize = l2_normalize
 
     def encode_inputs(self, features):
@@ -70,7 +90,7 @@ class Tower(tf.keras.Model):
         for info, embedding in zip(self.inputs_info, self.embeddings):
             x = features[info["key"]]
             if embedding is None:
-                parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, 1]))
+                parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, info["width"]]))
             elif info["multi"]:
                 mask = tf.cast(x >= 0, tf.float32)[:, :, tf.newaxis]
                 vectors = embedding(tf.maximum(x, 0)) * mask
@@ -84,6 +104,8 @@ class Tower(tf.keras.Model):
         h = self.encode_inputs(features)
         for i, layer in enumerate(self.hidden):
             h = layer(h)
+            if self.norms:
+                h = self.norms[i](h, training=training)
             if self.dropouts:
                 h = self.dropouts[i](h, training=training)
         out = self.output_layer(h)
@@ -92,10 +114,35 @@ class Tower(tf.keras.Model):
         return out
 
 
-def build_tower(spec, tower, vocabulary_size):
+def shared_embeddings(spec, vocabulary_size):
+    """The candidate-id embedding table both towers may use, keyed by name.
+
+    The candidate tower's id feature and every history feature of the query
+    tower look candidates up in this one table (validation makes their
+    embedding_dim agree), so a query's history lives in the candidates' space.
+    """
+    shared = [i for t in ("candidate_tower", "query_tower") for i in tower_inputs(spec, t)
+              if i["shared"] and i["embedded"]]
+    if not shared:
+        return {}
+    return {SHARED_CANDIDATE_EMBEDDING: tf.keras.layers.Embedding(
+        embedding_rows(shared[0], vocabulary_size), shared[0]["embedding_dim"],
+        name="candidate_id_embedding")}
+
+
+def build_tower(spec, tower, vocabulary_size, shared=None):
     """Builds ``spec[tower]`` as a Tower; ``vocabulary_size(name)`` sizes tables."""
     info = tower_inputs(spec, tower)
     rows = {i["name"]: embedding_rows(i, vocabulary_size) for i in info if i["embedded"]}
-    model = spec["model"]
-    return Tower(info, rows, spec[tower]["layers"], model["output_dim"], model["activation"],
-                 spec[tower]["dropout"], model["l2_normalize"], name=tower)
+    model, cfg = spec["model"], spec[tower]
+    return Tower(info, rows, cfg["layers"], model["output_dim"], model["activation"],
+                 cfg["dropout"], model["l2_normalize"], cfg["norm"], cfg["l2"],
+                 shared=shared if shared is not None else shared_embeddings(spec, vocabulary_size),
+                 name=tower)
+
+
+def build_towers(spec, vocabulary_size):
+    """``(query_tower, candidate_tower)`` sharing one candidate-id embedding table."""
+    shared = shared_embeddings(spec, vocabulary_size)
+    return (build_tower(spec, "query_tower", vocabulary_size, shared),
+            build_tower(spec, "candidate_tower", vocabulary_size, shared))

@@ -21,7 +21,7 @@ from trainer.evaluation import evaluate_full_catalog, evaluation_queries, popula
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor, MetricsRecorder, TrainingStopped
 from trainer.serving import RetrievalServer, serving_inputs
-from trainer.towers import build_tower, tower_inputs
+from trainer.towers import build_towers, tower_inputs
 
 METRICS_FILE = "training_metrics.json"
 
@@ -101,8 +101,7 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     tft_output = tft.TFTransformOutput(transform_dir)
     feature_spec = tft_output.transformed_feature_spec()
     vocabulary_size = tft_output.vocabulary_size_by_name
-    query_tower = build_tower(spec, "query_tower", vocabulary_size)
-    candidate_tower = build_tower(spec, "candidate_tower", vocabulary_size)
+    query_tower, candidate_tower = build_towers(spec, vocabulary_size)
 
     train_arrays = load_arrays(train_files, feature_spec)
     num_candidates = vocabulary_size(CANDIDATE_VOCAB)

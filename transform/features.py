@@ -6,11 +6,14 @@ Every function returns a dense tensor with a leading batch dimension.
 
 This module is copied verbatim into the generated Transform module.
 """
+import math
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, PADDING, QUERY_KEY, QUERY_VOCAB,
-                              shared_key, transformed_name, vocabulary_name)
+from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, CYCLES, PADDING, QUERY_KEY,
+                              QUERY_VOCAB, history_column, shared_key, transformed_name,
+                              vocabulary_name)
 
 
 def densify(x, default):
@@ -56,23 +59,53 @@ def id_index(x, vocabulary, top_k=None, frequency_threshold=0, oov_buckets=1):
         num_oov_buckets=oov_buckets, vocab_filename=vocabulary)
 
 
-def multi_index(x, vocabulary, separator, max_length, top_k=None, frequency_threshold=0,
-                oov_buckets=1):
-    """``[batch, max_length]`` int64 indices of a separated multi-value string.
-
-    ``'Action|Comedy'`` splits into two tokens (whitespace stripped, empty
-    tokens dropped). Rows are truncated to ``max_length`` values and padded
-    with ``PADDING`` (-1), which is never a vocabulary index.
-    """
-    tokens = tf.strings.strip(tf.strings.split(x, sep=separator))
-    tokens = tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
-    indices = tft.compute_and_apply_vocabulary(
-        tokens.to_sparse(), top_k=top_k, frequency_threshold=frequency_threshold or None,
-        num_oov_buckets=oov_buckets, vocab_filename=vocabulary)
+def padded(indices, max_length):
+    """``[batch, max_length]`` from a SparseTensor of indices, padded with PADDING (-1)."""
     dense = tf.sparse.to_dense(indices, default_value=PADDING)[:, :max_length]
     dense = tf.pad(dense, [[0, 0], [0, max_length - tf.shape(dense)[1]]],
                    constant_values=PADDING)
     return tf.reshape(dense, [-1, max_length])
+
+
+def split_tokens(x, separator):
+    """Ragged ``[batch, None]`` tokens of ``x`` split on ``separator``, stripped, non-empty."""
+    tokens = tf.strings.strip(tf.strings.split(x, sep=separator))
+    return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
+
+
+def word_tokens(x):
+    """Ragged ``[batch, None]`` lower-cased words: runs of letters or digits (any script)."""
+    words = tf.strings.regex_replace(tf.strings.lower(x, encoding="utf-8"), r"[^\pL\pN]+", " ")
+    return split_tokens(words, " ")
+
+
+def multi_index(tokens, vocabulary, max_length, top_k=None, frequency_threshold=0,
+                oov_buckets=1):
+    """``[batch, max_length]`` int64 vocabulary indices of ragged ``tokens``.
+
+    Rows are truncated to ``max_length`` values (after the vocabulary has seen
+    them all) and padded with ``PADDING`` (-1), never a vocabulary index.
+    """
+    indices = tft.compute_and_apply_vocabulary(
+        tokens.to_sparse(), top_k=top_k, frequency_threshold=frequency_threshold or None,
+        num_oov_buckets=oov_buckets, vocab_filename=vocabulary)
+    return padded(indices, max_length)
+
+
+def cyclical_time(seconds):
+    """``[batch, 6]`` float32: sin and cos of the phase in the day, the week and the year."""
+    parts = []
+    for period in CYCLES:
+        phase = 2.0 * math.pi * tf.math.floormod(seconds, period) / period
+        parts += [tf.sin(phase), tf.cos(phase)]
+    return tf.cast(tf.stack(parts, axis=1), tf.float32)
+
+
+def crossed(inputs, columns, hash_buckets):
+    """``[batch]`` int64 hash bucket of the columns' joined string values."""
+    values = [string_column(inputs[c], None) for c in columns]
+    return tf.strings.to_hash_bucket_fast(tf.strings.join(values, separator="\x1f"),
+                                          hash_buckets)
 
 
 def numeric_value(x, transform, num_buckets):
@@ -91,13 +124,30 @@ def numeric_value(x, transform, num_buckets):
     raise ValueError(f"unknown numeric transform {transform!r}")
 
 
-def transform_feature(inputs, feature):
-    """The Transform output of one configured feature (see the naming contract)."""
-    x = inputs[feature["column"]]
+def transform_feature(inputs, feature, candidate_vocabulary=None):
+    """The Transform output of one configured feature (see the naming contract).
+
+    ``candidate_vocabulary`` is the deferred candidate-id vocabulary, which a
+    history feature indexes into (so it shares the candidate ids' indices).
+    """
     kind = feature["kind"]
+    if kind == "cross":
+        return crossed(inputs, feature["columns"], feature["hash_buckets"])
+    if kind == "history":
+        tokens = split_tokens(string_column(inputs[history_column(feature["name"])], None),
+                              feature["separator"])
+        indices = tft.apply_vocabulary(tokens.to_sparse(), candidate_vocabulary,
+                                       num_oov_buckets=1)
+        return padded(indices, feature["max_length"])
+    x = inputs[feature["column"]]
     if kind == "numeric":
         return numeric_value(float_column(x, feature["default"]), feature["transform"],
                              feature["num_buckets"])
+    if kind == "timestamp":
+        seconds = tf.cast(float_column(x, feature["default"]), tf.float64)
+        if feature["transform"] == "cyclical":
+            return cyclical_time(seconds)
+        return tft.bucketize(tf.cast(seconds, tf.float32), feature["num_buckets"])
     text = string_column(x, feature["default"])
     options = dict(top_k=feature["max_vocab_size"],
                    frequency_threshold=feature["frequency_threshold"],
@@ -105,7 +155,10 @@ def transform_feature(inputs, feature):
     if kind in ("id", "categorical"):
         return id_index(text, vocabulary_name(feature["name"]), **options)
     if kind == "multi_categorical":
-        return multi_index(text, vocabulary_name(feature["name"]), feature["separator"],
+        return multi_index(split_tokens(text, feature["separator"]),
+                           vocabulary_name(feature["name"]), feature["max_length"], **options)
+    if kind == "text":
+        return multi_index(word_tokens(text), vocabulary_name(feature["name"]),
                            feature["max_length"], **options)
     raise ValueError(f"unknown feature kind {kind!r} for feature {feature['name']!r}")
 
@@ -118,13 +171,15 @@ def transform_all(inputs, spec):
     one of those keys.
     """
     data = spec["data"]
+    candidates = string_column(inputs[data["candidate_id"]], None)
+    candidate_vocabulary = tft.vocabulary(candidates, vocab_filename=CANDIDATE_VOCAB)
     outputs = {
         QUERY_KEY: id_index(string_column(inputs[data["query_id"]], None), QUERY_VOCAB),
-        CANDIDATE_KEY: id_index(string_column(inputs[data["candidate_id"]], None),
-                                CANDIDATE_VOCAB),
+        CANDIDATE_KEY: tft.apply_vocabulary(candidates, candidate_vocabulary, num_oov_buckets=1),
     }
     for tower in ("query_tower", "candidate_tower"):
         for feature in spec[tower]["features"]:
             if shared_key(feature, data) is None:
-                outputs[transformed_name(feature["name"])] = transform_feature(inputs, feature)
+                outputs[transformed_name(feature["name"])] = transform_feature(
+                    inputs, feature, candidate_vocabulary)
     return outputs

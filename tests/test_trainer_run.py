@@ -1,0 +1,151 @@
+"""The generated Trainer module runs, for every feature kind and model option.
+
+One Transform run (every feature kind, hostile column names) feeds a few
+training steps of the generated ``run_fn`` per option; each must finish,
+export a SavedModel that answers, and write ``training_metrics.json``.
+"""
+import json
+import os
+import random
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import codegen
+from pipelines.config import Config, apply_overrides
+from tft_helpers import load_module, run_preprocessing
+from transform import naming
+
+QUOTED = 'seg "ment"'
+
+BASE = {
+    "data": {"path": "d.csv", "query_id": "user id", "candidate_id": "item", "timestamp": "ts"},
+    "query_tower": {"features": [
+        {"name": "user", "column": "user id", "kind": "id", "embedding_dim": 8},
+        {"name": "segment", "column": QUOTED, "kind": "categorical", "embedding_dim": 4},
+        {"name": "spend", "column": "spend", "kind": "numeric", "transform": "log"},
+        {"name": "spend_bucket", "column": "spend", "kind": "numeric",
+         "transform": "bucketize", "num_buckets": 3, "embedding_dim": 4},
+        {"name": "when", "column": "ts", "kind": "timestamp"},
+        {"name": "when_bucket", "column": "ts", "kind": "timestamp", "transform": "bucketize",
+         "num_buckets": 3, "embedding_dim": 4},
+        {"name": "seg_day", "kind": "cross", "columns": [QUOTED, "weekday"],
+         "hash_buckets": 20, "embedding_dim": 4},
+        {"name": "recent", "kind": "history", "max_length": 4, "embedding_dim": 8}],
+        "layers": [16]},
+    "candidate_tower": {"features": [
+        {"name": "item", "column": "item", "kind": "id", "embedding_dim": 8},
+        {"name": "genres", "column": "genres", "kind": "multi_categorical", "max_length": 3,
+         "embedding_dim": 4},
+        {"name": "title", "column": "title", "kind": "text", "max_length": 4,
+         "embedding_dim": 4},
+        {"name": "price", "column": "price", "kind": "numeric", "transform": "minmax"}],
+        "layers": [16]},
+    "model": {"embedding_dim": 8, "output_dim": 8, "top_k": [1, 5]},
+    "training": {"epochs": 1, "batch_size": 8},
+    "pipeline": {"serving_k": 3},
+}
+
+OPTIONS = [
+    [],
+    ["query_tower.norm=batch", "candidate_tower.norm=layer", "query_tower.dropout=0.2",
+     "candidate_tower.l2=0.001"],
+    ["model.l2_normalize=false", "model.temperature=null", "model.logq_correction=false",
+     "model.remove_accidental_hits=false"],
+    ["training.optimizer=adagrad", "training.learning_rate=0.05", "training.clipping=norm"],
+    ["training.optimizer=sgd", "training.clipping=value", "training.clip_value=0.5"],
+    ["training.clipping=none", "query_tower.layers=[]", "model.activation=gelu"],
+]
+
+
+def interactions(n=48, seed=5):
+    rng = random.Random(seed)
+    items = {f"i{k}": (rng.choice(["Action|Comedy", "Drama", "Comedy|Drama|War"]),
+                       rng.choice(["The Big Lebowski", "Amélie", "Heat", "Up"]),
+                       round(rng.uniform(1, 50), 2)) for k in range(7)}
+    rows, history = [], {}
+    for t in range(n):
+        user = f"u{rng.randrange(6)}"
+        item = rng.choice(sorted(items))
+        past = history.setdefault(user, [])
+        rows.append({"user id": user, QUOTED: "smb" if user < "u3" else "ent",
+                     "spend": rng.uniform(0, 100), "ts": 1_700_000_000 + 3600 * t,
+                     "weekday": str(t % 7), "item": item, "genres": items[item][0],
+                     "title": items[item][1], "price": items[item][2],
+                     naming.history_column("recent"): "|".join(reversed(past[-4:]))})
+        past.append(item)
+    return rows
+
+
+def write_examples(rows, feature_spec, path):
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            feature = {}
+            for key, spec in feature_spec.items():
+                value = np.asarray(row[key]).reshape(-1)
+                if spec.dtype == tf.int64:
+                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+                else:
+                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                         .SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trainer_run")
+    cfg = Config.from_dict(BASE)
+    path = tmp / "transform_module.py"
+    path.write_text(codegen.transform_module(cfg))
+    module = load_module(str(path), "generated_transform_for_trainer_test")
+    raw = interactions()
+    spec = {k: tf.io.FixedLenFeature([1], tf.string) for k in raw[0]}
+    spec.update({"spend": tf.io.FixedLenFeature([1], tf.float32),
+                 "price": tf.io.FixedLenFeature([1], tf.float32),
+                 "ts": tf.io.FixedLenFeature([1], tf.int64),
+                 naming.history_column("recent"): tf.io.VarLenFeature(tf.string)})
+    examples = []
+    for row in raw:
+        example = {}
+        for key, value in row.items():
+            if isinstance(value, str):
+                example[key] = [value.encode()] if value else []
+            else:
+                example[key] = [value]
+        examples.append(example)
+    out, output = run_preprocessing(module.preprocessing_fn, examples, spec, str(tmp))
+    feature_spec = output.transformed_feature_spec()
+    write_examples(out[:36], feature_spec, str(tmp / "train" / "part-0.gz"))
+    write_examples(out[36:], feature_spec, str(tmp / "eval" / "part-0.gz"))
+    return tmp, output
+
+
+@pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
+    tmp, output = transformed
+    cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(BASE)), overrides))
+    path = tmp_path / "trainer_module.py"
+    path.write_text(codegen.trainer_module(cfg))
+    module = load_module(str(path), f"generated_trainer_{abs(hash(tuple(overrides)))}")
+    fn_args = types.SimpleNamespace(
+        train_files=[str(tmp / "train" / "*")], eval_files=[str(tmp / "eval" / "*")],
+        transform_graph_path=str(tmp / "transform_output"), serving_model_dir=str(tmp_path / "m"),
+        model_run_dir=str(tmp_path / "run"), train_steps=3)
+    record = module.run_fn(fn_args)
+    assert record["status"] == "completed"
+    with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
+        assert json.load(handle)["status"] == "completed"
+    served = tf.saved_model.load(str(tmp_path / "m"))
+    with open(tmp_path / "m" / "assets.extra" / "serving_inputs.json", encoding="utf-8") as f:
+        described = json.load(f)
+    assert [d["input"] for d in described] == [
+        "query_id", "segment", "spend", "when", "seg_day_1", "recent"]
+    values = {"query_id": [b"u1"], "segment": [b"smb"], "spend": [12.5],
+              "when": [1_700_003_600], "seg_day_1": [b"3"], "recent": [b"i1|i2"]}
+    inputs = {d["input"]: tf.constant(values[d["input"]], dtype=d["dtype"]) for d in described}
+    answer = served.signatures["serving_default"](**inputs)
+    ids = answer["candidate_ids"].numpy()[0].astype(str).tolist()
+    assert len(ids) == 3 and len(set(ids)) == 3 and all(i.startswith("i") for i in ids)
