@@ -29,28 +29,30 @@ def _config(args) -> Config:
     return cfg
 
 
-def _tower_summary(cfg: Config) -> str:
+def _tower_summary(cfg: Config, with_data: bool) -> str:
+    from pipelines.summary import estimate_vocabularies, tower_summary
+
+    sizes = estimate_vocabularies(cfg) if with_data else {}
     lines = []
+    if sizes:
+        lines.append(f"data: {sizes['_query_id']} query ids, {sizes['_candidate_id']} candidate "
+                     "ids (vocabulary sizes estimated from the CSV files)")
     for tower in ("query_tower", "candidate_tower"):
         tc = getattr(cfg, tower)
-        width = 0
-        for f in tc.features:
-            numeric = f.kind == "numeric" and f.transform != "bucketize"
-            width += 1 if numeric else (f.embedding_dim or cfg.model.embedding_dim)
-        dense, previous = 0, width
-        for units in list(tc.layers) + [cfg.model.output_dim]:
-            dense += previous * units + units
-            previous = units
+        got = tower_summary(cfg, tower, lambda name: sizes.get(name, 0))
+        params = (f"{got['parameters']:,} parameters ({got['embedding_parameters']:,} in "
+                  f"embeddings)" if sizes else
+                  f"{got['dense_parameters']:,} dense parameters (embeddings need the data)")
         names = ", ".join(f"{f.name} ({f.kind})" for f in tc.features)
-        lines.append(f"{tower}: input width {width}, dense parameters {dense}, "
-                     f"layers {list(tc.layers)} -> {cfg.model.output_dim}; features: {names}")
+        lines.append(f"{tower}: input width {got['input_width']}, {params}, layers "
+                     f"{list(tc.layers)} -> {cfg.model.output_dim}; features: {names}")
     return "\n".join(lines)
 
 
 def cmd_validate(args) -> int:
     cfg = _config(args)
     print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
-    print(_tower_summary(cfg))
+    print(_tower_summary(cfg, with_data=not args.no_data))
     return 0
 
 

@@ -1,0 +1,106 @@
+"""Tower sizes before anything runs: input width and parameter counts.
+
+``tower_summary`` mirrors how ``trainer.towers`` builds each tower (a test
+checks it against the built Keras model); vocabulary sizes come from
+``estimate_vocabularies``, which reads the CSV files the way the Transform will
+(distinct values, tokens or words; capped by ``max_vocab_size``).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from typing import Callable, Dict, Optional
+
+from pipelines.config import Config
+
+CYCLICAL_WIDTH = 6  # sin and cos of day, week and year (transform.naming.CYCLES)
+_WORDS = re.compile(r"[^\W_]+")  # runs of letters or digits, as the Transform's \pL\pN
+
+
+def _feature_rows(cfg: Config, f, vocabulary_size: Callable[[str], int]) -> Optional[int]:
+    """Embedding rows of a feature, None when it enters as values."""
+    d = cfg.data
+    if f.kind == "numeric" and f.transform != "bucketize":
+        return None
+    if f.kind == "timestamp" and f.transform == "cyclical":
+        return None
+    if f.kind in ("numeric", "timestamp"):
+        return f.num_buckets + 1
+    if f.kind == "cross":
+        return f.hash_buckets
+    if f.kind == "history" or (f.kind == "id" and f.column == d.candidate_id):
+        return vocabulary_size("_candidate_id") + 1
+    if f.kind == "id" and f.column == d.query_id:
+        return vocabulary_size("_query_id") + 1
+    return vocabulary_size("vocab_" + f.name) + f.oov_buckets
+
+
+def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]) -> dict:
+    """``{'input_width', 'embedding_parameters', 'dense_parameters', 'parameters'}``.
+
+    Counts trainable parameters the tower uses; the candidate-id table shared
+    with a history feature counts in both towers.
+    """
+    tc = getattr(cfg, tower)
+    width, embedding, seen_shared = 0, 0, False
+    for f in tc.features:
+        rows = _feature_rows(cfg, f, vocabulary_size)
+        if rows is None:
+            width += 1 if f.kind == "numeric" else CYCLICAL_WIDTH
+            continue
+        dim = f.embedding_dim or cfg.model.embedding_dim
+        width += dim
+        shared = f.kind == "history" or (f.kind == "id" and f.column == cfg.data.candidate_id)
+        if shared and seen_shared:
+            continue
+        seen_shared = seen_shared or shared
+        embedding += rows * dim
+    dense, previous = 0, width
+    for units in tc.layers:
+        dense += previous * units + units + (2 * units if tc.norm != "none" else 0)
+        previous = units
+    dense += previous * cfg.model.output_dim + cfg.model.output_dim
+    return {"input_width": width, "embedding_parameters": embedding,
+            "dense_parameters": dense, "parameters": embedding + dense}
+
+
+def _tokens(cfg: Config, f, value: str):
+    if f.kind == "multi_categorical":
+        return [t.strip() for t in value.split(f.separator) if t.strip()]
+    if f.kind == "text":
+        return _WORDS.findall(value.lower())
+    return [value]
+
+
+def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
+    """Vocabulary sizes by file name, estimated from the whole CSV files."""
+    d = cfg.data
+    values: Dict[str, set] = {"_query_id": set(), "_candidate_id": set()}
+    vocab_features = [(t, f) for t, f in cfg.features()
+                      if f.kind in ("id", "categorical", "multi_categorical", "text")
+                      and f.column not in (d.query_id, d.candidate_id)]
+    table_columns = set()
+    if d.candidates is not None:
+        with open(d.candidates.path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            table_columns = set(reader.fieldnames or []) - {d.candidates.id}
+            rows = list(reader)
+        for t, f in vocab_features:
+            if t == "candidate_tower" and f.column in table_columns:
+                bucket = values.setdefault("vocab_" + f.name, set())
+                for row in rows:
+                    bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
+    with open(d.path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            values["_query_id"].add(row[d.query_id].strip())
+            values["_candidate_id"].add(row[d.candidate_id].strip())
+            for t, f in vocab_features:
+                if t == "candidate_tower" and f.column in table_columns:
+                    continue
+                bucket = values.setdefault("vocab_" + f.name, set())
+                bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
+    sizes = {name: len(found) for name, found in values.items()}
+    for _, f in vocab_features:
+        if f.max_vocab_size is not None:
+            sizes["vocab_" + f.name] = min(sizes["vocab_" + f.name], f.max_vocab_size)
+    return sizes
