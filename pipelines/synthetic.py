@@ -5,8 +5,9 @@ Generative process (documented in the README):
 1. ``categories`` product categories, each with a centroid in a latent taste
    space of ``dim`` dimensions and a typical price (log-normal).
 2. Products: a category, a latent vector (category centroid + noise), a price
-   (the category's price x log-normal noise) and a popularity offset
-   (normal, so a few products sell much more than others).
+   (the category's price x log-normal noise), a popularity offset (normal, so
+   a few products sell much more than others) and a name: a brand and one of
+   the two kinds of goods its category sells ("Acme valves").
 3. Customers: a segment (enterprise, mid-market, smb) and a region; the
    latent vector is the segment centroid + a regional tilt + individual noise.
    Activity is log-normal, so a few customers buy a lot.
@@ -24,6 +25,10 @@ import os
 import numpy as np
 
 SEGMENTS = ("enterprise", "mid-market", "smb")
+BRANDS = ("Acme", "Borealis", "Cobalt", "Dynamo", "Everest", "Fulcrum", "Granite", "Helix")
+NOUNS = ("bolts", "valves", "cable", "gloves", "sensors", "pumps", "filters", "bearings",
+         "drills", "paint", "tape", "ladders", "hoses", "relays", "fuses", "clamps", "brackets",
+         "gaskets", "switches", "lamps", "pallets", "labels", "cartons", "solvent")
 REGIONS = ("north", "south", "east", "west")
 START = 1_735_689_600  # 2025-01-01T00:00:00Z
 YEAR = 365 * 24 * 3600
@@ -44,6 +49,13 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
     category_price = np.exp(rng.uniform(2.0, 6.0, size=categories))
     price = np.round(category_price[product_category] * rng.lognormal(0, 0.3, products), 2)
     popularity = rng.normal(0.0, 1.0, size=products)
+    # Each category sells two kinds of goods; a product's name is a brand and one of them.
+    # Names come from their own random stream, so they don't change the purchases.
+    name_rng = np.random.default_rng([seed, 1])
+    category_nouns = name_rng.integers(len(NOUNS), size=(categories, 2))
+    names = [f"{BRANDS[name_rng.integers(len(BRANDS))]} "
+             f"{NOUNS[category_nouns[product_category[p], name_rng.integers(2)]]}"
+             for p in range(products)]
 
     segment = rng.choice(len(SEGMENTS), size=customers, p=[0.2, 0.3, 0.5])
     region = rng.integers(len(REGIONS), size=customers)
@@ -86,7 +98,7 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
         writer.writerows((r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows)
     with open(paths["products"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["product_id", "category", "price"])
-        writer.writerows((f"P{p:05d}", f"cat_{int(product_category[p]):02d}", f"{price[p]:.2f}")
-                         for p in range(products))
+        writer.writerow(["product_id", "name", "category", "price"])
+        writer.writerows((f"P{p:05d}", names[p], f"cat_{int(product_category[p]):02d}",
+                          f"{price[p]:.2f}") for p in range(products))
     return paths

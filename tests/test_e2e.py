@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, demo_raw
+from conftest import ROOT
+from e2e_helpers import run_pipeline
 from pipelines import codegen
-from pipelines.config import Config, apply_overrides
 from pipelines.local import COMPONENTS, completed_components, paths, results
 
 pytestmark = pytest.mark.e2e
@@ -21,20 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from pipelines.synthetic import generate
-
-    tmp = tmp_path_factory.mktemp("e2e")
-    data = str(tmp / "data")
-    generate(data, customers=300, products=150, purchases=8000, seed=11)
-    root = str(tmp / "root")
-    raw = apply_overrides(demo_raw(data), [f"pipeline.root={root}", "pipeline.name=e2e-test",
-                                           "training.epochs=6"])
-    config_path = tmp / "config.json"
-    config_path.write_text(json.dumps(raw))
-    done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config",
-                           str(config_path)], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    return {"root": root, "data": data, "stdout": done.stdout, "config": Config.from_dict(raw)}
+    return run_pipeline(tmp_path_factory.mktemp("e2e"), "e2e-test", ["training.epochs=6"])
 
 
 def trained_products(run):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines.synthetic import generate
+from pipelines.synthetic import BRANDS, NOUNS, generate
 
 ARGS = dict(customers=50, products=40, purchases=2000, categories=5, dim=4)
 UTC = datetime.timezone.utc
@@ -49,7 +49,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, data):
 def test_headers_are_exact(data):
     assert raw(data["paths"]["purchases"]).split(b"\r\n")[0] == (
         b"customer_id,segment,region,product_id,timestamp,quantity")
-    assert raw(data["paths"]["products"]).split(b"\r\n")[0] == b"product_id,category,price"
+    assert raw(data["paths"]["products"]).split(b"\r\n")[0] == b"product_id,name,category,price"
 
 
 def test_purchase_count_and_products_listed_once(data):
@@ -59,9 +59,14 @@ def test_purchase_count_and_products_listed_once(data):
     assert ids == [f"P{p:05d}" for p in range(40)]
     assert len(set(ids)) == len(ids)
     assert {p[3] for p in purchases} <= set(ids)
-    for _, category, price in products:
+    kinds = {}
+    for _, name, category, price in products:
+        brand, noun = name.split(" ")
+        assert brand in BRANDS and noun in NOUNS
         assert category in {f"cat_{c:02d}" for c in range(5)}
         assert float(price) > 0 and len(price.split(".")[1]) == 2
+        kinds.setdefault(category, set()).add(noun)
+    assert all(len(k) <= 2 for k in kinds.values())  # a category sells two kinds of goods
 
 
 def test_every_row_is_well_formed(data):
@@ -115,7 +120,8 @@ def test_smallest_sizes_work(tmp_path):
     paths = generate(str(tmp_path), customers=1, products=1, purchases=3, categories=1, dim=1)
     rows = rows_of(paths["purchases"])[1:]
     assert [(r[0], r[3]) for r in rows] == [("C00000", "P00000")] * 3
-    assert rows_of(paths["products"])[1][0:2] == ["P00000", "cat_00"]
+    product = rows_of(paths["products"])[1]
+    assert [product[0], product[2]] == ["P00000", "cat_00"]
 
 
 @pytest.mark.parametrize("bad", [dict(customers=0), dict(products=0), dict(purchases=0),

@@ -18,7 +18,6 @@ def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
 
     ``feature_spec`` maps column -> tf.io feature spec, as TFX's schema would.
     """
-    import tensorflow as tf  # noqa: F401  (must come after TF_USE_LEGACY_KERAS is set)
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils

@@ -1,0 +1,65 @@
+"""Every feature kind together, through the real local pipeline (ExampleGen to Pusher)."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from e2e_helpers import query_inputs, run_pipeline
+from pipelines.local import COMPONENTS, completed_components, paths, results
+
+pytestmark = pytest.mark.e2e
+
+ALL_KINDS = [
+    "query_tower.features.3={name: segment_region, kind: cross, "
+    "columns: [segment, region], hash_buckets: 64, embedding_dim: 8}",
+    "query_tower.features.4={name: when, column: timestamp, kind: timestamp}",
+    "query_tower.features.5={name: recent, kind: history, max_length: 10}",
+    "query_tower.features.6={name: quantity, column: quantity, kind: numeric, "
+    "transform: bucketize, num_buckets: 4, embedding_dim: 4}",
+    "candidate_tower.features.3={name: title, column: name, kind: text, max_length: 4, "
+    "embedding_dim: 8}",
+    "candidate_tower.features.4={name: price_band, column: price, kind: numeric, "
+    "transform: bucketize, num_buckets: 5, embedding_dim: 4}",
+    "candidate_tower.norm=layer", "query_tower.dropout=0.1", "training.epochs=6",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return run_pipeline(tmp_path_factory.mktemp("e2e_all"), "e2e-all-kinds", ALL_KINDS)
+
+
+def test_every_component_completed(run):
+    assert completed_components(paths(run["root"])["metadata"], run["name"]) == sorted(COMPONENTS)
+
+
+def test_the_model_learned_and_beats_popularity(run):
+    metrics = results(run["root"])["metrics"]
+    assert metrics["status"] == "completed"
+    assert metrics["epochs"][-1]["loss"] < metrics["epochs"][0]["loss"]
+    evaluation = metrics["evaluation"]
+    assert evaluation["model"]["recall_at_10"] > 1.2 * evaluation["popularity"]["recall_at_10"]
+
+
+def test_serving_takes_every_query_input_and_matches_brute_force(run):
+    serving = results(run["root"])["serving_model"]
+    with open(os.path.join(serving, "assets.extra", "serving_inputs.json"), encoding="utf-8") as f:
+        described = json.load(f)
+    assert [(d["input"], d["column"]) for d in described] == [
+        ("query_id", "customer_id"), ("segment", "segment"), ("region", "region"),
+        ("when", "timestamp"), ("recent", "__twotower_history_recent"),
+        ("quantity", "quantity")]
+    inputs = query_inputs(run, described, ["C00001", "C00002"])
+    cast = {"string": str, "int64": lambda v: int(float(v)), "float32": float}
+    tensors = {d["input"]: tf.constant([cast[d["dtype"]](v) for v in inputs[d["input"]]],
+                                       dtype=d["dtype"]) for d in described}
+    model = tf.saved_model.load(serving)
+    answer = model.signatures["serving_default"](**tensors)
+    embedding = model.signatures["query_embedding"](**tensors)["embedding"].numpy()
+    brute = embedding @ model.candidate_embeddings.numpy().T
+    catalog = model.candidate_ids.numpy().astype(str)
+    for row in range(2):
+        best = np.argsort(-brute[row])[:10]
+        assert answer["candidate_ids"].numpy()[row].astype(str).tolist() == catalog[best].tolist()
