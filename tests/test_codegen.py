@@ -39,10 +39,18 @@ def hostile_config():
     return Config.from_dict(raw)
 
 
-@pytest.mark.parametrize("name", ["b2b_demo", "movielens"])
+def all_kinds():
+    """Every feature kind and tower option (the config of test_trainer_run)."""
+    from test_trainer_run import BASE
+
+    return Config.from_dict(BASE)
+
+
+@pytest.mark.parametrize("name", ["b2b_demo", "movielens", "all_kinds"])
 @pytest.mark.parametrize("kind", ["transform", "trainer"])
 def test_golden_files(name, kind):
-    text = getattr(codegen, f"{kind}_module")(example(name))
+    cfg = all_kinds() if name == "all_kinds" else example(name)
+    text = getattr(codegen, f"{kind}_module")(cfg)
     path = os.path.join(GOLDEN, name, f"{kind}_module.py")
     if os.environ.get("UPDATE_GOLDEN"):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -68,7 +76,7 @@ def test_generation_is_deterministic_across_processes(tmp_path):
 
 
 @pytest.mark.parametrize("make", [lambda: example("b2b_demo"), lambda: example("movielens"),
-                                  hostile_config])
+                                  all_kinds, hostile_config])
 def test_modules_pass_pyflakes_and_define_entry_points(tmp_path, make):
     paths = codegen.write_modules(make(), str(tmp_path))
     flakes = subprocess.run([sys.executable, "-m", "pyflakes", paths["transform"],
