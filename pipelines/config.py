@@ -138,7 +138,8 @@ class TrainingConfig:
     clipping: str = "global_norm"
     clip_value: float = 5.0
     collapse_patience: int = 20
-    collapse_threshold: float = 1e-7
+    collapse_threshold: float = 1e-7           # absolute ~0 for a tower's gradient norm
+    collapse_ratio: float = 1e-4               # or this fraction of the tower's peak norm
     seed: int = 42
     allow_risky_learning_rate: bool = False
 

@@ -154,6 +154,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("training.collapse_patience", "must be at least 1 step")
     if not 0.0 <= t.collapse_threshold < 1.0:
         add("training.collapse_threshold", "must be in [0, 1)")
+    if not 0.0 <= t.collapse_ratio < 0.1:
+        add("training.collapse_ratio", "must be in [0, 0.1)")
     for reason in learning_rate_advice(cfg):
         if t.allow_risky_learning_rate:
             warnings.append(f"training.learning_rate: {reason}")

@@ -254,3 +254,23 @@ def test_monitor_and_recorder_are_order_independent():
                       "candidate": {"min": 0.0, "mean": pytest.approx(1 / 3), "max": 1.0,
                                     "last": 0.0}},
         "weight_norm": {"query": 5.0, "candidate": 1.0}}]
+
+
+def test_collapse_is_relative_to_each_towers_peak():
+    """15,000 falling to 1e-3 is a collapse although not exactly 0 (ratio 1e-4)."""
+    record = {"stopped": None, "collapse_detected": False}
+    monitor = CollapseMonitor(2, 1e-7, record, learning_rate=0.1, ratio=1e-4)
+    monitor.set_model(types.SimpleNamespace(stop_training=False))
+    monitor.on_epoch_begin(0)
+    monitor.on_train_batch_end(0, logs(query=15_000.0, candidate=900.0))
+    monitor.on_train_batch_end(1, logs(query=1e-3, candidate=0.5))  # candidate still learns
+    assert monitor.streak == 0
+    monitor.on_train_batch_end(2, logs(query=1e-3, candidate=0.08))  # 0.08 <= 1e-4 x 900
+    assert monitor.streak == 1
+    monitor.on_train_batch_end(3, logs(query=1.6, candidate=0.05))  # 1.6 > 1e-4 x 15,000
+    assert monitor.streak == 0
+    monitor.on_train_batch_end(4, logs(query=1.5, candidate=0.09))  # both exactly at the bound
+    assert monitor.streak == 1 and not monitor.model.stop_training
+    monitor.on_train_batch_end(5, logs(query=0.0, candidate=0.0))
+    assert monitor.model.stop_training and record["stopped"]["step"] == 6
+    assert record["collapse_detected"] and "peaks 1.5e+04 and 900" in record["stopped"]["message"]

@@ -20,20 +20,29 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
     """Stops training when both towers' gradient norms stay at ~0, or the loss is not finite.
 
     Reads ``batch_loss``, ``query_grad_norm`` and ``candidate_grad_norm`` from
-    each training step's logs. After ``patience`` consecutive steps with both
-    norms at or below ``threshold`` it sets ``stop_training`` and writes
-    ``record['stopped']``; the caller raises :class:`TrainingStopped`.
+    each training step's logs. A tower's norm counts as ~0 when it is at most
+    ``threshold``, or at most ``ratio`` times the largest norm that tower had
+    (15,000 falling to 1e-3 is a collapse even if not exactly 0). After
+    ``patience`` consecutive steps with both towers at ~0 it sets
+    ``stop_training`` and writes ``record['stopped']``; the caller raises
+    :class:`TrainingStopped`.
     """
 
-    def __init__(self, patience, threshold, record, learning_rate):
+    def __init__(self, patience, threshold, record, learning_rate, ratio=0.0):
         super().__init__()
         self.patience = patience
         self.threshold = threshold
+        self.ratio = ratio
         self.record = record
         self.learning_rate = learning_rate
         self.step = 0
         self.epoch = 0
         self.streak = 0
+        self.peaks = [0.0, 0.0]
+
+    def collapsed(self, norm, tower):
+        """A tower's norm is ~0: at most ``threshold``, or ``ratio`` x its peak so far."""
+        return norm <= max(self.threshold, self.ratio * self.peaks[tower])
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -52,11 +61,14 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
                 "clipping switched off, or a numeric feature with extreme values; lower "
                 "training.learning_rate or use transform: log on heavy-tailed numerics"))
             return
-        self.streak = self.streak + 1 if max(norms) <= self.threshold else 0
+        self.peaks = [max(p, n) for p, n in zip(self.peaks, norms)]
+        both = self.collapsed(norms[0], 0) and self.collapsed(norms[1], 1)
+        self.streak = self.streak + 1 if both else 0
         if self.streak >= self.patience:
             self._stop("gradient_collapse", (
-                f"gradients collapsed: both towers' gradient norms stayed <= "
-                f"{self.threshold:g} for {self.streak} steps (step {self.step}, epoch "
+                f"gradients collapsed: both towers' gradient norms stayed at ~0 (now "
+                f"{norms[0]:.3g} and {norms[1]:.3g}, peaks {self.peaks[0]:.3g} and "
+                f"{self.peaks[1]:.3g}) for {self.streak} steps (step {self.step}, epoch "
                 f"{self.epoch + 1}); the model has stopped learning. This is what a learning "
                 f"rate too high for the tower depth does (now {self.learning_rate:g}): lower "
                 "training.learning_rate 10x, or use fewer dense layers"))

@@ -124,7 +124,7 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     callbacks = [
         IndexRefresher(index, candidate_tower, table),
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
-                        training["learning_rate"]),
+                        training["learning_rate"], ratio=training["collapse_ratio"]),
         MetricsRecorder(record, {"query": query_tower, "candidate": candidate_tower}),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
