@@ -269,7 +269,7 @@ def test_collapse_is_relative_to_each_towers_peak():
     assert monitor.streak == 1
     monitor.on_train_batch_end(3, logs(query=1.6, candidate=0.05))  # 1.6 > 1e-4 x 15,000
     assert monitor.streak == 0
-    monitor.on_train_batch_end(4, logs(query=1.5, candidate=0.09))  # both exactly at the bound
+    monitor.on_train_batch_end(4, logs(query=1.49, candidate=0.089))  # both just under
     assert monitor.streak == 1 and not monitor.model.stop_training
     monitor.on_train_batch_end(5, logs(query=0.0, candidate=0.0))
     assert monitor.model.stop_training and record["stopped"]["step"] == 6
