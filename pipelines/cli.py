@@ -31,11 +31,12 @@ def _config(args) -> Config:
 
 def _tower_summary(cfg: Config, with_data: bool) -> str:
     from pipelines.summary import estimate_vocabularies, tower_summary
+    from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
 
     sizes = estimate_vocabularies(cfg) if with_data else {}
     lines = []
     if sizes:
-        lines.append(f"data: {sizes['_query_id']} query ids, {sizes['_candidate_id']} candidate "
+        lines.append(f"data: {sizes[QUERY_VOCAB]} query ids, {sizes[CANDIDATE_VOCAB]} candidate "
                      "ids (vocabulary sizes estimated from the CSV files)")
     for tower in ("query_tower", "candidate_tower"):
         tc = getattr(cfg, tower)

@@ -19,8 +19,7 @@ import shutil
 from typing import Dict, List
 
 from pipelines.config import Config
-
-HISTORY_PREFIX = "__twotower_history_"  # = transform.naming.HISTORY_PREFIX (a test checks)
+from transform.naming import HISTORY_PREFIX
 
 SPLITS = ("train", "eval")
 

@@ -12,8 +12,9 @@ import re
 from typing import Callable, Dict, Optional
 
 from pipelines.config import Config
+from transform.naming import CANDIDATE_VOCAB, CYCLES, QUERY_VOCAB, vocabulary_name
 
-CYCLICAL_WIDTH = 6  # sin and cos of day, week and year (transform.naming.CYCLES)
+CYCLICAL_WIDTH = 2 * len(CYCLES)  # sin and cos of each period
 _WORDS = re.compile(r"[^\W_]+")  # runs of letters or digits, as the Transform's \pL\pN
 
 
@@ -29,10 +30,10 @@ def _feature_rows(cfg: Config, f, vocabulary_size: Callable[[str], int]) -> Opti
     if f.kind == "cross":
         return f.hash_buckets
     if f.kind == "history" or (f.kind == "id" and f.column == d.candidate_id):
-        return vocabulary_size("_candidate_id") + 1
+        return vocabulary_size(CANDIDATE_VOCAB) + 1
     if f.kind == "id" and f.column == d.query_id:
-        return vocabulary_size("_query_id") + 1
-    return vocabulary_size("vocab_" + f.name) + f.oov_buckets
+        return vocabulary_size(QUERY_VOCAB) + 1
+    return vocabulary_size(vocabulary_name(f.name)) + f.oov_buckets
 
 
 def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]) -> dict:
@@ -75,7 +76,7 @@ def _tokens(cfg: Config, f, value: str):
 def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
     """Vocabulary sizes by file name, estimated from the whole CSV files."""
     d = cfg.data
-    values: Dict[str, set] = {"_query_id": set(), "_candidate_id": set()}
+    values: Dict[str, set] = {QUERY_VOCAB: set(), CANDIDATE_VOCAB: set()}
     vocab_features = [(t, f) for t, f in cfg.features()
                       if f.kind in ("id", "categorical", "multi_categorical", "text")
                       and f.column not in (d.query_id, d.candidate_id)]
@@ -87,20 +88,20 @@ def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
             rows = list(reader)
         for t, f in vocab_features:
             if t == "candidate_tower" and f.column in table_columns:
-                bucket = values.setdefault("vocab_" + f.name, set())
+                bucket = values.setdefault(vocabulary_name(f.name), set())
                 for row in rows:
                     bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
     with open(d.path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            values["_query_id"].add(row[d.query_id].strip())
-            values["_candidate_id"].add(row[d.candidate_id].strip())
+            values[QUERY_VOCAB].add(row[d.query_id].strip())
+            values[CANDIDATE_VOCAB].add(row[d.candidate_id].strip())
             for t, f in vocab_features:
                 if t == "candidate_tower" and f.column in table_columns:
                     continue
-                bucket = values.setdefault("vocab_" + f.name, set())
+                bucket = values.setdefault(vocabulary_name(f.name), set())
                 bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
     sizes = {name: len(found) for name, found in values.items()}
     for _, f in vocab_features:
         if f.max_vocab_size is not None:
-            sizes["vocab_" + f.name] = min(sizes["vocab_" + f.name], f.max_vocab_size)
+            sizes[vocabulary_name(f.name)] = min(sizes[vocabulary_name(f.name)], f.max_vocab_size)
     return sizes

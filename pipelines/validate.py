@@ -18,11 +18,11 @@ from typing import List
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
                               OPTIMIZERS, SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config,
                               ConfigError, FeatureConfig)
+from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 VOCAB_KINDS = ("id", "categorical", "multi_categorical", "text")
-RESERVED_COLUMN_PREFIX = "__twotower"
 _FEATURE_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else
                               f.default_factory())
                      for f in dataclasses.fields(FeatureConfig)
