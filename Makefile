@@ -15,6 +15,10 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest
 
+# The benchmark on ../shared (MovieLens + the shared protocol); see BENCHMARKS.md.
+bench: venv
+	$(VENV)/bin/python scripts/bench.py
+
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \

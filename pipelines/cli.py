@@ -3,6 +3,8 @@
     twotower validate --config C [--set KEY=VALUE ...] [--no-data]
     twotower generate --config C --out DIR [--set ...]
     twotower run      --config C [--set ...]
+    twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
+    twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
     twotower demo     [--root DIR] [--set ...]
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
@@ -118,6 +120,35 @@ def cmd_run(args) -> int:
     return _run(_config(args))
 
 
+def cmd_lr_check(args) -> int:
+    from pipelines.lrcheck import format_report, lr_check, parse_rates
+
+    cfg = load_config(args.config, args.set)
+    # Every other config error stops here; a risky configured rate is what this tests.
+    checked = Config.from_dict(apply_overrides(cfg.to_dict(),
+                                               ["training.allow_risky_learning_rate=true"]))
+    for warning in validate(checked):
+        print(f"warning: {warning}", file=sys.stderr)
+    rates = parse_rates(args.rates) if args.rates else None
+    try:
+        report = lr_check(cfg, rates=rates, steps=args.steps)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:
+        print(f"\nlr-check failed: {root_cause(exc)}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0 if report["recommended"] is not None else 1
+
+
+def cmd_recommend(args) -> int:
+    from pipelines.recommend import recommend
+
+    recommend(args.model, args.users, args.k, args.out, history=args.history,
+              include_seen=args.include_seen, batch_size=args.batch_size)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pipelines.synthetic import generate
 
@@ -164,6 +195,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-data", action="store_true", help="do not read the data files")
     p.set_defaults(func=cmd_generate)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    p = with_config("lr-check", "learning-rate range test on the transformed data")
+    p.add_argument("--rates", help="comma-separated rates (default: the configured rate "
+                   "x 0.1, 0.3, 1, 3, 10)")
+    p.add_argument("--steps", type=int, default=300, help="training steps per rate")
+    p.set_defaults(func=cmd_lr_check)
+    p = sub.add_parser("recommend", help="top-k candidates for each query of a CSV")
+    p.add_argument("--model", required=True, help="a pipeline root or a serving SavedModel")
+    p.add_argument("--users", required=True, help="CSV with the data.query_id (or user_id) "
+                   "column; each distinct id gets recommendations")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--out", required=True, help="output CSV: user_id,item_id,rank")
+    p.add_argument("--history", help="interactions CSV the queries' features, histories and "
+                   "exclusions come from (default: the model's data.path)")
+    p.add_argument("--include-seen", action="store_true",
+                   help="do not exclude the candidates a query already has in --history")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic dataset")
     p.add_argument("--root", default=os.path.join("runs", "demo"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

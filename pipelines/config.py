@@ -34,7 +34,8 @@ KIND_DEFAULTS = {
 }
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
-SPLIT_METHODS = ("auto", "time", "hash")
+SPLIT_METHODS = ("auto", "time", "user_time", "hash")
+SOFTMAX_MODES = ("auto", "full_catalog", "in_batch")
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
 
 
@@ -90,7 +91,9 @@ class SplitConfig:
 
     ``auto`` is ``time`` when ``data.timestamp`` is set, else ``hash``.
     ``time`` puts the latest ``eval_fraction`` of interactions (a global cut)
-    in eval; ``hash`` assigns rows by a seeded hash of the row.
+    in eval; ``user_time`` puts each query's latest ``eval_fraction`` of its
+    interactions in eval (at least one, for queries with two or more);
+    ``hash`` assigns rows by a seeded hash of the row.
     """
     method: str = "auto"
     eval_fraction: float = 0.2
@@ -126,6 +129,11 @@ class ModelConfig:
     temperature: Optional[float] = 0.1
     remove_accidental_hits: bool = True
     logq_correction: bool = True
+    # Training loss: "full_catalog" is an exact softmax over every deduplicated
+    # candidate; "in_batch" uses the batch's candidates as negatives (logQ-corrected);
+    # "auto" picks full_catalog when the catalog has at most full_catalog_max ids.
+    softmax: str = "auto"
+    full_catalog_max: int = 50_000
     top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
 
 

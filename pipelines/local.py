@@ -38,8 +38,9 @@ def paths(root: str) -> Dict[str, str]:
             "serving": os.path.join(root, "serving")}
 
 
-def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: str):
-    """The TFX pipeline object (imports TFX)."""
+def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: str,
+                   until: str = COMPONENTS[-1]):
+    """The TFX pipeline object (imports TFX), its components up to ``until``."""
     from tfx import v1 as tfx
 
     where = paths(root)
@@ -62,9 +63,10 @@ def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: s
         model=trainer.outputs["model"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
+    components = [example_gen, statistics_gen, schema_gen, transform, trainer, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
-        components=[example_gen, statistics_gen, schema_gen, transform, trainer, pusher],
+        components=components[:COMPONENTS.index(until) + 1],
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
@@ -92,13 +94,14 @@ def results(root: str) -> dict:
     return out
 
 
-def run_local(cfg: Config, log=print) -> dict:
+def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1]) -> dict:
     """Prepares data, generates modules and runs the pipeline; returns :func:`results`.
 
+    ``until`` names the last component to run (``Transform`` for lr-check).
     Raises whatever a component raised (LocalDagRunner stops at the first
     failing component).
     """
-    root = pipeline_root(cfg)
+    root = root or pipeline_root(cfg)
     where = paths(root)
     report = prepare(cfg, where["input"])
     log(f"prepared {report['rows']} interactions: {report['train_rows']} train, "
@@ -111,9 +114,23 @@ def run_local(cfg: Config, log=print) -> dict:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfx import v1 as tfx
 
-    log("running " + " -> ".join(COMPONENTS) + " with LocalDagRunner")
-    tfx.orchestration.LocalDagRunner().run(build_pipeline(cfg, where["input"], modules, root))
+    log("running " + " -> ".join(COMPONENTS[:COMPONENTS.index(until) + 1])
+        + " with LocalDagRunner")
+    tfx.orchestration.LocalDagRunner().run(
+        build_pipeline(cfg, where["input"], modules, root, until))
     return results(root)
+
+
+def transform_outputs(root: str) -> Dict[str, str]:
+    """The newest Transform run under ``root``: transform graph and train/eval example globs."""
+    tfx_dir = paths(root)["tfx"]
+    graph = _newest(os.path.join(tfx_dir, "Transform", "transform_graph", "*"))
+    examples = _newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
+    if not graph or not examples:
+        raise FileNotFoundError(f"no Transform output under {tfx_dir}")
+    return {"transform_graph": graph,
+            "train": os.path.join(examples, "Split-train", "*"),
+            "eval": os.path.join(examples, "Split-eval", "*")}
 
 
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:

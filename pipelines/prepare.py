@@ -125,6 +125,28 @@ def _histories(cfg: Config, rows: List[dict], times: List[float]) -> None:
         past.append(row[d.candidate_id].strip())
 
 
+def user_time_split(rows: List[list], query_position: int, times: List[float],
+                    fraction: float) -> List[bool]:
+    """Per query, its latest ``fraction`` of interactions go to eval.
+
+    A query with n >= 2 interactions puts its last ``max(1, int(n * fraction))``
+    (at most n - 1) in eval, ordered by time then by row; a query with one
+    interaction stays in train. Returns ``in_eval`` per row.
+    """
+    by_query: Dict[str, List[int]] = {}
+    for i, row in enumerate(rows):
+        by_query.setdefault(row[query_position], []).append(i)
+    in_eval = [False] * len(rows)
+    for indices in by_query.values():
+        n = len(indices)
+        if n < 2:
+            continue
+        held = min(n - 1, max(1, int(n * fraction)))
+        for i in sorted(indices, key=lambda j: (times[j], j))[n - held:]:
+            in_eval[i] = True
+    return in_eval
+
+
 def split_method(cfg: Config) -> str:
     method = cfg.data.split.method
     if method == "auto":
@@ -198,6 +220,8 @@ def prepare(cfg: Config, out_dir: str) -> dict:
         in_eval = [t >= cut for t in times]
         if all(in_eval):  # the cut fell on the earliest time: ties
             in_eval = [t > cut for t in times]
+    elif method == "user_time":
+        in_eval = user_time_split(rows, columns.index(d.query_id), times, fraction)
     else:
         # A row's split depends on its content (and, for repeated identical rows, on
         # which repeat it is), not on its position: appending rows moves no old row.

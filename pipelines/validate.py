@@ -16,8 +16,8 @@ import re
 from typing import List
 
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config,
-                              ConfigError, FeatureConfig)
+                              OPTIMIZERS, SOFTMAX_MODES, SPLIT_METHODS, TIMESTAMP_TRANSFORMS,
+                              Config, ConfigError, FeatureConfig)
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -58,6 +58,15 @@ def tower_depth(cfg: Config, tower: str) -> int:
     return len(getattr(cfg, tower).layers) + 1
 
 
+def learning_rate_ceiling(cfg: Config):
+    """The highest rate accepted without ``allow_risky_learning_rate``; None if unbounded."""
+    opt = cfg.training.optimizer
+    if cfg.training.allow_risky_learning_rate or opt not in SAFE_LR:
+        return None
+    depth = max(tower_depth(cfg, "query_tower"), tower_depth(cfg, "candidate_tower"))
+    return SAFE_LR[opt] if (opt == "adam" or depth >= DEEP_TOWER) else None
+
+
 def learning_rate_advice(cfg: Config) -> List[str]:
     """Reasons why the configured learning rate is risky; empty when it is not."""
     t = cfg.training
@@ -71,8 +80,8 @@ def learning_rate_advice(cfg: Config) -> List[str]:
         reasons.append(
             f"learning rate {lr:g} is risky for {opt} with {depth}-layer towers: gradients can "
             f"collapse to zero after the first epoch (loss flat, recall 0); recommended range "
-            f"{ceiling / 100:g}..{ceiling:g}; set training.allow_risky_learning_rate: true "
-            "to run it anyway")
+            f"{ceiling / 100:g}..{ceiling:g} (measure with `twotower lr-check`); set "
+            "training.allow_risky_learning_rate: true to run it anyway")
     elif lr > 0.5:
         reasons.append(f"learning rate {lr:g} is far above the usual range for {opt} "
                        f"(recommended at most {ceiling:g})")
@@ -95,8 +104,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("data.timestamp", "must differ from the id columns")
     if d.split.method not in SPLIT_METHODS:
         add("data.split.method", f"must be one of {', '.join(SPLIT_METHODS)}")
-    if d.split.method == "time" and d.timestamp is None:
-        add("data.split.method", "'time' needs data.timestamp; set it, or use method: hash")
+    if d.split.method in ("time", "user_time") and d.timestamp is None:
+        add("data.split.method", f"{d.split.method!r} needs data.timestamp; set it, or use "
+            "method: hash")
     if not 0.0 < d.split.eval_fraction <= 0.5:
         add("data.split.eval_fraction", "must be in (0, 0.5]")
     if d.candidates is not None and not d.candidates.id:
@@ -128,6 +138,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             add(f"model.{key}", "must be in 1..1024")
     if m.activation not in ACTIVATIONS:
         add("model.activation", f"must be one of {', '.join(ACTIVATIONS)}")
+    if m.softmax not in SOFTMAX_MODES:
+        add("model.softmax", f"must be one of {', '.join(SOFTMAX_MODES)}")
+    if isinstance(m.full_catalog_max, bool) or not 1 <= m.full_catalog_max <= 10_000_000:
+        add("model.full_catalog_max", "must be in 1..10000000")
     if m.temperature is not None and not 0.0 < m.temperature <= 100.0:
         add("model.temperature", "must be in (0, 100], or null for none")
     if not m.top_k:

@@ -81,7 +81,12 @@ inputs = {k: tf.constant(v) for k, v in json.loads(sys.argv[2]).items()}
 out = model.signatures["serving_default"](**inputs)
 emb = model.signatures["query_embedding"](**inputs)["embedding"].numpy()
 brute = emb @ model.candidate_embeddings.numpy().T
+skip = out["candidate_ids"].numpy()[:, :3]  # exclude each query's top 3, plus an unknown id
+exclude = tf.constant([[i.decode() for i in row] + ["not-a-product"] for row in skip])
+kept = model.signatures["recommend"](**inputs, exclude=exclude, k=tf.constant(10))
 print(json.dumps({"ids": out["candidate_ids"].numpy().astype(str).tolist(),
+                  "kept": kept["candidate_ids"].numpy().astype(str).tolist(),
+                  "kept_scores": kept["scores"].numpy().tolist(),
                   "scores": out["scores"].numpy().tolist(), "brute": brute.tolist(),
                   "catalog": model.candidate_ids.numpy().astype(str).tolist()}))
 """
@@ -115,6 +120,40 @@ def test_serving_model_answers_a_known_query_in_a_fresh_process(run):
         best = np.argsort(-brute)[:10]
         assert ids == [answer["catalog"][i] for i in best]
         np.testing.assert_allclose(scores, brute[best], rtol=1e-5, atol=1e-6)
+        # the recommend signature drops the excluded ids and moves the rest up
+        after = [answer["catalog"][i] for i in np.argsort(-brute)[3:13]]
+        assert answer["kept"][row] == after
+        np.testing.assert_allclose(answer["kept_scores"][row], np.sort(brute)[::-1][3:13],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_batch_recommend_excludes_each_users_purchases(run, tmp_path):
+    users = tmp_path / "users.csv"
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    bought = {}
+    for row in rows:
+        bought.setdefault(row["customer_id"], set()).add(row["product_id"])
+    chosen = sorted(bought)[:5] + ["new-customer"]
+    users.write_text("customer_id\n" + "\n".join(chosen) + "\n")
+    out = tmp_path / "recs.csv"
+    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
+                           "--users", str(users), "--k", "20", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    with open(out, encoding="utf-8") as handle:
+        recs = list(csv.DictReader(handle))
+    assert list(recs[0]) == ["user_id", "item_id", "rank"]
+    products = trained_products(run)
+    by_user = {}
+    for r in recs:
+        by_user.setdefault(r["user_id"], []).append(r)
+    assert list(by_user) == chosen  # input order, the cold user included
+    for user, got in by_user.items():
+        assert [int(r["rank"]) for r in got] == list(range(1, 21))
+        items = [r["item_id"] for r in got]
+        assert len(set(items)) == 20 and set(items) <= products
+        assert not set(items) & bought.get(user, set())  # train and eval purchases excluded
 
 
 def test_inspection_notebook_runs_on_the_run(run):

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from pipelines.config import Config, apply_overrides, read_raw
+from pipelines.config import Config, ConfigError, apply_overrides, read_raw
 from pipelines.prepare import DataError, output_columns, prepare
+from pipelines.validate import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "customer_id,segment,region,product_id,timestamp,quantity"
@@ -314,3 +315,36 @@ def test_history_prefix_matches_the_naming_contract():
     from transform import naming
 
     assert module.HISTORY_PREFIX == naming.HISTORY_PREFIX
+
+
+def test_user_time_split_holds_out_each_users_latest_rows(tmp_path):
+    cfg = config(tmp_path, csv_of(TEN), overrides=["data.split.method=user_time",
+                                                   "data.split.eval_fraction=0.34"])
+    out = str(tmp_path / "out")
+    report = prepare(cfg, out)
+    # each customer has 2-3 rows: int(n * 0.34) < 1, so each holds out its latest one
+    assert lines(out, "eval") == [",".join(COLUMNS)] + [
+        out_line(r) for r in TEN if (r[0], r[4]) in {("C1", "7"), ("C2", "10"), ("C3", "9"),
+                                                     ("C4", "8")}]
+    assert (report["split_method"], report["train_rows"], report["eval_rows"]) == (
+        "user_time", 6, 4)
+
+
+def test_user_time_split_fraction_ties_and_single_row_users(tmp_path):
+    # C1: ten rows, times 1..10 with a tie at 9; C2: one row, which stays in train
+    rows = [("C1", "smb", "north", f"P{1 + t % 3}", str(min(t, 9)), "1") for t in range(1, 11)]
+    rows.append(("C2", "smb", "south", "P1", "50", "1"))
+    cfg = config(tmp_path, csv_of(rows), overrides=["data.split.method=user_time",
+                                                    "data.split.eval_fraction=0.2"])
+    out = str(tmp_path / "out")
+    prepare(cfg, out)
+    # int(10 * 0.2) = 2 held out: the two rows at time 9 (t = 9 and 10), by time then row
+    assert lines(out, "eval") == [",".join(COLUMNS)] + [out_line(r) for r in rows[8:10]]
+    assert len(lines(out, "train")) == 1 + 8 + 1
+
+
+def test_user_time_split_needs_a_timestamp(tmp_path):
+    cfg = config(tmp_path, csv_of(TEN), overrides=["data.split.method=user_time",
+                                                   "data.timestamp=null"])
+    with pytest.raises(ConfigError, match="data.split.method.*'user_time' needs data.timestamp"):
+        validate(cfg, check_data=False)

@@ -51,10 +51,11 @@ BASE = {
 OPTIONS = [
     [],
     ["query_tower.norm=batch", "candidate_tower.norm=layer", "query_tower.dropout=0.2",
-     "candidate_tower.l2=0.001"],
+     "candidate_tower.l2=0.001", "model.softmax=in_batch"],
     ["model.l2_normalize=false", "model.temperature=null", "model.logq_correction=false",
      "model.remove_accidental_hits=false"],
-    ["training.optimizer=adagrad", "training.learning_rate=0.05", "training.clipping=norm"],
+    ["training.optimizer=adagrad", "training.learning_rate=0.05", "training.clipping=norm",
+     "model.softmax=full_catalog"],
     ["training.optimizer=sgd", "training.clipping=value", "training.clip_value=0.5"],
     ["training.clipping=none", "query_tower.layers=[]", "model.activation=gelu"],
 ]
@@ -136,6 +137,8 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
         model_run_dir=str(tmp_path / "run"), train_steps=3)
     record = module.run_fn(fn_args)
     assert record["status"] == "completed"
+    assert record["softmax"] == ("in_batch" if "model.softmax=in_batch" in overrides
+                                 else "full_catalog")  # auto: 7 candidates fit
     with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
         assert json.load(handle)["status"] == "completed"
     served = tf.saved_model.load(str(tmp_path / "m"))

@@ -1,6 +1,7 @@
 """Trainer building blocks (TensorFlow): candidate table, index, optimizer, towers, monitors."""
 import copy
 import types
+import math
 
 import numpy as np
 import pytest
@@ -256,21 +257,56 @@ def test_monitor_and_recorder_are_order_independent():
         "weight_norm": {"query": 5.0, "candidate": 1.0}}]
 
 
-def test_collapse_is_relative_to_each_towers_peak():
-    """15,000 falling to 1e-3 is a collapse although not exactly 0 (ratio 1e-4)."""
+def test_collapse_is_relative_to_each_towers_typical_peak():
+    """15,000 falling to 1e-3 is a collapse although not exactly 0 (ratio 1e-4); a
+    first-step spike (1e9) does not set the reference (peak of 10-step medians)."""
     record = {"stopped": None, "collapse_detected": False}
     monitor = CollapseMonitor(2, 1e-7, record, learning_rate=0.1, ratio=1e-4)
     monitor.set_model(types.SimpleNamespace(stop_training=False))
     monitor.on_epoch_begin(0)
-    monitor.on_train_batch_end(0, logs(query=15_000.0, candidate=900.0))
-    monitor.on_train_batch_end(1, logs(query=1e-3, candidate=0.5))  # candidate still learns
+    monitor.on_train_batch_end(0, logs(query=1e9, candidate=1e9))
+    for step in range(1, 10):
+        monitor.on_train_batch_end(step, logs(query=15_000.0, candidate=900.0))
+        assert monitor.streak == 0
+    assert monitor.peaks == [15_000.0, 900.0]  # medians of steps 1-10, not the 1e9 spike
+    monitor.on_train_batch_end(10, logs(query=1e-3, candidate=0.5))  # candidate still learns
     assert monitor.streak == 0
-    monitor.on_train_batch_end(2, logs(query=1e-3, candidate=0.08))  # 0.08 <= 1e-4 x 900
+    monitor.on_train_batch_end(11, logs(query=1e-3, candidate=0.08))  # 0.08 <= 1e-4 x 900
     assert monitor.streak == 1
-    monitor.on_train_batch_end(3, logs(query=1.6, candidate=0.05))  # 1.6 > 1e-4 x 15,000
+    monitor.on_train_batch_end(12, logs(query=1.6, candidate=0.05))  # 1.6 > 1e-4 x 15,000
     assert monitor.streak == 0
-    monitor.on_train_batch_end(4, logs(query=1.49, candidate=0.089))  # both just under
+    monitor.on_train_batch_end(13, logs(query=1.49, candidate=0.089))  # both just under
     assert monitor.streak == 1 and not monitor.model.stop_training
-    monitor.on_train_batch_end(5, logs(query=0.0, candidate=0.0))
-    assert monitor.model.stop_training and record["stopped"]["step"] == 6
-    assert record["collapse_detected"] and "peaks 1.5e+04 and 900" in record["stopped"]["message"]
+    monitor.on_train_batch_end(14, logs(query=0.0, candidate=0.0))
+    assert monitor.model.stop_training and record["stopped"]["step"] == 15
+    assert record["collapse_detected"]
+    assert "typical peaks 1.5e+04 and 900" in record["stopped"]["message"]
+
+
+def test_collapse_ratio_ignores_an_initial_spike():
+    """Norms of ~2,000 after a 4e7 first step are healthy, not 'collapsed' (a false alarm
+    the max-based reference raised on the demo data with [16, 8, 4] towers)."""
+    record = {"stopped": None, "collapse_detected": False}
+    monitor = CollapseMonitor(3, 1e-7, record, learning_rate=0.01, ratio=1e-4)
+    monitor.set_model(types.SimpleNamespace(stop_training=False))
+    monitor.on_epoch_begin(0)
+    for step, norm in enumerate([4.27e7, 7.4e4] + [2_000.0, 300.0] * 20):
+        monitor.on_train_batch_end(step, logs(query=norm, candidate=norm))
+    assert not monitor.model.stop_training and record["stopped"] is None
+
+
+def test_full_catalog_loss_is_the_exact_softmax_over_every_candidate():
+    """logits = q . c / T over all 3 candidates; an OOV label (key 3) is left out."""
+    from trainer.model import TwoTowerModel
+
+    query_tower = tf.keras.layers.Lambda(lambda f: f["q"])
+    candidate_tower = tf.keras.layers.Lambda(lambda f: f["c"])
+    catalog = {"c": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32),
+               CANDIDATE_KEY: np.arange(3)}
+    queries = tf.constant([[1.0, 0.0], [0.0, 2.0]])
+    for temperature, expected in ((None, math.log(2 * math.e + 1) - 1),
+                                  (0.5, math.log(2 * math.e ** 2 + 1) - 2)):
+        model = TwoTowerModel(query_tower, candidate_tower, ExactIndex(np.arange(3), 2, k=1),
+                              [1], temperature=temperature, catalog=catalog)
+        loss = model.catalog_loss(queries, tf.constant([2, 3], tf.int64))
+        assert float(loss) == pytest.approx(expected, rel=1e-6)

@@ -81,15 +81,21 @@ class TwoTowerModel(tfrs.Model):
     """Query tower x candidate tower, trained with the TFRS retrieval task.
 
     Training uses in-batch softmax (duplicates of a candidate in a batch are
-    not counted as negatives when ``remove_accidental_hits``); FactorizedTopK
+    not counted as negatives when ``remove_accidental_hits``), or, when a
+    ``catalog`` is given, an exact softmax over every candidate; FactorizedTopK
     metrics run on evaluation only, against the deduplicated candidate index,
     matched by candidate id. Each training step reports the global gradient
     norm of each tower, which the collapse monitor reads.
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
-                 remove_accidental_hits=True, sampling_probability=None):
+                 remove_accidental_hits=True, sampling_probability=None, catalog=None):
         super().__init__()
+        # {key: [num_candidates, ...]} features of every deduplicated candidate, ordered by
+        # vocabulary index; when given, the training loss is an exact softmax over it.
+        self.catalog = (None if catalog is None else
+                        {k: tf.constant(v) for k, v in catalog.items()})
+        self.temperature = temperature
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.index = index
@@ -103,8 +109,32 @@ class TwoTowerModel(tfrs.Model):
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
+    def catalog_loss(self, query, labels, training=False):
+        """Exact softmax cross-entropy over the whole catalog, summed over the batch.
+
+        Args:
+          query: ``[batch, dim]`` query embeddings.
+          labels: ``[batch]`` candidate keys (vocabulary indices); rows whose
+            key is outside the catalog (OOV in eval) are left out.
+        """
+        candidates = self.candidate_tower(self.catalog, training=training)  # [n, dim]
+        logits = tf.linalg.matmul(query, candidates, transpose_b=True)  # [batch, n]
+        if self.temperature:
+            logits = logits / self.temperature
+        labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
+        known = labels < tf.cast(tf.shape(candidates)[0], tf.int64)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.boolean_mask(labels, known), logits=tf.boolean_mask(logits, known))
+        return tf.reduce_sum(losses)
+
     def compute_loss(self, features, training=False):
         query = self.query_tower(features, training=training)
+        if self.catalog is not None:
+            if not training:  # FactorizedTopK against the index; its loss is not used
+                self.task(query, self.candidate_tower(features, training=False),
+                          candidate_ids=features[CANDIDATE_KEY], compute_metrics=True,
+                          compute_batch_metrics=False)
+            return self.catalog_loss(query, features[CANDIDATE_KEY], training)
         candidate = self.candidate_tower(features, training=training)
         probability = None
         if training and self.sampling_probability is not None:

@@ -21,12 +21,17 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
 
     Reads ``batch_loss``, ``query_grad_norm`` and ``candidate_grad_norm`` from
     each training step's logs. A tower's norm counts as ~0 when it is at most
-    ``threshold``, or at most ``ratio`` times the largest norm that tower had
-    (15,000 falling to 1e-3 is a collapse even if not exactly 0). After
+    ``threshold``, or at most ``ratio`` times that tower's reference norm
+    (15,000 falling to 1e-3 is a collapse even if not exactly 0). The
+    reference is the highest median of ``WINDOW`` consecutive steps, so a
+    spike in the first steps (common: L2 normalisation of tiny initial
+    outputs) can't make ordinary norms look collapsed. After
     ``patience`` consecutive steps with both towers at ~0 it sets
     ``stop_training`` and writes ``record['stopped']``; the caller raises
     :class:`TrainingStopped`.
     """
+
+    WINDOW = 10
 
     def __init__(self, patience, threshold, record, learning_rate, ratio=0.0):
         super().__init__()
@@ -39,9 +44,19 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
         self.epoch = 0
         self.streak = 0
         self.peaks = [0.0, 0.0]
+        self.recent = ([], [])
+
+    def observe(self, norms):
+        """Adds one step's norms; updates each tower's reference (peak rolling median)."""
+        for tower, norm in enumerate(norms):
+            recent = self.recent[tower]
+            recent.append(norm)
+            del recent[:-self.WINDOW]
+            if len(recent) == self.WINDOW:
+                self.peaks[tower] = max(self.peaks[tower], float(np.median(recent)))
 
     def collapsed(self, norm, tower):
-        """A tower's norm is ~0: at most ``threshold``, or ``ratio`` x its peak so far."""
+        """A tower's norm is ~0: at most ``threshold``, or ``ratio`` x its reference."""
         return norm <= max(self.threshold, self.ratio * self.peaks[tower])
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -61,17 +76,18 @@ class CollapseMonitor(tf.keras.callbacks.Callback):
                 "clipping switched off, or a numeric feature with extreme values; lower "
                 "training.learning_rate or use transform: log on heavy-tailed numerics"))
             return
-        self.peaks = [max(p, n) for p, n in zip(self.peaks, norms)]
+        self.observe(norms)
         both = self.collapsed(norms[0], 0) and self.collapsed(norms[1], 1)
         self.streak = self.streak + 1 if both else 0
         if self.streak >= self.patience:
             self._stop("gradient_collapse", (
                 f"gradients collapsed: both towers' gradient norms stayed at ~0 (now "
-                f"{norms[0]:.3g} and {norms[1]:.3g}, peaks {self.peaks[0]:.3g} and "
+                f"{norms[0]:.3g} and {norms[1]:.3g}, typical peaks {self.peaks[0]:.3g} and "
                 f"{self.peaks[1]:.3g}) for {self.streak} steps (step {self.step}, epoch "
                 f"{self.epoch + 1}); the model has stopped learning. This is what a learning "
                 f"rate too high for the tower depth does (now {self.learning_rate:g}): lower "
-                "training.learning_rate 10x, or use fewer dense layers"))
+                "training.learning_rate 10x (`twotower lr-check` measures rates), or use "
+                "fewer dense layers"))
 
     def _stop(self, reason, message):
         self.record["stopped"] = {"reason": reason, "step": self.step, "epoch": self.epoch + 1,

@@ -6,8 +6,13 @@ Signatures:
   dtypes) -> ``candidate_ids`` ``[batch, k]`` string raw ids, best first, and
   ``scores`` ``[batch, k]`` float32.
   ``query_embedding``: the same inputs -> ``embedding`` ``[batch, dim]``.
+  ``recommend``: the same inputs plus ``exclude`` ``[batch, n]`` raw candidate
+  ids never to return (pad with ``""``; unknown ids are ignored) and ``k``
+  (int32 scalar) -> ``candidate_ids`` and ``scores`` ``[batch, k]``; where
+  fewer than ``k`` candidates remain, the tail has id ``""`` and score -inf.
 
-``assets.extra/serving_inputs.json`` lists each input's raw column and dtype.
+``assets.extra/serving_inputs.json`` lists each input's raw column and dtype;
+``assets.extra/config.json`` is the frozen config the model was trained with.
 Candidate ids are the raw ids from the candidate vocabulary, never
 vocabulary indices; the candidate embeddings are frozen into the model.
 
@@ -22,6 +27,7 @@ from transform.naming import raw_columns
 
 QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"
+CONFIG_FILE = "config.json"
 
 
 def serving_inputs(spec):
@@ -69,6 +75,9 @@ class RetrievalServer(tf.Module):
         self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False,
                                                 name="candidate_embeddings")
         self.candidate_ids = tf.Variable(candidate_ids, trainable=False, name="candidate_ids")
+        self.positions = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(candidate_ids), tf.string),
+            tf.range(len(candidate_ids), dtype=tf.int64)), default_value=-1)
         self.k = min(k, len(candidate_ids))
         self.inputs = list(inputs)
         self.raw_specs = {column: raw_feature_spec[column] for _, column in self.inputs}
@@ -76,6 +85,9 @@ class RetrievalServer(tf.Module):
                       for name, column in self.inputs}]
         self.recommend = tf.function(self._recommend, input_signature=signature)
         self.embed = tf.function(self._embed, input_signature=signature)
+        self.recommend_excluding = tf.function(self._recommend_excluding, input_signature=[
+            signature[0], tf.TensorSpec([None, None], tf.string, name="exclude"),
+            tf.TensorSpec([], tf.int32, name="k")])
 
     def _embed(self, features):
         raw = {column: _raw_tensor(features[name], self.raw_specs[column])
@@ -88,17 +100,38 @@ class RetrievalServer(tf.Module):
         top_scores, positions = tf.math.top_k(scores, k=self.k)
         return {"candidate_ids": tf.gather(self.candidate_ids, positions), "scores": top_scores}
 
+    def _recommend_excluding(self, features, exclude, k):
+        query = self._embed(features)["embedding"]
+        scores = tf.linalg.matmul(query, self.candidate_embeddings, transpose_b=True)
+        positions = self.positions.lookup(exclude)  # [batch, n], -1 for padding or unknown
+        known = positions >= 0
+        rows = tf.broadcast_to(tf.range(tf.shape(positions, out_type=tf.int64)[0])[:, None],
+                               tf.shape(positions, out_type=tf.int64))
+        where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(positions, known)], 1)
+        hits = tf.scatter_nd(where, tf.ones([tf.shape(where)[0]]),
+                             tf.shape(scores, out_type=tf.int64))
+        scores = tf.where(hits > 0, tf.constant(-float("inf")), scores)
+        k = tf.minimum(k, tf.shape(scores)[1])
+        top_scores, top = tf.math.top_k(scores, k=k)
+        ids = tf.gather(self.candidate_ids, top)
+        return {"candidate_ids": tf.where(tf.math.is_inf(top_scores), "", ids),
+                "scores": top_scores}
+
     def describe_inputs(self):
         """``[{'input', 'column', 'dtype'}]``: what each signature input carries."""
         return [{"input": name, "column": column, "dtype": self.raw_specs[column].dtype.name}
                 for name, column in self.inputs]
 
-    def save(self, path):
-        """Saves the SavedModel and ``assets.extra/serving_inputs.json`` describing its inputs."""
+    def save(self, path, spec=None):
+        """Saves the SavedModel, ``assets.extra/serving_inputs.json`` and the config."""
         tf.saved_model.save(self, path, signatures={
             "serving_default": self.recommend.get_concrete_function(),
-            "query_embedding": self.embed.get_concrete_function()})
+            "query_embedding": self.embed.get_concrete_function(),
+            "recommend": self.recommend_excluding.get_concrete_function()})
         extra = os.path.join(path, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, SERVING_INPUTS_FILE), "w") as handle:
             handle.write(json.dumps(self.describe_inputs(), indent=2))
+        if spec is not None:
+            with tf.io.gfile.GFile(os.path.join(extra, CONFIG_FILE), "w") as handle:
+                handle.write(json.dumps(spec, indent=2, sort_keys=True))

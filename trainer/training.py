@@ -62,6 +62,47 @@ def write_record(run_dir, record):
         handle.write(json.dumps(_finite(record), indent=2, sort_keys=True))
 
 
+def build_model(spec, tft_output, train_arrays):
+    """The uncompiled two-tower model and what it was built from.
+
+    Args:
+      spec: the frozen config.
+      tft_output: ``tft.TFTransformOutput`` of the Transform run.
+      train_arrays: transformed training rows, ``{key: [rows, ...]}``.
+
+    Returns:
+      ``{'model', 'table' (deduplicated candidates), 'counts' ([num_candidates]
+      training interactions per candidate), 'ks', 'num_candidates'}``.
+    """
+    model_cfg = spec["model"]
+    vocabulary_size = tft_output.vocabulary_size_by_name
+    query_tower, candidate_tower = build_towers(spec, vocabulary_size)
+    num_candidates = vocabulary_size(CANDIDATE_VOCAB)
+    candidate_keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
+    table = unique_candidates(train_arrays, candidate_keys + [CANDIDATE_KEY], num_candidates)
+    ks = [k for k in model_cfg["top_k"] if k <= num_candidates] or [num_candidates]
+    index = ExactIndex(table[CANDIDATE_KEY], model_cfg["output_dim"], k=max(ks))
+    counts = popularity(train_arrays[CANDIDATE_KEY], num_candidates)
+    softmax = softmax_mode(model_cfg, num_candidates)
+    sampling = None
+    if model_cfg["logq_correction"] and softmax == "in_batch":  # + 1 OOV slot, never sampled
+        sampling = np.append(np.maximum(counts, 1.0) / counts.sum(), 1.0)
+    model = TwoTowerModel(query_tower, candidate_tower, index, ks,
+                          temperature=model_cfg["temperature"],
+                          remove_accidental_hits=model_cfg["remove_accidental_hits"],
+                          sampling_probability=sampling,
+                          catalog=table if softmax == "full_catalog" else None)
+    return {"model": model, "table": table, "counts": counts, "ks": ks,
+            "num_candidates": num_candidates, "softmax": softmax}
+
+
+def softmax_mode(model_cfg, num_candidates):
+    """``full_catalog`` or ``in_batch``: ``auto`` is full_catalog up to ``full_catalog_max``."""
+    if model_cfg["softmax"] == "auto":
+        return "full_catalog" if num_candidates <= model_cfg["full_catalog_max"] else "in_batch"
+    return model_cfg["softmax"]
+
+
 def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir, run_dir,
                  train_steps=None):
     """Trains, evaluates and exports; returns the metrics record.
@@ -95,31 +136,18 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
 def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
            train_steps):
     require_legacy_keras()
-    training, model_cfg = spec["training"], spec["model"]
+    training = spec["training"]
     started = time.time()
     tf.keras.utils.set_random_seed(training["seed"])
     tft_output = tft.TFTransformOutput(transform_dir)
     feature_spec = tft_output.transformed_feature_spec()
-    vocabulary_size = tft_output.vocabulary_size_by_name
-    query_tower, candidate_tower = build_towers(spec, vocabulary_size)
-
     train_arrays = load_arrays(train_files, feature_spec)
-    num_candidates = vocabulary_size(CANDIDATE_VOCAB)
-    candidate_keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
-    table = unique_candidates(train_arrays, candidate_keys + [CANDIDATE_KEY], num_candidates)
-    ks = [k for k in model_cfg["top_k"] if k <= num_candidates] or [num_candidates]
+    built = build_model(spec, tft_output, train_arrays)
+    model, table, counts, ks = built["model"], built["table"], built["counts"], built["ks"]
+    query_tower, candidate_tower, index = model.query_tower, model.candidate_tower, model.index
+    num_candidates = built["num_candidates"]
     record.update(train_rows=int(len(train_arrays[CANDIDATE_KEY])),
-                  candidates=int(num_candidates), top_k=ks)
-
-    index = ExactIndex(table[CANDIDATE_KEY], model_cfg["output_dim"], k=max(ks))
-    counts = popularity(train_arrays[CANDIDATE_KEY], num_candidates)
-    sampling = None
-    if model_cfg["logq_correction"]:  # + 1 OOV slot, never sampled from the index
-        sampling = np.append(np.maximum(counts, 1.0) / counts.sum(), 1.0)
-    model = TwoTowerModel(query_tower, candidate_tower, index, ks,
-                          temperature=model_cfg["temperature"],
-                          remove_accidental_hits=model_cfg["remove_accidental_hits"],
-                          sampling_probability=sampling)
+                  candidates=int(num_candidates), top_k=ks, softmax=built["softmax"])
     model.compile(optimizer=make_optimizer(training))
     callbacks = [
         IndexRefresher(index, candidate_tower, table),
@@ -163,7 +191,7 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
                              tft_output.raw_feature_spec(), serving_inputs(spec),
                              candidate_embeddings, np.asarray(raw_ids, dtype=object),
                              spec["pipeline"]["serving_k"])
-    server.save(serving_dir)
+    server.save(serving_dir, spec)
     record["serving_model_dir"] = serving_dir
     record["seconds"] = time.time() - started
 
