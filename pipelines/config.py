@@ -36,6 +36,7 @@ OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash")
 SOFTMAX_MODES = ("auto", "full_catalog", "in_batch")
+SERVING_INDEXES = ("exact", "scann")
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
 
 
@@ -157,6 +158,9 @@ class PipelineConfig:
     name: str = "twotower"
     root: Optional[str] = None
     serving_k: int = 10
+    # "exact": brute-force top-k over the catalog; "scann": an approximate ScaNN index in
+    # serving_default (needs the scann package where the model trains and is served).
+    serving_index: str = "exact"
     enable_cache: bool = False
 
 

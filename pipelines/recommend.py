@@ -126,6 +126,10 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
+    if cfg.pipeline.serving_index == "scann":
+        from trainer.serving import require_scann
+
+        require_scann()  # registers the ScaNN ops the SavedModel uses
     signature = tf.saved_model.load(model_dir).signatures["recommend"]
     dtypes = {d["input"]: tf.as_dtype(d["dtype"]) for d in described}
     written = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import keyword
 import math
 import os
@@ -16,8 +17,8 @@ import re
 from typing import List
 
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, SOFTMAX_MODES, SPLIT_METHODS, TIMESTAMP_TRANSFORMS,
-                              Config, ConfigError, FeatureConfig)
+                              OPTIMIZERS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
+                              TIMESTAMP_TRANSFORMS, Config, ConfigError, FeatureConfig)
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -185,6 +186,11 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             "as Vertex AI requires")
     if not 1 <= p.serving_k <= 1000:
         add("pipeline.serving_k", "must be in 1..1000")
+    if p.serving_index not in SERVING_INDEXES:
+        add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
+    elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:
+        add("pipeline.serving_index", "'scann' needs the scann package (pip install "
+            "scann==1.3.2), here and in the serving image; or use 'exact'")
 
     if problems:
         raise ConfigError(problems)

@@ -152,3 +152,21 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
     answer = served.signatures["serving_default"](**inputs)
     ids = answer["candidate_ids"].numpy()[0].astype(str).tolist()
     assert len(ids) == 3 and len(set(ids)) == 3 and all(i.startswith("i") for i in ids)
+
+
+def test_scann_on_a_tiny_catalog_fails_before_training(transformed, tmp_path):
+    tmp, _ = transformed
+    cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(BASE)),
+                                           ["pipeline.serving_index=scann"]))
+    path = tmp_path / "trainer_module.py"
+    path.write_text(codegen.trainer_module(cfg))
+    module = load_module(str(path), "generated_trainer_scann_tiny")
+    fn_args = types.SimpleNamespace(
+        train_files=[str(tmp / "train" / "*")], eval_files=[str(tmp / "eval" / "*")],
+        transform_graph_path=str(tmp / "transform_output"), serving_model_dir=str(tmp_path / "m"),
+        model_run_dir=str(tmp_path / "run"), train_steps=3)
+    with pytest.raises(ValueError, match="scann needs at least 16 candidates, the catalog has 7"):
+        module.run_fn(fn_args)
+    with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record["status"] == "failed" and record["epochs"] == []

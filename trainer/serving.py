@@ -1,7 +1,8 @@
 """The serving SavedModel: raw query features in, raw candidate ids and scores out.
 
 Signatures:
-  ``serving_default``: one ``[batch]`` tensor per raw query input (the query id
+  ``serving_default`` (exact, or a ScaNN index with ``pipeline.serving_index:
+  scann``): one ``[batch]`` tensor per raw query input (the query id
   as ``query_id``, other query-tower columns by feature name, in their raw
   dtypes) -> ``candidate_ids`` ``[batch, k]`` string raw ids, best first, and
   ``scores`` ``[batch, k]`` float32.
@@ -28,6 +29,7 @@ from transform.naming import raw_columns
 QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"
 CONFIG_FILE = "config.json"
+SCANN_MIN_CANDIDATES = 16  # its asymmetric hashing trains 16 clusters per block
 
 
 def serving_inputs(spec):
@@ -64,11 +66,36 @@ def _raw_tensor(x, feature_spec):
     return x
 
 
+def require_scann():
+    """Imports and returns scann (registers its TF ops); fails with what to install."""
+    try:
+        import scann
+    except ImportError as exc:
+        raise ImportError("pipeline.serving_index: scann needs the scann package (pip install "
+                          "scann==1.3.2) where the model trains and where it is served; or "
+                          "use serving_index: exact") from exc
+    return scann
+
+
+def scann_index(candidate_embeddings, candidate_ids, k):
+    """A TFRS ScaNN layer over ``[n, dim]`` embeddings: ~sqrt(n) leaves, a third of them
+    searched, exact re-ranking of the best ``max(4k, 100)``."""
+    require_scann()
+    import tensorflow_recommenders as tfrs
+
+    n = len(candidate_ids)
+    leaves = max(1, int(round(n ** 0.5)))
+    layer = tfrs.layers.factorized_top_k.ScaNN(
+        k=k, num_leaves=leaves, num_leaves_to_search=max(1, leaves // 3),
+        num_reordering_candidates=min(n, max(4 * k, 100)))
+    return layer.index(tf.constant(candidate_embeddings), tf.constant(candidate_ids))
+
+
 class RetrievalServer(tf.Module):
     """Wraps the Transform layer, the query tower and the frozen candidate table."""
 
     def __init__(self, tft_layer, query_tower, raw_feature_spec, inputs, candidate_embeddings,
-                 candidate_ids, k):
+                 candidate_ids, k, index="exact"):
         super().__init__(name="retrieval_server")
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -79,6 +106,8 @@ class RetrievalServer(tf.Module):
             tf.constant(list(candidate_ids), tf.string),
             tf.range(len(candidate_ids), dtype=tf.int64)), default_value=-1)
         self.k = min(k, len(candidate_ids))
+        self.scann = scann_index(candidate_embeddings, candidate_ids, self.k) if (
+            index == "scann") else None
         self.inputs = list(inputs)
         self.raw_specs = {column: raw_feature_spec[column] for _, column in self.inputs}
         signature = [{name: tf.TensorSpec([None], raw_feature_spec[column].dtype, name=name)
@@ -96,6 +125,9 @@ class RetrievalServer(tf.Module):
 
     def _recommend(self, features):
         query = self._embed(features)["embedding"]
+        if self.scann is not None:
+            top_scores, ids = self.scann(query, k=self.k)
+            return {"candidate_ids": ids, "scores": top_scores}
         scores = tf.linalg.matmul(query, self.candidate_embeddings, transpose_b=True)
         top_scores, positions = tf.math.top_k(scores, k=self.k)
         return {"candidate_ids": tf.gather(self.candidate_ids, positions), "scores": top_scores}

@@ -20,7 +20,8 @@ from trainer.data import load_arrays, make_dataset, query_groups, unique_candida
 from trainer.evaluation import evaluate_full_catalog, evaluation_queries, popularity
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor, MetricsRecorder, TrainingStopped
-from trainer.serving import RetrievalServer, serving_inputs
+from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, require_scann,
+                             serving_inputs)
 from trainer.towers import build_towers, tower_inputs
 
 METRICS_FILE = "training_metrics.json"
@@ -136,6 +137,8 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
 def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
            train_steps):
     require_legacy_keras()
+    if spec["pipeline"]["serving_index"] == "scann":
+        require_scann()  # now, not after training
     training = spec["training"]
     started = time.time()
     tf.keras.utils.set_random_seed(training["seed"])
@@ -148,6 +151,10 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     num_candidates = built["num_candidates"]
     record.update(train_rows=int(len(train_arrays[CANDIDATE_KEY])),
                   candidates=int(num_candidates), top_k=ks, softmax=built["softmax"])
+    if spec["pipeline"]["serving_index"] == "scann" and num_candidates < SCANN_MIN_CANDIDATES:
+        raise ValueError(f"pipeline.serving_index: scann needs at least {SCANN_MIN_CANDIDATES} "
+                         f"candidates, the catalog has {num_candidates}; use serving_index: "
+                         "exact (brute force is fast at this size)")
     model.compile(optimizer=make_optimizer(training))
     callbacks = [
         IndexRefresher(index, candidate_tower, table),
@@ -190,7 +197,7 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     server = RetrievalServer(tft_output.transform_features_layer(), query_tower,
                              tft_output.raw_feature_spec(), serving_inputs(spec),
                              candidate_embeddings, np.asarray(raw_ids, dtype=object),
-                             spec["pipeline"]["serving_k"])
+                             spec["pipeline"]["serving_k"], spec["pipeline"]["serving_index"])
     server.save(serving_dir, spec)
     record["serving_model_dir"] = serving_dir
     record["seconds"] = time.time() - started
