@@ -72,3 +72,42 @@ def test_serving_takes_every_query_input_and_matches_brute_force(run):
         approximate = answer["candidate_ids"].numpy()[row].astype(str).tolist()
         assert len(set(approximate)) == 10 and set(approximate) <= set(catalog)
         assert len(set(approximate) & set(best)) >= 7, (approximate, best)
+
+
+def test_batch_recommend_builds_history_time_and_numeric_inputs(run, tmp_path):
+    """`twotower recommend` on a model with history, timestamp and numeric query inputs."""
+    import csv
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from pipelines.recommend import query_histories, serving_values
+
+    users = tmp_path / "users.csv"
+    users.write_text("customer_id\nC00003\nC00001\n")
+    out = tmp_path / "recs.csv"
+    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
+                           "--users", str(users), "--k", "5", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    with open(out, encoding="utf-8") as handle:
+        recs = list(csv.DictReader(handle))
+    assert [(r["user_id"], r["rank"]) for r in recs] == [
+        (u, str(k)) for u in ("C00003", "C00001") for k in range(1, 6)]
+
+    # the inputs it built: the newest purchases first, the latest row's time and quantity
+    cfg = run["config"]
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        rows = sorted((r for r in csv.DictReader(handle) if r["customer_id"] == "C00001"),
+                      key=lambda r: float(r["timestamp"]))
+    serving = results(run["root"])["serving_model"]
+    with open(os.path.join(serving, "assets.extra", "serving_inputs.json"), encoding="utf-8") as f:
+        described = json.load(f)
+    seen = query_histories(cfg, cfg.data.path, {"C00001"})
+    values = serving_values(cfg, described, "C00001", seen["C00001"])
+    newest = [r["product_id"] for r in reversed(rows)][:10]
+    assert values["recent"] == "|".join(newest)
+    assert values["when"] == int(float(rows[-1]["timestamp"]))
+    assert values["quantity"] == float(rows[-1]["quantity"])
+    assert not {r["item_id"] for r in recs if r["user_id"] == "C00001"} & {
+        r["product_id"] for r in rows}
