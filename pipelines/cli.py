@@ -77,8 +77,8 @@ def _print_results(res: dict) -> None:
         print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} {evals}")
     evaluation = metrics.get("evaluation")
     if evaluation:
-        print(f"full-catalog evaluation on {evaluation['queries']} eval queries "
-              "(training items excluded):")
+        print(f"full-catalog evaluation on {evaluation['queries']} "
+              f"{evaluation.get('split', 'eval')} queries (items seen before excluded):")
         names = [n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))]
         print(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
         for name in names:

@@ -94,10 +94,13 @@ class SplitConfig:
     ``time`` puts the latest ``eval_fraction`` of interactions (a global cut)
     in eval; ``user_time`` puts each query's latest ``eval_fraction`` of its
     interactions in eval (at least one, for queries with two or more);
-    ``hash`` assigns rows by a seeded hash of the row.
+    ``hash`` assigns rows by a seeded hash of the row. With ``test_fraction``
+    > 0 the latest part of the held-out rows is a test split
+    (see :mod:`pipelines.splits`).
     """
     method: str = "auto"
     eval_fraction: float = 0.2
+    test_fraction: float = 0.0   # > 0: a test split, evaluated once at the end of training
     seed: int = 42
 
 

@@ -24,6 +24,7 @@ from typing import Dict, List
 from pipelines.codegen import write_modules
 from pipelines.config import Config
 from pipelines.prepare import prepare
+from pipelines.splits import SPLITS
 
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Pusher")
 
@@ -47,8 +48,8 @@ def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: s
     example_gen = tfx.components.CsvExampleGen(
         input_base=input_dir,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="train", pattern="train/*"),
-            tfx.proto.Input.Split(name="eval", pattern="eval/*")]))
+            tfx.proto.Input.Split(name=split, pattern=f"{split}/*")
+            for split in (SPLITS if cfg.data.split.test_fraction > 0 else SPLITS[:2])]))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
@@ -104,8 +105,9 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     root = root or pipeline_root(cfg)
     where = paths(root)
     report = prepare(cfg, where["input"])
+    test = f", {report['test_rows']} test" if "test_rows" in report else ""
     log(f"prepared {report['rows']} interactions: {report['train_rows']} train, "
-        f"{report['eval_rows']} eval ({report['split_method']} split) -> {where['input']}")
+        f"{report['eval_rows']} eval{test} ({report['split_method']} split) -> {where['input']}")
     if report["interactions_without_candidate_row"]:
         log(f"warning: {report['interactions_without_candidate_row']} interactions name a "
             "candidate missing from the candidate table; its features get their defaults")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -19,9 +18,9 @@ import shutil
 from typing import Dict, List
 
 from pipelines.config import Config
+from pipelines.splits import SPLITS, assign_splits
 from transform.naming import HISTORY_PREFIX
 
-SPLITS = ("train", "eval")
 
 
 class DataError(ValueError):
@@ -125,35 +124,6 @@ def _histories(cfg: Config, rows: List[dict], times: List[float]) -> None:
         past.append(row[d.candidate_id].strip())
 
 
-def user_time_split(rows: List[list], query_position: int, times: List[float],
-                    fraction: float) -> List[bool]:
-    """Per query, its latest ``fraction`` of interactions go to eval.
-
-    A query with n >= 2 interactions puts its last ``max(1, int(n * fraction))``
-    (at most n - 1) in eval, ordered by time then by row; a query with one
-    interaction stays in train. Returns ``in_eval`` per row.
-    """
-    by_query: Dict[str, List[int]] = {}
-    for i, row in enumerate(rows):
-        by_query.setdefault(row[query_position], []).append(i)
-    in_eval = [False] * len(rows)
-    for indices in by_query.values():
-        n = len(indices)
-        if n < 2:
-            continue
-        held = min(n - 1, max(1, int(n * fraction)))
-        for i in sorted(indices, key=lambda j: (times[j], j))[n - held:]:
-            in_eval[i] = True
-    return in_eval
-
-
-def split_method(cfg: Config) -> str:
-    method = cfg.data.split.method
-    if method == "auto":
-        return "time" if cfg.data.timestamp else "hash"
-    return method
-
-
 def prepare(cfg: Config, out_dir: str) -> dict:
     """Writes ``out_dir/{train,eval}/data.csv``; returns a report (also as JSON)."""
     d = cfg.data
@@ -212,46 +182,29 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     if len(rows) < 2:
         raise DataError(f"{d.path}: {len(rows)} interaction rows; at least 2 are needed")
 
-    method = split_method(cfg)
-    fraction = d.split.eval_fraction
-    if method == "time":
-        ordered = sorted(times)
-        cut = ordered[min(len(ordered) - 1, int(len(ordered) * (1.0 - fraction)))]
-        in_eval = [t >= cut for t in times]
-        if all(in_eval):  # the cut fell on the earliest time: ties
-            in_eval = [t > cut for t in times]
-    elif method == "user_time":
-        in_eval = user_time_split(rows, columns.index(d.query_id), times, fraction)
-    else:
-        # A row's split depends on its content (and, for repeated identical rows, on
-        # which repeat it is), not on its position: appending rows moves no old row.
-        salt, seen = str(d.split.seed), {}
-        in_eval = []
-        for row in rows:
-            content = json.dumps(row)
-            seen[content] = seen.get(content, 0) + 1
-            digest = hashlib.sha256(f"{salt}:{seen[content]}:{content}".encode()).hexdigest()
-            in_eval.append(int(digest[:8], 16) < fraction * 0x100000000)
-    counts = {"train": in_eval.count(False), "eval": in_eval.count(True)}
-    for split, count in counts.items():
-        if count == 0:
+    labels, split_info = assign_splits(cfg, rows, columns.index(d.query_id), times)
+    counts = {split: labels.count(split) for split in SPLITS}
+    method = split_info["split_method"]
+    wanted = SPLITS if d.split.test_fraction > 0 else SPLITS[:2]
+    for split in wanted:
+        if counts[split] == 0:
             raise DataError(f"{d.path}: the {method} split leaves no {split} rows; change "
-                            "data.split.eval_fraction or data.split.method")
+                            "data.split.eval_fraction, test_fraction or method")
 
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
-    for split in SPLITS:
+    for split in wanted:
         os.makedirs(os.path.join(out_dir, split))
         path = os.path.join(out_dir, split, "data.csv")
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
-            writer.writerows(r for r, e in zip(rows, in_eval) if e == (split == "eval"))
-    report = {"rows": len(rows), "split_method": method, "eval_fraction": fraction,
-              "train_rows": counts["train"], "eval_rows": counts["eval"], "columns": columns,
-              "interactions_without_candidate_row": missing}
-    if method == "time":
-        report["time_cut"] = cut
+            writer.writerows(r for r, label in zip(rows, labels) if label == split)
+    report = {"rows": len(rows), "train_rows": counts["train"], "eval_rows": counts["eval"],
+              "columns": columns, "interactions_without_candidate_row": missing}
+    report.update(split_info)
+    if d.split.test_fraction > 0:
+        report["test_rows"] = counts["test"]
     with open(os.path.join(out_dir, "prepare_report.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
     return report

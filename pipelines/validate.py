@@ -110,6 +110,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             "method: hash")
     if not 0.0 < d.split.eval_fraction <= 0.5:
         add("data.split.eval_fraction", "must be in (0, 0.5]")
+    if not 0.0 <= d.split.test_fraction <= 0.5:
+        add("data.split.test_fraction", "must be in [0, 0.5]")
     if d.candidates is not None and not d.candidates.id:
         add("data.candidates.id", "must not be empty")
 

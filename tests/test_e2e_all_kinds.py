@@ -24,7 +24,7 @@ ALL_KINDS = [
     "candidate_tower.features.4={name: price_band, column: price, kind: numeric, "
     "transform: bucketize, num_buckets: 5, embedding_dim: 4}",
     "candidate_tower.norm=layer", "query_tower.dropout=0.1", "training.epochs=6",
-    "pipeline.serving_index=scann",
+    "pipeline.serving_index=scann", "data.split.test_fraction=0.1",
 ]
 
 
@@ -40,6 +40,9 @@ def test_every_component_completed(run):
 def test_the_model_learned_and_beats_popularity(run):
     metrics = results(run["root"])["metrics"]
     assert metrics["status"] == "completed"
+    # evaluated on the held-out test split, with eval's figures kept beside it
+    assert metrics["evaluation"]["split"] == "test" and metrics["evaluation_eval"]["split"] == "eval"
+    assert metrics["evaluation"]["queries"] > 50
     assert metrics["epochs"][-1]["loss"] < metrics["epochs"][0]["loss"]
     evaluation = metrics["evaluation"]
     assert evaluation["model"]["recall_at_10"] > 1.2 * evaluation["popularity"]["recall_at_10"]

@@ -348,3 +348,37 @@ def test_user_time_split_needs_a_timestamp(tmp_path):
                                                    "data.timestamp=null"])
     with pytest.raises(ConfigError, match="data.split.method.*'user_time' needs data.timestamp"):
         validate(cfg, check_data=False)
+
+
+@pytest.mark.parametrize("method", ["time", "user_time"])
+def test_test_fraction_takes_the_latest_held_out_rows(tmp_path, method):
+    # one customer, times 1..10: eval 0.2 + test 0.2 hold out the latest 4 rows
+    rows = [("C1", "smb", "north", f"P{1 + t % 3}", str(t), "1") for t in range(1, 11)]
+    cfg = config(tmp_path, csv_of(rows), overrides=[f"data.split.method={method}",
+                                                    "data.split.eval_fraction=0.2",
+                                                    "data.split.test_fraction=0.2"])
+    out = str(tmp_path / "out")
+    report = prepare(cfg, out)
+    assert lines(out, "test") == [",".join(COLUMNS)] + [out_line(r) for r in rows[8:]]
+    assert lines(out, "eval") == [",".join(COLUMNS)] + [out_line(r) for r in rows[6:8]]
+    assert (report["train_rows"], report["eval_rows"], report["test_rows"]) == (6, 2, 2)
+    assert report["test_fraction"] == 0.2
+    if method == "time":
+        assert (report["time_cut"], report["test_cut"]) == (7.0, 9.0)
+
+
+def test_hash_split_with_test_fraction_is_three_disjoint_parts(tmp_path):
+    rows = [(f"C{i % 7}", "smb", "north", f"P{1 + i % 3}", str(i), str(i)) for i in range(300)]
+    overrides = ["data.split.method=hash", "data.split.eval_fraction=0.2",
+                 "data.split.test_fraction=0.1"]
+    out = str(tmp_path / "out")
+    report = prepare(config(tmp_path, csv_of(rows), overrides=overrides), out)
+    parts = {s: lines(out, s)[1:] for s in ("train", "eval", "test")}
+    assert sum(len(p) for p in parts.values()) == 300
+    assert not (set(parts["eval"]) & set(parts["test"]))
+    assert 40 <= report["eval_rows"] <= 80 and 15 <= report["test_rows"] <= 45
+    # without a test fraction the eval rows are exactly the same ones (no row moves)
+    out2 = str(tmp_path / "out2")
+    prepare(config(tmp_path, csv_of(rows), overrides=overrides[:2]), out2)
+    assert lines(out2, "eval")[1:] == parts["eval"]
+    assert not os.path.exists(os.path.join(out2, "test"))

@@ -105,7 +105,7 @@ def softmax_mode(model_cfg, num_candidates):
 
 
 def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir, run_dir,
-                 train_steps=None):
+                 train_steps=None, test_files=None):
     """Trains, evaluates and exports; returns the metrics record.
 
     Raises:
@@ -120,7 +120,7 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
               "library_version": meta["library_version"], "epochs": []}
     try:
         _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
-               train_steps)
+               train_steps, test_files)
         record["status"] = "completed"
     except TrainingStopped:
         record["status"] = "stopped"
@@ -135,7 +135,7 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
 
 
 def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
-           train_steps):
+           train_steps, test_files=None):
     require_legacy_keras()
     if spec["pipeline"]["serving_index"] == "scann":
         require_scann()  # now, not after training
@@ -182,16 +182,19 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
 
     candidate_embeddings = embed_table(candidate_tower, table)
     eval_arrays = load_arrays(eval_files, feature_spec)
-    keys, truth, exclude = evaluation_queries(query_groups(train_arrays),
-                                              query_groups(eval_arrays), num_candidates)
-    first_row = {}
-    for row, key in enumerate(eval_arrays[QUERY_KEY]):
-        first_row.setdefault(int(key), row)
-    rows = np.asarray([first_row[int(k)] for k in keys], dtype=np.int64)
-    query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
-    query_embeddings = embed_table(query_tower, {k: eval_arrays[k][rows] for k in query_keys})
-    record["evaluation"] = evaluate_full_catalog(
-        query_embeddings, candidate_embeddings, counts, truth, exclude, ks)
+    train_groups = query_groups(train_arrays)
+    evaluation = evaluate_split(spec, eval_arrays, train_groups, query_tower,
+                                candidate_embeddings, counts, ks)
+    evaluation["split"] = "eval"
+    record["evaluation"] = evaluation
+    if test_files:  # the held-out test split: its queries' train and eval items are excluded
+        seen = dict(train_groups)
+        for query, items in query_groups(eval_arrays).items():
+            seen[query] = np.union1d(seen.get(query, items[:0]), items)
+        record["evaluation_eval"] = evaluation
+        record["evaluation"] = evaluate_split(spec, load_arrays(test_files, feature_spec), seen,
+                                              query_tower, candidate_embeddings, counts, ks)
+        record["evaluation"]["split"] = "test"
 
     raw_ids = [v.decode("utf-8") for v in tft_output.vocabulary_by_name(CANDIDATE_VOCAB)]
     server = RetrievalServer(tft_output.transform_features_layer(), query_tower,
@@ -203,9 +206,39 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     record["seconds"] = time.time() - started
 
 
+def evaluate_split(spec, arrays, seen_groups, query_tower, candidate_embeddings, counts, ks):
+    """Full-catalog metrics on one split's rows, each query embedded from its first row.
+
+    ``seen_groups`` maps each query key to the candidates it already had
+    (excluded from its ranking, never counted as hits).
+    """
+    num_candidates = len(counts)
+    keys, truth, exclude = evaluation_queries(seen_groups, query_groups(arrays), num_candidates)
+    first_row = {}
+    for row, key in enumerate(arrays[QUERY_KEY]):
+        first_row.setdefault(int(key), row)
+    rows = np.asarray([first_row[int(k)] for k in keys], dtype=np.int64)
+    query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
+    query_embeddings = embed_table(query_tower, {k: arrays[k][rows] for k in query_keys})
+    return evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth, exclude,
+                                 ks)
+
+
+def find_test_split(spec, eval_files):
+    """The test split's transformed examples, beside the eval split's (TFX ``Split-test``)."""
+    if spec["data"]["split"]["test_fraction"] <= 0:
+        return None
+    patterns = [p.replace("Split-eval", "Split-test") for p in eval_files]
+    if patterns == list(eval_files):
+        raise ValueError(f"data.split.test_fraction is set but no test split can be found "
+                         f"beside the eval files {list(eval_files)}")
+    return patterns
+
+
 def run_from_fn_args(fn_args, spec, meta):
     """Adapter from TFX's ``FnArgs`` to :func:`run_training`."""
     transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
     return run_training(spec, meta, fn_args.train_files, fn_args.eval_files, transform_dir,
                         fn_args.serving_model_dir, fn_args.model_run_dir,
-                        train_steps=fn_args.train_steps)
+                        train_steps=fn_args.train_steps,
+                        test_files=find_test_split(spec, fn_args.eval_files))
