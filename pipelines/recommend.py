@@ -56,10 +56,10 @@ def read_queries(path: str, column: str) -> List[str]:
             raise DataError(f"{path}: no column {column!r} (data.query_id) or 'user_id'; "
                             f"columns are {reader.fieldnames}")
         seen: Dict[str, None] = {}
-        for number, row in enumerate(reader, start=2):
+        for row in reader:
             value = (row[name] or "").strip()
             if not value:
-                raise DataError(f"{path} row {number}: column {name!r} is empty")
+                raise DataError(f"{path} line {reader.line_num}: column {name!r} is empty")
             seen.setdefault(value, None)
     return list(seen)
 

@@ -37,3 +37,20 @@ def query_inputs(run, described, customers):
             first.setdefault(row[run["config"].data.query_id], row)
     rows = [first[c] for c in customers]
     return {d["input"]: [r[d["column"]] for r in rows] for d in described}
+
+
+def recommend_cli(run, tmp, users, k):
+    """Runs `twotower recommend` for ``users`` (customer ids); returns the CSV's rows."""
+    import csv
+
+    path = tmp / "users.csv"
+    path.write_text("customer_id\n" + "\n".join(users) + "\n")
+    out = tmp / "recs.csv"
+    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
+                           "--users", str(path), "--k", str(k), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    with open(out, encoding="utf-8") as handle:
+        assert handle.readline().strip() == "user_id,item_id,rank"
+        handle.seek(0)
+        return list(csv.DictReader(handle))

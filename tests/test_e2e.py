@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from e2e_helpers import run_pipeline
+from e2e_helpers import recommend_cli, run_pipeline
 from pipelines import codegen
 from pipelines.local import COMPONENTS, completed_components, paths, results
 
@@ -128,22 +128,13 @@ def test_serving_model_answers_a_known_query_in_a_fresh_process(run):
 
 
 def test_batch_recommend_excludes_each_users_purchases(run, tmp_path):
-    users = tmp_path / "users.csv"
     with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     bought = {}
     for row in rows:
         bought.setdefault(row["customer_id"], set()).add(row["product_id"])
     chosen = sorted(bought)[:5] + ["new-customer"]
-    users.write_text("customer_id\n" + "\n".join(chosen) + "\n")
-    out = tmp_path / "recs.csv"
-    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
-                           "--users", str(users), "--k", "20", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    with open(out, encoding="utf-8") as handle:
-        recs = list(csv.DictReader(handle))
-    assert list(recs[0]) == ["user_id", "item_id", "rank"]
+    recs = recommend_cli(run, tmp_path, chosen, 20)
     products = trained_products(run)
     by_user = {}
     for r in recs:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from e2e_helpers import query_inputs, run_pipeline
+from e2e_helpers import query_inputs, recommend_cli, run_pipeline
 from pipelines.local import COMPONENTS, completed_components, paths, results
 
 pytestmark = pytest.mark.e2e
@@ -80,21 +80,10 @@ def test_serving_takes_every_query_input_and_matches_brute_force(run):
 def test_batch_recommend_builds_history_time_and_numeric_inputs(run, tmp_path):
     """`twotower recommend` on a model with history, timestamp and numeric query inputs."""
     import csv
-    import subprocess
-    import sys
 
-    from conftest import ROOT
     from pipelines.recommend import query_histories, serving_values
 
-    users = tmp_path / "users.csv"
-    users.write_text("customer_id\nC00003\nC00001\n")
-    out = tmp_path / "recs.csv"
-    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
-                           "--users", str(users), "--k", "5", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    with open(out, encoding="utf-8") as handle:
-        recs = list(csv.DictReader(handle))
+    recs = recommend_cli(run, tmp_path, ["C00003", "C00001"], 5)
     assert [(r["user_id"], r["rank"]) for r in recs] == [
         (u, str(k)) for u in ("C00003", "C00001") for k in range(1, 6)]
 

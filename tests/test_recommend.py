@@ -1,0 +1,58 @@
+"""`twotower recommend`'s input handling, exact and without TensorFlow."""
+import pytest
+
+from pipelines.config import Config, ConfigError
+from pipelines.prepare import DataError
+from pipelines.recommend import find_model, query_histories, read_queries, recommend, serving_values
+
+CFG = Config.from_dict({
+    "data": {"path": "x.csv", "query_id": "cust", "candidate_id": "item", "timestamp": "ts"},
+    "query_tower": {"features": [
+        {"name": "cust", "column": "cust", "kind": "id"},
+        {"name": "seg", "column": "seg", "kind": "categorical"},
+        {"name": "when", "column": "ts", "kind": "timestamp"},
+        {"name": "qty", "column": "qty", "kind": "numeric"},
+        {"name": "recent", "kind": "history", "max_length": 2, "separator": ";"}]},
+    "candidate_tower": {"features": [{"name": "item", "column": "item", "kind": "id"}]},
+})
+DESCRIBED = [{"input": "query_id", "column": "cust", "dtype": "string"},
+             {"input": "seg", "column": "seg", "dtype": "string"},
+             {"input": "when", "column": "ts", "dtype": "int64"},
+             {"input": "qty", "column": "qty", "dtype": "float32"},
+             {"input": "recent", "column": "__twotower_history_recent", "dtype": "string"}]
+ROWS = ("cust,seg,ts,qty,item\n"
+        "a,smb,2024-01-03T00:00:00Z,2,i3\n"     # newest of a's rows (file order is not time)
+        "a,smb,1704067200,1,i1\n"               # 2024-01-01
+        "b,ent,5,7,i9\n"
+        "a,smb,1704153600,4,i2\n")              # 2024-01-02
+
+
+def test_histories_are_newest_first_and_features_come_from_the_latest_row(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text(ROWS)
+    seen = query_histories(CFG, str(path), {"a", "zz"})
+    assert list(seen) == ["a"] and seen["a"]["items"] == ["i1", "i2", "i3"]
+    assert serving_values(CFG, DESCRIBED, "a", seen["a"]) == {
+        "query_id": "a", "seg": "smb", "when": 1704240000, "qty": 2.0, "recent": "i3;i2"}
+    # a query without rows is served cold: empty history, default values
+    assert serving_values(CFG, DESCRIBED, "zz", None) == {
+        "query_id": "zz", "seg": "", "when": 0, "qty": 0.0, "recent": ""}
+
+
+def test_users_file_errors_name_the_file_row_and_column(tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_text("user_id\nu1\nu2\nu1\n")
+    assert read_queries(str(path), "cust") == ["u1", "u2"]  # falls back to user_id; distinct
+    path.write_text("cust\nu1\n\n,\n")
+    with pytest.raises(DataError, match=r"users.csv line 4: column 'cust' is empty"):
+        read_queries(str(path), "cust")
+    path.write_text("name\nu1\n")
+    with pytest.raises(DataError, match=r"no column 'cust' \(data.query_id\) or 'user_id'"):
+        read_queries(str(path), "cust")
+
+
+def test_model_and_k_errors(tmp_path):
+    with pytest.raises(ConfigError, match="--model.*neither a serving SavedModel nor a pipeline"):
+        find_model(str(tmp_path))
+    with pytest.raises(ConfigError, match="--k: must be in 1..10000, got 0"):
+        recommend(str(tmp_path), "users.csv", 0, str(tmp_path / "out.csv"))
