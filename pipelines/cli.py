@@ -8,7 +8,8 @@
     twotower demo     [--root DIR] [--set ...]
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
-Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed.
+Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed or the
+push gate refused the model (it did not beat popularity by the configured margin).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import sys
 
 from pipelines.config import Config, ConfigError, apply_overrides, load_config, read_raw
-from pipelines.prepare import DataError
+from pipelines.data.prepare import DataError
 from pipelines.validate import validate
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -73,19 +74,35 @@ def _print_results(res: dict) -> None:
     print("\n== results")
     print(f"status: {metrics.get('status')}")
     for epoch in metrics.get("epochs", []):
-        evals = ", ".join(f"{k}={v:.4f}" for k, v in epoch["eval"].items() if "top_" in k)
-        print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} {evals}")
+        evals = ", ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in epoch["eval"].items()
+                          if k.startswith("full_catalog/recall"))
+        clip = epoch.get("clip_rate")
+        print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} eval loss="
+              f"{epoch['eval'].get('loss', float('nan')):.4f} {evals}"
+              + (f" (clipped {clip:.0%} of steps)" if clip else ""))
     evaluation = metrics.get("evaluation")
     if evaluation:
+        left_out = evaluation.get("cold_queries", 0) + evaluation.get(
+            "queries_without_new_items", 0)
         print(f"full-catalog evaluation on {evaluation['queries']} "
-              f"{evaluation.get('split', 'eval')} queries (items seen before excluded):")
+              f"{evaluation.get('split', 'eval')} queries, each embedded as it stood before its "
+              f"first held-out interaction (items seen before excluded; {left_out} of "
+              f"{evaluation.get('held_out_queries', evaluation['queries'])} held-out queries "
+              "left out: no earlier interaction, or nothing new):")
         names = [n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))]
         print(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
         for name in names:
             print(f"  {name:<16}{evaluation['model'][name]:>10.4f}"
                   f"{evaluation['popularity'][name]:>12.4f}")
     print(f"training metrics: {res.get('metrics_file')}")
-    print(f"serving model: {res.get('serving_model')}")
+    gate = res.get("gate") or {}
+    if gate:
+        print(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: {gate['reason']}")
+    if res.get("pushed"):
+        print(f"serving model: {res.get('serving_model')}")
+    else:
+        print(f"serving model: none pushed by this run (newest earlier one: "
+              f"{res.get('serving_model') or 'none'})")
 
 
 def root_cause(exc: BaseException) -> str:
@@ -110,8 +127,15 @@ def _run(cfg: Config) -> int:
         print(f"\npipeline failed: {root_cause(exc)}", file=sys.stderr)
         return 1
     _print_results(res)
-    if not res.get("serving_model") or (res.get("metrics") or {}).get("status") != "completed":
-        print("pipeline finished without a completed, pushed model", file=sys.stderr)
+    gate = res.get("gate") or {}
+    if (res.get("metrics") or {}).get("status") != "completed":
+        print("pipeline finished without a completed model", file=sys.stderr)
+        return 1
+    if not gate.get("blessed", False):
+        print(f"not pushed: {gate.get('reason', 'the push gate did not run')}", file=sys.stderr)
+        return 1
+    if not res.get("pushed"):
+        print("pipeline finished without pushing a model", file=sys.stderr)
         return 1
     return 0
 
@@ -150,7 +174,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from pipelines.synthetic import generate
+    from pipelines.data.synthetic import generate
 
     if not os.path.exists(DEMO_CONFIG):
         raise ConfigError([("", f"demo config not found at {DEMO_CONFIG}; install the library "
@@ -168,7 +192,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from pipelines.synthetic import generate
+    from pipelines.data.synthetic import generate
 
     written = generate(args.out, customers=args.customers, products=args.products,
                        purchases=args.purchases, seed=args.seed)

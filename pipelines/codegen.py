@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import os
 from typing import Dict, List, Sequence
 
@@ -26,7 +27,7 @@ INTERNAL = ("transform", "trainer")
 TRANSFORM_SOURCES = ("transform/naming.py", "transform/features.py")
 TRAINER_SOURCES = ("transform/naming.py", "trainer/data.py", "trainer/towers.py",
                    "trainer/model.py", "trainer/monitoring.py", "trainer/evaluation.py",
-                   "trainer/serving.py", "trainer/training.py")
+                   "trainer/held_out.py", "trainer/serving.py", "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"
 
@@ -58,6 +59,8 @@ def render_literal(value, indent: int = 0) -> str:
             return "[" + ", ".join(repr(v) for v in value) + "]"
         items = [f"{inner}{render_literal(v, indent + 1)}," for v in value]
         return "[\n" + "\n".join(items) + f"\n{pad}]"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CodegenError(f"cannot freeze the non-finite number {value!r} into generated code")
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     raise CodegenError(f"cannot freeze a {type(value).__name__} into generated code")

@@ -96,7 +96,7 @@ class SplitConfig:
     interactions in eval (at least one, for queries with two or more);
     ``hash`` assigns rows by a seeded hash of the row. With ``test_fraction``
     > 0 the latest part of the held-out rows is a test split
-    (see :mod:`pipelines.splits`).
+    (see :mod:`pipelines.data.splits`).
     """
     method: str = "auto"
     eval_fraction: float = 0.2
@@ -138,6 +138,10 @@ class ModelConfig:
     # "auto" picks full_catalog when the catalog has at most full_catalog_max ids.
     softmax: str = "auto"
     full_catalog_max: int = 50_000
+    # Share of each vocabulary feature's values (ids, categories, tokens, history items)
+    # sent to the out-of-vocabulary row during training, so the rows that cold queries,
+    # new candidates and unseen values get at serving time are learned, not random.
+    oov_dropout: float = 0.05
     top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
 
 
@@ -165,6 +169,10 @@ class PipelineConfig:
     # serving_default (needs the scann package where the model trains and is served).
     serving_index: str = "exact"
     enable_cache: bool = False
+    # Push gate: the model is pushed only if its full-catalog recall at the first top_k on
+    # the held-out split (test if configured, else eval) is above this multiple of
+    # popularity's; null switches the gate off (every completed model is pushed).
+    min_lift_over_popularity: Optional[float] = 1.0
 
 
 @dataclasses.dataclass

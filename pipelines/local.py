@@ -1,18 +1,21 @@
 """The TFX pipeline, built from a config and run locally with LocalDagRunner.
 
-ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> Pusher,
-on Beam's DirectRunner, with SQLite ML Metadata under the pipeline root.
-TFX is imported inside the functions: it takes ~20 s, and nothing that only
-reads a config should pay for it.
+ParquetExampleGen -> StatisticsGen -> ImportSchemaGen -> Transform -> Trainer
+-> PopularityGate -> Pusher, on Beam's DirectRunner, with SQLite ML Metadata
+under the pipeline root. The schema is not inferred: it is written from the
+config (:mod:`pipelines.data.columns`), so every id stays a string. TFX is
+imported inside the functions: it takes ~20 s, and nothing that only reads a
+config should pay for it.
 
 Layout under ``pipeline.root``::
 
-    input/{train,eval}/data.csv    prepared ExampleGen input (pipelines.prepare)
+    input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
     modules/transform_module.py    generated Transform module
     modules/trainer_module.py      generated Trainer module
+    modules/schema.pbtxt           the explicit schema ImportSchemaGen imports
     tfx/                           TFX artifacts, one folder per component
     metadata.sqlite                ML Metadata
-    serving/<version>/             the pushed serving SavedModel
+    serving/<version>/             the pushed serving SavedModel (if the gate blessed it)
 """
 from __future__ import annotations
 
@@ -23,10 +26,15 @@ from typing import Dict, List
 
 from pipelines.codegen import write_modules
 from pipelines.config import Config
-from pipelines.prepare import prepare
-from pipelines.splits import SPLITS
+from pipelines.data.columns import schema_text
+from pipelines.data.prepare import prepare
+from pipelines.gate import read_decision
+from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT,
+                              queries_split)
 
-COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Pusher")
+COMPONENTS = ("ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform", "Trainer",
+              "PopularityGate", "Pusher")
+SCHEMA_FILE = "schema.pbtxt"
 
 
 def pipeline_root(cfg: Config) -> str:
@@ -39,32 +47,52 @@ def paths(root: str) -> Dict[str, str]:
             "serving": os.path.join(root, "serving")}
 
 
+def split_names(cfg: Config) -> List[str]:
+    """Every prepared split: interactions, the catalog, the held-out query snapshots."""
+    held = [EVAL_SPLIT] + ([TEST_SPLIT] if cfg.data.split.test_fraction > 0 else [])
+    return [TRAIN_SPLIT] + held + [CATALOG_SPLIT] + [queries_split(s) for s in held]
+
+
+def write_schema(cfg: Config, modules_dir: str) -> str:
+    os.makedirs(modules_dir, exist_ok=True)
+    path = os.path.join(modules_dir, SCHEMA_FILE)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(schema_text(cfg))
+    return path
+
+
 def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: str,
                    until: str = COMPONENTS[-1]):
     """The TFX pipeline object (imports TFX), its components up to ``until``."""
     from tfx import v1 as tfx
+    from tfx.proto import transform_pb2
+
+    from pipelines.components.parquet_example_gen import parquet_example_gen
+    from pipelines.components.popularity_gate import PopularityGate
 
     where = paths(root)
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=input_dir,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=split, pattern=f"{split}/*")
-            for split in (SPLITS if cfg.data.split.test_fraction > 0 else SPLITS[:2])]))
+    splits = split_names(cfg)
+    example_gen = parquet_example_gen(input_dir, tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name=split, pattern=f"{split}/*.parquet") for split in splits]))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True)
-    transform = tfx.components.Transform(examples=example_gen.outputs["examples"],
-                                         schema=schema_gen.outputs["schema"],
-                                         module_file=modules["transform"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=modules["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        module_file=modules["transform"],
+        splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT], transform=splits))
     trainer = tfx.components.Trainer(module_file=modules["trainer"],
                                      examples=transform.outputs["transformed_examples"],
                                      transform_graph=transform.outputs["transform_graph"],
                                      schema=schema_gen.outputs["schema"])
+    lift = cfg.pipeline.min_lift_over_popularity
+    gate = PopularityGate(model_run=trainer.outputs["model_run"],
+                          min_lift=1.0 if lift is None else float(lift),
+                          enabled=int(lift is not None))
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
+        model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
-    components = [example_gen, statistics_gen, schema_gen, transform, trainer, pusher]
+    components = [example_gen, statistics_gen, schema_gen, transform, trainer, gate, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
         components=components[:COMPONENTS.index(until) + 1],
@@ -81,17 +109,19 @@ def _newest(pattern: str) -> str:
 
 
 def results(root: str) -> dict:
-    """Metrics and model paths of the newest run under ``root``."""
+    """Metrics, gate decision and model paths of the newest run under ``root``."""
     where = paths(root)
     run_dir = _newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
-    out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": ""}
+    out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": "",
+           "gate": None}
     if run_dir:
         out["metrics_file"] = os.path.join(run_dir, "training_metrics.json")
         if os.path.exists(out["metrics_file"]):
             with open(out["metrics_file"], encoding="utf-8") as handle:
                 out["metrics"] = json.load(handle)
-    pushed = _newest(os.path.join(where["serving"], "*"))
-    out["serving_model"] = pushed
+    blessing = _newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
+    out["gate"] = read_decision(blessing) if blessing else None
+    out["serving_model"] = _newest(os.path.join(where["serving"], "*"))
     return out
 
 
@@ -99,6 +129,7 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     """Prepares data, generates modules and runs the pipeline; returns :func:`results`.
 
     ``until`` names the last component to run (``Transform`` for lr-check).
+    ``results()['pushed']`` says whether this run pushed a new serving model.
     Raises whatever a component raised (LocalDagRunner stops at the first
     failing component).
     """
@@ -107,32 +138,34 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     report = prepare(cfg, where["input"])
     test = f", {report['test_rows']} test" if "test_rows" in report else ""
     log(f"prepared {report['rows']} interactions: {report['train_rows']} train, "
-        f"{report['eval_rows']} eval{test} ({report['split_method']} split) -> {where['input']}")
-    if report["interactions_without_candidate_row"]:
-        log(f"warning: {report['interactions_without_candidate_row']} interactions name a "
-            "candidate missing from the candidate table; its features get their defaults")
+        f"{report['eval_rows']} eval{test} ({report['split_method']} split), "
+        f"{report['catalog_candidates']} catalog candidates -> {where['input']}")
     modules = write_modules(cfg, where["modules"])
+    modules["schema"] = write_schema(cfg, where["modules"])
     log(f"generated {modules['transform']} and {modules['trainer']}")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfx import v1 as tfx
 
+    before = results(root)["serving_model"]
     log("running " + " -> ".join(COMPONENTS[:COMPONENTS.index(until) + 1])
         + " with LocalDagRunner")
     tfx.orchestration.LocalDagRunner().run(
         build_pipeline(cfg, where["input"], modules, root, until))
-    return results(root)
+    out = results(root)
+    out["pushed"] = bool(out["serving_model"]) and out["serving_model"] != before
+    return out
 
 
-def transform_outputs(root: str) -> Dict[str, str]:
-    """The newest Transform run under ``root``: transform graph and train/eval example globs."""
+def transform_outputs(root: str) -> Dict[str, object]:
+    """The newest Transform run under ``root``: its graph and ``{split: [pattern]}``."""
     tfx_dir = paths(root)["tfx"]
     graph = _newest(os.path.join(tfx_dir, "Transform", "transform_graph", "*"))
     examples = _newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
     if not graph or not examples:
         raise FileNotFoundError(f"no Transform output under {tfx_dir}")
-    return {"transform_graph": graph,
-            "train": os.path.join(examples, "Split-train", "*"),
-            "eval": os.path.join(examples, "Split-eval", "*")}
+    files = {os.path.basename(p)[len("Split-"):]: [os.path.join(p, "*")]
+             for p in glob.glob(os.path.join(examples, "Split-*"))}
+    return {"transform_graph": graph, "files": files}
 
 
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:

@@ -65,7 +65,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     found = transform_outputs(root)
     from trainer.lr_probe import probe_rates
 
-    report = probe_rates(cfg.to_dict(), found["train"], found["transform_graph"], rates, steps,
+    report = probe_rates(cfg.to_dict(), found["files"], found["transform_graph"], rates, steps,
                          ceiling=learning_rate_ceiling(cfg), log=log)
     report["configured_rate"] = cfg.training.learning_rate
     report["report_file"] = os.path.join(root, "lr_check.json")

@@ -7,7 +7,10 @@ config's ``data.path``, i.e. everything the model was trained on, whatever
 the split): the latest row's columns, and for each history feature the
 query's newest ``max_length`` candidates, newest first. The query's
 candidates in that CSV are excluded from its recommendations unless
-``include_seen``. A query with no rows is served cold (empty history).
+``include_seen``. A query with no rows is served cold: its id goes to the
+model's trained OOV row and its other inputs take their configured defaults.
+Ids are matched exactly as written. A query that gets fewer than ``k``
+recommendations (its own items excluded from a small catalog) is reported.
 
 Output: CSV ``user_id,item_id,rank`` (rank 1 best), queries in input order.
 """
@@ -20,9 +23,10 @@ import os
 from typing import Dict, List, Optional
 
 from pipelines.config import Config, ConfigError
+from pipelines.data.csvfile import DataError, parse_time, read_rows
+from pipelines.data.histories import query_states
 from pipelines.local import results
-from pipelines.prepare import DataError, _parse_time
-from transform.naming import HISTORY_PREFIX
+from transform.naming import HISTORY_PREFIX, raw_columns
 
 HEADER = ("user_id", "item_id", "rank")
 
@@ -48,45 +52,62 @@ def model_config(model_dir: str) -> Config:
 
 
 def read_queries(path: str, column: str) -> List[str]:
-    """Distinct query ids of ``path`` in order of first appearance."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        name = column if column in (reader.fieldnames or []) else "user_id"
-        if name not in (reader.fieldnames or []):
-            raise DataError(f"{path}: no column {column!r} (data.query_id) or 'user_id'; "
-                            f"columns are {reader.fieldnames}")
-        seen: Dict[str, None] = {}
-        for row in reader:
-            value = (row[name] or "").strip()
-            if not value:
-                raise DataError(f"{path} line {reader.line_num}: column {name!r} is empty")
-            seen.setdefault(value, None)
+    """Distinct query ids of ``path`` (exactly as written) in order of first appearance."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None) or []
+    name = column if column in header else "user_id"
+    if name not in header:
+        raise DataError(f"{path}: no column {column!r} (data.query_id) or 'user_id'; "
+                        f"columns are {header}")
+    seen: Dict[str, None] = {}
+    for number, row in read_rows(path, [name]):
+        value = row[name]
+        if not value.strip():
+            raise DataError(f"{path} row {number}: column {name!r} is empty")
+        seen.setdefault(value, None)
     return list(seen)
 
 
 def query_histories(cfg: Config, path: str, wanted: set) -> Dict[str, dict]:
-    """``{query: {'row': latest row, 'items': candidates oldest first}}`` from ``path``."""
+    """Each wanted query's state now: ``{query: {'row', 'items', 'seen'}}``.
+
+    ``row`` is its latest row (by timestamp, then file order), ``items`` its
+    candidates newest first (as many as the longest history keeps), ``seen``
+    every candidate it has in ``path``. The same rules as the evaluation's
+    query states (:mod:`pipelines.data.histories`), with every row known.
+    """
     d = cfg.data
-    found: Dict[str, list] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
-            query = (row.get(d.query_id) or "").strip()
-            if query not in wanted:
-                continue
-            when = (_parse_time(row[d.timestamp], f"{path} row {number}, column "
+    columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else []) + [
+        c for f in cfg.query_tower.features if f.kind != "history"
+        for c in raw_columns(f.__dict__)]
+    queries, times, items, rows = [], [], [], []
+    for number, row in read_rows(path, list(dict.fromkeys(columns))):
+        query = row[d.query_id]
+        if query not in wanted:
+            continue
+        queries.append(query)
+        items.append(row[d.candidate_id])
+        times.append(parse_time(row[d.timestamp], f"{path} row {number}, column "
                                 f"{d.timestamp!r}") if d.timestamp else 0.0)
-            found.setdefault(query, []).append((when, number, row))
-    out = {}
-    for query, rows in found.items():
-        rows.sort(key=lambda r: (r[0], r[1]))
-        out[query] = {"row": rows[-1][2], "items": [r[2][d.candidate_id].strip() for r in rows]}
-    return out
+        rows.append(row)
+    cap = max([f.max_length for _, f in cfg.features() if f.kind == "history"] or [0])
+    states = query_states(queries, times, items, [True] * len(rows),
+                          {q: math.inf for q in set(queries)}, cap)
+    seen: Dict[str, set] = {}
+    for query, item in zip(queries, items):
+        seen.setdefault(query, set()).add(item)
+    return {q: {"row": rows[s["row"]], "items": s["items"], "seen": seen[q]}
+            for q, s in states.items()}
 
 
-def serving_values(cfg: Config, described: List[dict], query: str, seen: Optional[dict]) -> dict:
-    """One query's value for each serving input (``described``: serving_inputs.json)."""
+def serving_values(cfg: Config, described: List[dict], query: str, state: Optional[dict]) -> dict:
+    """One query's value for each serving input (``described``: serving_inputs.json).
+
+    An unknown value (a cold query, an empty cell) is sent as ``""`` or NaN,
+    which the model replaces by the feature's configured default, exactly as
+    training did for empty cells; an int64 (timestamp) input gets the default.
+    """
     history = {HISTORY_PREFIX + f.name: f for _, f in cfg.features() if f.kind == "history"}
-    timestamps = {f.column for _, f in cfg.features() if f.kind == "timestamp"}
     values = {}
     for d in described:
         column, dtype = d["column"], d["dtype"]
@@ -94,17 +115,18 @@ def serving_values(cfg: Config, described: List[dict], query: str, seen: Optiona
             value = query
         elif column in history:
             f = history[column]
-            items = seen["items"] if seen else []
-            value = f.separator.join(reversed(items[-f.max_length:]))
+            value = f.separator.join((state["items"] if state else [])[:f.max_length])
         else:
-            value = (seen["row"].get(column) or "").strip() if seen else ""
-            if column in timestamps and value:
-                value = _parse_time(value, f"column {column!r} of query {query!r}")
+            value = state["row"].get(column, "") if state else ""
         if dtype == "string":
-            values[d["input"]] = str(value)
+            values[d["input"]] = value
+        elif dtype.startswith("int"):
+            default = d.get("default")
+            values[d["input"]] = (int(math.floor(parse_time(value, f"column {column!r} of query "
+                                                                   f"{query!r}")))
+                                  if value.strip() else int(default or 0))
         else:
-            number = float(value) if value != "" else 0.0
-            values[d["input"]] = int(number) if dtype.startswith("int") else number
+            values[d["input"]] = float(value) if value.strip() else math.nan
     return values
 
 
@@ -132,7 +154,7 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         require_scann()  # registers the ScaNN ops the SavedModel uses
     signature = tf.saved_model.load(model_dir).signatures["recommend"]
     dtypes = {d["input"]: tf.as_dtype(d["dtype"]) for d in described}
-    written = 0
+    written, short = 0, []
     tmp = out + ".partial"
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -142,7 +164,7 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
             rows = [serving_values(cfg, described, q, seen.get(q)) for q in chunk]
             inputs = {name: tf.constant([r[name] for r in rows], dtype)
                       for name, dtype in dtypes.items()}
-            excluded = [[] if include_seen or q not in seen else sorted(set(seen[q]["items"]))
+            excluded = [[] if include_seen or q not in seen else sorted(seen[q]["seen"])
                         for q in chunk]
             width = max(1, max(len(e) for e in excluded))
             inputs["exclude"] = tf.constant([e + [""] * (width - len(e)) for e in excluded])
@@ -150,16 +172,25 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
             answer = signature(**inputs)
             ids = answer["candidate_ids"].numpy()
             scores = answer["scores"].numpy()
-            for query, row_ids, row_scores in zip(chunk, ids, scores):
+            for query, values, row_ids, row_scores in zip(chunk, rows, ids, scores):
                 rank = 0
                 for cid, score in zip(row_ids, row_scores):
+                    if math.isnan(float(score)):
+                        raise RuntimeError(f"the model scored query {query!r} NaN (inputs "
+                                           f"{values}); nothing was written")
                     if not cid or not math.isfinite(float(score)):
-                        continue
+                        continue  # the catalog ran out after the exclusions
                     rank += 1
                     writer.writerow([query, cid.decode("utf-8"), rank])
                     written += 1
+                if rank < k:
+                    short.append((query, rank))
     os.replace(tmp, out)  # a crash leaves no complete-looking file behind
     report = {"queries": len(queries), "rows": written, "model": model_dir,
-              "cold": len(queries) - len(seen)}
+              "cold": len(queries) - len(seen), "short": len(short)}
     log(f"wrote {written} recommendations for {len(queries)} queries to {out}")
+    if short:
+        log(f"warning: {len(short)} queries got fewer than {k} recommendations, because the "
+            f"catalog without their own items is smaller (first: {short[0][0]!r} got "
+            f"{short[0][1]}); use --include-seen or a smaller --k")
     return report

@@ -19,6 +19,7 @@ from typing import List
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
                               OPTIMIZERS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
                               TIMESTAMP_TRANSFORMS, Config, ConfigError, FeatureConfig)
+from pipelines.data.columns import type_conflicts
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -145,6 +146,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("model.softmax", f"must be one of {', '.join(SOFTMAX_MODES)}")
     if isinstance(m.full_catalog_max, bool) or not 1 <= m.full_catalog_max <= 10_000_000:
         add("model.full_catalog_max", "must be in 1..10000000")
+    if not 0.0 <= m.oov_dropout <= 0.5:
+        add("model.oov_dropout", "must be in [0, 0.5]")
     if m.temperature is not None and not 0.0 < m.temperature <= 100.0:
         add("model.temperature", "must be in (0, 100], or null for none")
     if not m.top_k:
@@ -186,6 +189,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if not PIPELINE_NAME.match(p.name or ""):
         add("pipeline.name", f"{p.name!r}: use lower-case letters, digits and '-' (at most 63), "
             "as Vertex AI requires")
+    lift = p.min_lift_over_popularity
+    if lift is not None and not (math.isfinite(lift) and 0.0 <= lift <= 100.0):
+        add("pipeline.min_lift_over_popularity", "must be in [0, 100], or null to push every "
+            "completed model")
     if not 1 <= p.serving_k <= 1000:
         add("pipeline.serving_k", "must be in 1..1000")
     if p.serving_index not in SERVING_INDEXES:
@@ -194,6 +201,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("pipeline.serving_index", "'scann' needs the scann package (pip install "
             "scann==1.3.2), here and in the serving image; or use 'exact'")
 
+    if not problems:  # types are only meaningful once each feature is well-formed
+        for key, msg in type_conflicts(cfg):
+            add(key, msg)
     if problems:
         raise ConfigError(problems)
     if check_data:
@@ -275,6 +285,10 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
     if f.kind == "history":
         if tower != "query_tower":
             add(key, "a history feature belongs in the query tower")
+        if d.timestamp is None:
+            add(key, "a history holds the query's earlier interactions, so it needs "
+                "data.timestamp: without one, 'earlier' would be file order and a history "
+                "could hold held-out interactions; set data.timestamp or drop the feature")
         ids = [g for g in cfg.candidate_tower.features
                if g.kind == "id" and g.column == d.candidate_id]
         dim = f.embedding_dim or cfg.model.embedding_dim
@@ -284,6 +298,8 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
     if f.kind in ("numeric", "timestamp"):
         if f.default is not None and not isinstance(f.default, float):
             add(f"{key}.default", f"a {f.kind} feature needs a numeric default")
+        elif f.default is not None and not math.isfinite(f.default):
+            add(f"{key}.default", f"{f.default!r} is not a finite number")
     elif f.default is not None and not isinstance(f.default, str):
         add(f"{key}.default", f"a {f.kind} feature needs a string default")
 
@@ -292,8 +308,12 @@ def read_header(path: str, key: str) -> List[str]:
     """The first row of a CSV file; ConfigError naming ``key`` if unreadable."""
     if not os.path.isfile(path):
         raise ConfigError([(key, f"file not found: {path}")])
-    with open(path, newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), None)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise ConfigError([(key, f"{path}: the header is not UTF-8 text; save the file as "
+                            "UTF-8")]) from None
     if not header:
         raise ConfigError([(key, f"{path} is empty: a CSV with a header row is needed")])
     return header

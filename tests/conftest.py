@@ -25,7 +25,7 @@ def demo_raw(data_dir):
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory):
     """A small synthetic B2B dataset (CSV files), generated once per session."""
-    from pipelines.synthetic import generate
+    from pipelines.data.synthetic import generate
 
     out = str(tmp_path_factory.mktemp("synthetic"))
     generate(out, customers=120, products=60, purchases=3000, seed=3)

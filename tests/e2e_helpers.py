@@ -8,12 +8,37 @@ from conftest import ROOT, demo_raw
 from pipelines.config import Config, apply_overrides
 
 
+# Ids that type inference or stripping used to mangle ('007' -> 7, '1.5' -> '1.500000'):
+# the e2e data uses them, and they must come back exactly as written.
+ODD_PRODUCTS = {"P00001": "007", "P00002": "1.5", "P00003": " A1 ", "P00004": "Ünïcödé-产品"}
+ODD_CUSTOMERS = {"C00004": "0042", "C00005": "顧客 5"}
+
+
+def rename_ids(data):
+    """Rewrites the synthetic CSV files with the odd ids."""
+    import csv
+
+    for name, column, mapping in (("purchases.csv", "customer_id", ODD_CUSTOMERS),
+                                  ("purchases.csv", "product_id", ODD_PRODUCTS),
+                                  ("products.csv", "product_id", ODD_PRODUCTS)):
+        path = os.path.join(data, name)
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        for row in rows:
+            row[column] = mapping.get(row[column], row[column])
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
 def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=8000, seed=11):
-    """Generates data, runs the CLI; returns {'root', 'data', 'stdout', 'config'}."""
-    from pipelines.synthetic import generate
+    """Generates data (with odd ids), runs the CLI; returns {'root', 'data', 'stdout', 'config'}."""
+    from pipelines.data.synthetic import generate
 
     data = str(tmp / "data")
     generate(data, customers=customers, products=products, purchases=purchases, seed=seed)
+    rename_ids(data)
     root = str(tmp / "root")
     raw = apply_overrides(demo_raw(data), [f"pipeline.root={root}", f"pipeline.name={name}"]
                           + list(overrides))
@@ -27,16 +52,21 @@ def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=80
 
 
 def query_inputs(run, described, customers):
-    """Serving inputs for ``customers``, from each one's first purchase row."""
+    """Serving inputs for ``customers``: each one's state now, as `twotower recommend` builds it."""
+    from pipelines.recommend import query_histories, serving_values
+
+    cfg = run["config"]
+    states = query_histories(cfg, cfg.data.path, set(customers))
+    rows = [serving_values(cfg, described, c, states.get(c)) for c in customers]
+    return {d["input"]: [r[d["input"]] for r in rows] for d in described}
+
+
+def catalog_ids(run):
+    """Every product of the candidate table: the catalog, exactly as written."""
     import csv
 
-    path = os.path.join(run["root"], "input", "train", "data.csv")
-    first = {}
-    with open(path, encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            first.setdefault(row[run["config"].data.query_id], row)
-    rows = [first[c] for c in customers]
-    return {d["input"]: [r[d["column"]] for r in rows] for d in described}
+    with open(run["config"].data.candidates.path, encoding="utf-8", newline="") as handle:
+        return {r["product_id"] for r in csv.DictReader(handle)}
 
 
 def recommend_cli(run, tmp, users, k):

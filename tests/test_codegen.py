@@ -175,3 +175,17 @@ def test_assembly_hoists_and_dedupes_imports(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(text, "<t>", "exec"), namespace)
     assert namespace["entry"]() == 2
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_non_finite_default_never_reaches_generated_code(value):
+    """`default: .inf` passed validation and generated `inf`, a NameError at import."""
+    from pipelines.config import ConfigError
+    from pipelines.validate import validate
+
+    raw = apply_overrides(hostile_config().to_dict(), [f"query_tower.features.2.default={value}"])
+    with pytest.raises(ConfigError) as exc:
+        validate(Config.from_dict(raw), check_data=False)
+    assert [k for k, _ in exc.value.problems] == ["query_tower.features.2.default"]
+    with pytest.raises(codegen.CodegenError, match="non-finite"):
+        codegen.transform_module(Config.from_dict(raw))

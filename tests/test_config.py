@@ -25,7 +25,7 @@ def test_importing_config_does_not_import_tensorflow_or_tfx():
     import subprocess
 
     code = ("import sys, pipelines.config, pipelines.validate, pipelines.codegen, "
-            "pipelines.prepare, pipelines.cli; "
+            "pipelines.data.prepare, pipelines.cli; "
             "bad = [m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

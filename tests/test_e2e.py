@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from e2e_helpers import recommend_cli, run_pipeline
+from e2e_helpers import ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, recommend_cli, run_pipeline
 from pipelines import codegen
 from pipelines.local import COMPONENTS, completed_components, paths, results
 
@@ -25,10 +25,11 @@ def run(tmp_path_factory):
 
 
 def trained_products(run):
-    """Distinct products of the prepared training split: the candidate vocabulary."""
-    path = os.path.join(paths(run["root"])["input"], "train", "data.csv")
-    with open(path, encoding="utf-8") as handle:
-        return {r["product_id"] for r in csv.DictReader(handle)}
+    """Distinct products of the prepared training split: the candidate-id vocabulary."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(paths(run["root"])["input"], "train")
+    return set(pq.read_table(path).column("product_id").to_pylist())
 
 
 def test_every_component_completed(run):
@@ -39,6 +40,7 @@ def test_every_component_completed(run):
 def test_cli_prints_metrics_and_the_serving_model(run):
     out = run["stdout"]
     assert "full-catalog evaluation on" in out and "recall_at_10" in out
+    assert "push gate: blessed: recall@10 on the eval split is" in out
     serving = results(run["root"])["serving_model"]
     assert f"serving model: {serving}" in out
     assert os.path.exists(os.path.join(serving, "saved_model.pb"))
@@ -61,7 +63,12 @@ def test_training_metrics_record_the_run(run):
         assert epoch["grad_norm"]["query"]["min"] > 0 and epoch["grad_norm"]["candidate"]["min"] > 0
         assert set(epoch["eval"]) >= {f"factorized_top_k/top_{k}_categorical_accuracy"
                                       for k in (10, 50, 100)}
-    assert metrics["candidates"] == len(trained_products(run))  # one row per product
+    for epoch in metrics["epochs"]:
+        assert 0.0 <= epoch["clip_rate"] <= 1.0 and epoch["grad_norm"]["global"]["max"] > 0
+        assert epoch["eval"]["full_catalog/recall_at_10"] > 0
+    # the catalog is the whole product table, each product once, trained or not
+    assert metrics["candidates"] == len(catalog_ids(run)) == 150
+    assert metrics["candidates_without_training_rows"] == 150 - len(trained_products(run)) > 0
 
 
 def test_model_beats_popularity_on_the_full_catalog(run):
@@ -82,13 +89,15 @@ out = model.signatures["serving_default"](**inputs)
 emb = model.signatures["query_embedding"](**inputs)["embedding"].numpy()
 brute = emb @ model.candidate_embeddings.numpy().T
 skip = out["candidate_ids"].numpy()[:, :3]  # exclude each query's top 3, plus an unknown id
-exclude = tf.constant([[i.decode() for i in row] + ["not-a-product"] for row in skip])
+exclude = tf.constant([[i for i in row] + [b"not-a-product"] for row in skip])
 kept = model.signatures["recommend"](**inputs, exclude=exclude, k=tf.constant(10))
-print(json.dumps({"ids": out["candidate_ids"].numpy().astype(str).tolist(),
-                  "kept": kept["candidate_ids"].numpy().astype(str).tolist(),
+def text(ids):  # raw ids are UTF-8 bytes: numpy's astype(str) would read them as ASCII
+    return [[v.decode() for v in row] for row in ids.numpy()]
+print(json.dumps({"ids": text(out["candidate_ids"]),
+                  "kept": text(kept["candidate_ids"]),
                   "kept_scores": kept["scores"].numpy().tolist(),
                   "scores": out["scores"].numpy().tolist(), "brute": brute.tolist(),
-                  "catalog": model.candidate_ids.numpy().astype(str).tolist()}))
+                  "catalog": [v.decode() for v in model.candidate_ids.numpy()]}))
 """
 
 
@@ -97,9 +106,9 @@ def test_serving_model_answers_a_known_query_in_a_fresh_process(run):
     with open(os.path.join(serving, "assets.extra", "serving_inputs.json"), encoding="utf-8") as f:
         described = json.load(f)
     assert described == [
-        {"input": "query_id", "column": "customer_id", "dtype": "string"},
-        {"input": "segment", "column": "segment", "dtype": "string"},
-        {"input": "region", "column": "region", "dtype": "string"}]
+        {"input": "query_id", "column": "customer_id", "dtype": "string", "default": None},
+        {"input": "segment", "column": "segment", "dtype": "string", "default": None},
+        {"input": "region", "column": "region", "dtype": "string", "default": None}]
     with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
         first = {}
         for row in csv.DictReader(handle):
@@ -111,7 +120,7 @@ def test_serving_model_answers_a_known_query_in_a_fresh_process(run):
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
-    products = trained_products(run)
+    products = catalog_ids(run)
     assert sorted(answer["catalog"]) == sorted(products)  # raw ids, each once
     for row, (ids, scores) in enumerate(zip(answer["ids"], answer["scores"])):
         assert len(ids) == 10 and len(set(ids)) == 10 and set(ids) <= products
@@ -133,9 +142,10 @@ def test_batch_recommend_excludes_each_users_purchases(run, tmp_path):
     bought = {}
     for row in rows:
         bought.setdefault(row["customer_id"], set()).add(row["product_id"])
-    chosen = sorted(bought)[:5] + ["new-customer"]
+    chosen = ([c for c in sorted(bought) if c.startswith("C")][:5] + list(ODD_CUSTOMERS.values())
+              + ["new-customer"])
     recs = recommend_cli(run, tmp_path, chosen, 20)
-    products = trained_products(run)
+    products = catalog_ids(run)
     by_user = {}
     for r in recs:
         by_user.setdefault(r["user_id"], []).append(r)
@@ -145,6 +155,42 @@ def test_batch_recommend_excludes_each_users_purchases(run, tmp_path):
         items = [r["item_id"] for r in got]
         assert len(set(items)) == 20 and set(items) <= products
         assert not set(items) & bought.get(user, set())  # train and eval purchases excluded
+
+
+def test_odd_ids_round_trip_through_training_serving_and_recommend(run, tmp_path):
+    """'007' stays '007', '1.5' stays '1.5', ' A1 ' keeps its spaces (issue 9, item 3)."""
+    import tensorflow_transform as tft
+
+    from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
+
+    transform = os.path.join(run["root"], "tfx", "Transform", "transform_graph")
+    output = tft.TFTransformOutput(os.path.join(transform, max(os.listdir(transform), key=int)))
+    vocabulary = {v.decode() for v in output.vocabulary_by_name(CANDIDATE_VOCAB)}
+    trained = trained_products(run)
+    odd = set(ODD_PRODUCTS.values())
+    assert odd & trained and (odd & trained) <= vocabulary  # trained under their own ids
+    assert not {"7", "1.500000", "A1"} & vocabulary
+    assert set(ODD_CUSTOMERS.values()) <= {v.decode() for v in output.vocabulary_by_name(
+        QUERY_VOCAB)}
+    model = tf_load(results(run["root"])["serving_model"])
+    assert odd <= {v.decode() for v in model.candidate_ids.numpy()}  # served exactly
+    # recommend: each odd customer's own purchases (odd ids included) are matched and excluded
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    buyers = sorted({r["customer_id"] for r in rows if r["product_id"] in odd})[:3]
+    recs = recommend_cli(run, tmp_path, buyers, 30)
+    for buyer in buyers:
+        own = {r["product_id"] for r in rows if r["customer_id"] == buyer}
+        got = [r["item_id"] for r in recs if r["user_id"] == buyer]
+        assert len(got) == 30 and not set(got) & own
+    served = {r["item_id"] for r in recs}
+    assert served <= catalog_ids(run)
+
+
+def tf_load(path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(path)
 
 
 def test_inspection_notebook_runs_on_the_run(run):

@@ -67,12 +67,12 @@ def test_serving_takes_every_query_input_and_matches_brute_force(run):
                                           k=tf.constant(10))
     embedding = model.signatures["query_embedding"](**tensors)["embedding"].numpy()
     brute = embedding @ model.candidate_embeddings.numpy().T
-    catalog = model.candidate_ids.numpy().astype(str)
+    catalog = np.asarray([v.decode() for v in model.candidate_ids.numpy()])
     for row in range(2):
         best = catalog[np.argsort(-brute[row])[:10]].tolist()
         # the recommend signature is exact; serving_default is ScaNN here: approximate
-        assert exact["candidate_ids"].numpy()[row].astype(str).tolist() == best
-        approximate = answer["candidate_ids"].numpy()[row].astype(str).tolist()
+        assert [v.decode() for v in exact["candidate_ids"].numpy()[row]] == best
+        approximate = [v.decode() for v in answer["candidate_ids"].numpy()[row]]
         assert len(set(approximate)) == 10 and set(approximate) <= set(catalog)
         assert len(set(approximate) & set(best)) >= 7, (approximate, best)
 

@@ -80,30 +80,35 @@ def test_ranking_metrics_without_queries_raises():
 
 # ---------------------------------------------------------------- evaluation_queries
 
-def test_evaluation_queries_filters_exactly():
-    train = {0: ints(1, 2), 1: ints(0), 3: ints(4)}
-    evals = {3: ints(0, 5), 2: ints(1), 1: ints(0), 0: ints(2, 3, 9)}
-    keys, truth, exclude = evaluation_queries(train, evals, num_candidates=5)
-    # 0: 9 out of catalog, 2 seen -> [3]; 1: only a seen pair -> dropped;
-    # 2: not in training -> dropped; 3: 5 out of catalog -> [0]
-    assert keys.dtype == np.int64
-    np.testing.assert_array_equal(keys, [0, 3])
-    assert len(truth) == len(exclude) == 2
-    np.testing.assert_array_equal(truth[0], [3])
-    np.testing.assert_array_equal(truth[1], [0])
-    np.testing.assert_array_equal(exclude[0], [1, 2])
-    np.testing.assert_array_equal(exclude[1], [4])
+def test_evaluation_queries_filters_exactly_and_counts_what_it_leaves_out():
+    seen = {b"q0": ints(1, 2), b"q1": ints(0), b"q3": ints(4)}
+    held = {b"q3": ints(0, 5), b"q2": ints(1), b"q1": ints(0), b"q0": ints(2, 3)}
+    queries, truth, exclude, counts = evaluation_queries(seen, held, [b"q0", b"q1", b"q3"])
+    # q0: 2 seen -> [3]; q1: only a seen pair -> no new items; q2: no snapshot -> cold;
+    # q3: both new
+    assert queries == [b"q0", b"q3"]
+    assert [t.tolist() for t in truth] == [[3], [0, 5]]
+    assert [e.tolist() for e in exclude] == [[1, 2], [4]]
+    assert counts == {"held_out_queries": 4, "cold_queries": 1, "queries_without_new_items": 1}
+
+
+def test_a_query_with_a_snapshot_but_nothing_seen_keeps_all_its_items():
+    queries, truth, exclude, counts = evaluation_queries({}, {b"q": ints(2, 7)}, [b"q"])
+    assert queries == [b"q"] and truth[0].tolist() == [2, 7] and exclude[0].tolist() == []
+    assert counts["cold_queries"] == 0
 
 
 def test_evaluation_queries_nothing_left():
-    keys, truth, exclude = evaluation_queries({0: ints(1)}, {0: ints(1, 7), 4: ints(2)}, 5)
-    assert len(keys) == 0 and truth == [] and exclude == []
+    queries, truth, exclude, counts = evaluation_queries({b"q": ints(1)}, {b"q": ints(1)},
+                                                         [b"q"])
+    assert queries == [] and truth == [] and exclude == []
+    assert counts == {"held_out_queries": 1, "cold_queries": 0, "queries_without_new_items": 1}
 
 
 # ---------------------------------------------------------------- popularity
 
-def test_popularity_counts_ignore_oov():
-    counts = popularity(ints(0, 2, 2, 5, 1, 2, 7, 0, 4), num_candidates=4)
+def test_popularity_counts_ignore_positions_outside_the_catalog():
+    counts = popularity(ints(0, 2, 2, -1, 1, 2, 7, 0, 4), num_candidates=4)
     assert counts.dtype == np.float64
     np.testing.assert_array_equal(counts, [2.0, 1.0, 3.0, 0.0])
 
@@ -149,16 +154,18 @@ def test_training_items_are_never_counted():
 
 
 def test_end_to_end_with_evaluation_queries():
-    train = {0: ints(0), 1: ints(1, 3)}
-    evals = {0: ints(0, 4), 1: ints(1), 5: ints(2)}  # q1 only re-buys, q5 is unseen
-    keys, truth, exclude = evaluation_queries(train, evals, 5)
-    np.testing.assert_array_equal(keys, [0])
+    seen = {b"q0": ints(0), b"q1": ints(1, 3)}
+    held = {b"q0": ints(0, 4), b"q1": ints(1), b"q5": ints(2)}  # q1 only re-buys, q5 is cold
+    _, truth, exclude, _ = evaluation_queries(seen, held, [b"q0", b"q1"])
     got = evaluate_full_catalog(QUERIES[:1], CANDIDATES, COUNTS, truth, exclude, [1, 2])
     assert got["queries"] == 1
     # q0 without 0 ranks 2 then 4: 4 is found at rank 2, 0 never counts
     assert got["model"] == pytest.approx({"recall_at_1": 0.0, "ndcg_at_1": 0.0,
                                           "hit_rate_at_1": 0.0, "recall_at_2": 1.0,
                                           "ndcg_at_2": D2, "hit_rate_at_2": 1.0})
+    alone = evaluate_full_catalog(QUERIES[:1], CANDIDATES, COUNTS, truth, exclude, [1, 2],
+                                  with_popularity=False)
+    assert alone["model"] == got["model"] and "popularity" not in alone
 
 
 def test_chunked_evaluation_matches_small_case():
@@ -176,8 +183,3 @@ def test_popularity_ties_break_exactly_for_huge_counts():
     result = evaluate_full_catalog(np.zeros((1, 2)), np.zeros((200, 2)), counts,
                                    [np.array([3])], [np.array([], dtype=np.int64)], [4, 10])
     assert result["popularity"]["recall_at_4"] == 1.0  # ranks 0, 1, 2, 3 by index
-
-
-def test_training_keys_outside_the_catalog_are_not_excluded_columns():
-    keys, truth, exclude = evaluation_queries({0: np.array([1, 5])}, {0: np.array([2])}, 5)
-    assert keys.tolist() == [0] and exclude[0].tolist() == [1]

@@ -1,6 +1,5 @@
 """prepare(): row checks, the candidate join, time and hash splits, the report."""
 import copy
-import csv
 import datetime
 import json
 import os
@@ -9,13 +8,14 @@ import time
 import pytest
 
 from pipelines.config import Config, ConfigError, apply_overrides, read_raw
-from pipelines.prepare import DataError, output_columns, prepare
+from pipelines.data.prepare import DataError, output_columns, prepare
 from pipelines.validate import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "customer_id,segment,region,product_id,timestamp,quantity"
 PRODUCTS = "product_id,category,price\nP1,tools,10.5\nP2,paper,2.25\nP3,ink,7\n"
 COLUMNS = ["customer_id", "product_id", "timestamp", "segment", "region", "category", "price"]
+TYPES = ["string", "string", "int", "string", "string", "string", "float"]
 
 
 def write(path, text):
@@ -40,8 +40,29 @@ def read(path):
         return handle.read()
 
 
+def cell(value):
+    """A typed Parquet value as the CSV cell it came from (floats without a trailing .0)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def rows_of(out, split):
+    """A prepared split's rows as dicts of typed values."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(os.path.join(out, split, "data.parquet")).to_pylist()
+
+
 def lines(out, split):
-    return read(os.path.join(out, split, "data.csv")).splitlines()
+    """A prepared split as CSV-like lines: the header, then one line per row."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(os.path.join(out, split, "data.parquet"))
+    return [",".join(table.column_names)] + [
+        ",".join(cell(v) for v in row.values()) for row in table.to_pylist()]
 
 
 # ten rows, timestamps 1..10 in shuffled file order
@@ -71,12 +92,14 @@ def test_time_split_puts_the_latest_rows_in_eval(tmp_path):
     assert lines(out, "train") == [",".join(COLUMNS)] + [
         out_line(r) for r in TEN if int(r[4]) <= 8]
     assert len(lines(out, "train")) == 9
-    assert "quantity" not in read(os.path.join(out, "train", "data.csv"))
+    assert "quantity" not in lines(out, "train")[0]
     assert report == {"rows": 10, "split_method": "time", "eval_fraction": 0.2,
                       "train_rows": 8, "eval_rows": 2, "columns": COLUMNS,
-                      "interactions_without_candidate_row": 0, "time_cut": 9.0}
+                      "column_types": dict(zip(COLUMNS, TYPES)), "catalog_candidates": 3,
+                      "eval_queries": 2, "eval_cold_queries": 0, "time_cut": 9.0}
     assert json.loads(read(os.path.join(out, "prepare_report.json"))) == report
-    assert sorted(os.listdir(out)) == ["eval", "prepare_report.json", "train"]
+    assert sorted(os.listdir(out)) == [".twotower-prepared", "catalog", "eval", "eval_queries",
+                                       "prepare_report.json", "train"]
 
 
 def test_ties_at_the_cut_all_go_to_eval(tmp_path):
@@ -102,7 +125,7 @@ def test_iso_timestamps_with_offsets_are_read_as_utc(tmp_path, new_york_clock):
               "2024-05-01T12:00:00",        # 12:00 UTC, the latest
               "2024-05-01T14:00:00+05:00",  # 09:00 UTC
               "1714550400"]                 # 08:00 UTC as epoch seconds
-    rows = [(f"C{i}", "smb", "north", "P1", s, "1") for i, s in enumerate(stamps)]
+    rows = [("C1", f"s{i}", "north", "P1", s, "1") for i, s in enumerate(stamps)]
     out = str(tmp_path / "out")
     report = prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.4"]),
                      out)
@@ -111,7 +134,7 @@ def test_iso_timestamps_with_offsets_are_read_as_utc(tmp_path, new_york_clock):
     # Written as epoch seconds, so ExampleGen sees one numeric column whatever the input form.
     assert [line.split(",")[2] for line in lines(out, "eval")[1:]] == [
         str(int(eleven)), str(int(eleven) + 3600)]
-    assert [line.split(",")[0] for line in lines(out, "train")[1:]] == ["C0", "C3", "C4"]
+    assert [line.split(",")[3] for line in lines(out, "train")[1:]] == ["s0", "s3", "s4"]
 
 
 def test_unparsable_timestamp_names_file_row_and_column(tmp_path):
@@ -127,7 +150,7 @@ def test_unparsable_timestamp_names_file_row_and_column(tmp_path):
 
 def test_iso_timestamp_with_z_suffix_is_accepted(tmp_path):
     rows = [("C1", "smb", "north", "P1", "2024-05-01T10:00:00Z", "1"),
-            ("C2", "smb", "north", "P2", "2024-05-01T11:00:00Z", "1")]
+            ("C1", "smb", "north", "P2", "2024-05-01T11:00:00Z", "1")]
     report = prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.5"]),
                      str(tmp_path / "out"))
     assert report["eval_rows"] == 1
@@ -154,16 +177,14 @@ def test_hash_split_is_deterministic_near_the_fraction_and_seeded(tmp_path):
     report = prepare(cfg, first)
     assert prepare(cfg, again) == report
     for split in ("train", "eval"):
-        assert read(os.path.join(first, split, "data.csv")) == read(
-            os.path.join(again, split, "data.csv"))
+        assert lines(first, split) == lines(again, split)
     assert report["split_method"] == "hash" and "time_cut" not in report
     assert report["rows"] == 400 and report["train_rows"] + report["eval_rows"] == 400
     assert 60 <= report["eval_rows"] <= 140
     assert len(lines(first, "eval")) == report["eval_rows"] + 1
     other = str(tmp_path / "c")
     prepare(hash_config(tmp_path, seed=7), other)
-    assert read(os.path.join(other, "eval", "data.csv")) != read(
-        os.path.join(first, "eval", "data.csv"))
+    assert lines(other, "eval") != lines(first, "eval")
     both = sorted(lines(other, "train")[1:] + lines(other, "eval")[1:])
     assert both == sorted(lines(first, "train")[1:] + lines(first, "eval")[1:])
 
@@ -185,16 +206,27 @@ def test_empty_id_cell_names_row_and_config_key(tmp_path, column, key):
     assert f"{column!r}" in str(exc.value)
 
 
-def test_candidate_attributes_are_joined_and_missing_candidates_counted(tmp_path):
-    rows = [("C1", "smb", "north", "P2", "1", "1"), ("C2", "smb", "south", "P9", "2", "1"),
-            ("C1", "smb", "north", "P9", "3", "1"), ("C3", "smb", "east", "P1", "4", "1"),
+def test_candidate_attributes_are_joined(tmp_path):
+    rows = [("C1", "smb", "north", "P2", "1", "1"), ("C2", "smb", "south", "P1", "2", "1"),
+            ("C1", "smb", "north", "P2", "3", "1"), ("C3", "smb", "east", "P1", "4", "1"),
             ("C2", "smb", "south", "P3", "5", "1")]
     out = str(tmp_path / "out")
-    report = prepare(config(tmp_path, csv_of(rows)), out)
-    assert report["interactions_without_candidate_row"] == 2
-    assert lines(out, "train")[1:] == ["C1,P2,1,smb,north,paper,2.25", "C2,P9,2,smb,south,,",
-                                       "C1,P9,3,smb,north,,", "C3,P1,4,smb,east,tools,10.5"]
+    prepare(config(tmp_path, csv_of(rows)), out)
+    assert lines(out, "train")[1:] == ["C1,P2,1,smb,north,paper,2.25", "C2,P1,2,smb,south,tools,10.5",
+                                       "C1,P2,3,smb,north,paper,2.25", "C3,P1,4,smb,east,tools,10.5"]
     assert lines(out, "eval")[1:] == ["C2,P3,5,smb,south,ink,7"]
+
+
+def test_candidates_missing_from_the_table_are_an_error(tmp_path):
+    """They used to get empty attributes silently (issue 9, item 8)."""
+    rows = [("C1", "smb", "north", "P2", "1", "1"), ("C2", "smb", "south", "P9", "2", "1"),
+            ("C1", "smb", "north", "P9", "3", "1"), ("C3", "smb", "east", "P1", "4", "1")]
+    with pytest.raises(DataError) as exc:
+        prepare(config(tmp_path, csv_of(rows)), str(tmp_path / "out"))
+    text = str(exc.value)
+    assert str(tmp_path / "purchases.csv") + " row 3: candidate 'P9'" in text
+    assert "(2 interaction rows name candidates it lacks)" in text
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_duplicate_candidate_in_table_names_both_rows(tmp_path):
@@ -226,14 +258,13 @@ def test_without_table_candidate_features_must_agree(tmp_path):
 def test_without_table_consistent_features_pass_through(tmp_path):
     rows = [("C1", "smb", "north", "P1", "1", "1", "tools", "10"),
             ("C2", "smb", "north", "P2", "2", "1", "paper", "2"),
-            ("C3", "smb", "north", "P1", "3", "1", "tools", "10")]
+            ("C1", "smb", "north", "P1", "3", "1", "tools", "10")]
     out = str(tmp_path / "out")
-    report = prepare(config(tmp_path, no_table_csv(rows), products=None,
-                            overrides=["data.split.eval_fraction=0.3"]), out)
-    assert report["interactions_without_candidate_row"] == 0
+    prepare(config(tmp_path, no_table_csv(rows), products=None,
+                   overrides=["data.split.eval_fraction=0.3"]), out)
     assert lines(out, "train") == [",".join(COLUMNS), "C1,P1,1,smb,north,tools,10",
                                    "C2,P2,2,smb,north,paper,2"]
-    assert lines(out, "eval")[1:] == ["C3,P1,3,smb,north,tools,10"]
+    assert lines(out, "eval")[1:] == ["C1,P1,3,smb,north,tools,10"]
 
 
 def test_split_without_eval_rows_is_an_error(tmp_path):
@@ -251,7 +282,7 @@ def test_rerun_replaces_old_files(tmp_path):
     assert report["rows"] == 5
     assert lines(out, "train")[1:] == [f"C7,P3,{t},smb,west,ink,7" for t in (20, 21, 22, 23)]
     assert lines(out, "eval")[1:] == ["C7,P3,24,smb,west,ink,7"]
-    assert os.listdir(os.path.join(out, "train")) == ["data.csv"]
+    assert os.listdir(os.path.join(out, "train")) == ["data.parquet"]
     assert json.loads(read(os.path.join(out, "prepare_report.json")))["rows"] == 5
 
 
@@ -262,8 +293,8 @@ def test_hash_split_moves_no_old_row_when_rows_are_appended(tmp_path):
     more = rows + [(f"C{i}", "smb", "north", "P1", str(1000 + i), "1") for i in range(50)]
     prepare(config(tmp_path, csv_of(more), overrides=overrides), str(tmp_path / "b"))
     for split in ("train", "eval"):
-        old = (tmp_path / "a" / split / "data.csv").read_text().splitlines()
-        new = (tmp_path / "b" / split / "data.csv").read_text().splitlines()
+        old = lines(str(tmp_path / "a"), split)
+        new = lines(str(tmp_path / "b"), split)
         assert new[:len(old)] == old
 
 
@@ -272,7 +303,7 @@ def test_short_row_in_candidate_table_is_named(tmp_path):
     cfg = config(tmp_path, csv_of(rows))
     with open(cfg.data.candidates.path, "a", encoding="utf-8") as handle:
         handle.write("P9,cat_01\n")
-    with pytest.raises(DataError, match="row .*number of cells differs"):
+    with pytest.raises(DataError, match="products.csv row 5: 2 cells but the header has 3"):
         prepare(cfg, str(tmp_path / "out"))
 
 
@@ -294,11 +325,9 @@ def test_history_columns_hold_earlier_candidates_newest_first(tmp_path):
     out = str(tmp_path / "out")
     prepare(cfg, out)
     assert "__twotower_history_recent" in output_columns(cfg)
-    got = []
-    for split in ("train", "eval"):
-        with open(os.path.join(out, split, "data.csv"), encoding="utf-8", newline="") as handle:
-            got += [r["__twotower_history_recent"] for r in csv.DictReader(handle)]
-    assert got == ["", "", "P1", "P2|P1", "P3|P2"]
+    got = [r["__twotower_history_recent"] for split in ("train", "eval")
+           for r in rows_of(out, split)]
+    assert got == [None, None, "P1", "P2|P1", "P3|P2"]
 
 
 def test_history_separator_inside_a_candidate_id_is_named(tmp_path):
@@ -308,13 +337,6 @@ def test_history_separator_inside_a_candidate_id_is_named(tmp_path):
         "candidate_tower.features=[{name: product, column: product_id, kind: id}]"])
     with pytest.raises(DataError, match="row 2.*contains the history separator"):
         prepare(cfg, str(tmp_path / "out"))
-
-
-def test_history_prefix_matches_the_naming_contract():
-    from pipelines import prepare as module
-    from transform import naming
-
-    assert module.HISTORY_PREFIX == naming.HISTORY_PREFIX
 
 
 def test_user_time_split_holds_out_each_users_latest_rows(tmp_path):
@@ -382,3 +404,105 @@ def test_hash_split_with_test_fraction_is_three_disjoint_parts(tmp_path):
     prepare(config(tmp_path, csv_of(rows), overrides=overrides[:2]), out2)
     assert lines(out2, "eval")[1:] == parts["eval"]
     assert not os.path.exists(os.path.join(out2, "test"))
+
+
+# ---------------------------------------------------------------- typed ids, catalog, safety
+
+ODD_IDS = ["007", "1.5", " A1 ", "Ünïcödé-产品"]
+
+
+def test_ids_are_strings_exactly_as_written_and_values_keep_their_type(tmp_path):
+    """No type inference: '007' stays '007' (not 7), '1.5' stays '1.5', spaces stay."""
+    products = ("product_id,category,price\n" + "".join(
+        f'"{p}",cat,{price}\n' for p, price in zip(ODD_IDS, ("0", "0.0", "1.50", "2"))))
+    rows = [(c, "smb", "north", p, str(t), "1") for t, (c, p) in enumerate(
+        zip(["0042", "1e3", " C ", "顧客"] * 2, ODD_IDS + ODD_IDS[::-1]))]
+    text = HEADER + "\n" + "".join(",".join(f'"{v}"' for v in r) + "\n" for r in rows)
+    out = str(tmp_path / "out")
+    prepare(config(tmp_path, text, products), out)
+    got = rows_of(out, "train") + rows_of(out, "eval")
+    assert [(r["customer_id"], r["product_id"]) for r in got] == [(r[0], r[3]) for r in rows]
+    catalog = rows_of(out, "catalog")
+    assert [r["product_id"] for r in catalog] == sorted(ODD_IDS)
+    prices = {r["product_id"]: r["price"] for r in catalog}
+    assert prices == {"007": 0.0, "1.5": 0.0, " A1 ": 1.5, "Ünïcödé-产品": 2.0}
+    assert all(type(r["timestamp"]) is int for r in got)  # epoch seconds, int64
+
+
+@pytest.mark.parametrize("bad,message", [(" ", "is empty"), ("P\n1", "holds a line break")])
+def test_blank_or_multi_line_ids_are_refused(tmp_path, bad, message):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", bad, "2", "1")]
+    text = HEADER + "\n" + "".join(",".join(f'"{v}"' for v in r) + "\n" for r in rows)
+    with pytest.raises(DataError, match=r"purchases.csv row 3: column 'product_id' "
+                                        r"\(data.candidate_id\) " + message):
+        prepare(config(tmp_path, text), str(tmp_path / "out"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    out = str(tmp_path / "out")
+    prepare(config(tmp_path, "\ufeff" + csv_of(TEN)), out)
+    assert lines(out, "eval")[1].startswith("C2,P2,10")
+
+
+def test_the_catalog_is_the_whole_candidate_table(tmp_path):
+    """Products nobody bought in train are servable (issue 9, item 5)."""
+    products = PRODUCTS + "P4,new,3.5\n"
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1"),
+            ("C1", "smb", "north", "P3", "3", "1")]  # P3 only in eval, P4 never bought
+    out = str(tmp_path / "out")
+    report = prepare(config(tmp_path, csv_of(rows), products), out)
+    assert lines(out, "catalog") == [",".join(COLUMNS), ",P1,,,,tools,10.5", ",P2,,,,paper,2.25",
+                                     ",P3,,,,ink,7", ",P4,,,,new,3.5"]
+    assert report["catalog_candidates"] == 4
+
+
+def test_without_a_table_the_catalog_is_the_training_candidates(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1", "tools", "10"),
+            ("C1", "smb", "north", "P2", "2", "1", "paper", "2"),
+            ("C1", "smb", "north", "P3", "3", "1", "ink", "7")]
+    out = str(tmp_path / "out")
+    prepare(config(tmp_path, no_table_csv(rows), products=None,
+                   overrides=["data.split.eval_fraction=0.3"]), out)
+    assert lines(out, "catalog")[1:] == [",P1,,,,tools,10", ",P2,,,,paper,2"]
+
+
+def test_a_cross_in_the_candidate_tower_is_prepared(tmp_path):
+    """It crashed prepare with a TypeError (None column in a sort; issue 9, item 8)."""
+    cfg = config(tmp_path, csv_of(TEN), overrides=[
+        "candidate_tower.features.3={name: cat_price, kind: cross, columns: [category, price]}"])
+    out = str(tmp_path / "out")
+    prepare(cfg, out)
+    assert lines(out, "eval")[1:] == ["C2,P2,10,smb,south,paper,2.25",
+                                      "C3,P1,9,enterprise,east,tools,10.5"]
+
+
+def test_a_directory_twotower_did_not_write_is_never_replaced(tmp_path):
+    """prepare replaced <root>/input whatever it held (issue 9, item 8)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("mine")
+    with pytest.raises(DataError, match="was not written by twotower.*left untouched"):
+        prepare(config(tmp_path, csv_of(TEN)), str(out))
+    assert os.listdir(out) == ["precious.txt"]
+
+
+def test_a_failed_write_leaves_the_previous_input_whole(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    out = str(tmp_path / "out")
+    prepare(config(tmp_path, csv_of(TEN)), out)
+    before = {s: lines(out, s) for s in ("train", "eval", "catalog", "eval_queries")}
+    calls = []
+    real = pq.write_table
+
+    def failing(table, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(table, path, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", failing)
+    with pytest.raises(OSError, match="No space left"):
+        prepare(config(tmp_path, csv_of(TEN[:6])), out)
+    assert {s: lines(out, s) for s in before} == before
+    assert sorted(os.listdir(tmp_path)) == ["out", "products.csv", "purchases.csv"]

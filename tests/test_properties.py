@@ -59,19 +59,27 @@ def valid_configs(draw):
     name_iter = iter(names)
     query = [{"name": next(name_iter), "column": ids[0], "kind": "id"}]
     candidate = [{"name": next(name_iter), "column": ids[1], "kind": "id"}]
+    read_as = {}  # column -> "number" or "string": one column has one type
     for tower, columns, out in (("query_tower", query_cols, query),
                                 ("candidate_tower", cand_cols, candidate)):
         for _ in range(draw(st.integers(0, 3))):
             feature = draw(features(tower, st.just(next(name_iter)), columns))
             if feature["kind"] == "history" and any(f["kind"] == "history" for f in out):
                 continue
+            if feature["kind"] not in ("cross", "history"):
+                kind = "number" if feature["kind"] in ("numeric", "timestamp") else "string"
+                if read_as.setdefault(feature["column"], kind) != kind:
+                    continue
             signature = [(f.get("column"), f.get("columns"), f["kind"], f.get("transform"),
                           f.get("max_length")) for f in out]
             if (feature.get("column"), feature.get("columns"), feature["kind"],
                     feature.get("transform"), feature.get("max_length")) not in signature:
                 out.append(feature)
+    data = {"path": "x.csv", "query_id": ids[0], "candidate_id": ids[1]}
+    if any(f["kind"] == "history" for f in query):  # a history needs a timestamp
+        data["timestamp"] = draw(COLUMNS.filter(lambda c: c not in ids + query_cols + cand_cols))
     return {
-        "data": {"path": "x.csv", "query_id": ids[0], "candidate_id": ids[1]},
+        "data": data,
         "query_tower": {"features": query, "layers": draw(st.lists(st.integers(1, 64),
                                                                     max_size=3)),
                         "norm": draw(st.sampled_from(["none", "batch", "layer"]))},

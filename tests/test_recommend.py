@@ -1,8 +1,10 @@
 """`twotower recommend`'s input handling, exact and without TensorFlow."""
+import math
+
 import pytest
 
 from pipelines.config import Config, ConfigError
-from pipelines.prepare import DataError
+from pipelines.data.prepare import DataError
 from pipelines.recommend import find_model, query_histories, read_queries, recommend, serving_values
 
 CFG = Config.from_dict({
@@ -31,20 +33,36 @@ def test_histories_are_newest_first_and_features_come_from_the_latest_row(tmp_pa
     path = tmp_path / "x.csv"
     path.write_text(ROWS)
     seen = query_histories(CFG, str(path), {"a", "zz"})
-    assert list(seen) == ["a"] and seen["a"]["items"] == ["i1", "i2", "i3"]
+    # newest first, as many as the longest history keeps (2); every item is excluded
+    assert list(seen) == ["a"] and seen["a"]["items"] == ["i3", "i2"]
+    assert seen["a"]["seen"] == {"i1", "i2", "i3"}
     assert serving_values(CFG, DESCRIBED, "a", seen["a"]) == {
         "query_id": "a", "seg": "smb", "when": 1704240000, "qty": 2.0, "recent": "i3;i2"}
-    # a query without rows is served cold: empty history, default values
-    assert serving_values(CFG, DESCRIBED, "zz", None) == {
-        "query_id": "zz", "seg": "", "when": 0, "qty": 0.0, "recent": ""}
+    # a query without rows is served cold: empty history, and "" / NaN, which the model
+    # replaces by each feature's configured default (as training did for empty cells); an
+    # int64 input can't say "unknown", so it gets the default itself
+    cold = serving_values(CFG, [dict(d, default=7.0 if d["input"] == "when" else None)
+                                for d in DESCRIBED], "zz", None)
+    assert math.isnan(cold.pop("qty"))
+    assert cold == {"query_id": "zz", "seg": "", "when": 7, "recent": ""}
+
+
+def test_ids_are_matched_exactly_as_written(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text('cust,seg,ts,qty,item\n" 007",smb,1,1," A1 "\n007,smb,2,1,1.5\n')
+    seen = query_histories(CFG, str(path), {"007", " 007"})
+    assert seen["007"]["items"] == ["1.5"] and seen[" 007"]["items"] == [" A1 "]
+    users = tmp_path / "users.csv"
+    users.write_text('cust\n" 007"\n007\n')
+    assert read_queries(str(users), "cust") == [" 007", "007"]
 
 
 def test_users_file_errors_name_the_file_row_and_column(tmp_path):
     path = tmp_path / "users.csv"
     path.write_text("user_id\nu1\nu2\nu1\n")
     assert read_queries(str(path), "cust") == ["u1", "u2"]  # falls back to user_id; distinct
-    path.write_text("cust\nu1\n\n,\n")
-    with pytest.raises(DataError, match=r"users.csv line 4: column 'cust' is empty"):
+    path.write_text("cust\nu1\n\n \n")
+    with pytest.raises(DataError, match=r"users.csv row 4: column 'cust' is empty"):
         read_queries(str(path), "cust")
     path.write_text("name\nu1\n")
     with pytest.raises(DataError, match=r"no column 'cust' \(data.query_id\) or 'user_id'"):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines.synthetic import BRANDS, NOUNS, generate
+from pipelines.data.synthetic import BRANDS, NOUNS, generate
 
 ARGS = dict(customers=50, products=40, purchases=2000, categories=5, dim=4)
 UTC = datetime.timezone.utc

@@ -89,10 +89,46 @@ def write_examples(rows, feature_spec, path):
                 value = np.asarray(row[key]).reshape(-1)
                 if spec.dtype == tf.int64:
                     feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+                elif spec.dtype == tf.string:
+                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
                 else:
                     feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
                          .SerializeToString())
+
+
+QUERY_COLUMNS = ("user id", QUOTED, "spend", "ts", "weekday")
+CANDIDATE_COLUMNS = ("item", "genres", "title", "price")
+
+
+def splits_of(raw, train_rows=36):
+    """Catalog rows (one per item) and eval snapshots (each eval user's latest train row,
+    with its train items newest first), as the data preparation writes them."""
+    catalog = {}
+    for row in raw:
+        catalog.setdefault(row["item"], {c: row[c] for c in CANDIDATE_COLUMNS})
+    snapshots = {}
+    for row in raw[train_rows:]:
+        user = row["user id"]
+        train = [r for r in raw[:train_rows] if r["user id"] == user]
+        if train and user not in snapshots:
+            state = {c: train[-1][c] for c in QUERY_COLUMNS}
+            state[naming.history_column("recent")] = "|".join(r["item"] for r in train[::-1][:4])
+            snapshots[user] = state
+    return [catalog[k] for k in sorted(catalog)], [snapshots[k] for k in sorted(snapshots)]
+
+
+def as_example(row, spec):
+    example = {}
+    for key in spec:
+        value = row.get(key)
+        if value is None or value == "":
+            example[key] = []
+        elif isinstance(value, str):
+            example[key] = [value.encode()]
+        else:
+            example[key] = [value]
+    return example
 
 
 @pytest.fixture(scope="module")
@@ -103,25 +139,27 @@ def transformed(tmp_path_factory):
     path.write_text(codegen.transform_module(cfg))
     module = load_module(str(path), "generated_transform_for_trainer_test")
     raw = interactions()
-    spec = {k: tf.io.FixedLenFeature([1], tf.string) for k in raw[0]}
-    spec.update({"spend": tf.io.FixedLenFeature([1], tf.float32),
-                 "price": tf.io.FixedLenFeature([1], tf.float32),
-                 "ts": tf.io.FixedLenFeature([1], tf.int64),
-                 naming.history_column("recent"): tf.io.VarLenFeature(tf.string)})
-    examples = []
-    for row in raw:
-        example = {}
-        for key, value in row.items():
-            if isinstance(value, str):
-                example[key] = [value.encode()] if value else []
-            else:
-                example[key] = [value]
-        examples.append(example)
-    out, output = run_preprocessing(module.preprocessing_fn, examples, spec, str(tmp))
+    # the curated schema's specs: every column optional, ids strings
+    spec = {k: tf.io.VarLenFeature(tf.string) for k in raw[0]}
+    spec.update({"spend": tf.io.VarLenFeature(tf.float32),
+                 "price": tf.io.VarLenFeature(tf.float32),
+                 "ts": tf.io.VarLenFeature(tf.int64)})
+    catalog, snapshots = splits_of(raw)
+    out, (catalog_out, snapshot_out), output = run_preprocessing(
+        module.preprocessing_fn, [as_example(r, spec) for r in raw], spec, str(tmp),
+        extra=[[as_example(r, spec) for r in catalog], [as_example(r, spec) for r in snapshots]])
     feature_spec = output.transformed_feature_spec()
-    write_examples(out[:36], feature_spec, str(tmp / "train" / "part-0.gz"))
-    write_examples(out[36:], feature_spec, str(tmp / "eval" / "part-0.gz"))
+    for split, rows in (("train", out[:36]), ("eval", out[36:]), ("catalog", catalog_out),
+                        ("eval_queries", snapshot_out)):
+        write_examples(rows, feature_spec, str(tmp / f"Split-{split}" / "part-0.gz"))
     return tmp, output
+
+
+def fn_args_for(tmp, tmp_path):
+    return types.SimpleNamespace(
+        train_files=[str(tmp / "Split-train" / "*")], eval_files=[str(tmp / "Split-eval" / "*")],
+        transform_graph_path=str(tmp / "transform_output"), serving_model_dir=str(tmp_path / "m"),
+        model_run_dir=str(tmp_path / "run"), train_steps=3)
 
 
 @pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
@@ -131,11 +169,7 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
     path = tmp_path / "trainer_module.py"
     path.write_text(codegen.trainer_module(cfg))
     module = load_module(str(path), f"generated_trainer_{abs(hash(tuple(overrides)))}")
-    fn_args = types.SimpleNamespace(
-        train_files=[str(tmp / "train" / "*")], eval_files=[str(tmp / "eval" / "*")],
-        transform_graph_path=str(tmp / "transform_output"), serving_model_dir=str(tmp_path / "m"),
-        model_run_dir=str(tmp_path / "run"), train_steps=3)
-    record = module.run_fn(fn_args)
+    record = module.run_fn(fn_args_for(tmp, tmp_path))
     assert record["status"] == "completed"
     assert record["softmax"] == ("in_batch" if "model.softmax=in_batch" in overrides
                                  else "full_catalog")  # auto: 7 candidates fit
@@ -148,9 +182,10 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
         "query_id", "segment", "spend", "when", "seg_day_1", "recent"]
     values = {"query_id": [b"u1"], "segment": [b"smb"], "spend": [12.5],
               "when": [1_700_003_600], "seg_day_1": [b"3"], "recent": [b"i1|i2"]}
+    assert [d["default"] for d in described] == [None] * 6
     inputs = {d["input"]: tf.constant(values[d["input"]], dtype=d["dtype"]) for d in described}
     answer = served.signatures["serving_default"](**inputs)
-    ids = answer["candidate_ids"].numpy()[0].astype(str).tolist()
+    ids = [v.decode() for v in answer["candidate_ids"].numpy()[0]]
     assert len(ids) == 3 and len(set(ids)) == 3 and all(i.startswith("i") for i in ids)
 
 
@@ -161,12 +196,8 @@ def test_scann_on_a_tiny_catalog_fails_before_training(transformed, tmp_path):
     path = tmp_path / "trainer_module.py"
     path.write_text(codegen.trainer_module(cfg))
     module = load_module(str(path), "generated_trainer_scann_tiny")
-    fn_args = types.SimpleNamespace(
-        train_files=[str(tmp / "train" / "*")], eval_files=[str(tmp / "eval" / "*")],
-        transform_graph_path=str(tmp / "transform_output"), serving_model_dir=str(tmp_path / "m"),
-        model_run_dir=str(tmp_path / "run"), train_steps=3)
     with pytest.raises(ValueError, match="scann needs at least 16 candidates, the catalog has 7"):
-        module.run_fn(fn_args)
+        module.run_fn(fn_args_for(tmp, tmp_path))
     with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
         record = json.load(handle)
     assert record["status"] == "failed" and record["epochs"] == []

@@ -9,57 +9,51 @@ import tensorflow as tf
 
 from pipelines.config import Config
 from tests.conftest import demo_raw
-from trainer.data import query_groups, unique_candidates
-from trainer.model import ExactIndex, make_optimizer
+from trainer.data import catalog_table, positions_of, query_groups
+from trainer.model import ExactIndex, clip_statistic, make_optimizer
 from trainer.monitoring import CollapseMonitor, MetricsRecorder
-from trainer.towers import build_tower, embedding_rows, tower_inputs
-from transform.naming import CANDIDATE_KEY, QUERY_KEY
+from trainer.towers import build_tower, drop_to_oov, embedding_rows, tower_inputs
+from transform.naming import CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_POSITION, QUERY_KEY
 
 # ---------------------------------------------------------------- data
 
 
-def candidate_arrays():
+def catalog_arrays():
     return {
-        CANDIDATE_KEY: np.array([2, 0, 1, 0, 3, 2, 3], dtype=np.int64),  # 3 is OOV
-        "category_xf": np.array([7, 5, 6, 5, 9, 7, 8], dtype=np.int64),
-        "price_xf": np.array([2.0, 1.0, 1.5, np.float32(1.0) + np.float32(1e-7), 4.0, 2.0, 5.0],
-                             dtype=np.float32),
-        "tags_xf": np.array([[1, -1], [0, 2], [3, -1], [0, 2], [5, 5], [1, -1], [6, 6]]),
-        "unused_xf": np.array([1, 2, 3, 4, 5, 6, 7]),
+        CANDIDATE_ID: np.array([b"P3", b"007", b" A1 ", b"P10"], dtype=object),
+        "category_xf": np.array([7, 5, 6, 9], dtype=np.int64),
+        "tags_xf": np.array([[1, -1], [0, 2], [3, -1], [5, 5]]),
+        "unused_xf": np.array([1, 2, 3, 4]),
     }
 
 
-def test_unique_candidates_one_row_per_key():
-    arrays = candidate_arrays()
-    assert arrays["price_xf"][3] != arrays["price_xf"][1]  # differs by one float32 ulp
-    table = unique_candidates(arrays, ["category_xf", "price_xf", "tags_xf", CANDIDATE_KEY], 3)
-    assert set(table) == {CANDIDATE_KEY, "category_xf", "price_xf", "tags_xf"}
-    np.testing.assert_array_equal(table[CANDIDATE_KEY], [0, 1, 2])
-    np.testing.assert_array_equal(table["category_xf"], [5, 6, 7])
-    np.testing.assert_array_equal(table["price_xf"], np.array([1.0, 1.5, 2.0], np.float32))
-    np.testing.assert_array_equal(table["tags_xf"], [[0, 2], [3, -1], [1, -1]])
+def test_catalog_table_one_row_per_raw_id_ordered_by_id():
+    table = catalog_table(catalog_arrays(), ["category_xf", "tags_xf"])
+    assert set(table) == {CANDIDATE_ID, CANDIDATE_POSITION, "category_xf", "tags_xf"}
+    assert table[CANDIDATE_ID].tolist() == [b" A1 ", b"007", b"P10", b"P3"]
+    np.testing.assert_array_equal(table[CANDIDATE_POSITION], [0, 1, 2, 3])
+    np.testing.assert_array_equal(table["category_xf"], [6, 5, 9, 7])
+    np.testing.assert_array_equal(table["tags_xf"], [[3, -1], [0, 2], [5, 5], [1, -1]])
 
 
-@pytest.mark.parametrize("key,row,value", [("category_xf", 3, 6), ("price_xf", 5, 2.001),
-                                           ("tags_xf", 3, [0, -1])])
-def test_unique_candidates_rejects_disagreeing_features(key, row, value):
-    arrays = candidate_arrays()
-    arrays[key][row] = value
-    bad = int(arrays[CANDIDATE_KEY][row])
-    with pytest.raises(ValueError, match=rf"'{key}'.*vocabulary index {bad}, 1 rows disagree"):
-        unique_candidates(arrays, [CANDIDATE_KEY, "category_xf", "price_xf", "tags_xf"], 3)
+def test_catalog_table_rejects_a_repeated_id():
+    arrays = catalog_arrays()
+    arrays[CANDIDATE_ID][3] = b"007"
+    with pytest.raises(ValueError, match="candidate id b'007' appears 2 times in the catalog"):
+        catalog_table(arrays, ["category_xf"])
 
 
-def test_unique_candidates_needs_every_vocabulary_entry():
-    with pytest.raises(ValueError, match="1 candidate ids of the vocabulary have no training row"):
-        unique_candidates(candidate_arrays(), ["category_xf"], 5)  # keys 0..3 only; 4 missing
+def test_positions_of_raw_ids_exactly():
+    catalog = np.array([b" A1 ", b"007", b"P10"], dtype=object)
+    got = positions_of(np.array([b"007", b"7", b"A1", b" A1 ", b"P10", b""], dtype=object), catalog)
+    np.testing.assert_array_equal(got, [1, -1, -1, 0, 2, -1])
 
 
-def test_query_groups_exact():
-    groups = query_groups({QUERY_KEY: np.array([2, 0, 2, 1, 0, 2]),
-                           CANDIDATE_KEY: np.array([5, 4, 1, 3, 3, 5])})
-    assert list(groups) == [0, 1, 2] and all(type(k) is int for k in groups)
-    for key, values in {0: [3, 4], 1: [3], 2: [1, 5]}.items():
+def test_query_groups_by_raw_id_without_outside_positions():
+    groups = query_groups(np.array([b"u2", b"u0", b"u2", b"u1", b"u0", b"u2", b"u3"], dtype=object),
+                          np.array([5, 4, 1, 3, 3, 5, -1]))
+    assert sorted(groups) == [b"u0", b"u1", b"u2"]  # u3 had only an outside candidate
+    for key, values in {b"u0": [3, 4], b"u1": [3], b"u2": [1, 5]}.items():
         np.testing.assert_array_equal(groups[key], values)
 
 
@@ -183,9 +177,11 @@ def test_multi_valued_input_mean_pools_real_values_only():
 
 # ---------------------------------------------------------------- monitoring
 
-def logs(loss=1.0, query=0.0, candidate=0.0):
+def logs(loss=1.0, query=0.0, candidate=0.0, clipped=0.0):
     return {"batch_loss": tf.constant(loss), "query_grad_norm": tf.constant(query),
-            "candidate_grad_norm": tf.constant(candidate)}
+            "candidate_grad_norm": tf.constant(candidate),
+            "grad_norm": tf.constant(math.hypot(query, candidate)),
+            "clipped": tf.constant(clipped)}
 
 
 def monitor_with(record, patience=3):
@@ -236,7 +232,7 @@ def run_callbacks(order):
     for callback in callbacks:
         callback.set_model(model)
         callback.on_epoch_begin(0)
-    for step, batch in enumerate([logs(query=2.0, candidate=1.0), logs(), logs()]):
+    for step, batch in enumerate([logs(query=2.0, candidate=1.0, clipped=1.0), logs(), logs()]):
         for callback in callbacks:
             callback.on_train_batch_end(step, batch)
     for callback in callbacks:
@@ -253,7 +249,10 @@ def test_monitor_and_recorder_are_order_independent():
         "epoch": 1, "loss": 0.5, "eval": {"top_10": 0.75}, "steps": 3, "learning_rate": 0.25,
         "grad_norm": {"query": {"min": 0.0, "mean": pytest.approx(2 / 3), "max": 2.0, "last": 0.0},
                       "candidate": {"min": 0.0, "mean": pytest.approx(1 / 3), "max": 1.0,
-                                    "last": 0.0}},
+                                    "last": 0.0},
+                      "global": {"min": 0.0, "mean": pytest.approx(math.sqrt(5) / 3),
+                                 "max": pytest.approx(math.sqrt(5)), "last": 0.0}},
+        "clip_rate": pytest.approx(1 / 3),
         "weight_norm": {"query": 5.0, "candidate": 1.0}}]
 
 
@@ -295,18 +294,62 @@ def test_collapse_ratio_ignores_an_initial_spike():
     assert not monitor.model.stop_training and record["stopped"] is None
 
 
-def test_full_catalog_loss_is_the_exact_softmax_over_every_candidate():
-    """logits = q . c / T over all 3 candidates; an OOV label (key 3) is left out."""
+def test_full_catalog_loss_is_the_exact_softmax_over_every_candidate_averaged():
+    """logits = q . c / T over all 3 candidates; a row outside the catalog (-1) is left
+    out of the mean, so the loss of a batch doesn't grow with its size."""
     from trainer.model import TwoTowerModel
 
     query_tower = tf.keras.layers.Lambda(lambda f: f["q"])
     candidate_tower = tf.keras.layers.Lambda(lambda f: f["c"])
     catalog = {"c": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32),
-               CANDIDATE_KEY: np.arange(3)}
-    queries = tf.constant([[1.0, 0.0], [0.0, 2.0]])
-    for temperature, expected in ((None, math.log(2 * math.e + 1) - 1),
-                                  (0.5, math.log(2 * math.e ** 2 + 1) - 2)):
+               CANDIDATE_POSITION: np.arange(3)}
+    queries = tf.constant([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    for temperature, row0, row1 in (
+            (None, math.log(2 * math.e + 1) - 1, math.log(2 * math.e ** 2 + 1) - 2),
+            (0.5, math.log(2 * math.e ** 2 + 1) - 2, math.log(2 * math.e ** 4 + 1) - 4)):
         model = TwoTowerModel(query_tower, candidate_tower, ExactIndex(np.arange(3), 2, k=1),
                               [1], temperature=temperature, catalog=catalog)
-        loss = model.catalog_loss(queries, tf.constant([2, 3], tf.int64))
-        assert float(loss) == pytest.approx(expected, rel=1e-6)
+        loss = model.catalog_loss(queries, tf.constant([2, 1, -1], tf.int64))
+        assert float(loss) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+        doubled = model.catalog_loss(tf.concat([queries] * 2, 0),
+                                     tf.constant([2, 1, -1] * 2, tf.int64))
+        assert float(doubled) == pytest.approx(float(loss), rel=1e-6)
+        empty = model.catalog_loss(queries[:1], tf.constant([-1], tf.int64))
+        assert float(empty) == 0.0
+
+
+def test_clip_statistic_is_what_each_clipping_mode_compares():
+    grads = [tf.constant([3.0, -4.0]), tf.IndexedSlices(tf.constant([[12.0]]),
+                                                         tf.constant([0]), tf.constant([2, 1]))]
+    cases = {"global_norm": 13.0, "norm": 12.0, "value": 12.0, "none": 13.0}
+    for mode, expected in cases.items():
+        optimizer = make_optimizer(training_cfg(clipping=mode, clip_value=2.5))
+        statistic, limit = clip_statistic(optimizer, grads)
+        assert float(statistic) == pytest.approx(expected)
+        assert limit == (None if mode == "none" else 2.5)
+
+
+def test_oov_dropout_sends_a_share_of_real_values_to_the_oov_rows():
+    tf.keras.utils.set_random_seed(3)
+    indices = tf.constant(np.tile([[0, 1, 2, -1]], (20_000, 1)), tf.int64)
+    one = drop_to_oov(indices, 10, 1, 0.1).numpy()
+    assert (one[:, 3] == -1).all()  # padding stays padding
+    dropped = one[:, :3] == 10
+    assert 0.09 < dropped.mean() < 0.11
+    assert ((one[:, :3] == [0, 1, 2]) | dropped).all()
+    many = drop_to_oov(indices, 10, 4, 0.5).numpy()[:, :3]
+    replaced = many[many >= 10]
+    assert set(replaced.tolist()) == {10, 11, 12, 13}  # every OOV bucket gets trained
+    assert (drop_to_oov(indices, 10, 1, 0.0).numpy() == indices.numpy()).all()
+
+
+def test_towers_apply_oov_dropout_in_training_only():
+    spec = tower_spec()
+    spec["model"]["oov_dropout"] = 0.5
+    tf.keras.utils.set_random_seed(5)
+    tower = build_tower(spec, "candidate_tower", VOCAB.__getitem__)
+    assert tower.oov == [(6, 1), (3, 1), None, (4, 1)]  # (first OOV row, OOV rows) per input
+    served = [tower(FEATURES).numpy() for _ in range(3)]
+    assert all(np.array_equal(served[0], s) for s in served)  # deterministic when serving
+    trained = [tower(FEATURES, training=True).numpy() for _ in range(3)]
+    assert not all(np.array_equal(trained[0], t) for t in trained)

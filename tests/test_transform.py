@@ -69,7 +69,7 @@ def vocab(output, name):
 
 def test_outputs_follow_the_naming_contract(transformed):
     out, _ = transformed
-    expected = {naming.QUERY_KEY, naming.CANDIDATE_KEY} | {
+    expected = {naming.QUERY_KEY, naming.CANDIDATE_KEY, naming.QUERY_ID, naming.CANDIDATE_ID} | {
         naming.transformed_name(n) for n in ("hostile", "amount_z", "amount_mm", "amount_log",
                                              "amount_b", "score", "genres", "brand")}
     assert set(out[0]) == expected  # id features on the id columns reuse the shared keys
@@ -83,6 +83,30 @@ def test_id_keys_index_the_shared_vocabularies(transformed):
     for row, raw in zip(out, ROWS):
         assert users[row[naming.QUERY_KEY]] == raw[0]
         assert items[row[naming.CANDIDATE_KEY]] == str(raw[4])
+        assert row[naming.QUERY_ID] == raw[0].encode()  # the raw ids pass through as strings
+        assert row[naming.CANDIDATE_ID] == str(raw[4]).encode()
+
+
+def test_serving_unknowns_get_the_configured_defaults_and_never_nan(transformed):
+    """A request's "" / NaN / a value below the training minimum: defaults, finite values."""
+    _, output = transformed
+    layer = output.transform_features_layer()
+    raw = {"user id": tf.constant([["u1"], ["u9"], ["u1"]]),
+           HOSTILE: tf.sparse.from_dense(tf.constant([["a"], [""], ["b"]])),
+           "amount": tf.constant([[1.0], [-100.0], [float("nan")]]),
+           "score": tf.sparse.from_dense(tf.constant([[2.0], [float("nan")], [float("inf")]]))}
+    got = layer(raw)
+    hostile = vocab(output, naming.vocabulary_name("hostile"))
+    assert [hostile[i] for i in got["hostile_xf"].numpy()] == ["a", "none", "b"]
+    logs = np.log1p(np.array([1.0, 3.0, 5.0, 7.0]) - 1.0)
+    z = (0.0 - logs.mean()) / logs.std()  # below the minimum reads as the minimum: log1p(0)
+    np.testing.assert_allclose(got["amount_log_xf"].numpy(), [z, z, z], rtol=1e-5)
+    score = np.array([2.0, 4.0, 6.0, 4.0])
+    np.testing.assert_allclose(got["score_xf"].numpy(),
+                               (np.array([2.0, 4.0, 4.0]) - score.mean()) / score.std(), rtol=1e-5)
+    for key, value in got.items():
+        if value.dtype.is_floating:
+            assert np.isfinite(value.numpy()).all(), key
 
 
 def test_categorical_default_and_top_k(transformed):
@@ -141,6 +165,7 @@ MORE_ROWS = [  # user, ts, segment, region, item, title, history (newest first)
     ("u1", 6 * 3600, "smb", "north", "b", "Amélie (2001)", "a"),
     ("u2", 86_400 + 12 * 3600, "ent", "north", "a", "The Big Lebowski", ""),
     ("u1", 3 * 86_400, "smb", "south", "a", "The Big Lebowski", "b|a"),
+    ("u2", 4 * 86_400, "ent", "south", " c ", "Up", " c |a"),  # ids kept exactly, spaces too
 ]
 
 
@@ -191,8 +216,8 @@ def test_history_indexes_the_candidate_vocabulary(transformed_more):
     out, output = transformed_more
     items = vocab(output, naming.CANDIDATE_VOCAB)
     decoded = [[items[i] for i in r["recent_xf"] if i != naming.PADDING] for r in out]
-    assert decoded == [[], ["a"], [], ["b", "a"]]
-    assert [list(r["recent_xf"]).count(naming.PADDING) for r in out] == [3, 2, 3, 1]
+    assert decoded == [[], ["a"], [], ["b", "a"], [" c ", "a"]]
+    assert [list(r["recent_xf"]).count(naming.PADDING) for r in out] == [3, 2, 3, 1, 1]
 
 
 def test_text_is_lowercased_words_of_any_script(transformed_more):

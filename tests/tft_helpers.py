@@ -13,8 +13,10 @@ def load_module(path, name):
     return module
 
 
-def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
-    """AnalyzeAndTransformDataset over ``rows``; returns (transformed rows, output dir).
+def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None, extra=()):
+    """Analyses ``rows`` and transforms them (and each list of ``extra`` rows, as TFX
+    transforms splits it did not analyse); returns (transformed rows, output) or, with
+    ``extra``, (transformed rows, [transformed extra rows...], output).
 
     ``feature_spec`` maps column -> tf.io feature spec, as TFX's schema would.
     """
@@ -28,8 +30,12 @@ def run_preprocessing(preprocessing_fn, rows, feature_spec, work_dir=None):
     with tft_beam.Context(temp_dir=os.path.join(work_dir, "tmp"), force_tf_compat_v1=False):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             preprocessing_fn, output_record_batches=False)
+        others = [((more, metadata), transform_fn) | f"Transform{i}" >> tft_beam.TransformDataset(
+            output_record_batches=False) for i, more in enumerate(extra)]
         out = os.path.join(work_dir, "transform_output")
         _ = transform_fn | tft_beam.WriteTransformFn(out)
     # The raw schema, as TFX's Transform writes it beside the transform graph.
     metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    if extra:
+        return transformed, [o[0] for o in others], tft.TFTransformOutput(out)
     return transformed, tft.TFTransformOutput(out)

@@ -1,14 +1,21 @@
-"""Reading the Transform's output, and the deduplicated candidate table.
+"""Reading the Transform's output: datasets, arrays, the catalog and raw-id groups.
 
 Transformed examples are gzipped TFRecords of ``tf.train.Example``; every
-transformed feature is dense (``[batch]`` or ``[batch, max_length]``).
+transformed feature is dense (``[batch]`` or ``[batch, max_length]``), and
+the raw ids (QUERY_ID, CANDIDATE_ID) are strings exactly as written.
+
+The *catalog* is every servable candidate, one row each, ordered by raw id;
+a candidate's *position* is its row. Positions, not vocabulary indices,
+identify candidates in the loss, the index, the metrics and serving: the
+vocabulary only covers candidates with training interactions (the others
+share its OOV row), while the catalog covers them all.
 
 This module is copied verbatim into the generated Trainer module.
 """
 import numpy as np
 import tensorflow as tf
 
-from transform.naming import CANDIDATE_KEY, QUERY_KEY
+from transform.naming import CANDIDATE_ID, CANDIDATE_POSITION, QUERY_ID
 
 
 def list_files(patterns):
@@ -22,79 +29,89 @@ def list_files(patterns):
     return files
 
 
-def make_dataset(patterns, feature_spec, batch_size, shuffle=False, seed=None):
-    """A ``tf.data.Dataset`` of feature dicts, one pass over the files."""
+def position_table(catalog_ids):
+    """A lookup table raw candidate id (bytes) -> catalog position, -1 if absent."""
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(catalog_ids), tf.string),
+        tf.range(len(catalog_ids), dtype=tf.int64)), default_value=-1)
+
+
+def make_dataset(patterns, feature_spec, batch_size, shuffle=False, seed=None, positions=None):
+    """A ``tf.data.Dataset`` of feature dicts, one pass over the files.
+
+    With ``positions`` (a :func:`position_table`), each batch also carries
+    CANDIDATE_POSITION ``[batch]`` int64.
+    """
     dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
     if shuffle:
         dataset = dataset.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda records: tf.io.parse_example(records, feature_spec),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+
+    def parse(records):
+        features = tf.io.parse_example(records, feature_spec)
+        if positions is not None:
+            features[CANDIDATE_POSITION] = positions.lookup(features[CANDIDATE_ID])
+        return features
+
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def load_arrays(patterns, feature_spec, batch_size=4096):
-    """All transformed rows as numpy arrays, ``{key: array [rows, ...]}``."""
+    """All transformed rows as numpy arrays, ``{key: array [rows, ...]}`` (bytes for strings)."""
     parts = {key: [] for key in feature_spec}
     for batch in make_dataset(patterns, feature_spec, batch_size):
         for key, value in batch.items():
             parts[key].append(value.numpy())
-    rows = sum(len(p) for p in parts[CANDIDATE_KEY])
+    rows = sum(len(p) for p in parts[QUERY_ID])
     if rows == 0:
         raise ValueError(f"the transformed examples {patterns} hold no rows")
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
-def unique_candidates(arrays, candidate_inputs, vocabulary_size):
-    """The candidate table: one row per candidate id, ordered by vocabulary index.
+def catalog_table(arrays, keys):
+    """The catalog from the transformed catalog split: one row per candidate, by raw id.
 
     Args:
-      arrays: transformed training rows, ``{key: [rows, ...]}``.
-      candidate_inputs: keys the candidate tower reads.
-      vocabulary_size: size of the candidate-id vocabulary (OOV excluded).
+      arrays: the catalog split's transformed rows, ``{key: [rows, ...]}``.
+      keys: the transformed keys the candidate tower reads.
 
     Returns:
-      ``{key: [num_candidates, ...]}`` with ``arrays[CANDIDATE_KEY]`` unique and
-      equal to ``0..vocabulary_size-1``.
+      ``{key: [num_candidates, ...]}`` for ``keys``, CANDIDATE_ID and
+      CANDIDATE_POSITION (``0..num_candidates-1``), ordered by raw id.
 
     Raises:
-      ValueError: a candidate's features differ between rows (the candidate
-        tower would see two versions of one candidate), or a vocabulary entry
-        has no row.
+      ValueError: a raw id appears twice or is empty (the catalog split is
+        built with one row per candidate).
     """
-    keys = arrays[CANDIDATE_KEY]
-    in_vocab = keys < vocabulary_size
-    unique, first = np.unique(keys[in_vocab], return_index=True)
-    rows = np.flatnonzero(in_vocab)[first]
-    if len(unique) != vocabulary_size:
-        raise ValueError(f"{vocabulary_size - len(unique)} candidate ids of the vocabulary have "
-                         "no training row; the vocabulary must come from the training split")
-    table = {CANDIDATE_KEY: keys[rows]}
-    position = np.searchsorted(unique, keys[in_vocab])
-    for key in candidate_inputs:
-        if key == CANDIDATE_KEY:
-            continue
-        values = arrays[key][in_vocab]
-        chosen = arrays[key][rows]
-        if np.issubdtype(values.dtype, np.floating):  # batched float math may differ in ulps
-            same = np.isclose(values, chosen[position], rtol=1e-5, atol=1e-6, equal_nan=True)
-        else:
-            same = values == chosen[position]
-        differs = ~np.all(same.reshape(len(values), -1), axis=1)
-        if differs.any():
-            bad = int(keys[in_vocab][np.argmax(differs)])
-            raise ValueError(f"candidate feature {key!r} takes different values for one "
-                             f"candidate (vocabulary index {bad}, {int(differs.sum())} rows "
-                             "disagree); candidate features must be attributes of the candidate")
-        table[key] = chosen
+    ids = arrays[CANDIDATE_ID]
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    if len(ordered) and ordered[0] == b"":
+        raise ValueError("the catalog holds a candidate without an id")
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated):
+        raise ValueError(f"candidate id {repeated[0]!r} appears {int((ids == repeated[0]).sum())} "
+                         "times in the catalog; it needs one row per candidate")
+    table = {key: arrays[key][order] for key in dict.fromkeys(list(keys) + [CANDIDATE_ID])}
+    table[CANDIDATE_POSITION] = np.arange(len(order), dtype=np.int64)
     return table
 
 
-def query_groups(arrays):
-    """Maps each query key to the sorted candidate keys it interacted with."""
-    order = np.lexsort((arrays[CANDIDATE_KEY], arrays[QUERY_KEY]))
-    queries = arrays[QUERY_KEY][order]
-    candidates = arrays[CANDIDATE_KEY][order]
-    splits = np.flatnonzero(np.diff(queries)) + 1
-    return {int(q[0]): np.unique(c) for q, c in zip(np.split(queries, splits),
-                                                     np.split(candidates, splits)) if len(q)}
+def positions_of(raw_ids, catalog_ids):
+    """Catalog positions of raw candidate ids, ``[n]`` int64, -1 where not in the catalog."""
+    index = {key: i for i, key in enumerate(catalog_ids.tolist())}
+    return np.fromiter((index.get(key, -1) for key in raw_ids.tolist()), dtype=np.int64,
+                       count=len(raw_ids))
+
+
+def query_groups(queries, positions):
+    """Maps each raw query id (bytes) to the sorted catalog positions it interacted with.
+
+    Rows whose candidate is outside the catalog (position -1) are left out.
+    """
+    groups = {}
+    for query, position in zip(np.asarray(queries).tolist(), np.asarray(positions).tolist()):
+        if position >= 0:
+            groups.setdefault(query, set()).add(position)
+    return {query: np.asarray(sorted(found), dtype=np.int64) for query, found in groups.items()}

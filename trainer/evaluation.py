@@ -1,8 +1,9 @@
 """Full-catalog ranking metrics, for the model and a popularity baseline.
 
 Everything here is numpy: scores for every (query, candidate) pair are ranked
-over the whole deduplicated catalog, each query's training candidates are
-excluded, and Recall, NDCG and HitRate are averaged over queries.
+over the whole deduplicated catalog (candidates are catalog positions), each
+query's earlier candidates are excluded, and Recall, NDCG and HitRate are
+averaged over queries.
 
 This module is copied verbatim into the generated Trainer module.
 """
@@ -56,38 +57,53 @@ def ranking_metrics(top, truth, ks):
     return {name: value / len(truth) for name, value in sums.items()}
 
 
-def evaluation_queries(train_groups, eval_groups, num_candidates):
-    """Queries to evaluate and their relevant candidates.
+def evaluation_queries(seen_groups, held_groups, snapshot_queries):
+    """Queries to evaluate, their relevant candidates, and what each already had.
 
-    Keeps queries seen in training, candidates in the catalog, and only pairs
-    the query did not already have in training: nothing is forced into the
-    candidate list and nothing seen is counted as a hit.
+    A query is evaluated when it has a state before its first held-out
+    interaction (a snapshot row) and at least one held-out candidate it did
+    not already have: nothing is forced into the candidate list and nothing
+    seen is counted as a hit. Those left out are counted, never hidden.
+
+    Args:
+      seen_groups: ``{query: catalog positions it had before}`` (excluded from
+        its ranking, never hits).
+      held_groups: ``{query: catalog positions in the held-out split}``.
+      snapshot_queries: raw ids of the queries with a snapshot row.
 
     Returns:
-      ``(query_keys, truth, exclude)``: sorted query keys, their relevant
-      candidates and their training candidates.
+      ``(queries, truth, exclude, counts)``: sorted raw query ids, their
+      relevant and seen positions, and ``{'held_out_queries', 'cold_queries'
+      (no interaction before the held-out ones), 'queries_without_new_items'}``.
     """
-    keys, truth, exclude = [], [], []
-    for query in sorted(eval_groups):
-        if query not in train_groups:
+    with_state = set(snapshot_queries)
+    queries, truth, exclude = [], [], []
+    counts = {"held_out_queries": len(held_groups), "cold_queries": 0,
+              "queries_without_new_items": 0}
+    empty = np.zeros(0, dtype=np.int64)
+    for query in sorted(held_groups):
+        if query not in with_state:
+            counts["cold_queries"] += 1
             continue
-        seen = train_groups[query]
-        relevant = eval_groups[query]
-        relevant = relevant[(relevant < num_candidates) & ~np.isin(relevant, seen)]
-        if len(relevant):
-            keys.append(query)
-            truth.append(relevant)
-            exclude.append(seen[seen < num_candidates])
-    return np.asarray(keys, dtype=np.int64), truth, exclude
+        seen = seen_groups.get(query, empty)
+        relevant = np.setdiff1d(held_groups[query], seen)
+        if not len(relevant):
+            counts["queries_without_new_items"] += 1
+            continue
+        queries.append(query)
+        truth.append(relevant)
+        exclude.append(seen)
+    return queries, truth, exclude, counts
 
 
-def popularity(train_candidates, num_candidates):
-    """Training interaction counts per candidate, ``[num_candidates]`` float."""
-    valid = train_candidates[train_candidates < num_candidates]
+def popularity(train_positions, num_candidates):
+    """Training interaction counts per catalog position, ``[num_candidates]`` float."""
+    valid = train_positions[(train_positions >= 0) & (train_positions < num_candidates)]
     return np.bincount(valid, minlength=num_candidates).astype(np.float64)
 
 
-def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth, exclude, ks):
+def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth, exclude, ks,
+                          with_popularity=True):
     """Model and popularity metrics over the full catalog.
 
     Args:
@@ -96,6 +112,7 @@ def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth,
       counts: ``[num_candidates]`` training popularity.
       truth, exclude: as from :func:`evaluation_queries`.
       ks: cut-offs.
+      with_popularity: also rank by popularity (the same for every epoch).
     """
     k, chunk = max(ks), 1024
     # Popularity ranks by count, ties by lower candidate index, identically for every query
@@ -108,8 +125,11 @@ def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth,
         rows = slice(start, start + chunk)
         model_top.append(top_k_excluding(query_embeddings[rows] @ candidate_embeddings.T,
                                          exclude[rows], k))
-        pop_scores = np.broadcast_to(pop_row, (len(exclude[rows]), len(counts)))
-        pop_top.append(top_k_excluding(pop_scores, exclude[rows], k))
-    model_top, pop_top = np.concatenate(model_top), np.concatenate(pop_top)
-    return {"queries": len(truth), "model": ranking_metrics(model_top, truth, ks),
-            "popularity": ranking_metrics(pop_top, truth, ks)}
+        if with_popularity:
+            pop_scores = np.broadcast_to(pop_row, (len(exclude[rows]), len(counts)))
+            pop_top.append(top_k_excluding(pop_scores, exclude[rows], k))
+    result = {"queries": len(truth),
+              "model": ranking_metrics(np.concatenate(model_top), truth, ks)}
+    if with_popularity:
+        result["popularity"] = ranking_metrics(np.concatenate(pop_top), truth, ks)
+    return result

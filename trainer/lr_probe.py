@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer.data import load_arrays, make_dataset
+from trainer.data import make_dataset
 from trainer.model import make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor
-from trainer.training import build_model
+from trainer.training import build_model, load_inputs
 
 FLAT = 0.01
 HEALTHY = "ok"
@@ -136,33 +136,37 @@ def recommend(results, ceiling=None):
     return best["rate"], reason
 
 
-def probe_rate(spec, tft_output, train_arrays, train_files, rate, steps):
+def probe_rate(spec, tft_output, inputs, train_files, rate, steps):
     """Trains a fresh model for ``steps`` steps at ``rate``; returns :func:`summarize`."""
     spec = copy.deepcopy(spec)
     training = spec["training"]
     training["learning_rate"] = rate
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(training["seed"])
-    model = build_model(spec, tft_output, train_arrays)["model"]
+    model = build_model(spec, tft_output, inputs)["model"]
     model.compile(optimizer=make_optimizer(training))
     record = {"stopped": None}
     log = StepLog()
     monitor = CollapseMonitor(training["collapse_patience"], training["collapse_threshold"],
                               record, rate, ratio=training["collapse_ratio"])
-    dataset = make_dataset(train_files, tft_output.transformed_feature_spec(),
-                           training["batch_size"], shuffle=True, seed=training["seed"]).repeat()
+    dataset = make_dataset(train_files, inputs["feature_spec"], training["batch_size"],
+                           shuffle=True, seed=training["seed"],
+                           positions=inputs["positions"]).repeat()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[log, monitor], verbose=0)
     return summarize(rate, log.loss, log.query, log.candidate, record["stopped"])
 
 
-def probe_rates(spec, train_files, transform_dir, rates, steps, ceiling=None, log=print):
-    """Runs :func:`probe_rate` for each rate; returns ``{'results', 'recommended', 'reason'}``."""
+def probe_rates(spec, files, transform_dir, rates, steps, ceiling=None, log=print):
+    """Runs :func:`probe_rate` for each rate; returns ``{'results', 'recommended', 'reason'}``.
+
+    ``files``: ``{split: file patterns}`` with at least the train and catalog splits.
+    """
     require_legacy_keras()
     tft_output = tft.TFTransformOutput(transform_dir)
-    train_arrays = load_arrays(train_files, tft_output.transformed_feature_spec())
+    inputs = load_inputs(spec, tft_output, files)
     results = []
     for rate in rates:
-        result = probe_rate(spec, tft_output, train_arrays, train_files, rate, steps)
+        result = probe_rate(spec, tft_output, inputs, files["train"], rate, steps)
         log(f"rate {rate:g}: {result['status']} ({result['message'][:120]})")
         results.append(result)
     rate, reason = recommend(results, ceiling)

@@ -7,7 +7,7 @@ import math
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from transform.naming import CANDIDATE_KEY
+from transform.naming import CANDIDATE_POSITION
 
 
 def require_legacy_keras():
@@ -77,69 +77,98 @@ class ExactIndex(tfrs.layers.factorized_top_k.TopK):
         return True
 
 
+def clip_statistic(optimizer, grads):
+    """``(statistic, limit)``: what the optimizer's clipping compares, before clipping.
+
+    global_norm: the global norm of all gradients; norm: the largest
+    per-variable norm; value: the largest absolute element; no clipping: the
+    global norm, with limit None.
+    """
+    if getattr(optimizer, "global_clipnorm", None):
+        return tf.linalg.global_norm(grads), optimizer.global_clipnorm
+    if getattr(optimizer, "clipnorm", None):
+        return tf.reduce_max([tf.linalg.global_norm([g]) for g in grads]), optimizer.clipnorm
+    if getattr(optimizer, "clipvalue", None):
+        values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        return tf.reduce_max([tf.reduce_max(tf.abs(v)) for v in values]), optimizer.clipvalue
+    return tf.linalg.global_norm(grads), None
+
+
 class TwoTowerModel(tfrs.Model):
     """Query tower x candidate tower, trained with the TFRS retrieval task.
 
-    Training uses in-batch softmax (duplicates of a candidate in a batch are
-    not counted as negatives when ``remove_accidental_hits``), or, when a
-    ``catalog`` is given, an exact softmax over every candidate; FactorizedTopK
-    metrics run on evaluation only, against the deduplicated candidate index,
-    matched by candidate id. Each training step reports the global gradient
-    norm of each tower, which the collapse monitor reads.
+    Candidates are identified by their catalog position (CANDIDATE_POSITION,
+    see :mod:`trainer.data`). Training uses in-batch softmax (duplicates of a
+    candidate in a batch are not counted as negatives when
+    ``remove_accidental_hits``), or, when a ``catalog`` is given, an exact
+    softmax over every candidate of the catalog. Both losses are means over
+    the batch's rows, so the clip value, ``l2`` and the collapse thresholds
+    don't depend on the batch size. FactorizedTopK metrics run on evaluation
+    only, against the deduplicated candidate index, matched by position; rows
+    whose candidate is outside the catalog are left out of evaluation. Each
+    training step reports each tower's gradient norm (the collapse monitor
+    reads them) and whether clipping changed the gradients.
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
                  remove_accidental_hits=True, sampling_probability=None, catalog=None):
         super().__init__()
-        # {key: [num_candidates, ...]} features of every deduplicated candidate, ordered by
-        # vocabulary index; when given, the training loss is an exact softmax over it.
+        # {key: [num_candidates, ...]} features of every catalog candidate, by position;
+        # when given, the training loss is an exact softmax over it.
         self.catalog = (None if catalog is None else
                         {k: tf.constant(v) for k, v in catalog.items()})
         self.temperature = temperature
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.index = index
-        # [num_candidate_keys] probability that an in-batch candidate is each key; when
+        # [num_candidates] probability that an in-batch candidate is each position; when
         # given, training logits are corrected by -log(q) (logQ correction), so popular
         # candidates are not over-penalised for appearing often as in-batch negatives.
         self.sampling_probability = (None if sampling_probability is None else
                                      tf.constant(sampling_probability, tf.float32))
         self.task = tfrs.tasks.Retrieval(
+            loss=tf.keras.losses.CategoricalCrossentropy(
+                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
             metrics=tfrs.metrics.FactorizedTopK(candidates=index, ks=ks),
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
     def catalog_loss(self, query, labels, training=False):
-        """Exact softmax cross-entropy over the whole catalog, summed over the batch.
+        """Exact softmax cross-entropy over the whole catalog, averaged over the batch.
 
         Args:
           query: ``[batch, dim]`` query embeddings.
-          labels: ``[batch]`` candidate keys (vocabulary indices); rows whose
-            key is outside the catalog (OOV in eval) are left out.
+          labels: ``[batch]`` catalog positions; rows outside the catalog (-1)
+            are left out of the mean.
         """
         candidates = self.candidate_tower(self.catalog, training=training)  # [n, dim]
         logits = tf.linalg.matmul(query, candidates, transpose_b=True)  # [batch, n]
         if self.temperature:
             logits = logits / self.temperature
         labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-        known = labels < tf.cast(tf.shape(candidates)[0], tf.int64)
+        known = labels >= 0
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.boolean_mask(labels, known), logits=tf.boolean_mask(logits, known))
-        return tf.reduce_sum(losses)
+        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
     def compute_loss(self, features, training=False):
+        positions = features[CANDIDATE_POSITION]
+        if not training:  # candidates outside the catalog can't be retrieved: not scored
+            known = positions >= 0
+            features = {k: tf.boolean_mask(v, known) for k, v in features.items()}
+            positions = features[CANDIDATE_POSITION]
         query = self.query_tower(features, training=training)
         if self.catalog is not None:
             if not training:  # FactorizedTopK against the index; its loss is not used
                 self.task(query, self.candidate_tower(features, training=False),
-                          candidate_ids=features[CANDIDATE_KEY], compute_metrics=True,
+                          candidate_ids=positions, compute_metrics=True,
                           compute_batch_metrics=False)
-            return self.catalog_loss(query, features[CANDIDATE_KEY], training)
+            return self.catalog_loss(query, positions, training)
         candidate = self.candidate_tower(features, training=training)
         probability = None
         if training and self.sampling_probability is not None:
-            probability = tf.gather(self.sampling_probability, features[CANDIDATE_KEY])
-        return self.task(query, candidate, candidate_ids=features[CANDIDATE_KEY],
+            probability = tf.gather(self.sampling_probability, positions)
+        return self.task(query, candidate, candidate_ids=positions,
                          candidate_sampling_probability=probability,
                          compute_metrics=not training, compute_batch_metrics=False)
 
@@ -153,10 +182,14 @@ class TwoTowerModel(tfrs.Model):
         # counts in both towers' gradient norms.
         variables = list({v.ref(): v for v in query_vars + candidate_vars}.values())
         grads = tape.gradient(total, variables)
+        statistic, limit = clip_statistic(self.optimizer, grads)
         self.optimizer.apply_gradients(zip(grads, variables))
         by_ref = {v.ref(): g for v, g in zip(variables, grads)}
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result(), "batch_loss": loss,
+                "grad_norm": tf.linalg.global_norm(grads),
+                "clipped": (tf.cast(statistic > limit, tf.float32) if limit is not None
+                            else tf.constant(0.0)),
                 "query_grad_norm": tf.linalg.global_norm([by_ref[v.ref()] for v in query_vars]),
                 "candidate_grad_norm": tf.linalg.global_norm(
                     [by_ref[v.ref()] for v in candidate_vars])}

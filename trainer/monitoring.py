@@ -113,23 +113,30 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
     """Appends one entry per epoch to ``record['epochs']``.
 
     An entry has the epoch's mean loss, the eval metrics (``val_`` logs),
-    per-tower gradient-norm statistics over the epoch's steps, per-tower
-    weight norms at the epoch's end and the learning rate.
+    per-tower and global gradient-norm statistics over the epoch's steps
+    (before clipping), the share of steps whose gradients clipping changed
+    (``clip_rate``), per-tower weight norms at the epoch's end and the
+    learning rate.
     """
 
     def __init__(self, record, towers):
         super().__init__()
         self.record = record
         self.towers = towers
-        self.norms = {name: [] for name in towers}
+        self.norms = {name: [] for name in list(towers) + ["global"]}
+        self.clipped = []
         self.record.setdefault("epochs", [])
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.norms = {name: [] for name in self.towers}
+        self.norms = {name: [] for name in list(self.towers) + ["global"]}
+        self.clipped = []
 
     def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
         for name in self.towers:
-            self.norms[name].append(float((logs or {})[f"{name}_grad_norm"]))
+            self.norms[name].append(float(logs[f"{name}_grad_norm"]))
+        self.norms["global"].append(float(logs["grad_norm"]))
+        self.clipped.append(float(logs["clipped"]))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -139,7 +146,8 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "loss": float(logs["loss"]) if "loss" in logs else None,
             "eval": {k[4:]: float(v) for k, v in sorted(logs.items()) if k.startswith("val_")},
             "grad_norm": {name: _stats(v) for name, v in self.norms.items()},
+            "clip_rate": float(np.mean(self.clipped)) if self.clipped else None,
             "weight_norm": {name: weight_norm(m) for name, m in self.towers.items()},
             "learning_rate": float(tf.keras.backend.get_value(rate)),
-            "steps": len(next(iter(self.norms.values()), [])),
+            "steps": len(self.clipped),
         })

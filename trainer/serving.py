@@ -12,10 +12,13 @@ Signatures:
   (int32 scalar) -> ``candidate_ids`` and ``scores`` ``[batch, k]``; where
   fewer than ``k`` candidates remain, the tail has id ``""`` and score -inf.
 
-``assets.extra/serving_inputs.json`` lists each input's raw column and dtype;
+``assets.extra/serving_inputs.json`` lists each input's raw column, dtype and
+the default the model uses when a request sends ``""`` (strings) or NaN
+(floats) for it, i.e. the value is unknown;
 ``assets.extra/config.json`` is the frozen config the model was trained with.
-Candidate ids are the raw ids from the candidate vocabulary, never
-vocabulary indices; the candidate embeddings are frozen into the model.
+Candidate ids are the catalog's raw ids, exactly as written (never
+vocabulary indices); every catalog candidate is servable, including those
+without training interactions, and the embeddings are frozen into the model.
 
 This module is copied verbatim into the generated Trainer module.
 """
@@ -30,6 +33,21 @@ QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"
 CONFIG_FILE = "config.json"
 SCANN_MIN_CANDIDATES = 16  # its asymmetric hashing trains 16 clusters per block
+
+
+def input_defaults(spec):
+    """``{raw column: default}``: what the Transform uses for a missing query input.
+
+    A request marks a value unknown with ``""`` (strings) or NaN (floats);
+    the first query feature declaring a default for the column gives it
+    (None: the feature kind's default, ``""`` or 0).
+    """
+    defaults = {}
+    for feature in spec["query_tower"]["features"]:
+        for column in raw_columns(feature):
+            if defaults.get(column) is None:
+                defaults[column] = feature.get("default")
+    return defaults
 
 
 def serving_inputs(spec):
@@ -95,7 +113,7 @@ class RetrievalServer(tf.Module):
     """Wraps the Transform layer, the query tower and the frozen candidate table."""
 
     def __init__(self, tft_layer, query_tower, raw_feature_spec, inputs, candidate_embeddings,
-                 candidate_ids, k, index="exact"):
+                 candidate_ids, k, index="exact", defaults=None):
         super().__init__(name="retrieval_server")
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -105,10 +123,13 @@ class RetrievalServer(tf.Module):
         self.positions = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(candidate_ids), tf.string),
             tf.range(len(candidate_ids), dtype=tf.int64)), default_value=-1)
-        self.k = min(k, len(candidate_ids))
+        if not 1 <= k <= len(candidate_ids):
+            raise ValueError(f"serving k {k} must be in 1..{len(candidate_ids)} (the catalog)")
+        self.k = k
         self.scann = scann_index(candidate_embeddings, candidate_ids, self.k) if (
             index == "scann") else None
         self.inputs = list(inputs)
+        self.defaults = dict(defaults or {})
         self.raw_specs = {column: raw_feature_spec[column] for _, column in self.inputs}
         signature = [{name: tf.TensorSpec([None], raw_feature_spec[column].dtype, name=name)
                       for name, column in self.inputs}]
@@ -150,9 +171,13 @@ class RetrievalServer(tf.Module):
                 "scores": top_scores}
 
     def describe_inputs(self):
-        """``[{'input', 'column', 'dtype'}]``: what each signature input carries."""
-        return [{"input": name, "column": column, "dtype": self.raw_specs[column].dtype.name}
-                for name, column in self.inputs]
+        """``[{'input', 'column', 'dtype', 'default'}]``: what each signature input carries.
+
+        ``default`` is what the model uses where the input is ``""`` or NaN
+        (None: the kind's default, ``""`` or 0).
+        """
+        return [{"input": name, "column": column, "dtype": self.raw_specs[column].dtype.name,
+                 "default": self.defaults.get(column)} for name, column in self.inputs]
 
     def save(self, path, spec=None):
         """Saves the SavedModel, ``assets.extra/serving_inputs.json`` and the config."""

@@ -48,6 +48,32 @@ def embedding_rows(info, vocabulary_size):
     return info["rows"]
 
 
+def oov_rows(info, rows):
+    """``(first OOV row, number of OOV rows)`` of a vocabulary feature's table, or None.
+
+    Vocabulary tables end with their OOV buckets (the shared candidate-id table
+    with one); hashed crosses and numeric buckets have none.
+    """
+    if info["shared"]:
+        return rows - 1, 1
+    if info["vocabulary"] is not None:
+        return rows - info["oov_buckets"], info["oov_buckets"]
+    return None
+
+
+def drop_to_oov(indices, first, count, rate):
+    """Replaces a ``rate`` share of real indices (>= 0) by a random OOV row in training.
+
+    This is what trains the OOV rows: without it they keep their random
+    initial values, and every cold query, new candidate or unseen value at
+    serving time would embed as noise.
+    """
+    drop = tf.random.uniform(tf.shape(indices)) < rate
+    replacement = first if count == 1 else first + tf.random.uniform(
+        tf.shape(indices), 0, count, dtype=indices.dtype)
+    return tf.where(drop & (indices >= 0), tf.cast(replacement, indices.dtype), indices)
+
+
 class Tower(tf.keras.Model):
     """Maps transformed features to an embedding ``[batch, output_dim]``.
 
@@ -56,13 +82,18 @@ class Tower(tf.keras.Model):
     their real values (an all-padding row pools to zeros); numeric inputs
     (``[batch]`` float32) enter as they are. The concatenation goes through
     ``layers`` dense layers with dropout, then a linear output layer, then
-    optional L2 normalisation.
+    optional L2 normalisation. In training, ``oov_dropout`` of every
+    vocabulary input's values go to the OOV rows (:func:`drop_to_oov`).
     """
 
     def __init__(self, inputs_info, rows, layers, output_dim, activation="relu", dropout=0.0,
-                 l2_normalize=True, norm="none", l2=0.0, shared=None, name="tower"):
+                 l2_normalize=True, norm="none", l2=0.0, shared=None, name="tower",
+                 oov_dropout=0.0):
         super().__init__(name=name)
         self.inputs_info = list(inputs_info)
+        self.oov_dropout = oov_dropout
+        self.oov = [oov_rows(i, rows[i["name"]]) if i["embedded"] else None
+                    for i in self.inputs_info]
         self.embeddings = []
         for info in self.inputs_info:
             if not info["embedded"]:
@@ -84,11 +115,13 @@ class Tower(tf.keras.Model):
                                                   kernel_regularizer=regularizer)
         self.l2_normalize = l2_normalize
 
-    def encode_inputs(self, features):
+    def encode_inputs(self, features, training=False):
         """The concatenated input vector ``[batch, input_width]``."""
         parts = []
-        for info, embedding in zip(self.inputs_info, self.embeddings):
+        for info, embedding, oov in zip(self.inputs_info, self.embeddings, self.oov):
             x = features[info["key"]]
+            if training and oov is not None and self.oov_dropout > 0:
+                x = drop_to_oov(x, oov[0], oov[1], self.oov_dropout)
             if embedding is None:
                 parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, info["width"]]))
             elif info["multi"]:
@@ -101,7 +134,7 @@ class Tower(tf.keras.Model):
         return tf.concat(parts, axis=1)
 
     def call(self, features, training=False):
-        h = self.encode_inputs(features)
+        h = self.encode_inputs(features, training=training)
         for i, layer in enumerate(self.hidden):
             h = layer(h)
             if self.norms:
@@ -138,7 +171,7 @@ def build_tower(spec, tower, vocabulary_size, shared=None):
     return Tower(info, rows, cfg["layers"], model["output_dim"], model["activation"],
                  cfg["dropout"], model["l2_normalize"], cfg["norm"], cfg["l2"],
                  shared=shared if shared is not None else shared_embeddings(spec, vocabulary_size),
-                 name=tower)
+                 name=tower, oov_dropout=model["oov_dropout"])
 
 
 def build_towers(spec, vocabulary_size):

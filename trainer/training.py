@@ -15,28 +15,23 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transform.naming import CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_KEY
-from trainer.data import load_arrays, make_dataset, query_groups, unique_candidates
-from trainer.evaluation import evaluate_full_catalog, evaluation_queries, popularity
+from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
+                              QUERY_ID, QUERY_KEY, TEST_SPLIT, TRAIN_SPLIT, queries_split)
+from trainer.data import (catalog_table, load_arrays, make_dataset, position_table,
+                          positions_of, query_groups)
+from trainer.evaluation import popularity
+from trainer.held_out import HeldOutMetrics, HeldOutSet, embed_table
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor, MetricsRecorder, TrainingStopped
-from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, require_scann,
-                             serving_inputs)
+from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
+                             require_scann, serving_inputs)
 from trainer.towers import build_towers, tower_inputs
 
 METRICS_FILE = "training_metrics.json"
 
 
-def embed_table(tower, table, batch_size=4096):
-    """Runs ``tower`` over a dict of arrays, ``[rows, dim]`` float32 numpy."""
-    rows = len(next(iter(table.values())))
-    parts = [tower({k: v[i:i + batch_size] for k, v in table.items()}, training=False).numpy()
-             for i in range(0, rows, batch_size)]
-    return np.concatenate(parts, axis=0)
-
-
 class IndexRefresher(tf.keras.callbacks.Callback):
-    """Re-embeds the deduplicated candidates into the index before each evaluation."""
+    """Re-embeds the catalog into the index before each evaluation."""
 
     def __init__(self, index, tower, table):
         super().__init__()
@@ -63,38 +58,87 @@ def write_record(run_dir, record):
         handle.write(json.dumps(_finite(record), indent=2, sort_keys=True))
 
 
-def build_model(spec, tft_output, train_arrays):
-    """The uncompiled two-tower model and what it was built from.
+def split_files(spec, train_files, eval_files):
+    """``{split: file patterns}`` of every split the Trainer reads.
 
-    Args:
-      spec: the frozen config.
-      tft_output: ``tft.TFTransformOutput`` of the Transform run.
-      train_arrays: transformed training rows, ``{key: [rows, ...]}``.
+    TFX hands the Trainer the train and eval patterns; the catalog, the query
+    snapshots and the test split are their siblings (``Split-<name>``).
+    """
+    files = {TRAIN_SPLIT: list(train_files), EVAL_SPLIT: list(eval_files)}
+    names = [CATALOG_SPLIT, queries_split(EVAL_SPLIT)]
+    if spec["data"]["split"]["test_fraction"] > 0:
+        names += [TEST_SPLIT, queries_split(TEST_SPLIT)]
+    for name in names:
+        files[name] = [p.replace("Split-" + EVAL_SPLIT, "Split-" + name) for p in eval_files]
+        if files[name] == files[EVAL_SPLIT]:
+            raise ValueError(f"cannot find the {name} split beside the eval files "
+                             f"{list(eval_files)} (expected a Split-{name} folder)")
+    return files
+
+
+def load_inputs(spec, tft_output, files):
+    """What a model is built from: the catalog, the training rows and popularity.
 
     Returns:
-      ``{'model', 'table' (deduplicated candidates), 'counts' ([num_candidates]
-      training interactions per candidate), 'ks', 'num_candidates'}``.
+      ``{'catalog' (see trainer.data.catalog_table), 'train' (arrays with
+      CANDIDATE_POSITION), 'counts' ([num_candidates] training interactions
+      per position), 'feature_spec', 'positions' (the id -> position table)}``.
+
+    Raises:
+      ValueError: a training interaction names a candidate outside the catalog.
+    """
+    feature_spec = tft_output.transformed_feature_spec()
+    keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
+    catalog = catalog_table(load_arrays(files[CATALOG_SPLIT], feature_spec), keys)
+    train = load_arrays(files[TRAIN_SPLIT], feature_spec)
+    train[CANDIDATE_POSITION] = positions_of(train[CANDIDATE_ID], catalog[CANDIDATE_ID])
+    outside = train[CANDIDATE_ID][train[CANDIDATE_POSITION] < 0]
+    if len(outside):
+        raise ValueError(f"{len(outside)} training interactions name candidates outside the "
+                         f"catalog (first: {outside[0]!r}); the catalog split must list them")
+    return {"catalog": catalog, "train": train, "feature_spec": feature_spec,
+            "counts": popularity(train[CANDIDATE_POSITION], len(catalog[CANDIDATE_ID])),
+            "positions": position_table(catalog[CANDIDATE_ID])}
+
+
+def check_cutoffs(spec, num_candidates):
+    """``model.top_k`` and ``pipeline.serving_k`` must fit in the catalog: no silent drop."""
+    too_big = [k for k in spec["model"]["top_k"] if k > num_candidates]
+    if too_big:
+        raise ValueError(f"model.top_k {too_big} exceeds the catalog's {num_candidates} "
+                         f"candidates; use cut-offs of at most {num_candidates}")
+    if spec["pipeline"]["serving_k"] > num_candidates:
+        raise ValueError(f"pipeline.serving_k {spec['pipeline']['serving_k']} exceeds the "
+                         f"catalog's {num_candidates} candidates; lower it")
+    return list(spec["model"]["top_k"])
+
+
+def build_model(spec, tft_output, inputs):
+    """The uncompiled two-tower model over the catalog of :func:`load_inputs`.
+
+    Returns:
+      ``{'model', 'table' (the catalog's candidate-tower inputs by position),
+      'ks', 'num_candidates', 'softmax'}``.
     """
     model_cfg = spec["model"]
-    vocabulary_size = tft_output.vocabulary_size_by_name
-    query_tower, candidate_tower = build_towers(spec, vocabulary_size)
-    num_candidates = vocabulary_size(CANDIDATE_VOCAB)
-    candidate_keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
-    table = unique_candidates(train_arrays, candidate_keys + [CANDIDATE_KEY], num_candidates)
-    ks = [k for k in model_cfg["top_k"] if k <= num_candidates] or [num_candidates]
-    index = ExactIndex(table[CANDIDATE_KEY], model_cfg["output_dim"], k=max(ks))
-    counts = popularity(train_arrays[CANDIDATE_KEY], num_candidates)
+    query_tower, candidate_tower = build_towers(spec, tft_output.vocabulary_size_by_name)
+    catalog, counts = inputs["catalog"], inputs["counts"]
+    num_candidates = len(counts)
+    ks = check_cutoffs(spec, num_candidates)
+    keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")] + [CANDIDATE_POSITION]
+    table = {key: catalog[key] for key in dict.fromkeys(keys)}
+    index = ExactIndex(table[CANDIDATE_POSITION], model_cfg["output_dim"], k=max(ks))
     softmax = softmax_mode(model_cfg, num_candidates)
     sampling = None
-    if model_cfg["logq_correction"] and softmax == "in_batch":  # + 1 OOV slot, never sampled
-        sampling = np.append(np.maximum(counts, 1.0) / counts.sum(), 1.0)
+    if model_cfg["logq_correction"] and softmax == "in_batch":
+        sampling = np.maximum(counts, 1.0) / counts.sum()
     model = TwoTowerModel(query_tower, candidate_tower, index, ks,
                           temperature=model_cfg["temperature"],
                           remove_accidental_hits=model_cfg["remove_accidental_hits"],
                           sampling_probability=sampling,
                           catalog=table if softmax == "full_catalog" else None)
-    return {"model": model, "table": table, "counts": counts, "ks": ks,
-            "num_candidates": num_candidates, "softmax": softmax}
+    return {"model": model, "table": table, "ks": ks, "num_candidates": num_candidates,
+            "softmax": softmax}
 
 
 def softmax_mode(model_cfg, num_candidates):
@@ -104,9 +148,11 @@ def softmax_mode(model_cfg, num_candidates):
     return model_cfg["softmax"]
 
 
-def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir, run_dir,
-                 train_steps=None, test_files=None):
+def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_steps=None):
     """Trains, evaluates and exports; returns the metrics record.
+
+    Args:
+      files: ``{split: file patterns}`` (see :func:`split_files`).
 
     Raises:
       TrainingStopped: a monitor stopped training (collapse, NaN); nothing is
@@ -119,8 +165,7 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
               "config_fingerprint": meta["config_fingerprint"],
               "library_version": meta["library_version"], "epochs": []}
     try:
-        _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
-               train_steps, test_files)
+        _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps)
         record["status"] = "completed"
     except TrainingStopped:
         record["status"] = "stopped"
@@ -134,8 +179,18 @@ def run_training(spec, meta, train_files, eval_files, transform_dir, serving_dir
     return record
 
 
-def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, run_dir,
-           train_steps, test_files=None):
+def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups):
+    """The :class:`HeldOutSet` of ``split``, and its rows' raw query ids and positions."""
+    rows = load_arrays(files[split], feature_spec)
+    positions = positions_of(rows[CANDIDATE_ID], catalog_ids)
+    query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
+    snapshots = load_arrays(files[queries_split(split)], feature_spec)
+    held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
+                      positions, seen_groups)
+    return held, rows[QUERY_ID], positions
+
+
+def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps):
     require_legacy_keras()
     if spec["pipeline"]["serving_index"] == "scann":
         require_scann()  # now, not after training
@@ -143,29 +198,37 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
     started = time.time()
     tf.keras.utils.set_random_seed(training["seed"])
     tft_output = tft.TFTransformOutput(transform_dir)
-    feature_spec = tft_output.transformed_feature_spec()
-    train_arrays = load_arrays(train_files, feature_spec)
-    built = build_model(spec, tft_output, train_arrays)
-    model, table, counts, ks = built["model"], built["table"], built["counts"], built["ks"]
-    query_tower, candidate_tower, index = model.query_tower, model.candidate_tower, model.index
-    num_candidates = built["num_candidates"]
-    record.update(train_rows=int(len(train_arrays[CANDIDATE_KEY])),
-                  candidates=int(num_candidates), top_k=ks, softmax=built["softmax"])
-    if spec["pipeline"]["serving_index"] == "scann" and num_candidates < SCANN_MIN_CANDIDATES:
+    inputs = load_inputs(spec, tft_output, files)
+    built = build_model(spec, tft_output, inputs)
+    model, table, ks = built["model"], built["table"], built["ks"]
+    query_tower, candidate_tower = model.query_tower, model.candidate_tower
+    catalog_ids, counts = inputs["catalog"][CANDIDATE_ID], inputs["counts"]
+    train = inputs["train"]
+    record.update(train_rows=int(len(train[CANDIDATE_ID])), candidates=built["num_candidates"],
+                  candidates_without_training_rows=int((counts == 0).sum()), top_k=ks,
+                  softmax=built["softmax"])
+    if (spec["pipeline"]["serving_index"] == "scann"
+            and built["num_candidates"] < SCANN_MIN_CANDIDATES):
         raise ValueError(f"pipeline.serving_index: scann needs at least {SCANN_MIN_CANDIDATES} "
-                         f"candidates, the catalog has {num_candidates}; use serving_index: "
-                         "exact (brute force is fast at this size)")
+                         f"candidates, the catalog has {built['num_candidates']}; use "
+                         "serving_index: exact (brute force is fast at this size)")
+    train_groups = query_groups(train[QUERY_ID], train[CANDIDATE_POSITION])
+    evaluation, eval_queries, eval_positions = held_out_set(
+        spec, EVAL_SPLIT, files, inputs["feature_spec"], catalog_ids, train_groups)
     model.compile(optimizer=make_optimizer(training))
     callbacks = [
-        IndexRefresher(index, candidate_tower, table),
+        IndexRefresher(model.index, candidate_tower, table),
+        HeldOutMetrics(evaluation, query_tower, candidate_tower, table, counts, ks),
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
         MetricsRecorder(record, {"query": query_tower, "candidate": candidate_tower}),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
-    train_ds = make_dataset(train_files, feature_spec, training["batch_size"], shuffle=True,
-                            seed=training["seed"])
-    eval_ds = make_dataset(eval_files, feature_spec, training["batch_size"])
+    feature_spec, positions = inputs["feature_spec"], inputs["positions"]
+    train_ds = make_dataset(files[TRAIN_SPLIT], feature_spec, training["batch_size"],
+                            shuffle=True, seed=training["seed"], positions=positions)
+    eval_ds = make_dataset(files[EVAL_SPLIT], feature_spec, training["batch_size"],
+                           positions=positions)
     steps_per_epoch = None
     if train_steps:
         train_ds = train_ds.repeat()
@@ -181,64 +244,28 @@ def _train(spec, record, train_files, eval_files, transform_dir, serving_dir, ru
         raise TrainingStopped(record["stopped"]["message"])
 
     candidate_embeddings = embed_table(candidate_tower, table)
-    eval_arrays = load_arrays(eval_files, feature_spec)
-    train_groups = query_groups(train_arrays)
-    evaluation = evaluate_split(spec, eval_arrays, train_groups, query_tower,
-                                candidate_embeddings, counts, ks)
-    evaluation["split"] = "eval"
-    record["evaluation"] = evaluation
-    if test_files:  # the held-out test split: its queries' train and eval items are excluded
+    record["evaluation"] = evaluation.evaluate(query_tower, candidate_embeddings, counts, ks)
+    if TEST_SPLIT in files:  # test queries' train and eval candidates are excluded
         seen = dict(train_groups)
-        for query, items in query_groups(eval_arrays).items():
-            seen[query] = np.union1d(seen.get(query, items[:0]), items)
-        record["evaluation_eval"] = evaluation
-        record["evaluation"] = evaluate_split(spec, load_arrays(test_files, feature_spec), seen,
-                                              query_tower, candidate_embeddings, counts, ks)
-        record["evaluation"]["split"] = "test"
+        for query, found in query_groups(eval_queries, eval_positions).items():
+            seen[query] = np.union1d(seen.get(query, found[:0]), found)
+        test, _, _ = held_out_set(spec, TEST_SPLIT, files, feature_spec, catalog_ids, seen)
+        record["evaluation_eval"] = record["evaluation"]
+        record["evaluation"] = test.evaluate(query_tower, candidate_embeddings, counts, ks)
 
-    raw_ids = [v.decode("utf-8") for v in tft_output.vocabulary_by_name(CANDIDATE_VOCAB)]
+    raw_ids = np.asarray([v.decode("utf-8") for v in catalog_ids], dtype=object)
     server = RetrievalServer(tft_output.transform_features_layer(), query_tower,
                              tft_output.raw_feature_spec(), serving_inputs(spec),
-                             candidate_embeddings, np.asarray(raw_ids, dtype=object),
-                             spec["pipeline"]["serving_k"], spec["pipeline"]["serving_index"])
+                             candidate_embeddings, raw_ids, spec["pipeline"]["serving_k"],
+                             spec["pipeline"]["serving_index"], input_defaults(spec))
     server.save(serving_dir, spec)
     record["serving_model_dir"] = serving_dir
     record["seconds"] = time.time() - started
 
 
-def evaluate_split(spec, arrays, seen_groups, query_tower, candidate_embeddings, counts, ks):
-    """Full-catalog metrics on one split's rows, each query embedded from its first row.
-
-    ``seen_groups`` maps each query key to the candidates it already had
-    (excluded from its ranking, never counted as hits).
-    """
-    num_candidates = len(counts)
-    keys, truth, exclude = evaluation_queries(seen_groups, query_groups(arrays), num_candidates)
-    first_row = {}
-    for row, key in enumerate(arrays[QUERY_KEY]):
-        first_row.setdefault(int(key), row)
-    rows = np.asarray([first_row[int(k)] for k in keys], dtype=np.int64)
-    query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
-    query_embeddings = embed_table(query_tower, {k: arrays[k][rows] for k in query_keys})
-    return evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth, exclude,
-                                 ks)
-
-
-def find_test_split(spec, eval_files):
-    """The test split's transformed examples, beside the eval split's (TFX ``Split-test``)."""
-    if spec["data"]["split"]["test_fraction"] <= 0:
-        return None
-    patterns = [p.replace("Split-eval", "Split-test") for p in eval_files]
-    if patterns == list(eval_files):
-        raise ValueError(f"data.split.test_fraction is set but no test split can be found "
-                         f"beside the eval files {list(eval_files)}")
-    return patterns
-
-
 def run_from_fn_args(fn_args, spec, meta):
     """Adapter from TFX's ``FnArgs`` to :func:`run_training`."""
     transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
-    return run_training(spec, meta, fn_args.train_files, fn_args.eval_files, transform_dir,
-                        fn_args.serving_model_dir, fn_args.model_run_dir,
-                        train_steps=fn_args.train_steps,
-                        test_files=find_test_split(spec, fn_args.eval_files))
+    return run_training(spec, meta, split_files(spec, fn_args.train_files, fn_args.eval_files),
+                        transform_dir, fn_args.serving_model_dir, fn_args.model_run_dir,
+                        train_steps=fn_args.train_steps)

@@ -11,9 +11,9 @@ import math
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, CYCLES, PADDING, QUERY_KEY,
-                              QUERY_VOCAB, history_column, shared_key, transformed_name,
-                              vocabulary_name)
+from transform.naming import (CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_VOCAB, CYCLES, PADDING,
+                              QUERY_ID, QUERY_KEY, QUERY_VOCAB, history_column, shared_key,
+                              transformed_name, vocabulary_name)
 
 
 def densify(x, default):
@@ -39,17 +39,29 @@ def as_strings(x):
 
 
 def string_column(x, default):
-    """``[batch]`` strings; empty cells become ``default`` ('' if None)."""
-    return densify(as_strings(x), "" if default is None else default)
+    """``[batch]`` strings; missing cells and ``""`` become ``default`` ('' if None).
+
+    Training data marks an empty cell as missing; a serving request sends
+    ``""``: both get the feature's configured default, so train and serve agree.
+    """
+    fill = "" if default is None else default
+    dense = densify(as_strings(x), fill)
+    return dense if fill == "" else tf.where(tf.equal(dense, ""), fill, dense)
 
 
 def float_column(x, default):
-    """``[batch]`` float32; empty cells become ``default`` (0.0 if None)."""
+    """``[batch]`` float32; missing cells, NaN and infinities become ``default`` (0.0 if None).
+
+    Prepared data never holds a non-finite number (it is a data error), so a
+    NaN here is a serving request's "unknown": it gets the default, and no NaN
+    ever reaches a tower.
+    """
     if x.dtype == tf.string:
         raise ValueError("a numeric feature's column holds strings; declare it categorical, or "
                          "fix the column so that every value is a number")
-    dense = densify(x, tf.cast(0.0 if default is None else default, x.dtype))
-    return tf.cast(dense, tf.float32)
+    fill = 0.0 if default is None else default
+    dense = tf.cast(densify(x, tf.cast(fill, x.dtype)), tf.float32)
+    return tf.where(tf.math.is_finite(dense), dense, tf.cast(fill, tf.float32))
 
 
 def id_index(x, vocabulary, top_k=None, frequency_threshold=0, oov_buckets=1):
@@ -67,9 +79,15 @@ def padded(indices, max_length):
     return tf.reshape(dense, [-1, max_length])
 
 
-def split_tokens(x, separator):
-    """Ragged ``[batch, None]`` tokens of ``x`` split on ``separator``, stripped, non-empty."""
-    tokens = tf.strings.strip(tf.strings.split(x, sep=separator))
+def split_tokens(x, separator, strip=True):
+    """Ragged ``[batch, None]`` non-empty tokens of ``x`` split on ``separator``.
+
+    Tokens are stripped of surrounding whitespace unless ``strip`` is False
+    (history tokens are candidate ids, kept exactly as written).
+    """
+    tokens = tf.strings.split(x, sep=separator)
+    if strip:
+        tokens = tf.strings.strip(tokens)
     return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
 
 
@@ -111,14 +129,16 @@ def crossed(inputs, columns, hash_buckets):
 def numeric_value(x, transform, num_buckets):
     """A ``[batch]`` float32 (zscore, minmax, log) or int64 bucket index (bucketize).
 
-    ``log`` is the z-score of ``log1p(x - min(x))``, defined for any sign.
+    ``log`` is the z-score of ``log1p(max(x - min(x), 0))``: defined for any
+    sign, and a value below the training minimum (at serving) is read as the
+    minimum instead of giving NaN.
     """
     if transform == "zscore":
         return tft.scale_to_z_score(x)
     if transform == "minmax":
         return tft.scale_to_0_1(x)
     if transform == "log":
-        return tft.scale_to_z_score(tf.math.log1p(x - tft.min(x)))
+        return tft.scale_to_z_score(tf.math.log1p(tf.maximum(x - tft.min(x), 0.0)))
     if transform == "bucketize":
         return tft.bucketize(x, num_buckets)
     raise ValueError(f"unknown numeric transform {transform!r}")
@@ -135,7 +155,7 @@ def transform_feature(inputs, feature, candidate_vocabulary=None):
         return crossed(inputs, feature["columns"], feature["hash_buckets"])
     if kind == "history":
         tokens = split_tokens(string_column(inputs[history_column(feature["name"])], None),
-                              feature["separator"])
+                              feature["separator"], strip=False)
         indices = tft.apply_vocabulary(tokens.to_sparse(), candidate_vocabulary,
                                        num_oov_buckets=1)
         return padded(indices, feature["max_length"])
@@ -167,15 +187,20 @@ def transform_all(inputs, spec):
     """All Transform outputs for a frozen config ``spec`` (``Config.to_dict()``).
 
     Always emits the reserved QUERY_KEY and CANDIDATE_KEY (indices in the
-    shared id vocabularies), plus one output per feature that does not reuse
-    one of those keys.
+    shared id vocabularies, which the analysed split, train, defines), the raw
+    ids QUERY_ID and CANDIDATE_ID (strings, exactly as written: evaluation
+    groups queries and the Trainer finds catalog rows by them), plus one
+    output per feature that does not reuse one of the keys.
     """
     data = spec["data"]
+    queries = string_column(inputs[data["query_id"]], None)
     candidates = string_column(inputs[data["candidate_id"]], None)
     candidate_vocabulary = tft.vocabulary(candidates, vocab_filename=CANDIDATE_VOCAB)
     outputs = {
-        QUERY_KEY: id_index(string_column(inputs[data["query_id"]], None), QUERY_VOCAB),
+        QUERY_KEY: id_index(queries, QUERY_VOCAB),
         CANDIDATE_KEY: tft.apply_vocabulary(candidates, candidate_vocabulary, num_oov_buckets=1),
+        QUERY_ID: queries,
+        CANDIDATE_ID: candidates,
     }
     for tower in ("query_tower", "candidate_tower"):
         for feature in spec[tower]["features"]:

@@ -9,12 +9,32 @@ This module is copied verbatim into both generated modules.
 
 QUERY_KEY = "_query_key"            # int64 [batch]: index of the raw query id
 CANDIDATE_KEY = "_candidate_key"    # int64 [batch]: index of the raw candidate id
+QUERY_ID = "_query_id_raw"          # string [batch]: the raw query id, exactly as written
+CANDIDATE_ID = "_candidate_id_raw"  # string [batch]: the raw candidate id, exactly as written
+# int64 [batch]: the candidate's row in the catalog (-1 if not in it); added by the Trainer
+# from CANDIDATE_ID, never by the Transform: the catalog is every servable candidate,
+# including candidates without training interactions (which share the OOV id row).
+CANDIDATE_POSITION = "_candidate_position"
 QUERY_VOCAB = "_query_id"           # vocabulary file of raw query ids
 CANDIDATE_VOCAB = "_candidate_id"   # vocabulary file of raw candidate ids (deduplicated)
 PADDING = -1                        # pads multi-valued features; never a vocabulary index
 HISTORY_PREFIX = "__twotower_history_"  # prepared column holding a history feature's ids
 CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical timestamp periods
 SEQUENCE_KINDS = ("multi_categorical", "text", "history")
+
+# Prepared splits. Interactions: train, eval, test. CATALOG_SPLIT: one row per servable
+# candidate (its id and candidate-tower columns). "<split>_queries": one row per query of a
+# held-out split, as it stood before its first held-out interaction (query-tower columns of
+# its latest earlier row, histories of its earlier interactions): what evaluation embeds.
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+TEST_SPLIT = "test"
+CATALOG_SPLIT = "catalog"
+
+
+def queries_split(split):
+    """The split of ``split``'s evaluation queries, e.g. 'eval' -> 'eval_queries'."""
+    return split + "_queries"
 
 
 def transformed_name(feature_name):

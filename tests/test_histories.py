@@ -1,0 +1,122 @@
+"""Histories and query snapshots never hold an interaction of a later split (issue 9, item 2).
+
+Expectations are worked out by hand from the rows written in each test.
+"""
+import math
+import os
+
+import pytest
+
+from pipelines.config import ConfigError
+from pipelines.data.histories import first_times, query_states, row_histories
+from pipelines.data.prepare import prepare
+from pipelines.validate import validate
+from test_prepare import HEADER, config, csv_of, rows_of
+
+HISTORY = "__twotower_history_recent"
+
+
+def test_each_split_sees_only_its_own_and_earlier_splits():
+    # one query; (time, split rank, item): train 0, eval 1, test 2, interleaved in time
+    rows = [(1, 0, "a"), (2, 1, "b"), (3, 0, "c"), (4, 2, "d"), (5, 1, "e"), (6, 0, "f"),
+            (7, 2, "g")]
+    got = row_histories(["q"] * 7, [r[0] for r in rows], [r[1] for r in rows],
+                        [r[2] for r in rows], cap=10)
+    assert got == [[], ["a"],          # eval at 2 sees train a
+                   ["a"],              # train at 3 sees train a only (not eval b)
+                   ["c", "b", "a"],    # test at 4 sees everything earlier
+                   ["c", "b", "a"],    # eval at 5: train a, c and eval b, not test d
+                   ["c", "a"],         # train at 6: train only
+                   ["f", "e", "d", "c", "b", "a"]]
+
+
+def test_rows_at_one_moment_do_not_see_each_other_and_the_cap_keeps_the_newest():
+    # a basket of three at time 2 (file order a2, b2, c2), then one row at 3
+    got = row_histories(["q", "q", "q", "q", "q", "p"], [1, 2, 2, 2, 3, 1], [0] * 6,
+                        ["x", "a2", "b2", "c2", "y", "z"], cap=2)
+    assert got == [[], ["x"], ["x"], ["x"], ["c2", "b2"], []]
+
+
+def test_query_state_is_what_was_known_before_the_first_held_out_interaction():
+    queries = ["q", "q", "q", "q", "r", "s"]
+    times = [1, 2, 3, 4, 5, 6]
+    ranks = [0, 1, 0, 1, 1, 0]       # q: train 1, eval 2, train 3, eval 4; r only eval
+    items = ["a", "b", "c", "d", "e", "f"]
+    cutoffs = first_times(queries, times, [r == 1 for r in ranks])
+    assert cutoffs == {"q": 2, "r": 5}
+    states = query_states(queries, times, items, [r < 1 for r in ranks], cutoffs, cap=5)
+    # q: only the train row before its first eval row (time 2) counts; r is cold
+    assert states == {"q": {"row": 0, "items": ["a"]}}
+    everything = query_states(queries, times, items, [True] * 6, {"q": math.inf}, cap=2)
+    assert everything == {"q": {"row": 3, "items": ["d", "c"]}}
+
+
+def test_hash_split_histories_hold_no_held_out_interaction(tmp_path):
+    """A hash split interleaves splits in time: the histories must still respect them."""
+    rows = [("C1", "smb", "north", f"P{1 + i % 3}", str(i), "1") for i in range(40)]
+    cfg = config(tmp_path, csv_of(rows), overrides=[
+        "data.split.method=hash", "data.split.eval_fraction=0.3", "data.split.test_fraction=0.2",
+        "query_tower.features.3={name: recent, kind: history, max_length: 50}"])
+    out = str(tmp_path / "out")
+    prepare(cfg, out)
+    split_of = {}
+    for split in ("train", "eval", "test"):
+        for row in rows_of(out, split):
+            split_of[row["timestamp"]] = split
+    assert len(set(split_of.values())) == 3
+    order = {"train": 0, "eval": 1, "test": 2}
+    item = {int(r[4]): r[3] for r in rows}
+    for split in ("train", "eval", "test"):
+        for row in rows_of(out, split):
+            t = row["timestamp"]
+            expected = [item[u] for u in range(t - 1, -1, -1)
+                        if order[split_of[u]] <= order[split]]
+            assert (row[HISTORY] or "") == "|".join(expected), (split, t)
+    # the eval snapshot: the train rows before the first eval interaction, newest first
+    first_eval = min(t for t, s in split_of.items() if s == "eval")
+    (snapshot,) = rows_of(out, "eval_queries")
+    known = [u for u in range(first_eval - 1, -1, -1) if split_of[u] == "train"]
+    assert snapshot[HISTORY] == "|".join(item[u] for u in known)
+    assert snapshot["timestamp"] == known[0] and snapshot["product_id"] is None
+
+
+def test_eval_snapshots_by_hand(tmp_path):
+    # C1: train P1@1, P2@3, eval P3@9, P1@10; C2: train P2@2, eval P3@8; C3: eval only
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "ent", "south", "P2", "2", "1"),
+            ("C1", "mid", "north", "P2", "3", "1"), ("C2", "ent", "west", "P3", "8", "1"),
+            ("C1", "smb", "east", "P3", "9", "1"), ("C1", "smb", "east", "P1", "10", "1"),
+            ("C3", "smb", "east", "P1", "11", "1")]
+    cfg = config(tmp_path, csv_of(rows), overrides=[
+        "data.split.eval_fraction=0.5",
+        "query_tower.features.3={name: recent, kind: history, max_length: 5}"])
+    out = str(tmp_path / "out")
+    report = prepare(cfg, out)
+    assert [(r["customer_id"], r["timestamp"]) for r in rows_of(out, "train")] == [
+        ("C1", 1), ("C2", 2), ("C1", 3)]
+    snapshots = rows_of(out, "eval_queries")
+    # each as of its latest train row; the eval rows' items never appear
+    assert [(r["customer_id"], r["segment"], r["region"], r["timestamp"], r[HISTORY])
+            for r in snapshots] == [("C1", "mid", "north", 3, "P2|P1"),
+                                    ("C2", "ent", "south", 2, "P2")]
+    assert all(r["product_id"] is None and r["category"] is None for r in snapshots)
+    assert (report["eval_queries"], report["eval_cold_queries"]) == (2, 1)
+    evals = {(r["customer_id"], r["timestamp"]): r[HISTORY] for r in rows_of(out, "eval")}
+    assert evals[("C1", 10)] == "P3|P2|P1"  # an eval row sees earlier eval rows
+
+
+def test_history_without_a_timestamp_is_refused(tmp_path):
+    cfg = config(tmp_path, csv_of([("C1", "smb", "north", "P1", "1", "1")]), overrides=[
+        "data.timestamp=null", "data.split.method=hash",
+        "query_tower.features.3={name: recent, kind: history}"])
+    with pytest.raises(ConfigError, match=r"query_tower.features.3: a history holds the query's "
+                                          r"earlier interactions, so it needs data.timestamp"):
+        validate(cfg, check_data=False)
+
+
+def test_no_eval_query_with_an_earlier_interaction_is_an_error(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C2", "smb", "north", "P2", "2", "1")]
+    with pytest.raises(Exception, match="no eval query has an interaction before"):
+        prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.5"]),
+                str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+    assert HEADER.startswith("customer_id")

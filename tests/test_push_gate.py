@@ -1,0 +1,66 @@
+"""The push gate: a model is pushed only if it beats popularity on held-out data (issue 9, 7)."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, demo_raw
+from pipelines.config import apply_overrides
+from pipelines.gate import decide
+from pipelines.local import COMPONENTS, completed_components, paths, results
+
+
+def metrics(model, popularity, status="completed", split="test"):
+    return {"status": status, "top_k": [10, 50],
+            "evaluation": {"split": split, "model": {"recall_at_10": model, "recall_at_50": 1.0},
+                           "popularity": {"recall_at_10": popularity, "recall_at_50": 0.0}}}
+
+
+def test_the_decision_compares_recall_at_the_first_cut_off():
+    assert decide(metrics(0.30, 0.20), 1.0)["blessed"] is True
+    assert decide(metrics(0.30, 0.20), 1.5)["blessed"] is False  # 0.30 = 1.5 x 0.20: not above
+    assert decide(metrics(0.20, 0.20), 1.0)["blessed"] is False  # a tie does not beat it
+    assert decide(metrics(0.01, 0.0), 1.0)["blessed"] is True
+    refused = decide(metrics(0.0, 0.0), 1.0)
+    assert refused["blessed"] is False
+    assert refused["reason"] == ("recall@10 on the test split is 0.0000, not above 1 x "
+                                 "popularity's 0.0000 (pipeline.min_lift_over_popularity)")
+    assert (refused["model"], refused["popularity"], refused["split"]) == (0.0, 0.0, "test")
+
+
+def test_the_gate_off_blesses_any_completed_model_and_nothing_else():
+    assert decide(metrics(0.0, 0.5), None)["blessed"] is True
+    stopped = decide(metrics(0.9, 0.1, status="stopped"), None)
+    assert stopped["blessed"] is False and "'stopped'" in stopped["reason"]
+
+
+@pytest.mark.e2e
+def test_a_model_that_does_not_beat_popularity_enough_is_not_pushed(small_data, tmp_path):
+    """Through the CLI: exit 1, a one-line reason, the metrics file, no new serving version,
+    and the serving model already there left in place."""
+    root = tmp_path / "root"
+    old = root / "serving" / "1000"
+    old.mkdir(parents=True)
+    (old / "saved_model.pb").write_text("an earlier model")
+    raw = apply_overrides(demo_raw(small_data), [
+        f"pipeline.root={root}", "pipeline.name=gate-test", "training.epochs=1",
+        "model.top_k=[10, 50]", "pipeline.min_lift_over_popularity=100"])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(raw))
+    done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1, (done.stdout + done.stderr)[-4000:]
+    reason = [line for line in done.stderr.splitlines() if line.startswith("not pushed: ")]
+    assert len(reason) == 1 and "not above 100 x popularity's" in reason[0]
+    assert "(pipeline.min_lift_over_popularity)" in reason[0]
+    assert os.listdir(root / "serving") == ["1000"]  # nothing new; the old one untouched
+    assert (old / "saved_model.pb").read_text() == "an earlier model"
+    found = results(str(root))
+    assert found["metrics"]["status"] == "completed" and os.path.exists(found["metrics_file"])
+    assert found["gate"]["blessed"] is False and found["gate"]["min_lift"] == 100
+    assert completed_components(paths(str(root))["metadata"], "gate-test") == sorted(COMPONENTS)
+    assert glob.glob(str(root / "tfx" / "PopularityGate" / "blessing" / "*" / "NOT_BLESSED"))
+    assert "serving model: none pushed by this run" in done.stdout
