@@ -74,8 +74,9 @@ def _print_results(res: dict) -> None:
     print("\n== results")
     print(f"status: {metrics.get('status')}")
     for epoch in metrics.get("epochs", []):
-        evals = ", ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in epoch["eval"].items()
-                          if k.startswith("full_catalog/recall"))
+        recalls = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in epoch["eval"].items()
+                         if k.startswith("full_catalog/recall_at_"))
+        evals = ", ".join(f"recall@{k}={v:.4f}" for k, v in recalls)
         clip = epoch.get("clip_rate")
         print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} eval loss="
               f"{epoch['eval'].get('loss', float('nan')):.4f} {evals}"

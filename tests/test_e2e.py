@@ -187,6 +187,54 @@ def test_odd_ids_round_trip_through_training_serving_and_recommend(run, tmp_path
     assert served <= catalog_ids(run)
 
 
+def test_cold_customers_are_served_from_their_other_features(run):
+    """An unknown id goes to the trained OOV row; segment and region still steer the answer.
+
+    Every eval customer is served as if new (id replaced by an unknown one, its segment and
+    region kept, its earlier purchases excluded): measured recall@10 0.42 vs popularity's
+    0.28 over 153 customers on this data (0.32 vs 0.19 on the demo's)."""
+    import collections
+
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    model = tf_load(results(run["root"])["serving_model"])
+    inputs = os.path.join(run["root"], "input")
+    train = pq.read_table(os.path.join(inputs, "train")).to_pylist()
+    held = pq.read_table(os.path.join(inputs, "eval")).to_pylist()
+    seen, counts, truth = collections.defaultdict(set), collections.Counter(), {}
+    for row in train:
+        seen[row["customer_id"]].add(row["product_id"])
+        counts[row["product_id"]] += 1
+    for row in held:
+        truth.setdefault(row["customer_id"], set()).add(row["product_id"])
+    queries = [r for r in pq.read_table(os.path.join(inputs, "eval_queries")).to_pylist()
+               if truth[r["customer_id"]] - seen[r["customer_id"]]]
+    width = max(len(seen[r["customer_id"]]) for r in queries)
+    answer = model.signatures["recommend"](
+        query_id=tf.constant(["never-seen-" + r["customer_id"] for r in queries]),
+        segment=tf.constant([r["segment"] for r in queries]),
+        region=tf.constant([r["region"] for r in queries]),
+        exclude=tf.constant([sorted(seen[r["customer_id"]]) + [""] * (
+            width - len(seen[r["customer_id"]])) for r in queries]), k=tf.constant(10))
+    catalog = [v.decode() for v in model.candidate_ids.numpy()]
+    ranked = sorted(catalog, key=lambda c: (-counts[c], catalog.index(c)))
+    cold, popular = [], []
+    for row, ids in zip(queries, answer["candidate_ids"].numpy()):
+        new = truth[row["customer_id"]] - seen[row["customer_id"]]
+        cold.append(len({v.decode() for v in ids} & new) / len(new))
+        top = [c for c in ranked if c not in seen[row["customer_id"]]][:10]
+        popular.append(len(set(top) & new) / len(new))
+    assert len(queries) > 100
+    assert np.mean(cold) > 1.2 * np.mean(popular), (np.mean(cold), np.mean(popular))
+    by_segment = model.signatures["serving_default"](
+        query_id=tf.constant(["never-seen"] * 3), segment=tf.constant(["enterprise", "smb", ""]),
+        region=tf.constant(["north", "north", "north"]))
+    lists = [tuple(ids) for ids in by_segment["candidate_ids"].numpy()]
+    assert len(set(lists)) == 3  # the segment (or its default, for "") changes the answer
+    assert np.isfinite(by_segment["scores"].numpy()).all()
+
+
 def tf_load(path):
     import tensorflow as tf
 

@@ -353,3 +353,82 @@ def test_towers_apply_oov_dropout_in_training_only():
     assert all(np.array_equal(served[0], s) for s in served)  # deterministic when serving
     trained = [tower(FEATURES, training=True).numpy() for _ in range(3)]
     assert not all(np.array_equal(trained[0], t) for t in trained)
+
+
+def test_in_batch_loss_is_a_mean_over_the_rows():
+    """TFRS sums by default: a batch of the same rows twice used to have twice the loss."""
+    from trainer.model import TwoTowerModel
+
+    model = TwoTowerModel(tf.keras.layers.Lambda(lambda f: f["q"]),
+                          tf.keras.layers.Lambda(lambda f: f["c"]),
+                          ExactIndex(np.arange(2), 2, k=1), [1])
+    batch = {"q": tf.constant([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]),
+             "c": tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+             CANDIDATE_POSITION: tf.constant([0, 1, 0], tf.int64)}
+    # rows 1 and 3 share candidate 0: an accidental hit, not a negative, for each other
+    rows = [math.log(1 + math.exp(-1)),      # logits (1, 0, [1]): own first
+            math.log(1 + 2 * math.exp(-1)),  # logits (0, 1, 0)
+            math.log(1 + math.exp(-2))]      # logits ([2], 0, 2)
+    loss = float(model.compute_loss(batch, training=True))
+    assert loss == pytest.approx(sum(rows) / 3, rel=1e-6)  # the mean, not the sum
+
+
+class Linear(tf.keras.Model):
+    def __init__(self, key, units=2):
+        super().__init__()
+        self.key, self.dense = key, tf.keras.layers.Dense(units)
+
+    def call(self, features, training=False):
+        return self.dense(features[self.key])
+
+
+@pytest.mark.parametrize("clip_value,clipped", [(1e-6, 1.0), (1e6, 0.0)])
+def test_a_training_step_reports_whether_clipping_changed_its_gradients(clip_value, clipped):
+    from trainer.model import TwoTowerModel
+
+    tf.keras.utils.set_random_seed(2)
+    model = TwoTowerModel(Linear("q"), Linear("c"), ExactIndex(np.arange(2), 2, k=1), [1])
+    model.compile(optimizer=make_optimizer(training_cfg(clip_value=clip_value)))
+    logs = model.train_step({"q": tf.constant([[1.0, 2.0], [0.5, -1.0]]),
+                             "c": tf.constant([[0.0, 1.0], [1.0, 1.0]]),
+                             CANDIDATE_POSITION: tf.constant([0, 1], tf.int64)})
+    assert float(logs["clipped"]) == clipped
+    assert float(logs["grad_norm"]) > 0
+    assert float(logs["grad_norm"]) == pytest.approx(math.hypot(float(logs["query_grad_norm"]),
+                                                                float(logs["candidate_grad_norm"])),
+                                                     rel=1e-5)
+
+
+def test_oov_rows_are_trained_by_the_dropout_and_untouched_without_it():
+    from trainer.model import TwoTowerModel
+
+    for rate, moves in ((0.5, True), (0.0, False)):
+        spec = tower_spec()
+        spec["model"]["oov_dropout"] = rate
+        tf.keras.utils.set_random_seed(4)
+        candidate = build_tower(spec, "candidate_tower", VOCAB.__getitem__)
+        query = Linear("q", units=8)
+        model = TwoTowerModel(query, candidate, ExactIndex(np.arange(3), 8, k=1), [1])
+        model.compile(optimizer=make_optimizer(training_cfg(learning_rate=0.05)))
+        features = dict(FEATURES, q=tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        features[CANDIDATE_KEY] = tf.constant([0, 1, 2], tf.int64)
+        features[CANDIDATE_POSITION] = tf.constant([0, 1, 2], tf.int64)
+        candidate(features), query(features)  # builds the towers
+        oov = candidate.embeddings[0].embeddings[6].numpy().copy()  # the id table's OOV row
+        for _ in range(20):
+            model.train_step(features)
+        changed = not np.allclose(candidate.embeddings[0].embeddings[6].numpy(), oov)
+        assert changed is moves
+
+
+def test_cut_offs_larger_than_the_catalog_are_an_error_not_dropped():
+    """`top_k` above the catalog size used to vanish silently from the metrics."""
+    from trainer.training import check_cutoffs
+
+    spec = {"model": {"top_k": [10, 50, 100]}, "pipeline": {"serving_k": 10}}
+    assert check_cutoffs(spec, 100) == [10, 50, 100]
+    with pytest.raises(ValueError, match=r"model.top_k \[100\] exceeds the catalog's 60 "):
+        check_cutoffs(spec, 60)
+    spec = {"model": {"top_k": [10]}, "pipeline": {"serving_k": 70}}
+    with pytest.raises(ValueError, match="pipeline.serving_k 70 exceeds the catalog's 60"):
+        check_cutoffs(spec, 60)
