@@ -65,7 +65,9 @@ def test_training_metrics_record_the_run(run):
                                       for k in (10, 50, 100)}
     for epoch in metrics["epochs"]:
         assert 0.0 <= epoch["clip_rate"] <= 1.0 and epoch["grad_norm"]["global"]["max"] > 0
-        assert epoch["eval"]["full_catalog/recall_at_10"] > 0
+    # the last epoch's held-out metric is the final evaluation: same weights, same queries
+    assert metrics["epochs"][-1]["eval"]["full_catalog/recall_at_10"] == pytest.approx(
+        metrics["evaluation"]["model"]["recall_at_10"], rel=1e-6)
     # the catalog is the whole product table, each product once, trained or not
     assert metrics["candidates"] == len(catalog_ids(run)) == 150
     assert metrics["candidates_without_training_rows"] == 150 - len(trained_products(run)) > 0
@@ -233,6 +235,22 @@ def test_cold_customers_are_served_from_their_other_features(run):
     lists = [tuple(ids) for ids in by_segment["candidate_ids"].numpy()]
     assert len(set(lists)) == 3  # the segment (or its default, for "") changes the answer
     assert np.isfinite(by_segment["scores"].numpy()).all()
+
+
+def test_recommend_reports_queries_that_get_fewer_than_k(run, tmp_path):
+    """With k = the catalog size, every customer with purchases gets fewer than k (their
+    items are excluded): each is reported, not silently shortened."""
+    from pipelines.recommend import recommend
+
+    users = tmp_path / "users.csv"
+    users.write_text("customer_id\nC00000\nC00007\nnew-customer\n")
+    logged = []
+    report = recommend(run["root"], str(users), 150, str(tmp_path / "recs.csv"), log=logged.append)
+    assert report["short"] == 2 and report["cold"] == 1
+    assert any("2 queries got fewer than 150 recommendations" in line for line in logged)
+    with open(tmp_path / "recs.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sum(r["user_id"] == "new-customer" for r in rows) == 150
 
 
 def tf_load(path):
