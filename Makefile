@@ -15,9 +15,11 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest
 
-# The benchmark on ../shared (MovieLens + the shared protocol); see BENCHMARKS.md.
+# The benchmark on ../shared (MovieLens and Ta-Feng, the shared protocols); see BENCHMARKS.md.
+# `make bench DATASET=ta-feng` (or movielens) runs one of them.
+DATASET ?= all
 bench: venv
-	$(VENV)/bin/python scripts/bench.py
+	$(VENV)/bin/python scripts/bench.py --dataset $(DATASET)
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv

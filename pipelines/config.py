@@ -30,8 +30,9 @@ KIND_DEFAULTS = {
     "timestamp": {"transform": "cyclical"},
     "multi_categorical": {"max_length": 8},
     "text": {"max_length": 16},
-    "history": {"max_length": 20},
+    "history": {"max_length": 20, "pooling": "mean"},
 }
+POOLINGS = ("mean", "recency")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash")
@@ -72,6 +73,9 @@ class FeatureConfig:
     num_buckets: int = 10                      # numeric/timestamp with transform bucketize
     hash_buckets: int = 1000                   # cross
     default: Optional[Union[str, float]] = None  # value used where the column is empty
+    # history: "mean" of the items' embeddings, or "recency": a weighted mean whose weight
+    # per position (newest first) is learned
+    pooling: Optional[str] = None
 
     def fill_kind_defaults(self) -> None:
         for key, value in KIND_DEFAULTS.get(self.kind, {}).items():
@@ -142,6 +146,9 @@ class ModelConfig:
     # sent to the out-of-vocabulary row during training, so the rows that cold queries,
     # new candidates and unseen values get at serving time are learned, not random.
     oov_dropout: float = 0.05
+    # A learned score offset per catalog candidate, added to the (temperature-scaled)
+    # similarity: it can carry "best-seller", which an L2-normalised dot product can't.
+    candidate_bias: bool = False
     top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
 
 
@@ -158,6 +165,11 @@ class TrainingConfig:
     collapse_ratio: float = 1e-4               # or this fraction of the tower's peak norm
     seed: int = 42
     allow_risky_learning_rate: bool = False
+    # Stop when the eval split's held-out metric (e.g. recall_at_20; default: recall at the
+    # first model.top_k) hasn't improved for this many epochs, and keep the best epoch's
+    # weights; null trains every epoch and keeps the last.
+    early_stopping_patience: Optional[int] = None
+    early_stopping_metric: Optional[str] = None
 
 
 @dataclasses.dataclass

@@ -168,6 +168,27 @@ def transform_outputs(root: str) -> Dict[str, object]:
     return {"transform_graph": graph, "files": files}
 
 
+def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float]:
+    """Wall seconds of each component's newest execution, from ML Metadata's timestamps."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    newest: Dict[str, tuple] = {}
+    for execution in store.get_executions():
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.name.startswith(pipeline_name + "."):
+                name = context.name[len(pipeline_name) + 1:]
+                seconds = (execution.last_update_time_since_epoch
+                           - execution.create_time_since_epoch) / 1000.0
+                if execution.id > newest.get(name, (-1, 0.0))[0]:
+                    newest[name] = (execution.id, seconds)
+    return {name: seconds for name, (_, seconds) in newest.items()}
+
+
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:
     """Component ids with a COMPLETE execution in ML Metadata (for tests and checks)."""
     from ml_metadata import metadata_store

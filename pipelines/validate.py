@@ -17,8 +17,9 @@ import re
 from typing import List
 
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
-                              TIMESTAMP_TRANSFORMS, Config, ConfigError, FeatureConfig)
+                              OPTIMIZERS, POOLINGS, SERVING_INDEXES, SOFTMAX_MODES,
+                              SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config, ConfigError,
+                              FeatureConfig)
 from pipelines.data.columns import type_conflicts
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
@@ -36,6 +37,7 @@ _OPTION_KINDS = {
     "oov_buckets": VOCAB_KINDS, "separator": ("multi_categorical", "history"),
     "max_length": ("multi_categorical", "text", "history"),
     "transform": ("numeric", "timestamp"), "num_buckets": ("numeric", "timestamp"),
+    "pooling": ("history",),
 }
 
 # Learning-rate ceilings above which a run is refused unless forced: in the
@@ -170,6 +172,13 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("training.clip_value", "must be a positive number when clipping is on")
     if t.clipping == "none":
         warnings.append("training.clipping: none: exploding gradients will not be contained")
+    if t.early_stopping_patience is not None and not 1 <= t.early_stopping_patience <= 100:
+        add("training.early_stopping_patience", "must be in 1..100 epochs, or null")
+    if t.early_stopping_metric is not None:
+        names = [f"{name}_at_{k}" for k in m.top_k for name in ("recall", "ndcg", "hit_rate")]
+        if t.early_stopping_metric not in names:
+            add("training.early_stopping_metric", f"{t.early_stopping_metric!r}: use one of "
+                f"{', '.join(names)} (a metric at a cut-off of model.top_k)")
     if t.collapse_patience < 1:
         add("training.collapse_patience", "must be at least 1 step")
     if not 0.0 <= t.collapse_threshold < 1.0:
@@ -271,6 +280,8 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.separator", "must not be empty")
     if f.max_length is not None and not 1 <= f.max_length <= 256:
         add(f"{key}.max_length", "must be in 1..256")
+    if f.kind == "history" and f.pooling not in POOLINGS:
+        add(f"{key}.pooling", f"must be one of {', '.join(POOLINGS)}")
     if f.kind == "numeric" and f.transform not in NUMERIC_TRANSFORMS:
         add(f"{key}.transform", f"must be one of {', '.join(NUMERIC_TRANSFORMS)}")
     if f.kind == "timestamp" and f.transform not in TIMESTAMP_TRANSFORMS:

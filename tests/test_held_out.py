@@ -94,7 +94,7 @@ def test_held_out_queries_are_embedded_as_they_stood_before_the_cut(transformed)
                             positions_of(held[CANDIDATE_ID], catalog), seen)
     candidates = np.asarray([VECTORS[k.decode()] for k in catalog], np.float32)
     counts = np.ones(4)  # popularity ties break by catalog position: a, b, c, d
-    got = evaluation.evaluate(tower, candidates, counts, [1, 2])
+    got = evaluation.evaluate(lambda inputs: tower(inputs).numpy(), candidates, counts, [1, 2])
     # U: history [a] -> q (1, 0); a seen; d 0.9, b 0, c 0 -> d, b: truth {b, c}: 0 then 1/2
     # V: history [d] -> q (.9, -.5); d seen; a .9 first: truth {a}: 1, 1
     # W: history [c, b] -> q (0, 1); b, c seen; a 0, d -.5: truth {d}: 0, 1
@@ -131,7 +131,8 @@ def test_queries_sharing_the_oov_key_are_evaluated_one_by_one():
     assert evaluation.counts == {"held_out_queries": 3, "cold_queries": 1,
                                  "queries_without_new_items": 0, "truth_outside_catalog": 1}
     tower = tf.keras.layers.Lambda(lambda f: tf.cast(f["x"], tf.float32))
-    got = evaluation.evaluate(tower, np.eye(2, dtype=np.float32), np.asarray([5.0, 1.0]), [1])
+    got = evaluation.evaluate(lambda inputs: tower(inputs).numpy(), np.eye(2, dtype=np.float32),
+                              np.asarray([5.0, 1.0]), [1])
     assert got["model"]["recall_at_1"] == 1.0  # each query finds its own item
     assert got["popularity"]["recall_at_1"] == 0.5  # new1: 0 first; new2: 0 first (miss)
     assert CANDIDATE_KEY not in evaluation.inputs

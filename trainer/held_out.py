@@ -19,16 +19,6 @@ from trainer.evaluation import evaluate_full_catalog, evaluation_queries
 METRIC_PREFIX = "full_catalog/"  # per-epoch logs: val_full_catalog/recall_at_10, ...
 
 
-def embed_table(tower, table, batch_size=4096):
-    """Runs ``tower`` over a dict of arrays, ``[rows, dim]`` float32 numpy."""
-    rows = len(next(iter(table.values())))
-    if rows == 0:
-        return np.zeros((0, tower.output_layer.units), np.float32)
-    parts = [tower({k: v[i:i + batch_size] for k, v in table.items()}, training=False).numpy()
-             for i in range(0, rows, batch_size)]
-    return np.concatenate(parts, axis=0)
-
-
 class HeldOutSet:
     """One held-out split, ready to score.
 
@@ -52,8 +42,14 @@ class HeldOutSet:
         rows = np.asarray([where[q] for q in self.queries], dtype=np.int64)
         self.inputs = {key: snapshots[key][rows] for key in query_keys}
 
-    def evaluate(self, query_tower, candidate_embeddings, counts, ks, with_popularity=True):
+    def evaluate(self, embed_queries, candidate_vectors, counts, ks, with_popularity=True):
         """Full-catalog metrics: ``{'split', 'queries', 'model', 'popularity', counts...}``.
+
+        Args:
+          embed_queries: maps a dict of query-tower inputs to ``[rows, d]`` numpy
+            scoring vectors (``TwoTowerModel.embed_queries``).
+          candidate_vectors: ``[num_candidates, d]`` by catalog position; a
+            query's score for a candidate is the dot product.
 
         Raises:
           ValueError: no query can be evaluated (each is cold or had nothing new).
@@ -64,8 +60,8 @@ class HeldOutSet:
                 f"held-out queries, {self.counts['cold_queries']} have no earlier interaction "
                 f"and {self.counts['queries_without_new_items']} only repeat what they had; "
                 "use a larger data.split.eval_fraction or a user_time split")
-        embeddings = embed_table(query_tower, self.inputs)
-        result = evaluate_full_catalog(embeddings, candidate_embeddings, counts, self.truth,
+        result = evaluate_full_catalog(embed_queries(self.inputs), candidate_vectors, counts,
+                                       self.truth,
                                        self.exclude, ks, with_popularity=with_popularity)
         result.update(split=self.name, **self.counts)
         return result
@@ -79,17 +75,16 @@ class HeldOutMetrics(tf.keras.callbacks.Callback):
     list (the metrics recorder, early stopping) read them like Keras's own.
     """
 
-    def __init__(self, held_out, query_tower, candidate_tower, catalog, counts, ks):
+    def __init__(self, held_out, scorer, catalog, counts, ks):
         super().__init__()
         self.held_out, self.counts, self.ks = held_out, counts, ks
-        self.query_tower, self.candidate_tower, self.catalog = (query_tower, candidate_tower,
-                                                                catalog)
+        self.scorer, self.catalog = scorer, catalog  # a TwoTowerModel, its catalog table
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.held_out.queries:
             return
-        candidates = embed_table(self.candidate_tower, self.catalog)
-        result = self.held_out.evaluate(self.query_tower, candidates, self.counts, self.ks,
-                                        with_popularity=False)
+        result = self.held_out.evaluate(self.scorer.embed_queries,
+                                        self.scorer.catalog_vectors(self.catalog), self.counts,
+                                        self.ks, with_popularity=False)
         for name, value in result["model"].items():
             logs[f"val_{METRIC_PREFIX}{name}"] = value

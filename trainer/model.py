@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from transform.naming import CANDIDATE_POSITION
+from trainer.towers import embed_table
 
 
 def require_legacy_keras():
@@ -108,11 +109,21 @@ class TwoTowerModel(tfrs.Model):
     whose candidate is outside the catalog are left out of evaluation. Each
     training step reports each tower's gradient norm (the collapse monitor
     reads them) and whether clipping changed the gradients.
+
+    With ``candidate_bias`` (``[num_candidates]`` initial values), a learned
+    offset per catalog position is added to each score: ``q . c / T + b``.
+    It is computed as one dot product of *scoring vectors*, ``[q, T]`` for a
+    query and ``[c, b]`` for a candidate (then divided by ``T`` as usual), so
+    the index, the evaluation, ScaNN and serving need nothing else; without
+    the bias the scoring vectors are the tower outputs.
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
-                 remove_accidental_hits=True, sampling_probability=None, catalog=None):
+                 remove_accidental_hits=True, sampling_probability=None, catalog=None,
+                 candidate_bias=None):
         super().__init__()
+        self.bias = (None if candidate_bias is None else
+                     tf.Variable(tf.constant(candidate_bias, tf.float32), name="candidate_bias"))
         # {key: [num_candidates, ...]} features of every catalog candidate, by position;
         # when given, the training loss is an exact softmax over it.
         self.catalog = (None if catalog is None else
@@ -133,6 +144,30 @@ class TwoTowerModel(tfrs.Model):
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
+    def query_vectors(self, query):
+        """The query side of the score, ``[batch, dim]`` or ``[batch, dim + 1]``."""
+        if self.bias is None:
+            return query
+        scale = tf.fill([tf.shape(query)[0], 1], tf.constant(self.temperature or 1.0, query.dtype))
+        return tf.concat([query, scale], axis=1)
+
+    def candidate_vectors(self, candidates, positions):
+        """The candidate side of the score, ``[n, dim]`` or ``[n, dim + 1]``."""
+        if self.bias is None:
+            return candidates
+        bias = tf.gather(self.bias, tf.maximum(tf.cast(positions, tf.int64), 0))
+        return tf.concat([candidates, bias[:, tf.newaxis]], axis=1)
+
+    def embed_queries(self, table):
+        """Scoring vectors of a dict of query-tower input arrays, numpy ``[rows, d]``."""
+        return self.query_vectors(tf.constant(embed_table(self.query_tower, table))).numpy()
+
+    def catalog_vectors(self, table):
+        """Scoring vectors of the catalog table (by position), numpy ``[n, d]``."""
+        embeddings = tf.constant(embed_table(self.candidate_tower, {
+            k: v for k, v in table.items() if k != CANDIDATE_POSITION}))
+        return self.candidate_vectors(embeddings, table[CANDIDATE_POSITION]).numpy()
+
     def catalog_loss(self, query, labels, training=False):
         """Exact softmax cross-entropy over the whole catalog, averaged over the batch.
 
@@ -141,8 +176,10 @@ class TwoTowerModel(tfrs.Model):
           labels: ``[batch]`` catalog positions; rows outside the catalog (-1)
             are left out of the mean.
         """
-        candidates = self.candidate_tower(self.catalog, training=training)  # [n, dim]
-        logits = tf.linalg.matmul(query, candidates, transpose_b=True)  # [batch, n]
+        candidates = self.candidate_vectors(self.candidate_tower(self.catalog, training=training),
+                                            self.catalog[CANDIDATE_POSITION])  # [n, d]
+        logits = tf.linalg.matmul(self.query_vectors(query), candidates,
+                                  transpose_b=True)  # [batch, n]
         if self.temperature:
             logits = logits / self.temperature
         labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
@@ -160,15 +197,17 @@ class TwoTowerModel(tfrs.Model):
         query = self.query_tower(features, training=training)
         if self.catalog is not None:
             if not training:  # FactorizedTopK against the index; its loss is not used
-                self.task(query, self.candidate_tower(features, training=False),
+                self.task(self.query_vectors(query), self.candidate_vectors(
+                    self.candidate_tower(features, training=False), positions),
                           candidate_ids=positions, compute_metrics=True,
                           compute_batch_metrics=False)
             return self.catalog_loss(query, positions, training)
-        candidate = self.candidate_tower(features, training=training)
+        candidate = self.candidate_vectors(self.candidate_tower(features, training=training),
+                                           positions)
         probability = None
         if training and self.sampling_probability is not None:
             probability = tf.gather(self.sampling_probability, positions)
-        return self.task(query, candidate, candidate_ids=positions,
+        return self.task(self.query_vectors(query), candidate, candidate_ids=positions,
                          candidate_sampling_probability=probability,
                          compute_metrics=not training, compute_batch_metrics=False)
 
@@ -177,7 +216,8 @@ class TwoTowerModel(tfrs.Model):
             loss = self.compute_loss(features, training=True)
             total = loss + tf.add_n(self.losses) if self.losses else loss
         query_vars = self.query_tower.trainable_variables
-        candidate_vars = self.candidate_tower.trainable_variables
+        candidate_vars = self.candidate_tower.trainable_variables + (
+            [self.bias] if self.bias is not None else [])
         # A table shared by both towers (candidate ids, histories) is updated once, and
         # counts in both towers' gradient norms.
         variables = list({v.ref(): v for v in query_vars + candidate_vars}.values())

@@ -151,3 +151,44 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "learning_rate": float(tf.keras.backend.get_value(rate)),
             "steps": len(self.clipped),
         })
+
+
+class BestEpoch(tf.keras.callbacks.Callback):
+    """Early stopping on a held-out metric, keeping the best epoch's weights.
+
+    Reads ``monitor`` (higher is better) from each epoch's logs, so it must
+    come after the callback that adds it. Stops when ``patience`` epochs in a
+    row brought no improvement; at the end of training the weights of the
+    best epoch are restored, and ``record['early_stopping']`` says which
+    epoch that was and why training ended.
+    """
+
+    def __init__(self, monitor, patience, record):
+        super().__init__()
+        self.monitor, self.patience, self.record = monitor, patience, record
+        self.best, self.best_epoch, self.best_weights, self.wait = -math.inf, None, None, 0
+        self.last_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"early stopping watches {self.monitor!r}, which no epoch reported; "
+                           "check training.early_stopping_metric against model.top_k")
+        self.last_epoch = epoch + 1
+        if value > self.best:
+            self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None and self.best_epoch != self.last_epoch:
+            self.model.set_weights(self.best_weights)
+        self.record["early_stopping"] = {
+            "metric": self.monitor, "best": self.best, "best_epoch": self.best_epoch,
+            "epochs_run": self.last_epoch, "patience": self.patience,
+            "stopped_early": self.wait >= self.patience}
+        self.record["best_epoch"] = self.best_epoch
+

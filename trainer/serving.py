@@ -6,7 +6,11 @@ Signatures:
   as ``query_id``, other query-tower columns by feature name, in their raw
   dtypes) -> ``candidate_ids`` ``[batch, k]`` string raw ids, best first, and
   ``scores`` ``[batch, k]`` float32.
-  ``query_embedding``: the same inputs -> ``embedding`` ``[batch, dim]``.
+  ``query_embedding``: the same inputs -> ``embedding`` ``[batch, dim]``, the
+  query's scoring vector: its dot product with a row of the model's
+  ``candidate_embeddings`` is that candidate's score (with
+  ``model.candidate_bias``, both carry one more component: the temperature
+  and the candidate's learned bias).
   ``recommend``: the same inputs plus ``exclude`` ``[batch, n]`` raw candidate
   ids never to return (pad with ``""``; unknown ids are ignored) and ``k``
   (int32 scalar) -> ``candidate_ids`` and ``scores`` ``[batch, k]``; where
@@ -113,7 +117,7 @@ class RetrievalServer(tf.Module):
     """Wraps the Transform layer, the query tower and the frozen candidate table."""
 
     def __init__(self, tft_layer, query_tower, raw_feature_spec, inputs, candidate_embeddings,
-                 candidate_ids, k, index="exact", defaults=None):
+                 candidate_ids, k, index="exact", defaults=None, query_scale=None):
         super().__init__(name="retrieval_server")
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -130,6 +134,8 @@ class RetrievalServer(tf.Module):
             index == "scann") else None
         self.inputs = list(inputs)
         self.defaults = dict(defaults or {})
+        # with a candidate bias, a query's scoring vector is [tower output, query_scale]
+        self.query_scale = query_scale
         self.raw_specs = {column: raw_feature_spec[column] for _, column in self.inputs}
         signature = [{name: tf.TensorSpec([None], raw_feature_spec[column].dtype, name=name)
                       for name, column in self.inputs}]
@@ -142,7 +148,11 @@ class RetrievalServer(tf.Module):
     def _embed(self, features):
         raw = {column: _raw_tensor(features[name], self.raw_specs[column])
                for name, column in self.inputs}
-        return {"embedding": self.query_tower(self.tft_layer(raw), training=False)}
+        embedding = self.query_tower(self.tft_layer(raw), training=False)
+        if self.query_scale is not None:
+            scale = tf.fill([tf.shape(embedding)[0], 1], tf.constant(self.query_scale, tf.float32))
+            embedding = tf.concat([embedding, scale], axis=1)
+        return {"embedding": embedding}
 
     def _recommend(self, features):
         query = self._embed(features)["embedding"]

@@ -2,6 +2,7 @@
 
 This module is copied verbatim into the generated Trainer module.
 """
+import numpy as np
 import tensorflow as tf
 
 from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, SEQUENCE_KINDS, dense_width,
@@ -35,6 +36,8 @@ def tower_inputs(spec, tower):
             "multi": feature["kind"] in SEQUENCE_KINDS,
             "shared": feature["kind"] == "history" or key == CANDIDATE_KEY,
             "embedding_dim": feature["embedding_dim"] or default_dim,
+            "pooling": feature.get("pooling") or "mean",
+            "max_length": feature.get("max_length"),
         })
     return described
 
@@ -74,12 +77,22 @@ def drop_to_oov(indices, first, count, rate):
     return tf.where(drop & (indices >= 0), tf.cast(replacement, indices.dtype), indices)
 
 
+def embed_table(tower, table, batch_size=4096):
+    """Runs ``tower`` over a dict of arrays, ``[rows, dim]`` float32 numpy."""
+    rows = len(next(iter(table.values())))
+    parts = [tower({k: v[i:i + batch_size] for k, v in table.items()}, training=False).numpy()
+             for i in range(0, rows, batch_size)]
+    return np.concatenate(parts, axis=0)
+
+
 class Tower(tf.keras.Model):
     """Maps transformed features to an embedding ``[batch, output_dim]``.
 
     Id and categorical inputs (``[batch]`` int64) are embedded; multi-valued
     inputs (``[batch, L]``, padded with -1) are embedded and mean-pooled over
-    their real values (an all-padding row pools to zeros); numeric inputs
+    their real values (an all-padding row pools to zeros), or, for a history
+    with ``pooling: recency``, averaged with a learned weight per position
+    (newest first; the weights start equal); numeric inputs
     (``[batch]`` float32) enter as they are. The concatenation goes through
     ``layers`` dense layers with dropout, then a linear output layer, then
     optional L2 normalisation. In training, ``oov_dropout`` of every
@@ -94,6 +107,11 @@ class Tower(tf.keras.Model):
         self.oov_dropout = oov_dropout
         self.oov = [oov_rows(i, rows[i["name"]]) if i["embedded"] else None
                     for i in self.inputs_info]
+        # one logit per history position (softmax over the real positions = the weights)
+        self.position_logits = [
+            self.add_weight(name=f"{i['name']}_position_logits", shape=(i["max_length"],),
+                            initializer="zeros") if i["pooling"] == "recency" else None
+            for i in self.inputs_info]
         self.embeddings = []
         for info in self.inputs_info:
             if not info["embedded"]:
@@ -118,7 +136,8 @@ class Tower(tf.keras.Model):
     def encode_inputs(self, features, training=False):
         """The concatenated input vector ``[batch, input_width]``."""
         parts = []
-        for info, embedding, oov in zip(self.inputs_info, self.embeddings, self.oov):
+        for info, embedding, oov, logits in zip(self.inputs_info, self.embeddings, self.oov,
+                                                self.position_logits):
             x = features[info["key"]]
             if training and oov is not None and self.oov_dropout > 0:
                 x = drop_to_oov(x, oov[0], oov[1], self.oov_dropout)
@@ -126,9 +145,11 @@ class Tower(tf.keras.Model):
                 parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, info["width"]]))
             elif info["multi"]:
                 mask = tf.cast(x >= 0, tf.float32)[:, :, tf.newaxis]
+                if logits is not None:  # learned weights by position, newest first
+                    mask = mask * tf.exp(logits - tf.reduce_max(logits))[tf.newaxis, :, tf.newaxis]
                 vectors = embedding(tf.maximum(x, 0)) * mask
-                count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-                parts.append(tf.reduce_sum(vectors, axis=1) / count)
+                total = tf.reduce_sum(mask, axis=1)
+                parts.append(tf.math.divide_no_nan(tf.reduce_sum(vectors, axis=1), total))
             else:
                 parts.append(embedding(tf.reshape(x, [-1])))
         return tf.concat(parts, axis=1)

@@ -20,9 +20,9 @@ from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, E
 from trainer.data import (catalog_table, load_arrays, make_dataset, position_table,
                           positions_of, query_groups)
 from trainer.evaluation import popularity
-from trainer.held_out import HeldOutMetrics, HeldOutSet, embed_table
+from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
-from trainer.monitoring import CollapseMonitor, MetricsRecorder, TrainingStopped
+from trainer.monitoring import BestEpoch, CollapseMonitor, MetricsRecorder, TrainingStopped
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
                              require_scann, serving_inputs)
 from trainer.towers import build_towers, tower_inputs
@@ -33,12 +33,12 @@ METRICS_FILE = "training_metrics.json"
 class IndexRefresher(tf.keras.callbacks.Callback):
     """Re-embeds the catalog into the index before each evaluation."""
 
-    def __init__(self, index, tower, table):
+    def __init__(self, scorer, table):
         super().__init__()
-        self.index, self.tower, self.table = index, tower, table
+        self.scorer, self.table = scorer, table  # a TwoTowerModel, its catalog table
 
     def on_test_begin(self, logs=None):
-        self.index.index(embed_table(self.tower, self.table))
+        self.scorer.index.index(self.scorer.catalog_vectors(self.table))
 
 
 def _finite(value):
@@ -127,7 +127,9 @@ def build_model(spec, tft_output, inputs):
     ks = check_cutoffs(spec, num_candidates)
     keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")] + [CANDIDATE_POSITION]
     table = {key: catalog[key] for key in dict.fromkeys(keys)}
-    index = ExactIndex(table[CANDIDATE_POSITION], model_cfg["output_dim"], k=max(ks))
+    bias = np.zeros(num_candidates, np.float32) if model_cfg["candidate_bias"] else None
+    dim = model_cfg["output_dim"] + (1 if bias is not None else 0)  # see TwoTowerModel
+    index = ExactIndex(table[CANDIDATE_POSITION], dim, k=max(ks))
     softmax = softmax_mode(model_cfg, num_candidates)
     sampling = None
     if model_cfg["logq_correction"] and softmax == "in_batch":
@@ -136,7 +138,8 @@ def build_model(spec, tft_output, inputs):
                           temperature=model_cfg["temperature"],
                           remove_accidental_hits=model_cfg["remove_accidental_hits"],
                           sampling_probability=sampling,
-                          catalog=table if softmax == "full_catalog" else None)
+                          catalog=table if softmax == "full_catalog" else None,
+                          candidate_bias=bias)
     return {"model": model, "table": table, "ks": ks, "num_candidates": num_candidates,
             "softmax": softmax}
 
@@ -201,7 +204,7 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     inputs = load_inputs(spec, tft_output, files)
     built = build_model(spec, tft_output, inputs)
     model, table, ks = built["model"], built["table"], built["ks"]
-    query_tower, candidate_tower = model.query_tower, model.candidate_tower
+    query_tower = model.query_tower
     catalog_ids, counts = inputs["catalog"][CANDIDATE_ID], inputs["counts"]
     train = inputs["train"]
     record.update(train_rows=int(len(train[CANDIDATE_ID])), candidates=built["num_candidates"],
@@ -216,14 +219,18 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     evaluation, eval_queries, eval_positions = held_out_set(
         spec, EVAL_SPLIT, files, inputs["feature_spec"], catalog_ids, train_groups)
     model.compile(optimizer=make_optimizer(training))
-    callbacks = [
-        IndexRefresher(model.index, candidate_tower, table),
-        HeldOutMetrics(evaluation, query_tower, candidate_tower, table, counts, ks),
+    callbacks = [  # HeldOutMetrics first: later callbacks read the metrics it adds to the logs
+        IndexRefresher(model, table),
+        HeldOutMetrics(evaluation, model, table, counts, ks),
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
-        MetricsRecorder(record, {"query": query_tower, "candidate": candidate_tower}),
+        MetricsRecorder(record, {"query": query_tower, "candidate": model.candidate_tower}),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
+    if training["early_stopping_patience"]:
+        metric = training["early_stopping_metric"] or f"recall_at_{ks[0]}"
+        callbacks.append(BestEpoch(f"val_{METRIC_PREFIX}{metric}",
+                                   training["early_stopping_patience"], record))
     feature_spec, positions = inputs["feature_spec"], inputs["positions"]
     train_ds = make_dataset(files[TRAIN_SPLIT], feature_spec, training["batch_size"],
                             shuffle=True, seed=training["seed"], positions=positions)
@@ -243,21 +250,23 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     if record["stopped"]:
         raise TrainingStopped(record["stopped"]["message"])
 
-    candidate_embeddings = embed_table(candidate_tower, table)
-    record["evaluation"] = evaluation.evaluate(query_tower, candidate_embeddings, counts, ks)
+    candidate_vectors = model.catalog_vectors(table)
+    record["evaluation"] = evaluation.evaluate(model.embed_queries, candidate_vectors, counts, ks)
     if TEST_SPLIT in files:  # test queries' train and eval candidates are excluded
         seen = dict(train_groups)
         for query, found in query_groups(eval_queries, eval_positions).items():
             seen[query] = np.union1d(seen.get(query, found[:0]), found)
         test, _, _ = held_out_set(spec, TEST_SPLIT, files, feature_spec, catalog_ids, seen)
         record["evaluation_eval"] = record["evaluation"]
-        record["evaluation"] = test.evaluate(query_tower, candidate_embeddings, counts, ks)
+        record["evaluation"] = test.evaluate(model.embed_queries, candidate_vectors, counts, ks)
 
     raw_ids = np.asarray([v.decode("utf-8") for v in catalog_ids], dtype=object)
     server = RetrievalServer(tft_output.transform_features_layer(), query_tower,
                              tft_output.raw_feature_spec(), serving_inputs(spec),
-                             candidate_embeddings, raw_ids, spec["pipeline"]["serving_k"],
-                             spec["pipeline"]["serving_index"], input_defaults(spec))
+                             candidate_vectors, raw_ids, spec["pipeline"]["serving_k"],
+                             spec["pipeline"]["serving_index"], input_defaults(spec),
+                             query_scale=(model.temperature or 1.0) if model.bias is not None
+                             else None)
     server.save(serving_dir, spec)
     record["serving_model_dir"] = serving_dir
     record["seconds"] = time.time() - started
