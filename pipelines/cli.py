@@ -5,6 +5,7 @@
     twotower run      --config C [--set ...]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
+                       [--buy-again-out AGAIN.csv]
     twotower demo     [--root DIR] [--set ...]
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
@@ -170,7 +171,8 @@ def cmd_recommend(args) -> int:
     from pipelines.recommend import recommend
 
     recommend(args.model, args.users, args.k, args.out, history=args.history,
-              include_seen=args.include_seen, batch_size=args.batch_size)
+              include_seen=args.include_seen, batch_size=args.batch_size,
+              buy_again_out=args.buy_again_out)
     return 0
 
 
@@ -235,6 +237,8 @@ def parser() -> argparse.ArgumentParser:
                    "exclusions come from (default: the model's data.path)")
     p.add_argument("--include-seen", action="store_true",
                    help="do not exclude the candidates a query already has in --history")
+    p.add_argument("--buy-again-out", help="also write, per query, the candidates it already "
+                   "had in --history ranked by the model (\"buy again\"), as user_id,item_id,rank")
     p.add_argument("--batch-size", type=int, default=256)
     p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic dataset")

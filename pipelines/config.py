@@ -36,7 +36,8 @@ POOLINGS = ("mean", "recency")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash")
-SOFTMAX_MODES = ("auto", "full_catalog", "in_batch")
+REPEATS = ("keep", "first")
+SOFTMAX_MODES = ("auto", "full_catalog", "sampled", "in_batch")
 SERVING_INDEXES = ("exact", "scann")
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
 
@@ -116,6 +117,11 @@ class DataConfig:
     timestamp: Optional[str] = None
     candidates: Optional[CandidateTableConfig] = None
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    # "first": a query's later interactions with a candidate it already had (re-orders)
+    # are not training rows, so the model learns what a customer will add, not what they
+    # re-buy; they still count in histories and stay in the held-out splits (where
+    # "buy again" is evaluated). "keep": every row is a training row.
+    repeats: str = "keep"
 
 
 @dataclasses.dataclass
@@ -138,10 +144,13 @@ class ModelConfig:
     remove_accidental_hits: bool = True
     logq_correction: bool = True
     # Training loss: "full_catalog" is an exact softmax over every deduplicated
-    # candidate; "in_batch" uses the batch's candidates as negatives (logQ-corrected);
-    # "auto" picks full_catalog when the catalog has at most full_catalog_max ids.
+    # candidate; "sampled" a softmax over the positive and sampled_negatives candidates
+    # drawn uniformly from the catalog each step (weighted to estimate the full one);
+    # "in_batch" uses the batch's candidates as negatives (logQ-corrected); "auto" picks
+    # full_catalog when the catalog has at most full_catalog_max ids, else in_batch.
     softmax: str = "auto"
     full_catalog_max: int = 50_000
+    sampled_negatives: int = 2048
     # Share of each vocabulary feature's values (ids, categories, tokens, history items)
     # sent to the out-of-vocabulary row during training, so the rows that cold queries,
     # new candidates and unseen values get at serving time are learned, not random.

@@ -16,6 +16,7 @@ Output: CSV ``user_id,item_id,rank`` (rank 1 best), queries in input order.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -130,9 +131,44 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
     return values
 
 
+@contextlib.contextmanager
+def atomic_csv(path: str):
+    """A csv writer on ``path.partial``, renamed to ``path`` only when the block succeeds."""
+    tmp = path + ".partial"
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HEADER)
+            yield writer
+        os.replace(tmp, path)  # a crash leaves no complete-looking file behind
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write(writer, query, values, ids, scores) -> int:
+    """Writes one query's ranked ids; returns how many (empty tail slots are skipped)."""
+    rank = 0
+    for cid, score in zip(ids, scores):
+        if math.isnan(float(score)):
+            raise RuntimeError(f"the model scored query {query!r} NaN (inputs {values}); "
+                               "nothing was written")
+        if not cid or not math.isfinite(float(score)):
+            continue  # the catalog (or the query's own list) ran out
+        rank += 1
+        writer.writerow([query, cid.decode("utf-8"), rank])
+    return rank
+
+
 def recommend(model: str, users: str, k: int, out: str, history: Optional[str] = None,
-              include_seen: bool = False, batch_size: int = 256, log=print) -> dict:
-    """Writes ``out``; returns ``{'queries', 'rows', 'model', 'cold'}``."""
+              include_seen: bool = False, batch_size: int = 256, log=print,
+              buy_again_out: Optional[str] = None) -> dict:
+    """Writes ``out`` (and ``buy_again_out``); returns ``{'queries', 'rows', 'model', 'cold',
+    'short'}`` (and ``'buy_again_rows'``).
+
+    ``out`` ranks candidates each query did not have in ``history`` (all of them with
+    ``include_seen``); ``buy_again_out`` ranks the candidates it did have, by the model.
+    """
     if not 1 <= k <= 10_000:
         raise ConfigError([("--k", f"must be in 1..10000, got {k}")])
     model_dir = find_model(model)
@@ -152,43 +188,47 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         from trainer.serving import require_scann
 
         require_scann()  # registers the ScaNN ops the SavedModel uses
-    signature = tf.saved_model.load(model_dir).signatures["recommend"]
+    loaded = tf.saved_model.load(model_dir)
+    discover, again = loaded.signatures["recommend"], loaded.signatures.get("buy_again")
+    if buy_again_out and again is None:
+        raise ConfigError([("--buy-again-out", f"{model_dir} has no buy_again signature; it "
+                            "was exported by an older version: re-run the pipeline")])
     dtypes = {d["input"]: tf.as_dtype(d["dtype"]) for d in described}
-    written, short = 0, []
-    tmp = out + ".partial"
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
+    written, again_written, short = 0, 0, []
+
+    def padded(lists):
+        width = max(1, max(len(x) for x in lists))
+        return tf.constant([x + [""] * (width - len(x)) for x in lists])
+
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(atomic_csv(out))
+        again_writer = stack.enter_context(atomic_csv(buy_again_out)) if buy_again_out else None
         for start in range(0, len(queries), batch_size):
             chunk = queries[start:start + batch_size]
             rows = [serving_values(cfg, described, q, seen.get(q)) for q in chunk]
             inputs = {name: tf.constant([r[name] for r in rows], dtype)
                       for name, dtype in dtypes.items()}
-            excluded = [[] if include_seen or q not in seen else sorted(seen[q]["seen"])
-                        for q in chunk]
-            width = max(1, max(len(e) for e in excluded))
-            inputs["exclude"] = tf.constant([e + [""] * (width - len(e)) for e in excluded])
-            inputs["k"] = tf.constant(k, tf.int32)
-            answer = signature(**inputs)
-            ids = answer["candidate_ids"].numpy()
-            scores = answer["scores"].numpy()
-            for query, values, row_ids, row_scores in zip(chunk, rows, ids, scores):
-                rank = 0
-                for cid, score in zip(row_ids, row_scores):
-                    if math.isnan(float(score)):
-                        raise RuntimeError(f"the model scored query {query!r} NaN (inputs "
-                                           f"{values}); nothing was written")
-                    if not cid or not math.isfinite(float(score)):
-                        continue  # the catalog ran out after the exclusions
-                    rank += 1
-                    writer.writerow([query, cid.decode("utf-8"), rank])
-                    written += 1
-                if rank < k:
-                    short.append((query, rank))
-    os.replace(tmp, out)  # a crash leaves no complete-looking file behind
+            had = [sorted(seen[q]["seen"]) if q in seen else [] for q in chunk]
+            answer = discover(**inputs, exclude=padded([[] if include_seen else h for h in had]),
+                              k=tf.constant(k, tf.int32))
+            for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
+                                                  answer["scores"].numpy()):
+                count = _write(writer, query, values, ids, scores)
+                written += count
+                if count < k:
+                    short.append((query, count))
+            if again_writer is not None:
+                answer = again(**inputs, had=padded(had), k=tf.constant(k, tf.int32))
+                for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
+                                                      answer["scores"].numpy()):
+                    again_written += _write(again_writer, query, values, ids, scores)
     report = {"queries": len(queries), "rows": written, "model": model_dir,
               "cold": len(queries) - len(seen), "short": len(short)}
     log(f"wrote {written} recommendations for {len(queries)} queries to {out}")
+    if buy_again_out:
+        report["buy_again_rows"] = again_written
+        log(f"wrote {again_written} buy-again rankings (each query's own items) to "
+            f"{buy_again_out}")
     if short:
         log(f"warning: {len(short)} queries got fewer than {k} recommendations, because the "
             f"catalog without their own items is smaller (first: {short[0][0]!r} got "

@@ -17,7 +17,7 @@ import re
 from typing import List
 
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, POOLINGS, SERVING_INDEXES, SOFTMAX_MODES,
+                              OPTIMIZERS, POOLINGS, REPEATS, SERVING_INDEXES, SOFTMAX_MODES,
                               SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config, ConfigError,
                               FeatureConfig)
 from pipelines.data.columns import type_conflicts
@@ -106,6 +106,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("data.candidate_id", f"is the same column as data.query_id ({d.query_id!r})")
     if d.timestamp is not None and d.timestamp in (d.query_id, d.candidate_id):
         add("data.timestamp", "must differ from the id columns")
+    if d.repeats not in REPEATS:
+        add("data.repeats", f"must be one of {', '.join(REPEATS)}")
     if d.split.method not in SPLIT_METHODS:
         add("data.split.method", f"must be one of {', '.join(SPLIT_METHODS)}")
     if d.split.method in ("time", "user_time") and d.timestamp is None:
@@ -146,6 +148,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("model.activation", f"must be one of {', '.join(ACTIVATIONS)}")
     if m.softmax not in SOFTMAX_MODES:
         add("model.softmax", f"must be one of {', '.join(SOFTMAX_MODES)}")
+    if isinstance(m.sampled_negatives, bool) or not 1 <= m.sampled_negatives <= 1_000_000:
+        add("model.sampled_negatives", "must be in 1..1000000")
     if isinstance(m.full_catalog_max, bool) or not 1 <= m.full_catalog_max <= 10_000_000:
         add("model.full_catalog_max", "must be in 1..10000000")
     if not 0.0 <= m.oov_dropout <= 0.5:

@@ -178,3 +178,24 @@ def test_columns_are_checked_against_the_csv_headers(raw_config):
 def test_missing_data_file_is_named(raw_config, tmp_path):
     keys, text = _invalid(raw_config, f"data.path={tmp_path / 'nope.csv'}", check_data=True)
     assert keys == ["data.path"] and "file not found" in text
+
+
+@pytest.mark.parametrize("name", ["b2b_demo", "movielens", "movielens_bench", "ta_feng_bench",
+                                  "purchases"])
+def test_every_example_config_parses_and_validates(name):
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "examples", f"{name}.yaml"))
+    assert validate(cfg, check_data=False) == []
+    assert Config.from_json(cfg.to_json()) == cfg
+
+
+def test_purchases_example_runs_its_checks_on_the_demo_columns(small_data):
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "examples", "purchases.yaml"), [
+        f"data.path={os.path.join(small_data, 'purchases.csv')}",
+        f"data.candidates.path={os.path.join(small_data, 'products.csv')}"])
+    assert validate(cfg) == []

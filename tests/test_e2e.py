@@ -253,6 +253,38 @@ def test_recommend_reports_queries_that_get_fewer_than_k(run, tmp_path):
     assert sum(r["user_id"] == "new-customer" for r in rows) == 150
 
 
+def test_buy_again_ranks_each_customers_own_items_by_the_model(run, tmp_path):
+    from e2e_helpers import query_inputs
+    from pipelines.recommend import recommend
+
+    users = tmp_path / "users.csv"
+    users.write_text("customer_id\nC00000\n0042\n")
+    report = recommend(run["root"], str(users), 5, str(tmp_path / "recs.csv"),
+                       buy_again_out=str(tmp_path / "again.csv"), log=lambda line: None)
+    with open(tmp_path / "again.csv", encoding="utf-8") as handle:
+        again = list(csv.DictReader(handle))
+    assert report["buy_again_rows"] == len(again) > 5
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    model = tf_load(results(run["root"])["serving_model"])
+    catalog = [v.decode() for v in model.candidate_ids.numpy()]
+    vectors = model.candidate_embeddings.numpy()
+    with open(os.path.join(results(run["root"])["serving_model"], "assets.extra",
+                           "serving_inputs.json"), encoding="utf-8") as handle:
+        described = json.load(handle)
+    import tensorflow as tf
+
+    for user in ("C00000", "0042"):
+        own = sorted({r["product_id"] for r in rows if r["customer_id"] == user})
+        inputs = query_inputs(run, described, [user])
+        query = model.signatures["query_embedding"](**{
+            k: tf.constant(v, tf.as_dtype(d["dtype"])) for (k, v), d in zip(
+                inputs.items(), described)})["embedding"].numpy()[0]
+        scores = {item: float(vectors[catalog.index(item)] @ query) for item in own}
+        expected = sorted(own, key=lambda item: -scores[item])[:5]
+        assert [r["item_id"] for r in again if r["user_id"] == user] == expected
+
+
 def tf_load(path):
     import tensorflow as tf
 

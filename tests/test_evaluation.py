@@ -183,3 +183,23 @@ def test_popularity_ties_break_exactly_for_huge_counts():
     result = evaluate_full_catalog(np.zeros((1, 2)), np.zeros((200, 2)), counts,
                                    [np.array([3])], [np.array([], dtype=np.int64)], [4, 10])
     assert result["popularity"]["recall_at_4"] == 1.0  # ranks 0, 1, 2, 3 by index
+
+
+def test_buy_again_ranks_each_querys_own_candidates_by_hand():
+    from trainer.evaluation import buy_again_metrics, rank_within
+
+    candidates = [ints(3, 5, 8), ints(1, 2)]
+    scores = [[0.1, 0.9, 0.5], [0.3, 0.3]]                   # q0: 5, 8, 3; q1: tie -> 1, 2
+    ranked = rank_within(candidates, scores, 2)
+    assert [r.tolist() for r in ranked] == [[5, 8], [1, 2]]
+    frequency = rank_within(candidates, [[4, 1, 1], [1, 7]], 2)  # q0: 3, then 5 (tie, lower)
+    assert [r.tolist() for r in frequency] == [[3, 5], [2, 1]]
+    got = buy_again_metrics(candidates, {"model": ranked, "frequency": frequency},
+                            [ints(3, 8), ints(2)], [1, 2])
+    # model: q0 top1 5 (miss), top2 adds 8 (1/2); q1 top1 1 (miss), top2 adds 2 (1)
+    assert got["model"] == pytest.approx({"recall_at_1": 0.0, "hit_rate_at_1": 0.0,
+                                          "recall_at_2": 0.75, "hit_rate_at_2": 1.0})
+    # frequency: q0 top1 3 (1/2), top2 + 5 (1/2); q1 top1 2 (1)
+    assert got["frequency"] == pytest.approx({"recall_at_1": 0.75, "hit_rate_at_1": 1.0,
+                                              "recall_at_2": 0.75, "hit_rate_at_2": 1.0})
+    assert got["queries"] == 2 and got["mean_candidates"] == 2.5

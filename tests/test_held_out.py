@@ -136,3 +136,23 @@ def test_queries_sharing_the_oov_key_are_evaluated_one_by_one():
     assert got["model"]["recall_at_1"] == 1.0  # each query finds its own item
     assert got["popularity"]["recall_at_1"] == 0.5  # new1: 0 first; new2: 0 first (miss)
     assert CANDIDATE_KEY not in evaluation.inputs
+
+
+def test_buy_again_ranks_what_a_query_had_model_beside_frequency_and_popularity():
+    snapshots = {QUERY_ID: np.asarray([b"q"], dtype=object), "x": np.asarray([[0.0, 1.0]])}
+    # q had 0 (once), 1 (three times), 3 (once); held out: 1 (a re-order) and 2 (new)
+    evaluation = HeldOutSet("eval", snapshots, ["x"], np.asarray([b"q", b"q"], dtype=object),
+                            np.asarray([1, 2]), {b"q": np.asarray([0, 1, 3])},
+                            {b"q": (np.asarray([0, 1, 3]), np.asarray([1.0, 3.0, 1.0]))})
+    tower = tf.keras.layers.Lambda(lambda f: tf.cast(f["x"], tf.float32))
+    vectors = np.asarray([[0.0, 0.5], [0.0, 0.1], [1.0, 0.0], [0.0, 0.9]], np.float32)
+    got = evaluation.evaluate(lambda inputs: tower(inputs).numpy(), vectors,
+                              np.asarray([9.0, 1.0, 1.0, 5.0]), [1, 2])
+    again = got["buy_again"]
+    # model scores of 0, 1, 3: .5, .1, .9 -> 3, 0, 1: the re-order 1 is third
+    assert again["model"]["recall_at_1"] == 0.0 and again["model"]["recall_at_2"] == 0.0
+    # frequency: 1 (3 times) first
+    assert again["frequency"]["recall_at_1"] == 1.0
+    # popularity 9, 1, 5 -> 0, 3, 1
+    assert again["popularity"]["recall_at_2"] == 0.0
+    assert again["queries"] == 1 and got["queries"] == 1  # discovery still scores item 2

@@ -120,3 +120,30 @@ def test_no_eval_query_with_an_earlier_interaction_is_an_error(tmp_path):
                 str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out")
     assert HEADER.startswith("customer_id")
+
+
+def test_repeats_are_later_rows_of_a_pair_the_split_could_see():
+    from pipelines.data.histories import repeats
+
+    # (time, rank, item): a basket with x twice at 2; y in eval then in train (not a repeat
+    # for train: it can't see eval); z in train then test
+    rows = [(1, 0, "x"), (2, 0, "x"), (2, 0, "x"), (3, 1, "y"), (4, 0, "y"), (5, 1, "y"),
+            (6, 0, "z"), (7, 2, "z")]
+    got = repeats(["q"] * 8, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    assert got == [False, True, True, False, False, True, False, True]
+
+
+def test_first_only_keeps_histories_whole_and_drops_re_orders(tmp_path):
+    rows = [("C1", "smb", "north", "P1", "1", "1"), ("C1", "smb", "north", "P1", "2", "1"),
+            ("C1", "smb", "north", "P2", "3", "1"), ("C1", "smb", "north", "P1", "4", "1"),
+            ("C1", "smb", "north", "P3", "5", "1")]
+    cfg = config(tmp_path, csv_of(rows), overrides=[
+        "data.repeats=first", "data.split.eval_fraction=0.2",
+        "query_tower.features.3={name: recent, kind: history, max_length: 5}"])
+    out = str(tmp_path / "out")
+    report = prepare(cfg, out)
+    assert [(r["product_id"], r[HISTORY]) for r in rows_of(out, "train")] == [
+        ("P1", None), ("P2", "P1|P1")]  # the re-orders at 2 and 4 are not rows, but history
+    assert [(r["product_id"], r[HISTORY]) for r in rows_of(out, "eval")] == [
+        ("P3", "P1|P2|P1|P1")]
+    assert (report["train_rows"], report["eval_rows"], report["repeats_dropped"]) == (2, 1, 2)

@@ -62,6 +62,7 @@ OPTIONS = [
      "training.epochs=2", "training.early_stopping_patience=1",
      "training.early_stopping_metric=ndcg_at_5"],
     ["model.candidate_bias=true", "model.softmax=in_batch"],
+    ["model.softmax=sampled", "model.sampled_negatives=3"],
 ]
 
 
@@ -175,8 +176,8 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
     module = load_module(str(path), f"generated_trainer_{abs(hash(tuple(overrides)))}")
     record = module.run_fn(fn_args_for(tmp, tmp_path))
     assert record["status"] == "completed"
-    assert record["softmax"] == ("in_batch" if "model.softmax=in_batch" in overrides
-                                 else "full_catalog")  # auto: 7 candidates fit
+    softmax = [o.split("=")[1] for o in overrides if o.startswith("model.softmax=")]
+    assert record["softmax"] == (softmax[0] if softmax else "full_catalog")  # auto: 7 fit
     with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
         assert json.load(handle)["status"] == "completed"
     served = tf.saved_model.load(str(tmp_path / "m"))

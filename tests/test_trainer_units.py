@@ -432,3 +432,27 @@ def test_cut_offs_larger_than_the_catalog_are_an_error_not_dropped():
     spec = {"model": {"top_k": [10]}, "pipeline": {"serving_k": 70}}
     with pytest.raises(ValueError, match="pipeline.serving_k 70 exceeds the catalog's 60"):
         check_cutoffs(spec, 60)
+
+
+def test_sampled_catalog_loss_is_the_exact_one_when_it_samples_everything():
+    """m = n: the positive plus every other candidate, weight log(n/m) = 0: the full softmax,
+    with and without the candidate bias."""
+    from trainer.model import TwoTowerModel
+
+    query_tower = tf.keras.layers.Lambda(lambda f: f["q"])
+    candidate_tower = tf.keras.layers.Lambda(lambda f: f["c"])
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.5]], np.float32)
+    catalog = {"c": vectors, CANDIDATE_POSITION: np.arange(4)}
+    queries = tf.constant([[1.0, 0.0], [0.0, 2.0]])
+    labels = tf.constant([2, 1], tf.int64)
+    features = {"c": tf.constant(vectors[[2, 1]]), CANDIDATE_POSITION: labels}
+    for bias in (None, np.array([0.5, -1.0, 0.0, 2.0], np.float32)):
+        exact_model = TwoTowerModel(query_tower, candidate_tower, ExactIndex(np.arange(4), 3, k=1),
+                                    [1], temperature=0.5, catalog=catalog, candidate_bias=bias)
+        sampled_model = TwoTowerModel(query_tower, candidate_tower,
+                                      ExactIndex(np.arange(4), 3, k=1), [1], temperature=0.5,
+                                      catalog=catalog, candidate_bias=bias, sampled_negatives=4)
+        exact = float(exact_model.catalog_loss(queries, labels, training=True))
+        sampled = float(sampled_model.catalog_loss(queries, labels, training=True,
+                                                   features=features))
+        assert sampled == pytest.approx(exact, rel=1e-5)

@@ -105,6 +105,18 @@ def positions_of(raw_ids, catalog_ids):
                        count=len(raw_ids))
 
 
+def query_counts(queries, positions):
+    """``{raw query id: (positions, how many rows of each)}``, positions sorted; -1 left out."""
+    counts = {}
+    for query, position in zip(np.asarray(queries).tolist(), np.asarray(positions).tolist()):
+        if position >= 0:
+            found = counts.setdefault(query, {})
+            found[position] = found.get(position, 0) + 1
+    return {query: (np.asarray(sorted(found), dtype=np.int64),
+                    np.asarray([found[p] for p in sorted(found)], dtype=np.float64))
+            for query, found in counts.items()}
+
+
 def query_groups(queries, positions):
     """Maps each raw query id (bytes) to the sorted catalog positions it interacted with.
 

@@ -133,3 +133,37 @@ def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth,
     if with_popularity:
         result["popularity"] = ranking_metrics(np.concatenate(pop_top), truth, ks)
     return result
+
+
+def rank_within(candidate_lists, score_lists, k):
+    """Each query's own candidates ranked by their scores, best first, at most ``k``.
+
+    Ties go to the lower catalog position. Returns one int array per query.
+    """
+    ranked = []
+    for candidates, scores in zip(candidate_lists, score_lists):
+        order = np.lexsort((candidates, -np.asarray(scores, dtype=np.float64)))
+        ranked.append(np.asarray(candidates)[order][:k])
+    return ranked
+
+
+def buy_again_metrics(candidate_lists, rankings, truth, ks):
+    """Recall@k and HitRate@k of rankings of each query's own candidates ("buy again").
+
+    ``rankings`` maps a name to per-query ranked candidate arrays (from
+    :func:`rank_within`); ``truth``: each query's held-out candidates among its own.
+    Cut-offs at or above a query's number of candidates count it as found.
+    """
+    out = {}
+    for name, ranked in rankings.items():
+        sums = {f"{m}_at_{k}": 0.0 for k in ks for m in ("recall", "hit_rate")}
+        for top, relevant in zip(ranked, truth):
+            for k in ks:
+                found = np.isin(top[:k], relevant).sum()
+                sums[f"recall_at_{k}"] += found / len(relevant)
+                sums[f"hit_rate_at_{k}"] += float(found > 0)
+        out[name] = {key: value / max(len(truth), 1) for key, value in sums.items()}
+    out["queries"] = len(truth)
+    out["mean_candidates"] = float(np.mean([len(c) for c in candidate_lists])) if truth else 0.0
+    return out
+

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from transform.naming import QUERY_ID
 from trainer.data import query_groups
-from trainer.evaluation import evaluate_full_catalog, evaluation_queries
+from trainer.evaluation import (buy_again_metrics, evaluate_full_catalog, evaluation_queries,
+                                rank_within)
 
 METRIC_PREFIX = "full_catalog/"  # per-epoch logs: val_full_catalog/recall_at_10, ...
 
@@ -29,9 +30,17 @@ class HeldOutSet:
       held_queries, held_positions: per held-out interaction, the raw query id
         and the candidate's catalog position (-1 outside the catalog).
       seen_groups: ``{raw query id: positions it had before}``.
+      seen_counts: ``{raw query id: (positions, rows of each)}`` before the
+        cut, for the "buy again" evaluation (optional).
+
+    Besides discovery (new candidates over the whole catalog), it evaluates
+    "buy again": a query's held-out candidates that it already had, ranked
+    among everything it had, by the model and by two baselines: how often the
+    query had each (``frequency``) and global ``popularity``.
     """
 
-    def __init__(self, name, snapshots, query_keys, held_queries, held_positions, seen_groups):
+    def __init__(self, name, snapshots, query_keys, held_queries, held_positions, seen_groups,
+                 seen_counts=None):
         self.name = name
         held_groups = query_groups(held_queries, held_positions)
         snapshot_ids = snapshots[QUERY_ID].tolist()
@@ -41,6 +50,18 @@ class HeldOutSet:
         where = {query: row for row, query in enumerate(snapshot_ids)}
         rows = np.asarray([where[q] for q in self.queries], dtype=np.int64)
         self.inputs = {key: snapshots[key][rows] for key in query_keys}
+        self.again = {"queries": [], "truth": [], "candidates": [], "frequency": []}
+        for query in sorted(held_groups):
+            had = (seen_counts or {}).get(query)
+            if query not in where or had is None:
+                continue
+            relevant = np.intersect1d(held_groups[query], had[0])
+            if len(relevant):
+                for key, value in (("queries", query), ("truth", relevant),
+                                   ("candidates", had[0]), ("frequency", had[1])):
+                    self.again[key].append(value)
+        rows = np.asarray([where[q] for q in self.again["queries"]], dtype=np.int64)
+        self.again_inputs = {key: snapshots[key][rows] for key in query_keys}
 
     def evaluate(self, embed_queries, candidate_vectors, counts, ks, with_popularity=True):
         """Full-catalog metrics: ``{'split', 'queries', 'model', 'popularity', counts...}``.
@@ -64,7 +85,20 @@ class HeldOutSet:
                                        self.truth,
                                        self.exclude, ks, with_popularity=with_popularity)
         result.update(split=self.name, **self.counts)
+        if with_popularity and self.again["queries"]:
+            result["buy_again"] = self.buy_again(embed_queries, candidate_vectors, counts, ks)
         return result
+
+    def buy_again(self, embed_queries, candidate_vectors, counts, ks):
+        """Recall of re-bought candidates among what each query had: model vs baselines."""
+        queries = embed_queries(self.again_inputs)
+        candidates = self.again["candidates"]
+        model = [candidate_vectors[c] @ q for c, q in zip(candidates, queries)]
+        rankings = {"model": rank_within(candidates, model, max(ks)),
+                    "frequency": rank_within(candidates, self.again["frequency"], max(ks)),
+                    "popularity": rank_within(candidates, [counts[c] for c in candidates],
+                                              max(ks))}
+        return buy_again_metrics(candidates, rankings, self.again["truth"], ks)
 
 
 class HeldOutMetrics(tf.keras.callbacks.Callback):

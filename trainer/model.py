@@ -120,8 +120,11 @@ class TwoTowerModel(tfrs.Model):
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
                  remove_accidental_hits=True, sampling_probability=None, catalog=None,
-                 candidate_bias=None):
+                 candidate_bias=None, sampled_negatives=None):
         super().__init__()
+        # with a catalog: the number of catalog candidates a training step samples as
+        # negatives (None: all of them, the exact softmax)
+        self.sampled_negatives = sampled_negatives
         self.bias = (None if candidate_bias is None else
                      tf.Variable(tf.constant(candidate_bias, tf.float32), name="candidate_bias"))
         # {key: [num_candidates, ...]} features of every catalog candidate, by position;
@@ -168,24 +171,50 @@ class TwoTowerModel(tfrs.Model):
             k: v for k, v in table.items() if k != CANDIDATE_POSITION}))
         return self.candidate_vectors(embeddings, table[CANDIDATE_POSITION]).numpy()
 
-    def catalog_loss(self, query, labels, training=False):
-        """Exact softmax cross-entropy over the whole catalog, averaged over the batch.
+    def catalog_loss(self, query, labels, training=False, features=None):
+        """Softmax cross-entropy over the catalog, averaged over the batch.
+
+        Exact over every candidate, or, in training with ``sampled_negatives``
+        = m, over each row's own candidate and m candidates drawn uniformly
+        without replacement from the catalog, their exponentials weighted by
+        n / m so that the sum estimates the full softmax's (a sampled
+        candidate that is the row's own is not counted as a negative).
 
         Args:
           query: ``[batch, dim]`` query embeddings.
           labels: ``[batch]`` catalog positions; rows outside the catalog (-1)
             are left out of the mean.
+          features: the batch's features (the sampled loss embeds each row's
+            own candidate from them).
         """
-        candidates = self.candidate_vectors(self.candidate_tower(self.catalog, training=training),
-                                            self.catalog[CANDIDATE_POSITION])  # [n, d]
-        logits = tf.linalg.matmul(self.query_vectors(query), candidates,
-                                  transpose_b=True)  # [batch, n]
-        if self.temperature:
-            logits = logits / self.temperature
         labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
         known = labels >= 0
+        queries = self.query_vectors(query)
+        size = tf.shape(self.catalog[CANDIDATE_POSITION], out_type=tf.int64)[0]
+        if training and self.sampled_negatives is not None:
+            sampled = tf.random.shuffle(tf.range(size))[:self.sampled_negatives]
+            rows = {k: tf.gather(v, sampled) for k, v in self.catalog.items()}
+            negatives = self.candidate_vectors(self.candidate_tower(rows, training=True),
+                                               sampled)  # [m, d]
+            own = self.candidate_vectors(self.candidate_tower(features, training=True), labels)
+            positive = tf.reduce_sum(queries * own, axis=1, keepdims=True)  # [batch, 1]
+            logits = tf.linalg.matmul(queries, negatives, transpose_b=True)  # [batch, m]
+            weight = tf.math.log(tf.cast(size, tf.float32) / tf.cast(tf.shape(sampled)[0],
+                                                                      tf.float32))
+            logits = tf.where(tf.equal(labels[:, tf.newaxis], sampled[tf.newaxis, :]),
+                              -1e9, logits + weight * (self.temperature or 1.0))
+            logits = tf.concat([positive, logits], axis=1)
+            labels_used = tf.zeros_like(labels)
+        else:
+            candidates = self.candidate_vectors(
+                self.candidate_tower(self.catalog, training=training),
+                self.catalog[CANDIDATE_POSITION])  # [n, d]
+            logits = tf.linalg.matmul(queries, candidates, transpose_b=True)  # [batch, n]
+            labels_used = labels
+        if self.temperature:
+            logits = logits / self.temperature
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.boolean_mask(labels, known), logits=tf.boolean_mask(logits, known))
+            labels=tf.boolean_mask(labels_used, known), logits=tf.boolean_mask(logits, known))
         return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
     def compute_loss(self, features, training=False):
@@ -201,7 +230,7 @@ class TwoTowerModel(tfrs.Model):
                     self.candidate_tower(features, training=False), positions),
                           candidate_ids=positions, compute_metrics=True,
                           compute_batch_metrics=False)
-            return self.catalog_loss(query, positions, training)
+            return self.catalog_loss(query, positions, training, features)
         candidate = self.candidate_vectors(self.candidate_tower(features, training=training),
                                            positions)
         probability = None

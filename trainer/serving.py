@@ -15,6 +15,10 @@ Signatures:
   ids never to return (pad with ``""``; unknown ids are ignored) and ``k``
   (int32 scalar) -> ``candidate_ids`` and ``scores`` ``[batch, k]``; where
   fewer than ``k`` candidates remain, the tail has id ``""`` and score -inf.
+  ``buy_again``: the same inputs plus ``had`` ``[batch, n]`` raw ids the query
+  already had (pad with ``""``) and ``k`` -> the best ``k`` of them by the
+  model's score (``candidate_ids``, ``scores``; ``""`` and -inf where fewer).
+  Ids outside the catalog are never returned.
 
 ``assets.extra/serving_inputs.json`` lists each input's raw column, dtype and
 the default the model uses when a request sends ``""`` (strings) or NaN
@@ -144,6 +148,9 @@ class RetrievalServer(tf.Module):
         self.recommend_excluding = tf.function(self._recommend_excluding, input_signature=[
             signature[0], tf.TensorSpec([None, None], tf.string, name="exclude"),
             tf.TensorSpec([], tf.int32, name="k")])
+        self.rank_had = tf.function(self._rank_had, input_signature=[
+            signature[0], tf.TensorSpec([None, None], tf.string, name="had"),
+            tf.TensorSpec([], tf.int32, name="k")])
 
     def _embed(self, features):
         raw = {column: _raw_tensor(features[name], self.raw_specs[column])
@@ -180,6 +187,18 @@ class RetrievalServer(tf.Module):
         return {"candidate_ids": tf.where(tf.math.is_inf(top_scores), "", ids),
                 "scores": top_scores}
 
+    def _rank_had(self, features, had, k):
+        query = self._embed(features)["embedding"]  # [batch, d]
+        positions = self.positions.lookup(had)  # [batch, n], -1 for padding or unknown
+        vectors = tf.gather(self.candidate_embeddings, tf.maximum(positions, 0))  # [b, n, d]
+        scores = tf.reduce_sum(vectors * query[:, tf.newaxis, :], axis=2)
+        scores = tf.where(positions >= 0, scores, tf.constant(-float("inf")))
+        k = tf.minimum(k, tf.shape(scores)[1])
+        top_scores, top = tf.math.top_k(scores, k=k)
+        ids = tf.gather(had, top, batch_dims=1)
+        return {"candidate_ids": tf.where(tf.math.is_inf(top_scores), "", ids),
+                "scores": top_scores}
+
     def describe_inputs(self):
         """``[{'input', 'column', 'dtype', 'default'}]``: what each signature input carries.
 
@@ -194,7 +213,8 @@ class RetrievalServer(tf.Module):
         tf.saved_model.save(self, path, signatures={
             "serving_default": self.recommend.get_concrete_function(),
             "query_embedding": self.embed.get_concrete_function(),
-            "recommend": self.recommend_excluding.get_concrete_function()})
+            "recommend": self.recommend_excluding.get_concrete_function(),
+            "buy_again": self.rank_had.get_concrete_function()})
         extra = os.path.join(path, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, SERVING_INPUTS_FILE), "w") as handle:

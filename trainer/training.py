@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
                               QUERY_ID, QUERY_KEY, TEST_SPLIT, TRAIN_SPLIT, queries_split)
 from trainer.data import (catalog_table, load_arrays, make_dataset, position_table,
-                          positions_of, query_groups)
+                          positions_of, query_counts, query_groups)
 from trainer.evaluation import popularity
 from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
@@ -138,8 +138,10 @@ def build_model(spec, tft_output, inputs):
                           temperature=model_cfg["temperature"],
                           remove_accidental_hits=model_cfg["remove_accidental_hits"],
                           sampling_probability=sampling,
-                          catalog=table if softmax == "full_catalog" else None,
-                          candidate_bias=bias)
+                          catalog=table if softmax in ("full_catalog", "sampled") else None,
+                          candidate_bias=bias,
+                          sampled_negatives=(min(model_cfg["sampled_negatives"], num_candidates)
+                                             if softmax == "sampled" else None))
     return {"model": model, "table": table, "ks": ks, "num_candidates": num_candidates,
             "softmax": softmax}
 
@@ -182,14 +184,14 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
     return record
 
 
-def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups):
+def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups, seen_counts=None):
     """The :class:`HeldOutSet` of ``split``, and its rows' raw query ids and positions."""
     rows = load_arrays(files[split], feature_spec)
     positions = positions_of(rows[CANDIDATE_ID], catalog_ids)
     query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
     snapshots = load_arrays(files[queries_split(split)], feature_spec)
     held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
-                      positions, seen_groups)
+                      positions, seen_groups, seen_counts)
     return held, rows[QUERY_ID], positions
 
 
@@ -216,8 +218,10 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
                          f"candidates, the catalog has {built['num_candidates']}; use "
                          "serving_index: exact (brute force is fast at this size)")
     train_groups = query_groups(train[QUERY_ID], train[CANDIDATE_POSITION])
+    train_counts = query_counts(train[QUERY_ID], train[CANDIDATE_POSITION])
     evaluation, eval_queries, eval_positions = held_out_set(
-        spec, EVAL_SPLIT, files, inputs["feature_spec"], catalog_ids, train_groups)
+        spec, EVAL_SPLIT, files, inputs["feature_spec"], catalog_ids, train_groups,
+        train_counts)
     model.compile(optimizer=make_optimizer(training))
     callbacks = [  # HeldOutMetrics first: later callbacks read the metrics it adds to the logs
         IndexRefresher(model, table),
@@ -256,7 +260,10 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
         seen = dict(train_groups)
         for query, found in query_groups(eval_queries, eval_positions).items():
             seen[query] = np.union1d(seen.get(query, found[:0]), found)
-        test, _, _ = held_out_set(spec, TEST_SPLIT, files, feature_spec, catalog_ids, seen)
+        both = query_counts(np.concatenate([train[QUERY_ID], eval_queries]),
+                            np.concatenate([train[CANDIDATE_POSITION], eval_positions]))
+        test, _, _ = held_out_set(spec, TEST_SPLIT, files, feature_spec, catalog_ids, seen,
+                                  both)
         record["evaluation_eval"] = record["evaluation"]
         record["evaluation"] = test.evaluate(model.embed_queries, candidate_vectors, counts, ks)
 

@@ -100,3 +100,23 @@ def first_times(queries: Sequence[str], times: Sequence[float],
 def joined(items: List[str], separator: str, max_length: int) -> Optional[str]:
     """A history cell: the newest ``max_length`` items joined, None when empty."""
     return separator.join(items[:max_length]) or None
+
+
+def repeats(queries: Sequence[str], times: Sequence[float], ranks: Sequence[int],
+            items: Sequence[str]) -> List[bool]:
+    """Per row: whether its query had its candidate in an earlier row its split may see.
+
+    "Earlier" is (time, file order), so the second of two identical rows in one
+    basket is a repeat; visibility is the histories' (train sees train, eval
+    train and eval, test all), so a train row is never marked because of a
+    held-out one.
+    """
+    out = [False] * len(queries)
+    for rows in _by_query(queries, times).values():
+        had: List[set] = [set() for _ in RANKS]  # had[r]: candidates rank r has seen
+        for i in rows:
+            out[i] = items[i] in had[ranks[i]]
+            for rank in range(ranks[i], len(RANKS)):
+                had[rank].add(items[i])
+    return out
+

@@ -32,7 +32,7 @@ from typing import Dict, List
 from pipelines.config import Config
 from pipelines.data.columns import FLOAT, INT, STRING, column_types, output_columns
 from pipelines.data.csvfile import DataError, check_number, parse_time, read_rows
-from pipelines.data.histories import (RANKS, first_times, joined, query_states,
+from pipelines.data.histories import (RANKS, first_times, joined, query_states, repeats,
                                       row_histories)
 from pipelines.data.splits import SPLITS, assign_splits
 from transform.naming import CATALOG_SPLIT, history_column, queries_split, raw_columns
@@ -183,10 +183,15 @@ def prepare(cfg: Config, out_dir: str) -> dict:
             for column, f in histories.items():
                 row[column] = joined(past, f.separator, f.max_length)
 
-    splits = {split: [row for row, label in zip(rows, labels) if label == split]
+    again = (repeats(queries, clock, ranks, items) if d.repeats == "first"
+             else [False] * len(rows))
+    splits = {split: [row for row, label, repeat in zip(rows, labels, again)
+                      if label == split and not (repeat and split == "train")]
               for split in held}
     report = {"rows": len(rows), "columns": output_columns(cfg), "column_types": types}
-    report.update({f"{split}_rows": counts[split] for split in held})
+    report.update({f"{split}_rows": len(splits[split]) for split in held})
+    if d.repeats == "first":
+        report["repeats_dropped"] = sum(1 for r, l in zip(again, labels) if r and l == "train")
     query_side = {d.query_id, d.timestamp} | set(_feature_columns(cfg, "query_tower"))
     for split in held[1:]:
         chosen = [label == split for label in labels]
