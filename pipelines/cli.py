@@ -2,6 +2,7 @@
 
     twotower validate --config C [--set KEY=VALUE ...] [--no-data]
     twotower generate --config C --out DIR [--set ...]
+    twotower prepare  --config C [--engine duckdb|bigquery] [--print-sql] [--out DIR]
     twotower run      --config C [--set ...]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
@@ -67,6 +68,29 @@ def cmd_generate(args) -> int:
     cfg = _config(args)
     written = write_modules(cfg, args.out)
     print(f"wrote {written['transform']}\nwrote {written['trainer']}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from pipelines.data.sql.duck import program_text
+
+    cfg = _config(args)
+    if args.print_sql or args.engine == "bigquery":
+        if args.engine == "bigquery" and not args.print_sql:
+            print("twotower prepare: BigQuery runs this program from the Vertex AI pipeline; "
+                  "here it can only be printed: add --print-sql", file=sys.stderr)
+            return 2
+        sys.stdout.write(program_text(cfg, args.engine))
+        return 0
+    from pipelines.data.prepare import prepare
+
+    out = args.out or os.path.join(cfg.pipeline.root, "input")
+    report = prepare(cfg, out)
+    held = ", ".join(f"{report[f'{s}_rows']} {s}" for s in ("train", "eval", "test")
+                     if f"{s}_rows" in report)
+    print(f"prepared {report['rows']} interactions: {held} ({report['split_method']} split), "
+          f"{report['catalog_candidates']} catalog candidates -> {out} (the SQL that ran: "
+          f"{os.path.join(out, 'prepare.sql')})")
     return 0
 
 
@@ -221,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-data", action="store_true", help="do not read the data files")
     p.set_defaults(func=cmd_generate)
+    p = with_config("prepare", "run (or print) the data preparation SQL program")
+    p.add_argument("--engine", choices=("duckdb", "bigquery"), default="duckdb")
+    p.add_argument("--print-sql", action="store_true", help="print the program, run nothing")
+    p.add_argument("--out", help="output directory (default: <pipeline.root>/input)")
+    p.set_defaults(func=cmd_prepare)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
     p = with_config("lr-check", "learning-rate range test on the transformed data")
     p.add_argument("--rates", help="comma-separated rates (default: the configured rate "

@@ -101,7 +101,7 @@ class SplitConfig:
     interactions in eval (at least one, for queries with two or more);
     ``hash`` assigns rows by a seeded hash of the row. With ``test_fraction``
     > 0 the latest part of the held-out rows is a test split
-    (see :mod:`pipelines.data.splits`).
+    (see :mod:`pipelines.data.sql.program`).
     """
     method: str = "auto"
     eval_fraction: float = 0.2

@@ -10,6 +10,8 @@ config should pay for it.
 Layout under ``pipeline.root``::
 
     input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
+    input/prepare.sql              the data preparation program that wrote it (DuckDB)
+    modules/prepare.sql            the same program, beside the modules it feeds
     modules/transform_module.py    generated Transform module
     modules/trainer_module.py      generated Trainer module
     modules/schema.pbtxt           the explicit schema ImportSchemaGen imports
@@ -22,12 +24,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 from typing import Dict, List
 
 from pipelines.codegen import write_modules
 from pipelines.config import Config
 from pipelines.data.columns import schema_text
-from pipelines.data.prepare import prepare
+from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
 from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT,
                               queries_split)
@@ -142,6 +145,8 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
         f"{report['catalog_candidates']} catalog candidates -> {where['input']}")
     modules = write_modules(cfg, where["modules"])
     modules["schema"] = write_schema(cfg, where["modules"])
+    shutil.copyfile(os.path.join(where["input"], SQL_FILE),
+                    os.path.join(where["modules"], SQL_FILE))
     log(f"generated {modules['transform']} and {modules['trainer']}")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfx import v1 as tfx

@@ -25,9 +25,8 @@ from typing import Dict, List, Optional
 
 from pipelines.config import Config, ConfigError
 from pipelines.data.csvfile import DataError, parse_time, read_rows
-from pipelines.data.histories import query_states
 from pipelines.local import results
-from transform.naming import HISTORY_PREFIX, raw_columns
+from transform.naming import HISTORY_PREFIX
 
 HEADER = ("user_id", "item_id", "rank")
 
@@ -74,31 +73,13 @@ def query_histories(cfg: Config, path: str, wanted: set) -> Dict[str, dict]:
 
     ``row`` is its latest row (by timestamp, then file order), ``items`` its
     candidates newest first (as many as the longest history keeps), ``seen``
-    every candidate it has in ``path``. The same rules as the evaluation's
-    query states (:mod:`pipelines.data.histories`), with every row known.
+    every candidate it has in ``path``: the preparation program's window for
+    held-out queries, with the cutoff at now and every row known
+    (:mod:`pipelines.data.sql.serving`).
     """
-    d = cfg.data
-    columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else []) + [
-        c for f in cfg.query_tower.features if f.kind != "history"
-        for c in raw_columns(f.__dict__)]
-    queries, times, items, rows = [], [], [], []
-    for number, row in read_rows(path, list(dict.fromkeys(columns))):
-        query = row[d.query_id]
-        if query not in wanted:
-            continue
-        queries.append(query)
-        items.append(row[d.candidate_id])
-        times.append(parse_time(row[d.timestamp], f"{path} row {number}, column "
-                                f"{d.timestamp!r}") if d.timestamp else 0.0)
-        rows.append(row)
-    cap = max([f.max_length for _, f in cfg.features() if f.kind == "history"] or [0])
-    states = query_states(queries, times, items, [True] * len(rows),
-                          {q: math.inf for q in set(queries)}, cap)
-    seen: Dict[str, set] = {}
-    for query, item in zip(queries, items):
-        seen.setdefault(query, set()).add(item)
-    return {q: {"row": rows[s["row"]], "items": s["items"], "seen": seen[q]}
-            for q, s in states.items()}
+    from pipelines.data.sql.serving import states_now
+
+    return states_now(cfg, path, wanted)
 
 
 def serving_values(cfg: Config, described: List[dict], query: str, state: Optional[dict]) -> dict:

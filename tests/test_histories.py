@@ -2,13 +2,11 @@
 
 Expectations are worked out by hand from the rows written in each test.
 """
-import math
 import os
 
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.data.histories import first_times, query_states, row_histories
 from pipelines.data.prepare import prepare
 from pipelines.validate import validate
 from test_prepare import HEADER, config, csv_of, rows_of
@@ -16,12 +14,41 @@ from test_prepare import HEADER, config, csv_of, rows_of
 HISTORY = "__twotower_history_recent"
 
 
-def test_each_split_sees_only_its_own_and_earlier_splits():
+def sql_final(tmp_path, rows, cap, repeats="keep", method="hash"):
+    """Runs the program's ``final`` step on hand-made ``ranked`` rows (query, time, rank, item).
+
+    Returns per row (file order): its history list and its repeat flag.
+    """
+    from pipelines.data.sql.duck import Runner
+    from pipelines.data.sql.program import _final, plan
+
+    cfg = config(tmp_path, csv_of([("C1", "smb", "north", "P1", "1", "1")]), overrides=[
+        f"query_tower.features.3={{name: recent, kind: history, max_length: {cap}}}",
+        f"data.split.method={method}", f"data.repeats={repeats}"])
+    p = plan(cfg)
+    runner = Runner(str(tmp_path / "spill"))
+    runner.con.execute(f"CREATE TABLE ranked ({p.q} VARCHAR, {p.item} VARCHAR, _t DOUBLE, "
+                       "_line BIGINT, _rank INTEGER)")
+    runner.con.executemany("INSERT INTO ranked VALUES (?, ?, ?, ?, ?)",
+                           [[q, i, t, n + 2, r] for n, (q, t, r, i) in enumerate(rows)])
+    runner.create("final", _final(p))
+    got = runner.con.execute("SELECT _h, _repeat FROM final ORDER BY _line").fetchall()
+    return [(list(h or []), repeat) for h, repeat in got]
+
+
+@pytest.mark.parametrize("method", ["hash", "time"])
+def test_each_split_sees_only_its_own_and_earlier_splits(tmp_path, method):
     # one query; (time, split rank, item): train 0, eval 1, test 2, interleaved in time
     rows = [(1, 0, "a"), (2, 1, "b"), (3, 0, "c"), (4, 2, "d"), (5, 1, "e"), (6, 0, "f"),
             (7, 2, "g")]
-    got = row_histories(["q"] * 7, [r[0] for r in rows], [r[1] for r in rows],
-                        [r[2] for r in rows], cap=10)
+    if method == "time":  # a time split is monotone: ranks only grow with time
+        rows = [(t, min(2, (t - 1) // 3), i) for t, _, i in rows]
+    got = [h for h, _ in sql_final(tmp_path, [("q", t, r, i) for t, r, i in rows], cap=10,
+                                   method=method)]
+    if method == "time":
+        assert got == [[], ["a"], ["b", "a"], ["c", "b", "a"], ["d", "c", "b", "a"],
+                       ["e", "d", "c", "b", "a"], ["f", "e", "d", "c", "b", "a"]]
+        return
     assert got == [[], ["a"],          # eval at 2 sees train a
                    ["a"],              # train at 3 sees train a only (not eval b)
                    ["c", "b", "a"],    # test at 4 sees everything earlier
@@ -30,25 +57,12 @@ def test_each_split_sees_only_its_own_and_earlier_splits():
                    ["f", "e", "d", "c", "b", "a"]]
 
 
-def test_rows_at_one_moment_do_not_see_each_other_and_the_cap_keeps_the_newest():
+def test_rows_at_one_moment_do_not_see_each_other_and_the_cap_keeps_the_newest(tmp_path):
     # a basket of three at time 2 (file order a2, b2, c2), then one row at 3
-    got = row_histories(["q", "q", "q", "q", "q", "p"], [1, 2, 2, 2, 3, 1], [0] * 6,
-                        ["x", "a2", "b2", "c2", "y", "z"], cap=2)
+    rows = [("q", 1, 0, "x"), ("q", 2, 0, "a2"), ("q", 2, 0, "b2"), ("q", 2, 0, "c2"),
+            ("q", 3, 0, "y"), ("p", 1, 0, "z")]
+    got = [h for h, _ in sql_final(tmp_path, rows, cap=2)]
     assert got == [[], ["x"], ["x"], ["x"], ["c2", "b2"], []]
-
-
-def test_query_state_is_what_was_known_before_the_first_held_out_interaction():
-    queries = ["q", "q", "q", "q", "r", "s"]
-    times = [1, 2, 3, 4, 5, 6]
-    ranks = [0, 1, 0, 1, 1, 0]       # q: train 1, eval 2, train 3, eval 4; r only eval
-    items = ["a", "b", "c", "d", "e", "f"]
-    cutoffs = first_times(queries, times, [r == 1 for r in ranks])
-    assert cutoffs == {"q": 2, "r": 5}
-    states = query_states(queries, times, items, [r < 1 for r in ranks], cutoffs, cap=5)
-    # q: only the train row before its first eval row (time 2) counts; r is cold
-    assert states == {"q": {"row": 0, "items": ["a"]}}
-    everything = query_states(queries, times, items, [True] * 6, {"q": math.inf}, cap=2)
-    assert everything == {"q": {"row": 3, "items": ["d", "c"]}}
 
 
 def test_hash_split_histories_hold_no_held_out_interaction(tmp_path):
@@ -122,15 +136,14 @@ def test_no_eval_query_with_an_earlier_interaction_is_an_error(tmp_path):
     assert HEADER.startswith("customer_id")
 
 
-def test_repeats_are_later_rows_of_a_pair_the_split_could_see():
-    from pipelines.data.histories import repeats
-
+def test_repeats_are_later_training_rows_of_a_pair(tmp_path):
     # (time, rank, item): a basket with x twice at 2; y in eval then in train (not a repeat
-    # for train: it can't see eval); z in train then test
+    # for train: it can't see eval); z in train then test. Only training rows are dropped.
     rows = [(1, 0, "x"), (2, 0, "x"), (2, 0, "x"), (3, 1, "y"), (4, 0, "y"), (5, 1, "y"),
             (6, 0, "z"), (7, 2, "z")]
-    got = repeats(["q"] * 8, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-    assert got == [False, True, True, False, False, True, False, True]
+    got = [r for _, r in sql_final(tmp_path, [("q", t, k, i) for t, k, i in rows], cap=5,
+                                   repeats="first")]
+    assert got == [False, True, True, False, False, False, False, False]
 
 
 def test_first_only_keeps_histories_whole_and_drops_re_orders(tmp_path):

@@ -99,7 +99,7 @@ def test_time_split_puts_the_latest_rows_in_eval(tmp_path):
                       "eval_queries": 2, "eval_cold_queries": 0, "time_cut": 9.0}
     assert json.loads(read(os.path.join(out, "prepare_report.json"))) == report
     assert sorted(os.listdir(out)) == [".twotower-prepared", "catalog", "eval", "eval_queries",
-                                       "prepare_report.json", "train"]
+                                       "prepare.sql", "prepare_report.json", "train"]
 
 
 def test_ties_at_the_cut_all_go_to_eval(tmp_path):
@@ -487,21 +487,21 @@ def test_a_directory_twotower_did_not_write_is_never_replaced(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_input_whole(tmp_path, monkeypatch):
-    import pyarrow.parquet as pq
+    from pipelines.data.sql import duck
 
     out = str(tmp_path / "out")
     prepare(config(tmp_path, csv_of(TEN)), out)
     before = {s: lines(out, s) for s in ("train", "eval", "catalog", "eval_queries")}
     calls = []
-    real = pq.write_table
+    real = duck.Runner.copy
 
-    def failing(table, path, **kwargs):
+    def failing(self, tree, path, where):
         calls.append(path)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        return real(table, path, **kwargs)
+        return real(self, tree, path, where)
 
-    monkeypatch.setattr(pq, "write_table", failing)
+    monkeypatch.setattr(duck.Runner, "copy", failing)
     with pytest.raises(OSError, match="No space left"):
         prepare(config(tmp_path, csv_of(TEN[:6])), out)
     assert {s: lines(out, s) for s in before} == before

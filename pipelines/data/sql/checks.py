@@ -1,0 +1,145 @@
+"""The data checks as queries over the program's tables, and their messages.
+
+Each check is a query returning the first offending row (by ``_line``) or
+nothing; :func:`failures` runs them in order and returns the first message,
+which names the file, the row (header = 1) and the column, like
+``purchases.csv row 3: column 'product_id' (data.candidate_id) is empty``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional, Tuple
+
+from sqlglot import exp
+
+from pipelines.data.sql.program import Plan, c, parse_time
+from pipelines.data.sql.template import fill, lit
+
+Check = Tuple[exp.Expression, Callable[[tuple], str]]
+
+BLANK = r"^\s*$"
+
+
+def _blank(cell: exp.Expression) -> exp.Expression:
+    return fill("(P_x IS NULL OR regexp_matches(P_x, P_re))", P_x=cell, P_re=lit(BLANK))
+
+
+def _breaks(cell: exp.Expression) -> exp.Expression:
+    return fill("(strpos(P_x, P_n) > 0 OR strpos(P_x, P_r) > 0)", P_x=cell, P_n=lit("\n"),
+                P_r=lit("\r"))
+
+
+def _first(table: str, where: exp.Expression, *values: exp.Expression) -> exp.Expression:
+    return fill(f"SELECT _line, P_values FROM {table} WHERE P_where ORDER BY _line LIMIT 1",
+                P_values=list(values) or [lit(None)], P_where=where)
+
+
+def _ids(table: str, path: str, cell: exp.Expression, column: str, key: str) -> Iterator[Check]:
+    yield (_first(table, _blank(cell), cell),
+           lambda r: f"{path} row {r[0]}: column {column!r} ({key}) is empty; every "
+                     "interaction needs both ids")
+    yield (_first(table, _breaks(cell), cell),
+           lambda r: f"{path} row {r[0]}: column {column!r} ({key}) holds a line break in "
+                     f"{r[1]!r}; ids must be on one line")
+
+
+def _numbers(table: str, path: str, cell: exp.Expression, column: str) -> Iterator[Check]:
+    value = fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
+    yield (_first(table, fill("NOT P_blank AND P_v IS NULL", P_blank=_blank(cell), P_v=value),
+                  cell),
+           lambda r: f"{path} row {r[0]}, column {column!r}: {r[1]!r} is not a number, but the "
+                     "column feeds a numeric feature; fix the cell or declare the feature "
+                     "categorical")
+    yield (_first(table, fill("NOT isfinite(P_v)", P_v=value), cell),
+           lambda r: f"{path} row {r[0]}, column {column!r}: {r[1]!r} is not a finite number")
+
+
+def _one_line(table: str, path: str, cell: exp.Expression, column: str) -> Iterator[Check]:
+    yield (_first(table, _breaks(cell), cell),
+           lambda r: f"{path} row {r[0]}, column {column!r}: {r[1]!r} holds a line break; "
+                     "categorical values must be on one line")
+
+
+def _times(table: str, path: str, cell: exp.Expression, column: str,
+           required: bool) -> Iterator[Check]:
+    when = fill("P_t IS NULL", P_t=parse_time(cell))
+    if not required:
+        when = fill("NOT P_blank AND P_w", P_blank=_blank(cell), P_w=when)
+    yield (_first(table, when, cell),
+           lambda r: f"{path} row {r[0]}, column {column!r}: cannot read timestamp "
+                     f"{r[1] or ''!r}: use epoch seconds or ISO 8601 (2024-05-01T10:00:00)")
+    yield (_first(table, fill("NOT isfinite(P_t)", P_t=parse_time(cell)), cell),
+           lambda r: f"{path} row {r[0]}, column {column!r}: timestamp {r[1]!r} is not a "
+                     "finite number")
+
+
+def candidate_checks(p: Plan) -> Iterator[Check]:
+    """Checks on the candidate table (``cand``)."""
+    t = p.cfg.data.candidates
+    cid = c(p.kcol[t.id])
+    yield from _ids("cand", t.path, cid, t.id, "data.candidates.id")
+    for column in p.candidate_side:
+        if column in p.numeric:
+            yield from _numbers("cand", t.path, c(p.kcol[column]), column)
+    yield (fill("""SELECT _line, P_id, _firstline FROM (
+                     SELECT *, min(_line) OVER (PARTITION BY P_id) AS _firstline FROM cand)
+                   WHERE _line > _firstline ORDER BY _line LIMIT 1""", P_id=cid),
+           lambda r: f"{t.path} row {r[0]}: candidate id {r[1]!r} appears again (first at row "
+                     f"{r[2]}); the candidate table needs one row per candidate")
+    for column in p.candidate_side:
+        if column in p.one_line:
+            yield from _one_line("cand", t.path, c(p.kcol[column]), column)
+
+
+def interaction_checks(p: Plan) -> Iterator[Check]:
+    """Checks on the interactions (``src``), before the join."""
+    d = p.cfg.data
+    for key in ("query_id", "candidate_id"):
+        yield from _ids("src", d.path, c(p.col[getattr(d, key)]), getattr(d, key),
+                        f"data.{key}")
+    item = c(p.item)
+    if d.candidates:
+        yield (fill("""SELECT min(_line), arg_min(P_i, _line), count(*) FROM src
+                       WHERE P_i NOT IN (SELECT P_k FROM cand) HAVING count(*) > 0""",
+                    P_i=item, P_k=c(p.kcol[d.candidates.id])),
+               lambda r: f"{d.path} row {r[0]}: candidate {r[1]!r} is not in the candidate "
+                         f"table {d.candidates.path} ({r[2]} interaction rows name candidates "
+                         "it lacks); add them to the table, or drop those rows")
+    else:
+        for column in p.candidate_side:
+            cell = fill("COALESCE(P_x, '')", P_x=c(p.col[column]))
+            yield (fill("""SELECT _line, P_i, _v, _fv, _fl FROM (
+                             SELECT _line, P_i, P_v AS _v,
+                               first_value(P_v) OVER (PARTITION BY P_i ORDER BY _line) AS _fv,
+                               first_value(_line) OVER (PARTITION BY P_i ORDER BY _line) AS _fl
+                             FROM src)
+                           WHERE _v <> _fv ORDER BY _line LIMIT 1""", P_i=item, P_v=cell),
+                   lambda r, column=column: (
+                       f"{d.path} row {r[0]}: candidate {r[1]!r} has {column!r} = {r[2]!r}, "
+                       f"but {r[3]!r} at row {r[4]}; a candidate feature must have one value "
+                       "per candidate (or give a candidate table)"))
+    local = [n for n in p.base if not d.candidates or n not in p.candidate_side]
+    for column in p.numeric:
+        if column in local:
+            yield from _numbers("src", d.path, c(p.col[column]), column)
+    for column in p.one_line:
+        if column in local:
+            yield from _one_line("src", d.path, c(p.col[column]), column)
+    for column in p.stamps:
+        if column in local:
+            yield from _times("src", d.path, c(p.col[column]), column, required=False)
+    for _, separator in dict.fromkeys(p.histories.values()):
+        yield (_first("src", fill("strpos(P_i, P_s) > 0", P_i=item, P_s=lit(separator)), item),
+               lambda r, separator=separator: (
+                   f"{d.path} row {r[0]}: candidate id {r[1]!r} contains the history "
+                   f"separator {separator!r}; choose another separator"))
+    if d.timestamp:
+        yield from _times("src", d.path, c(p.col[d.timestamp]), d.timestamp, required=True)
+
+
+def failures(run: Callable[[exp.Expression], Optional[tuple]], checks) -> Optional[str]:
+    """The first failing check's message, or None; ``run`` returns a query's first row."""
+    for query, message in checks:
+        row = run(query)
+        if row is not None:
+            return message(row)
+    return None

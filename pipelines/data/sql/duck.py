@@ -1,0 +1,223 @@
+"""Runs the preparation program with DuckDB: CSV in, typed Parquet splits out.
+
+DuckDB runs out of core on every core. The CSV header is read with Python's
+``csv`` module (for the same errors as before: missing file, empty file,
+absent columns, byte-order mark); the rows are read by DuckDB with every cell
+as text and no type guessing. A row's number is its record number in the file
+(header = 1). Outputs go to a temporary directory that is swapped in whole
+(:mod:`pipelines.data.output`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+from typing import Dict, List, Optional
+
+from sqlglot import exp
+
+from pipelines.config import Config
+from pipelines.data.csvfile import DataError
+from pipelines.data.output import MARKER, REPORT, claim, swap_in
+from pipelines.data.prepare import SQL_FILE
+from pipelines.data.sql import checks
+from pipelines.data.sql.program import HELD, Plan, plan, statements
+from pipelines.data.sql.queries import held_queries, outputs
+from pipelines.data.sql.template import fill, ident, lit
+from transform.naming import CATALOG_SPLIT, queries_split
+
+
+
+def header(path: str) -> List[str]:
+    """The CSV's column names. Raises DataError: missing, empty or not UTF-8."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            first = next(csv.reader(handle), None)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} near row 1: not UTF-8 text ({exc.reason}); save the file as "
+                        "UTF-8") from None
+    if not first:
+        raise DataError(f"{path} is empty: a CSV with a header row is needed")
+    return first
+
+
+def source(path: str, needed: List[str]) -> exp.Expression:
+    """Every column of the CSV as text (DuckDB's ``rowid`` numbers the records from 0)."""
+    names = header(path)
+    absent = [c for c in needed if c not in names]
+    if absent:
+        raise DataError(f"{path}: no column(s) {absent} (columns: {names})")
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: the header names a column twice: {names}")
+    spec = exp.Struct(expressions=[exp.PropertyEQ(this=lit(n), expression=lit("VARCHAR"))
+                                   for n in names])
+    return fill("""SELECT * FROM read_csv(P_path, columns = P_spec, header = TRUE,
+                                          auto_detect = FALSE, delim = ',', quote = '"',
+                                          escape = '"')""", P_path=lit(path), P_spec=spec)
+
+
+def program_text(cfg: Config, dialect: str = "duckdb") -> str:
+    """The whole program as SQL text: sources, tables, checks are separate; outputs last."""
+    p = plan(cfg)
+    parts = [f"-- twotower data preparation for pipeline {cfg.pipeline.name!r}",
+             "-- raw_interactions / raw_candidates: every CSV cell as text; rowid: the record index"]
+    for name, tree in statements(p):
+        parts.append(exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
+                                properties=exp.Properties(expressions=[
+                                    exp.TemporaryProperty()])).sql(dialect=dialect,
+                                                                    pretty=True) + ";")
+    for split, tree in outputs(p).items():
+        parts.append(f"-- output: {split}/data.parquet\n" + tree.sql(dialect=dialect,
+                                                                     pretty=True) + ";")
+    return "\n\n".join(parts) + "\n"
+
+
+class Runner:
+    """A DuckDB connection that runs trees and turns engine errors into DataErrors."""
+
+    def __init__(self, scratch: str):
+        import duckdb
+
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")  # naive times are UTC
+        self.con.execute(fill("SET temp_directory = P_dir", P_dir=lit(scratch)).sql("duckdb"))
+        self.error = duckdb.Error
+
+    def execute(self, tree: exp.Expression, where: str = ""):
+        try:
+            return self.con.execute(tree.sql(dialect="duckdb"))
+        except self.error as exc:
+            raise DataError(_explain(str(exc), where)) from None
+
+    def copy(self, tree: exp.Expression, path: str, where: str) -> int:
+        """Writes the query's rows to a Parquet file; returns how many."""
+        sql = (f"COPY ({tree.sql(dialect='duckdb')}) TO {lit(path).sql(dialect='duckdb')} "
+               "(FORMAT PARQUET)")  # both parts rendered by sqlglot from trees
+        try:
+            return self.con.execute(sql).fetchone()[0]
+        except self.error as exc:
+            raise DataError(_explain(str(exc), where)) from None
+
+    def first(self, tree: exp.Expression) -> Optional[tuple]:
+        return self.execute(tree).fetchone()
+
+    def create(self, name: str, tree: exp.Expression, where: str = "") -> None:
+        self.execute(exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
+                                properties=exp.Properties(expressions=[
+                                    exp.TemporaryProperty()])), where)
+
+
+def _explain(message: str, where: str) -> str:
+    """One line from a DuckDB error, with the file and row when it names them."""
+    line = re.search(r"CSV Error on Line: (\d+)", message)
+    found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
+    if line and found:
+        return (f"{where} row {line.group(1)}: {found.group(2)} cells but the header has "
+                f"{found.group(1)}; quote cells that contain the separator")
+    if line and "unicode" in message.lower():
+        return f"{where} near row {line.group(1)}: not UTF-8 text; save the file as UTF-8"
+    if line:
+        return f"{where} row {line.group(1)}: not readable as CSV: " + message.splitlines()[2:3][0]
+    return f"{where or 'data preparation'}: {message.splitlines()[0]}"
+
+
+def prepare(cfg: Config, out_dir: str) -> dict:
+    """Writes the typed splits under ``out_dir``; returns the report (also as JSON)."""
+    p = plan(cfg)
+    claim(out_dir)
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.partial-{os.getpid()}")
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        runner = Runner(os.path.join(tmp, ".scratch"))
+        report = _run(runner, p, tmp)
+        runner.con.close()
+        shutil.rmtree(os.path.join(tmp, ".scratch"), ignore_errors=True)
+        with open(os.path.join(tmp, SQL_FILE), "w", encoding="utf-8") as handle:
+            handle.write(program_text(cfg))
+        with open(os.path.join(tmp, REPORT), "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, sort_keys=True)
+        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
+            handle.write("written by twotower prepare; the directory is replaced on each run\n")
+        swap_in(tmp, out_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return report
+
+
+def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
+    d = p.cfg.data
+    if d.candidates:
+        t = d.candidates
+        runner.create("raw_candidates", source(t.path, list(p.kcol)), t.path)
+    interaction_columns = [n for n in p.base if not d.candidates or n not in p.candidate_side]
+    runner.create("raw_interactions", source(d.path, interaction_columns), d.path)
+    steps = dict(statements(p))
+    if d.candidates:
+        runner.create("cand", steps.pop("cand"), d.candidates.path)
+        _raise(runner, checks.candidate_checks(p))
+    runner.create("src", steps.pop("src"), d.path)
+    _raise(runner, checks.interaction_checks(p))
+    for name, tree in steps.items():
+        runner.create(name, tree, d.path)
+        if name == "rows":
+            (n,) = runner.first(fill("SELECT count(*) FROM rows"))
+            if n < 2:
+                raise DataError(f"{d.path}: {n} interaction rows; at least 2 are needed")
+        if name == "ranked":
+            counts = dict(runner.execute(fill(
+                "SELECT _rank, count(*) FROM ranked GROUP BY _rank")).fetchall())
+            for split in p.splits:
+                if not counts.get(HELD.get(split, 0)):
+                    raise DataError(f"{d.path}: the {p.method} split leaves no {split} rows; "
+                                    "change data.split.eval_fraction, test_fraction or method")
+    report: Dict[str, object] = {"rows": sum(counts.values()), "columns": list(p.types),
+                                 "column_types": p.types}
+    for split, tree in outputs(p).items():
+        os.makedirs(os.path.join(tmp, split))
+        target = os.path.join(tmp, split, "data.parquet")
+        written = runner.copy(tree, target, d.path)
+        if split in p.splits:
+            report[f"{split}_rows"] = written
+        elif split == CATALOG_SPLIT:
+            report["catalog_candidates"] = written
+        else:
+            held = split[:-len("_queries")]
+            assert queries_split(held) == split
+            if written == 0:
+                raise DataError(f"{d.path}: no {held} query has an interaction before its "
+                                f"first {held} one, so the {held} evaluation would be empty; use "
+                                "a user_time split or a larger eval_fraction")
+            (total,) = runner.first(held_queries(p, held))
+            report[f"{held}_queries"] = written
+            report[f"{held}_cold_queries"] = total - written
+    if d.repeats == "first":
+        (dropped,) = runner.first(fill("SELECT count(*) FROM final WHERE _repeat"))
+        report["repeats_dropped"] = dropped
+    report["split_method"] = p.method
+    report["eval_fraction"] = d.split.eval_fraction
+    if d.split.test_fraction > 0:
+        report["test_fraction"] = d.split.test_fraction
+    if p.method == "time":
+        cut, test_cut = runner.first(fill("SELECT time_cut, test_cut FROM cuts"))
+        report["time_cut"] = cut
+        if d.split.test_fraction > 0:
+            report["test_cut"] = test_cut
+    return report
+
+
+def _raise(runner: Runner, found) -> None:
+    message = checks.failures(runner.first, found)
+    if message:
+        raise DataError(message)
+
+
+__all__ = ["prepare", "program_text", "ident"]

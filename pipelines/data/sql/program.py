@@ -1,0 +1,283 @@
+"""The data preparation as one SQL program, generated from the config.
+
+The program reads two tables an engine provides, with every cell as text and
+``rowid`` the record's index in its file (0 first; ``_line``, the row number
+in messages, is ``rowid + 2``: the header is row 1):
+
+- ``raw_interactions``: the interaction file;
+- ``raw_candidates``: the candidate table (when ``data.candidates`` is set).
+
+Its statements create, in order: ``cand`` (the candidate table), ``src`` (the
+interactions), ``rows`` (joined, with the parsed time ``_t``), ``ranked``
+(with the split ``_rank``: 0 train, 1 eval, 2 test), ``cuts``, ``final``
+(with each row's history list ``_h`` and the repeat flag); then one query per
+output split (``train``, ``eval``, ``test``, ``eval_queries``,
+``test_queries``, ``catalog``), whose columns are the prepared columns with
+their names and types (:mod:`pipelines.data.columns`).
+
+Splits (``data.split.method``):
+  ``time``: global cuts by time. The latest ``test_fraction`` of interactions
+    are test, the ``eval_fraction`` before them eval (the cut is the
+    ``int(n * (1 - fraction))``-th smallest time, 0-based; rows tied with a cut
+    go to the later split; if a cut falls on the earliest time, its ties stay
+    in the earlier split).
+  ``user_time``: per query, in (time, file) order: its latest
+    ``int(n * test_fraction)`` interactions (at least one when test_fraction >
+    0) are test and the latest ``int(n * (eval_fraction + test_fraction))`` (at
+    least one) are held out; a query with one interaction stays in train, and
+    at least one row per query stays in train.
+  ``hash``: SHA-256 of the seed, which repeat of identical content the row is,
+    and its length-prefixed cells picks the split: appending rows moves no old
+    row.
+
+Histories: a row's history is the query's candidates from strictly earlier
+interactions (``time < the row's time``: one basket never sees itself) that
+the row's split may see, newest first (within one moment, later file rows
+first): a train row sees train interactions only, an eval row train and eval
+ones, a test row all three. So no history holds an interaction of a later
+split, whatever the split method.
+
+A held-out query's *state* is what evaluation embeds: the columns of its
+latest row before its first held-out interaction among the earlier splits, and
+the candidates of those rows, newest first. `twotower recommend` uses the same
+window with the cutoff at now (:mod:`pipelines.data.sql.serving`).
+
+User columns are renamed on entry to internal names (``c0``, ``c1``, ... for
+the interaction file, ``k0``, ... for the candidate table), so no user column
+can collide with the program's own (``_line``, ``_t``, ``_rank``); config
+values reach SQL only as quoted identifiers and literals
+(:mod:`pipelines.data.sql.template`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Tuple
+
+from sqlglot import exp
+
+from pipelines.config import Config
+from pipelines.data.columns import FLOAT, INT, column_types, output_columns
+from pipelines.data.sql.template import fill, ident, lit
+from transform.naming import history_column, raw_columns
+
+HELD = {"eval": 1, "test": 2}
+
+
+@dataclasses.dataclass
+class Plan:
+    """What the program needs from the config, with the internal column names."""
+    cfg: Config
+    types: Dict[str, str]          # output column -> STRING/FLOAT/INT (histories included)
+    base: List[str]                # output columns without histories
+    col: Dict[str, str]            # interaction-side output column -> internal name
+    kcol: Dict[str, str]           # candidate-table column -> internal name
+    candidate_side: List[str]      # candidate feature columns other than the id
+    numeric: List[str]
+    one_line: List[str]
+    stamps: List[str]              # timestamp-feature columns other than data.timestamp
+    histories: Dict[str, Tuple[int, str]]  # history column -> (max_length, separator)
+    method: str
+    splits: Tuple[str, ...]        # held splits: ('train', 'eval') or with 'test'
+
+    @property
+    def cap(self) -> int:
+        return max([n for n, _ in self.histories.values()] or [0])
+
+    @property
+    def q(self) -> str:
+        return self.col[self.cfg.data.query_id]
+
+    @property
+    def item(self) -> str:
+        return self.col[self.cfg.data.candidate_id]
+
+
+def split_method(cfg: Config) -> str:
+    """``time`` when ``auto`` has a timestamp, ``hash`` without; else as configured."""
+    method = cfg.data.split.method
+    if method == "auto":
+        return "time" if cfg.data.timestamp else "hash"
+    return method
+
+
+def plan(cfg: Config) -> Plan:
+    d = cfg.data
+    types = column_types(cfg)
+    histories = {history_column(f.name): (f.max_length, f.separator)
+                 for _, f in cfg.features() if f.kind == "history"}
+    base = [c for c in output_columns(cfg) if c not in histories]
+    tower_columns = [c for t, f in cfg.features() if t == "candidate_tower"
+                     for c in raw_columns(f.__dict__)]
+    candidate_side = [c for c in dict.fromkeys(tower_columns) if c != d.candidate_id]
+    kinds = {}
+    for _, f in cfg.features():
+        for c in raw_columns(f.__dict__):
+            kinds.setdefault(f.kind, set()).add(c)
+    one_line = sorted((kinds.get("id", set()) | kinds.get("categorical", set())
+                       | kinds.get("multi_categorical", set())) - {d.query_id, d.candidate_id})
+    table = [d.candidates.id] + candidate_side if d.candidates else []
+    return Plan(cfg=cfg, types=types, base=base,
+                col={c: f"c{i}" for i, c in enumerate(base)},
+                kcol={c: f"k{i}" for i, c in enumerate(dict.fromkeys(table))},
+                candidate_side=candidate_side, numeric=sorted(kinds.get("numeric", set())),
+                one_line=one_line,
+                stamps=sorted(kinds.get("timestamp", set()) - {d.timestamp}),
+                histories=histories, method=split_method(cfg),
+                splits=("train", "eval", "test") if d.split.test_fraction > 0
+                else ("train", "eval"))
+
+
+def c(name: str) -> exp.Column:
+    """An internal column (a name this module made, never a config value)."""
+    return exp.column(name)
+
+
+def as_double(value: float) -> exp.Expression:
+    """A DOUBLE literal equal to the Python float (DuckDB reads 0.8 as a DECIMAL)."""
+    return exp.cast(lit(float(value)), "DOUBLE")
+
+
+def parse_time(cell: exp.Expression) -> exp.Expression:
+    """Epoch seconds from epoch seconds or ISO 8601 text (naive = UTC: the engine's zone)."""
+    return fill("COALESCE(TRY_CAST(P_x AS DOUBLE), epoch(TRY_CAST(P_x AS TIMESTAMPTZ)))",
+                P_x=cell)
+
+
+def typed(cell: exp.Expression, kind: str) -> exp.Expression:
+    """An output cell: NULL when empty, else the column's type."""
+    if kind == FLOAT:
+        return fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
+    if kind == INT:
+        return fill("CAST(floor(P_t) AS BIGINT)", P_t=parse_time(cell))
+    return fill("NULLIF(P_x, '')", P_x=cell)
+
+
+def statements(p: Plan) -> List[Tuple[str, exp.Expression]]:
+    """``[(table, SELECT)]``: the tables the program creates, in order."""
+    d = p.cfg.data
+    out = []
+    if d.candidates:
+        out.append(("cand", fill("SELECT P_cols, rowid + 2 AS _line FROM raw_candidates", P_cols=[
+            exp.alias_(exp.Column(this=ident(name)), internal)
+            for name, internal in p.kcol.items()])))
+    wanted = [c_ for c_ in p.base if not d.candidates or c_ not in p.candidate_side]
+    out.append(("src", fill("SELECT P_cols, rowid + 2 AS _line FROM raw_interactions", P_cols=[
+        exp.alias_(exp.Column(this=ident(name)), p.col[name]) for name in wanted])))
+    time = parse_time(c(p.col[d.timestamp])) if d.timestamp else as_double(0.0)
+    if d.candidates:
+        joined = [exp.column(p.col[n], "s") for n in wanted] + [
+            exp.alias_(exp.column(p.kcol[n], "k"), p.col[n]) for n in p.candidate_side]
+        out.append(("rows", fill(
+            "SELECT P_cols, s._line, P_time AS _t FROM src AS s JOIN cand AS k ON P_on",
+            P_cols=joined, P_time=time.transform(
+                lambda n: exp.column(n.name, "s") if isinstance(n, exp.Column) else n),
+            P_on=exp.EQ(this=exp.column(p.item, "s"),
+                        expression=exp.column(p.kcol[d.candidates.id], "k")))))
+    else:
+        out.append(("rows", fill("SELECT *, P_time AS _t FROM src", P_time=time)))
+    out.append(("ranked", _ranked(p)))
+    out.append(("cuts", _cuts(p)))
+    out.append(("final", _final(p)))
+    return out
+
+
+def _cut(fraction: float) -> exp.Expression:
+    """The time at or after which the latest ``fraction`` of rows lie (splits.time_cut)."""
+    return fill("""
+        SELECT _t FROM (SELECT _t, row_number() OVER (ORDER BY _t) AS rn FROM rows)
+        WHERE rn = (SELECT least(count(*) - 1, CAST(floor(count(*) * P_keep) AS BIGINT)) + 1
+                    FROM rows)""", P_keep=as_double(1.0 - fraction))
+
+
+def _later(fraction: float) -> exp.Expression:
+    """Rows at or after the cut (after it, when the cut is the earliest time)."""
+    return fill("""CASE WHEN (SELECT min(_t) FROM rows) >= (P_cut) THEN _t > (P_cut)
+                   ELSE _t >= (P_cut) END""", P_cut=exp.Subquery(this=_cut(fraction)))
+
+
+def _latest(fraction: float) -> exp.Expression:
+    """Per query, its latest int(n * fraction) rows, at least one, at most n - 1."""
+    return fill("""
+        _n >= 2 AND _p > _n - least(_n - 1, greatest(1, CAST(floor(_n * P_f) AS BIGINT)))""",
+                P_f=as_double(fraction))
+
+
+def _hash_u(p: Plan) -> exp.Expression:
+    """A uniform number in [0, 1) from the row's content and which repeat of it it is."""
+    parts: List[exp.Expression] = [lit(f"{p.cfg.data.split.seed}:"),
+                                   fill("CAST(_rep AS VARCHAR)"), lit(":")]
+    for name in p.base:
+        cell = fill("COALESCE(P_x, '')", P_x=c(p.col[name]))
+        parts += [fill("CAST(length(P_x) AS VARCHAR)", P_x=cell), lit(":"), cell]
+    text = parts[0]
+    for part in parts[1:]:
+        text = exp.DPipe(this=text, expression=part)
+    return fill("CAST(('0x' || substr(sha256(P_text), 1, 8)) AS BIGINT) / 4294967296.0",
+                P_text=text)
+
+
+def _ranked(p: Plan) -> exp.Expression:
+    s = p.cfg.data.split
+    held = s.eval_fraction + s.test_fraction
+    if p.method == "time":
+        test = _later(s.test_fraction) if s.test_fraction > 0 else exp.false()
+        return fill("SELECT *, CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank "
+                    "FROM rows", P_test=test, P_held=_later(held))
+    if p.method == "user_time":
+        test = _latest(s.test_fraction) if s.test_fraction > 0 else exp.false()
+        return fill("""
+            SELECT * EXCLUDE (_n, _p),
+                   CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank
+            FROM (SELECT *, count(*) OVER (PARTITION BY P_q) AS _n,
+                         row_number() OVER (PARTITION BY P_q ORDER BY _t, _line) AS _p
+                  FROM rows)""", P_q=c(p.q), P_test=test, P_held=_latest(held))
+    content = [c(p.col[n]) for n in p.base]
+    return fill("""
+        SELECT * EXCLUDE (_rep, _u),
+               CASE WHEN _u < P_held AND _u >= P_eval THEN 2 WHEN _u < P_held THEN 1 ELSE 0 END
+               AS _rank
+        FROM (SELECT *, P_u AS _u
+              FROM (SELECT *, row_number() OVER (PARTITION BY P_content ORDER BY _line) AS _rep
+                    FROM rows))""", P_content=content, P_u=_hash_u(p),
+                P_held=as_double(held), P_eval=as_double(s.eval_fraction))
+
+
+def _cuts(p: Plan) -> exp.Expression:
+    s = p.cfg.data.split
+    if p.method != "time":
+        return fill("SELECT NULL AS time_cut, NULL AS test_cut")
+    test = exp.Subquery(this=_cut(s.test_fraction)) if s.test_fraction > 0 else exp.null()
+    return fill("SELECT (P_cut) AS time_cut, (P_test) AS test_cut",
+                P_cut=exp.Subquery(this=_cut(s.eval_fraction + s.test_fraction)), P_test=test)
+
+
+def _final(p: Plan) -> exp.Expression:
+    """``ranked`` with ``_h`` (each row's history list, newest first) and ``_repeat``."""
+    repeat = (fill("_rank = 0 AND row_number() OVER (PARTITION BY P_q, P_i, _rank = 0 "
+                   "ORDER BY _t, _line) > 1", P_q=c(p.q), P_i=c(p.item))
+              if p.cfg.data.repeats == "first" else exp.false())
+    if not p.histories:
+        return fill("SELECT *, NULL AS _h, P_repeat AS _repeat FROM ranked", P_repeat=repeat)
+    # A row sees the earlier rows of its own or earlier splits. Time and user_time splits are
+    # monotone in time (an earlier row is never in a later split), so one pass sees the right
+    # rows; a hash split needs one pass per split rank.
+    ranks = [2] if p.method in ("time", "user_time") else [0, 1, 2]
+    parts = []
+    for rank in ranks:
+        visible = "_rank <= P_rank"
+        parts.append(fill(f"""
+            SELECT r._line, m._h FROM ranked AS r JOIN (
+              SELECT P_q, _t, flatten(list(_items ORDER BY _t DESC) OVER (
+                       PARTITION BY P_q ORDER BY _t ROWS BETWEEN P_cap PRECEDING AND 1 PRECEDING
+                     ))[1:P_cap] AS _h
+              FROM (SELECT P_q, _t, list(P_i ORDER BY _line DESC) AS _items
+                    FROM ranked WHERE {visible} GROUP BY P_q, _t)
+            ) AS m ON r.P_q = m.P_q AND r._t = m._t
+            WHERE r._rank = P_rank OR P_all""", P_q=ident(p.q), P_i=c(p.item), P_rank=rank,
+            P_cap=p.cap, P_all=len(ranks) == 1))
+    union = parts[0]
+    for part in parts[1:]:
+        union = exp.union(union, part, distinct=False)
+    return fill("""SELECT r.*, h._h FROM (SELECT *, P_repeat AS _repeat FROM ranked) AS r
+                   JOIN (P_union) AS h ON r._line = h._line""",
+                P_union=union, P_repeat=repeat)

@@ -1,0 +1,94 @@
+"""The program's output queries: the splits, the held-out query states and the catalog.
+
+Each query reads the tables :func:`pipelines.data.sql.program.statements`
+creates and returns the prepared columns, with their names (quoted) and types
+(:mod:`pipelines.data.columns`), in a fixed order.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from sqlglot import exp
+
+from pipelines.data.columns import FLOAT, INT
+from pipelines.data.sql.program import HELD, Plan, c, typed
+from pipelines.data.sql.template import fill, ident
+from transform.naming import CATALOG_SPLIT, queries_split, raw_columns
+
+
+def history_cells(p: Plan, lists: exp.Expression) -> List[exp.Expression]:
+    """Each history column from a list of ids (newest first): joined, NULL when empty."""
+    return [exp.alias_(fill("CASE WHEN len(P_h) > 0 THEN array_to_string(P_h[1:P_n], P_sep) "
+                            "END", P_h=lists, P_n=n, P_sep=sep), ident(column))
+            for column, (n, sep) in p.histories.items()]
+
+
+def split_query(p: Plan, split: str) -> exp.Expression:
+    """The rows of ``split``, in file order, as the prepared columns."""
+    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
+    cells += history_cells(p, c("_h"))
+    keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
+    return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=cells,
+                P_keep=keep)
+
+
+def queries_query(p: Plan, split: str) -> exp.Expression:
+    """Each query of a held-out split as it stood before its first interaction there."""
+    d = p.cfg.data
+    query_side = {d.query_id, d.timestamp} | {
+        col for t, f in p.cfg.features() if t == "query_tower" for col in raw_columns(f.__dict__)}
+    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]) if n in query_side
+                        else exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
+                            p.types[n], "VARCHAR")), ident(n)) for n in p.base]
+    cells += history_cells(p, c("_hist"))
+    before = "f._t < q._cutoff" if d.timestamp else "TRUE"
+    return fill(f"""
+        SELECT P_cells FROM (
+          SELECT *, row_number() OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC) AS _last,
+                 list(P_i) OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+                                 )[1:P_cap] AS _hist
+          FROM (SELECT f.* EXCLUDE (_h) FROM final AS f JOIN (
+                  SELECT P_q, min(_t) AS _cutoff FROM final WHERE _rank = P_r GROUP BY P_q
+                ) AS q ON f.P_q = q.P_q
+                WHERE f._rank < P_r AND {before})
+        ) AS s
+        WHERE _last = 1 ORDER BY P_q""", P_cells=cells, P_q=c(p.q), P_i=c(p.item), P_r=HELD[split], P_cap=max(p.cap, 1))
+
+
+def held_queries(p: Plan, split: str) -> exp.Expression:
+    """How many queries have at least one row in a held-out split."""
+    return fill("SELECT count(DISTINCT P_q) FROM final WHERE _rank = P_r", P_q=c(p.q),
+                P_r=HELD[split])
+
+
+def catalog_query(p: Plan) -> exp.Expression:
+    """One row per servable candidate, by id: the candidate table, or else each candidate's
+    first training row (after ``data.repeats``)."""
+    d = p.cfg.data
+    side = set(p.candidate_side) | {d.candidate_id}
+
+    def cell(name, source):
+        if name not in side:
+            return exp.alias_(exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
+                p.types[name], "VARCHAR")), ident(name))
+        return exp.alias_(typed(c(source[name]), p.types[name]), ident(name))
+
+    if d.candidates:
+        source = dict(p.kcol, **{d.candidate_id: p.kcol[d.candidates.id]})
+        return fill("SELECT P_cells FROM cand ORDER BY P_id",
+                    P_cells=[cell(n, source) for n in p.base], P_id=c(source[d.candidate_id]))
+    return fill("""SELECT P_cells FROM (
+                     SELECT *, row_number() OVER (PARTITION BY P_i ORDER BY _line) AS _first
+                     FROM final WHERE _rank = 0 AND NOT _repeat)
+                   WHERE _first = 1 ORDER BY P_i""",
+                P_cells=[cell(n, p.col) for n in p.base], P_i=c(p.item))
+
+
+def outputs(p: Plan) -> Dict[str, exp.Expression]:
+    """``{split directory: query}`` in writing order."""
+    out = {split: split_query(p, split) for split in p.splits}
+    for split in p.splits[1:]:
+        out[queries_split(split)] = queries_query(p, split)
+    out[CATALOG_SPLIT] = catalog_query(p)
+    return out

@@ -1,0 +1,85 @@
+"""Queries as they stand now, for `twotower recommend`: the same window as the evaluation's.
+
+A query's state is its latest row (by time, then file order) and its
+candidates newest first, capped at the longest history: exactly what the
+preparation program gives a held-out query before its first held-out
+interaction (:func:`pipelines.data.sql.program.queries_query`), with the cutoff
+at "now" and every row known. Run by DuckDB on the interactions CSV.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Dict, Iterable, List
+
+from sqlglot import exp
+
+from pipelines.config import Config
+from pipelines.data.csvfile import DataError
+from pipelines.data.sql import checks
+from pipelines.data.sql.duck import Runner, source
+from pipelines.data.sql.program import c, parse_time
+from pipelines.data.sql.template import fill, ident, lit
+from transform.naming import raw_columns
+
+
+def query_columns(cfg: Config) -> List[str]:
+    """The columns a query's state needs: ids, time, and the query tower's columns."""
+    d = cfg.data
+    columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else []) + [
+        col for f in cfg.query_tower.features if f.kind != "history"
+        for col in raw_columns(f.__dict__)]
+    return list(dict.fromkeys(columns))
+
+
+def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]:
+    """``{query: {'row': {column: cell}, 'items': [...], 'seen': set}}`` for wanted queries.
+
+    ``row`` holds the latest row's cells as written (``""`` when empty),
+    ``items`` the query's candidates newest first (as many as the longest
+    history keeps), ``seen`` every candidate it has in ``path``. Queries
+    without a row in ``path`` are absent (cold).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = cfg.data
+    columns = query_columns(cfg)
+    internal = {name: f"c{i}" for i, name in enumerate(columns)}
+    cap = max([f.max_length for _, f in cfg.features() if f.kind == "history"] or [1])
+    with tempfile.TemporaryDirectory(prefix="twotower-states-") as scratch:
+        runner = Runner(os.path.join(scratch, "spill"))
+        listed = os.path.join(scratch, "wanted.parquet")
+        pq.write_table(pa.table({"q": pa.array(sorted(set(wanted)), pa.string())}), listed)
+        runner.create("wanted", fill("SELECT q FROM read_parquet(P_f)", P_f=lit(listed)))
+        runner.create("raw_interactions", source(path, columns), path)
+        runner.create("src", fill(
+            "SELECT P_cols, rowid + 2 AS _line FROM raw_interactions WHERE P_q IN "
+            "(SELECT q FROM wanted)",
+            P_cols=[exp.alias_(exp.Column(this=ident(n)), i) for n, i in internal.items()],
+            P_q=exp.Column(this=ident(d.query_id))), path)
+        q, item = c(internal[d.query_id]), c(internal[d.candidate_id])
+        if d.timestamp:
+            found = checks.failures(runner.first, checks._times(
+                "src", path, c(internal[d.timestamp]), d.timestamp, required=True))
+            if found:
+                raise DataError(found)
+        time = parse_time(c(internal[d.timestamp])) if d.timestamp else fill("0.0")
+        cells = [fill("COALESCE(P_x, '')", P_x=c(i)) for i in internal.values()]
+        rows = runner.execute(fill("""
+            SELECT P_cells, _items, _seen FROM (
+              SELECT *,
+                row_number() OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC) AS _last,
+                list(P_i) OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+                               )[1:P_cap] AS _items,
+                list(DISTINCT P_i) OVER (PARTITION BY P_q) AS _seen
+              FROM (SELECT *, P_time AS _t FROM src))
+            WHERE _last = 1""", P_cells=cells, P_q=q, P_i=item, P_cap=cap, P_time=time),
+            path).fetchall()
+        runner.con.close()
+    out = {}
+    for row in rows:
+        values = dict(zip(columns, row[:len(columns)]))
+        out[values[d.query_id]] = {"row": values, "items": list(row[-2]), "seen": set(row[-1])}
+    return out
