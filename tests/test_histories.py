@@ -32,8 +32,8 @@ def sql_final(tmp_path, rows, cap, repeats="keep", method="hash"):
     runner.con.executemany("INSERT INTO ranked VALUES (?, ?, ?, ?, ?)",
                            [[q, i, t, n + 2, r] for n, (q, t, r, i) in enumerate(rows)])
     runner.create("final", _final(p))
-    got = runner.con.execute("SELECT _h, _repeat FROM final ORDER BY _line").fetchall()
-    return [(list(h or []), repeat) for h, repeat in got]
+    got = runner.con.execute("SELECT _h0, _repeat FROM final ORDER BY _line").fetchall()
+    return [(h.split("|") if h else [], repeat) for h, repeat in got]
 
 
 @pytest.mark.parametrize("method", ["hash", "time"])

@@ -15,12 +15,18 @@ Generative process (documented in the README):
    ``repeat`` a re-order of a product the customer already bought, otherwise
    a product drawn from softmax(affinity * u.v / sqrt(dim) + popularity).
 
-Same arguments, same files, byte for byte.
+Same arguments, same files, byte for byte. Memory is bounded whatever the size:
+affinities are computed for blocks of customers (never a dense customers x
+products matrix), and rows go to one temporary file per day of the year, each
+sorted on its own and appended in day order (the same order as one global
+sort, since days partition time).
 """
 from __future__ import annotations
 
 import csv
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -31,7 +37,9 @@ NOUNS = ("bolts", "valves", "cable", "gloves", "sensors", "pumps", "filters", "b
          "gaskets", "switches", "lamps", "pallets", "labels", "cartons", "solvent")
 REGIONS = ("north", "south", "east", "west")
 START = 1_735_689_600  # 2025-01-01T00:00:00Z
-YEAR = 365 * 24 * 3600
+DAYS = 365
+YEAR = DAYS * 24 * 3600
+BLOCK = 512  # customers whose affinities are computed at once
 
 
 def generate(out_dir: str, customers: int = 600, products: int = 400, purchases: int = 20_000,
@@ -66,39 +74,60 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
     activity = rng.lognormal(0.0, 0.8, size=customers)
     per_customer = rng.multinomial(purchases, activity / activity.sum())
 
-    logits = affinity * customer_vec @ product_vec.T / np.sqrt(dim) + popularity
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-
-    rows = []
-    for c in range(customers):
-        n = int(per_customer[c])
-        if n == 0:
-            continue
-        times = np.sort(START + rng.integers(0, YEAR, size=n))
-        fresh = rng.choice(products, size=n, p=probs[c])
-        repeats = rng.random(n) < repeat
-        quantity = 1 + rng.poisson(3.0 if segment[c] == 0 else 1.0, size=n)
-        history = []
-        for i in range(n):
-            item = int(history[rng.integers(len(history))]) if repeats[i] and history else int(
-                fresh[i])
-            history.append(item)
-            rows.append((int(times[i]), f"C{c:05d}", SEGMENTS[segment[c]], REGIONS[region[c]],
-                         f"P{item:05d}", int(quantity[i])))
-    rows.sort()
     os.makedirs(out_dir, exist_ok=True)
     paths = {"purchases": os.path.join(out_dir, "purchases.csv"),
              "products": os.path.join(out_dir, "products.csv")}
-    with open(paths["purchases"], "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["customer_id", "segment", "region", "product_id", "timestamp",
-                         "quantity"])
-        writer.writerows((r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows)
+    scratch = tempfile.mkdtemp(prefix=".synth-", dir=out_dir)
+    try:
+        days = [open(os.path.join(scratch, f"{d:03d}.csv"), "w", newline="", encoding="utf-8")
+                for d in range(DAYS)]
+        writers = [csv.writer(handle) for handle in days]
+        for first in range(0, customers, BLOCK):
+            block = slice(first, min(customers, first + BLOCK))
+            logits = affinity * customer_vec[block] @ product_vec.T / np.sqrt(dim) + popularity
+            logits -= logits.max(axis=1, keepdims=True)
+            probs = np.exp(logits)
+            probs /= probs.sum(axis=1, keepdims=True)
+            for c in range(block.start, block.stop):
+                _customer(rng, c, int(per_customer[c]), probs[c - block.start], products,
+                          repeat, segment[c], region[c], writers)
+        for handle in days:
+            handle.close()
+        tmp = paths["purchases"] + ".partial"
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["customer_id", "segment", "region", "product_id", "timestamp",
+                             "quantity"])
+            for d in range(DAYS):
+                with open(os.path.join(scratch, f"{d:03d}.csv"), newline="",
+                          encoding="utf-8") as day:
+                    rows = sorted((int(r[0]), r[1], r[2], r[3], r[4], int(r[5]))
+                                  for r in csv.reader(day))
+                writer.writerows((r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows)
+        os.replace(tmp, paths["purchases"])
+    finally:
+        shutil.rmtree(scratch)
     with open(paths["products"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["product_id", "name", "category", "price"])
         writer.writerows((f"P{p:05d}", names[p], f"cat_{int(product_category[p]):02d}",
                           f"{price[p]:.2f}") for p in range(products))
     return paths
+
+
+def _customer(rng, c, n, probs, products, repeat, segment, region, writers) -> None:
+    """One customer's purchases over the year, each to its day's file."""
+    if n == 0:
+        return
+    times = np.sort(START + rng.integers(0, YEAR, size=n))
+    fresh = rng.choice(products, size=n, p=probs)
+    repeats = rng.random(n) < repeat
+    quantity = 1 + rng.poisson(3.0 if segment == 0 else 1.0, size=n)
+    history = []
+    for i in range(n):
+        item = int(history[rng.integers(len(history))]) if repeats[i] and history else int(
+            fresh[i])
+        history.append(item)
+        writers[(int(times[i]) - START) // 86_400].writerow(
+            (int(times[i]), f"C{c:05d}", SEGMENTS[segment], REGIONS[region], f"P{item:05d}",
+             int(quantity[i])))

@@ -76,15 +76,20 @@ def program_text(cfg: Config, dialect: str = "duckdb") -> str:
     return "\n\n".join(parts) + "\n"
 
 
+MEMORY_LIMIT = os.environ.get("TWOTOWER_PREPARE_MEMORY", "3GB")
+
+
 class Runner:
     """A DuckDB connection that runs trees and turns engine errors into DataErrors."""
 
     def __init__(self, scratch: str):
         import duckdb
 
-        self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")  # naive times are UTC
-        self.con.execute(fill("SET temp_directory = P_dir", P_dir=lit(scratch)).sql("duckdb"))
+        # Settings go in as values, never as SQL text. Naive times are UTC; beyond the memory
+        # limit DuckDB spills to the scratch directory (out of core).
+        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT,
+                                          "temp_directory": scratch})
+        self.con.execute("SET TimeZone = 'UTC'")
         self.error = duckdb.Error
 
     def execute(self, tree: exp.Expression, where: str = ""):

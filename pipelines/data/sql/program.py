@@ -10,7 +10,7 @@ in messages, is ``rowid + 2``: the header is row 1):
 Its statements create, in order: ``cand`` (the candidate table), ``src`` (the
 interactions), ``rows`` (joined, with the parsed time ``_t``), ``ranked``
 (with the split ``_rank``: 0 train, 1 eval, 2 test), ``cuts``, ``final``
-(with each row's history list ``_h`` and the repeat flag); then one query per
+(with each row's history cells ``_h0``, ``_h1``, ... and the repeat flag); then one query per
 output split (``train``, ``eval``, ``test``, ``eval_queries``,
 ``test_queries``, ``catalog``), whose columns are the prepared columns with
 their names and types (:mod:`pipelines.data.columns`).
@@ -251,33 +251,50 @@ def _cuts(p: Plan) -> exp.Expression:
                 P_cut=exp.Subquery(this=_cut(s.eval_fraction + s.test_fraction)), P_test=test)
 
 
+def history_windows(p: Plan, skip: str, template: str) -> List[exp.Expression]:
+    """One window per history feature: the query's candidates joined, newest first.
+
+    ``template`` is the frame, in (time, file) order newest first; ``skip``
+    names the column counting rows to skip before it (``_pre``: the row's own
+    moment). The string aggregate over a frame of at most ``max_length`` rows
+    is linear in the rows, where building and cutting lists was not.
+    """
+    return [exp.alias_(fill(f"""string_agg(P_i, P_sep) OVER (
+                PARTITION BY P_q ORDER BY _t DESC, _line DESC {template})""",
+                            P_i=c(p.item), P_sep=sep, P_q=c(p.q), P_n=n, P_skip=c(skip)),
+                       f"_h{j}")
+            for j, (n, sep) in enumerate(p.histories.values())]
+
+
 def _final(p: Plan) -> exp.Expression:
-    """``ranked`` with ``_h`` (each row's history list, newest first) and ``_repeat``."""
+    """``ranked`` with ``_h0``, ``_h1``, ... (each history column's cell) and ``_repeat``."""
     repeat = (fill("_rank = 0 AND row_number() OVER (PARTITION BY P_q, P_i, _rank = 0 "
                    "ORDER BY _t, _line) > 1", P_q=c(p.q), P_i=c(p.item))
               if p.cfg.data.repeats == "first" else exp.false())
-    if not p.histories:
-        return fill("SELECT *, NULL AS _h, P_repeat AS _repeat FROM ranked", P_repeat=repeat)
-    # A row sees the earlier rows of its own or earlier splits. Time and user_time splits are
-    # monotone in time (an earlier row is never in a later split), so one pass sees the right
-    # rows; a hash split needs one pass per split rank.
-    ranks = [2] if p.method in ("time", "user_time") else [0, 1, 2]
+    # A row sees the earlier rows of its own or earlier splits: in newest-first order, the
+    # rows after its own moment's remaining rows (_pre of them: same time, earlier in the
+    # file), at most max_length of them.
+    frame = "ROWS BETWEEN P_skip + 1 FOLLOWING AND P_skip + P_n FOLLOWING"
+    pre = "row_number() OVER (PARTITION BY P_q, _t ORDER BY _line) - 1 AS _pre"
+    if p.method in ("time", "user_time"):
+        # Monotone in time: an earlier row is never in a later split, so one pass suffices.
+        return fill(f"""SELECT * EXCLUDE (_pre), P_hists, P_repeat AS _repeat
+                        FROM (SELECT *, {pre} FROM ranked)""", P_q=c(p.q),
+                    P_hists=history_windows(p, "_pre", frame) or [exp.alias_(exp.null(),
+                                                                              "_h0")],
+                    P_repeat=repeat)
     parts = []
-    for rank in ranks:
-        visible = "_rank <= P_rank"
-        parts.append(fill(f"""
-            SELECT r._line, m._h FROM ranked AS r JOIN (
-              SELECT P_q, _t, flatten(list(_items ORDER BY _t DESC) OVER (
-                       PARTITION BY P_q ORDER BY _t ROWS BETWEEN P_cap PRECEDING AND 1 PRECEDING
-                     ))[1:P_cap] AS _h
-              FROM (SELECT P_q, _t, list(P_i ORDER BY _line DESC) AS _items
-                    FROM ranked WHERE {visible} GROUP BY P_q, _t)
-            ) AS m ON r.P_q = m.P_q AND r._t = m._t
-            WHERE r._rank = P_rank OR P_all""", P_q=ident(p.q), P_i=c(p.item), P_rank=rank,
-            P_cap=p.cap, P_all=len(ranks) == 1))
+    for rank in (0, 1, 2):  # a hash split interleaves splits in time: one pass per split
+        parts.append(fill(f"""SELECT * EXCLUDE (_rank) FROM (
+                                SELECT _line, _rank, P_hists FROM (
+                                  SELECT *, {pre} FROM ranked WHERE _rank <= P_rank))
+                              WHERE _rank = P_rank""", P_q=c(p.q), P_rank=rank,
+                          P_hists=history_windows(p, "_pre", frame) or [
+                              exp.alias_(exp.null(), "_h0")]))
     union = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)
-    return fill("""SELECT r.*, h._h FROM (SELECT *, P_repeat AS _repeat FROM ranked) AS r
-                   JOIN (P_union) AS h ON r._line = h._line""",
-                P_union=union, P_repeat=repeat)
+    return fill("""SELECT r.*, h.* EXCLUDE (_line) FROM (
+                     SELECT *, P_repeat AS _repeat FROM ranked) AS r
+                   JOIN (P_union) AS h ON r._line = h._line""", P_union=union,
+                P_repeat=repeat)

@@ -11,49 +11,50 @@ from typing import Dict, List
 from sqlglot import exp
 
 from pipelines.data.columns import FLOAT, INT
-from pipelines.data.sql.program import HELD, Plan, c, typed
+from pipelines.data.sql.program import HELD, Plan, c, history_windows, typed
 from pipelines.data.sql.template import fill, ident
 from transform.naming import CATALOG_SPLIT, queries_split, raw_columns
 
 
-def history_cells(p: Plan, lists: exp.Expression) -> List[exp.Expression]:
-    """Each history column from a list of ids (newest first): joined, NULL when empty."""
-    return [exp.alias_(fill("CASE WHEN len(P_h) > 0 THEN array_to_string(P_h[1:P_n], P_sep) "
-                            "END", P_h=lists, P_n=n, P_sep=sep), ident(column))
-            for column, (n, sep) in p.histories.items()]
+def history_cells(p: Plan) -> List[exp.Expression]:
+    """Each history column from its window's cell (``_h0``, ``_h1``, ...)."""
+    return [exp.alias_(c(f"_h{j}"), ident(column)) for j, column in enumerate(p.histories)]
 
 
 def split_query(p: Plan, split: str) -> exp.Expression:
     """The rows of ``split``, in file order, as the prepared columns."""
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
-    cells += history_cells(p, c("_h"))
+    cells += history_cells(p)
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
     return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=cells,
                 P_keep=keep)
 
 
 def queries_query(p: Plan, split: str) -> exp.Expression:
-    """Each query of a held-out split as it stood before its first interaction there."""
+    """Each query of a held-out split as it stood before its first interaction there: its
+    latest row among the earlier splits' rows before its first held-out interaction, and
+    its candidates of those rows, newest first."""
     d = p.cfg.data
     query_side = {d.query_id, d.timestamp} | {
         col for t, f in p.cfg.features() if t == "query_tower" for col in raw_columns(f.__dict__)}
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]) if n in query_side
                         else exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
                             p.types[n], "VARCHAR")), ident(n)) for n in p.base]
-    cells += history_cells(p, c("_hist"))
+    cells += history_cells(p)
     before = "f._t < q._cutoff" if d.timestamp else "TRUE"
+    windows = history_windows(p, "_line", "ROWS BETWEEN CURRENT ROW AND P_n - 1 FOLLOWING")
+    drop = ", ".join(f"_h{j}" for j in range(max(1, len(p.histories))))  # internal names
     return fill(f"""
         SELECT P_cells FROM (
           SELECT *, row_number() OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC) AS _last,
-                 list(P_i) OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC
-                                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-                                 )[1:P_cap] AS _hist
-          FROM (SELECT f.* EXCLUDE (_h) FROM final AS f JOIN (
+                 P_windows
+          FROM (SELECT f.* EXCLUDE ({drop}) FROM final AS f JOIN (
                   SELECT P_q, min(_t) AS _cutoff FROM final WHERE _rank = P_r GROUP BY P_q
                 ) AS q ON f.P_q = q.P_q
                 WHERE f._rank < P_r AND {before})
         ) AS s
-        WHERE _last = 1 ORDER BY P_q""", P_cells=cells, P_q=c(p.q), P_i=c(p.item), P_r=HELD[split], P_cap=max(p.cap, 1))
+        WHERE _last = 1 ORDER BY P_q""", P_cells=cells, P_q=c(p.q), P_r=HELD[split],
+                P_windows=windows or [exp.alias_(exp.null(), "_h0")])
 
 
 def held_queries(p: Plan, split: str) -> exp.Expression:
