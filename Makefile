@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test lock bench clean
+.PHONY: venv demo test lock bench bench-scale clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -20,6 +20,10 @@ test: venv
 DATASET ?= all
 bench: venv
 	$(VENV)/bin/python scripts/bench.py --dataset $(DATASET)
+
+# How data preparation and the pipeline grow with the data (synthetic 100k/1M/10M purchases).
+bench-scale: venv
+	$(VENV)/bin/python scripts/bench_scale.py
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv

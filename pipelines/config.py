@@ -194,6 +194,9 @@ class PipelineConfig:
     # the held-out split (test if configured, else eval) is above this multiple of
     # popularity's; null switches the gate off (every completed model is pushed).
     min_lift_over_popularity: Optional[float] = 1.0
+    # Beam's DirectRunner (ExampleGen, StatisticsGen, Transform): 1 runs in memory in one
+    # process; N > 1 runs N worker processes (direct_running_mode=multi_processing).
+    beam_workers: int = 1
 
 
 @dataclasses.dataclass

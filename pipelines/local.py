@@ -102,7 +102,14 @@ def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: s
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+        beam_pipeline_args=beam_args(cfg))
+
+
+def beam_args(cfg: Config) -> List[str]:
+    """DirectRunner options: in memory with one worker, or N worker processes."""
+    workers = cfg.pipeline.beam_workers
+    mode = "in_memory" if workers == 1 else "multi_processing"
+    return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
 
 
 def _newest(pattern: str) -> str:

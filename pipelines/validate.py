@@ -208,6 +208,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             "completed model")
     if not 1 <= p.serving_k <= 1000:
         add("pipeline.serving_k", "must be in 1..1000")
+    if not 1 <= p.beam_workers <= 64:
+        add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
+            f"got {p.beam_workers}")
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:
