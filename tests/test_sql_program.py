@@ -89,3 +89,24 @@ def test_prepare_cli_prints_and_runs_the_program(tmp_path):
     assert (out / "prepare.sql").read_text(encoding="utf-8") == printed.stdout
     refused = subprocess.run(cli + ["--engine", "bigquery"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--print-sql" in refused.stderr
+
+
+@pytest.mark.parametrize("overrides", [[], ["data.split.test_fraction=0.1"]])
+def test_every_output_has_every_prepared_column_in_order_and_typed(tmp_path, overrides):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.data.columns import column_types
+
+    cfg = config(tmp_path, csv_of(TEN * 3), overrides=[
+        "query_tower.features.3={name: recent, kind: history}"] + overrides)
+    out = tmp_path / "out"
+    prepare(cfg, str(out))
+    types = column_types(cfg)
+    arrow = {"string": pa.string(), "float": pa.float64(), "int": pa.int64()}
+    splits = [d for d in os.listdir(out) if (out / d / "data.parquet").exists()]
+    assert len(splits) == (6 if overrides else 4)
+    for split in splits:
+        schema = pq.read_schema(out / split / "data.parquet")
+        assert schema.names == list(types), split
+        assert [schema.field(n).type for n in types] == [arrow[k] for k in types.values()], split

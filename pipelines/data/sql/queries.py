@@ -21,12 +21,24 @@ def history_cells(p: Plan) -> List[exp.Expression]:
     return [exp.alias_(c(f"_h{j}"), ident(column)) for j, column in enumerate(p.histories)]
 
 
+def empty(p: Plan, name: str) -> exp.Expression:
+    """A NULL of the column's type (the other side's columns of a catalog or query row)."""
+    return exp.alias_(exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
+        p.types[name], "VARCHAR")), ident(name))
+
+
+def ordered(p: Plan, cells: List[exp.Expression]) -> List[exp.Expression]:
+    """The cells in the prepared columns' order (:func:`column_types`), missing ones NULL."""
+    named = {cell.alias: cell for cell in cells}
+    return [named[name] if name in named else empty(p, name) for name in p.types]
+
+
 def split_query(p: Plan, split: str) -> exp.Expression:
     """The rows of ``split``, in file order, as the prepared columns."""
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
     cells += history_cells(p)
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
-    return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=cells,
+    return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=ordered(p, cells),
                 P_keep=keep)
 
 
@@ -37,10 +49,9 @@ def queries_query(p: Plan, split: str) -> exp.Expression:
     d = p.cfg.data
     query_side = {d.query_id, d.timestamp} | {
         col for t, f in p.cfg.features() if t == "query_tower" for col in raw_columns(f.__dict__)}
-    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]) if n in query_side
-                        else exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
-                            p.types[n], "VARCHAR")), ident(n)) for n in p.base]
-    cells += history_cells(p)
+    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base
+             if n in query_side]
+    cells = ordered(p, cells + history_cells(p))
     before = "f._t < q._cutoff" if d.timestamp else "TRUE"
     windows = history_windows(p, "_line", "ROWS BETWEEN CURRENT ROW AND P_n - 1 FOLLOWING")
     drop = ", ".join(f"_h{j}" for j in range(max(1, len(p.histories))))  # internal names
@@ -69,21 +80,19 @@ def catalog_query(p: Plan) -> exp.Expression:
     d = p.cfg.data
     side = set(p.candidate_side) | {d.candidate_id}
 
-    def cell(name, source):
-        if name not in side:
-            return exp.alias_(exp.cast(exp.null(), {FLOAT: "DOUBLE", INT: "BIGINT"}.get(
-                p.types[name], "VARCHAR")), ident(name))
-        return exp.alias_(typed(c(source[name]), p.types[name]), ident(name))
+    def cells(source):
+        return ordered(p, [exp.alias_(typed(c(source[n]), p.types[n]), ident(n))
+                           for n in p.base if n in side])
 
     if d.candidates:
         source = dict(p.kcol, **{d.candidate_id: p.kcol[d.candidates.id]})
         return fill("SELECT P_cells FROM cand ORDER BY P_id",
-                    P_cells=[cell(n, source) for n in p.base], P_id=c(source[d.candidate_id]))
+                    P_cells=cells(source), P_id=c(source[d.candidate_id]))
     return fill("""SELECT P_cells FROM (
                      SELECT *, row_number() OVER (PARTITION BY P_i ORDER BY _line) AS _first
                      FROM final WHERE _rank = 0 AND NOT _repeat)
                    WHERE _first = 1 ORDER BY P_i""",
-                P_cells=[cell(n, p.col) for n in p.base], P_i=c(p.item))
+                P_cells=cells(p.col), P_i=c(p.item))
 
 
 def outputs(p: Plan) -> Dict[str, exp.Expression]:
