@@ -69,6 +69,42 @@ def load_arrays(patterns, feature_spec, batch_size=4096):
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
+def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192):
+    """Each transformed row's raw query id and catalog position, without the other features.
+
+    Only the two id columns are parsed, batch by batch, and each distinct
+    query id is one shared object, so memory grows by ~16 bytes per row
+    (a pointer and a position) whatever the features hold: popularity,
+    exclusions and evaluation truth need no more.
+
+    Returns:
+      ``{QUERY_ID: object [rows], CANDIDATE_POSITION: int64 [rows]}``
+      (position -1: not in the catalog), plus ``'outside'``: the number of
+      such rows and the first such raw id (or None).
+
+    Raises:
+      ValueError: the files hold no rows.
+    """
+    spec = {key: feature_spec[key] for key in (QUERY_ID, CANDIDATE_ID)}
+    index = {key: i for i, key in enumerate(np.asarray(catalog_ids).tolist())}
+    interned, queries, positions = {}, [], []
+    outside, first = 0, None
+    for batch in make_dataset(patterns, spec, batch_size):
+        ids = batch[CANDIDATE_ID].numpy().tolist()
+        found = np.fromiter((index.get(key, -1) for key in ids), dtype=np.int64, count=len(ids))
+        missing = np.flatnonzero(found < 0)
+        if len(missing):
+            outside += len(missing)
+            first = ids[missing[0]] if first is None else first
+        queries.append(np.asarray([interned.setdefault(key, key)
+                                   for key in batch[QUERY_ID].numpy().tolist()], dtype=object))
+        positions.append(found)
+    if not positions or sum(len(p) for p in positions) == 0:
+        raise ValueError(f"the transformed examples {patterns} hold no rows")
+    return {QUERY_ID: np.concatenate(queries), CANDIDATE_POSITION: np.concatenate(positions),
+            "outside": (outside, first)}
+
+
 def catalog_table(arrays, keys):
     """The catalog from the transformed catalog split: one row per candidate, by raw id.
 

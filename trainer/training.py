@@ -17,8 +17,8 @@ import tensorflow_transform as tft
 
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
                               QUERY_ID, QUERY_KEY, TEST_SPLIT, TRAIN_SPLIT, queries_split)
-from trainer.data import (catalog_table, load_arrays, make_dataset, position_table,
-                          positions_of, query_counts, query_groups)
+from trainer.data import (catalog_table, load_arrays, load_pairs, make_dataset,
+                          position_table, query_counts, query_groups)
 from trainer.evaluation import popularity
 from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
@@ -80,8 +80,8 @@ def load_inputs(spec, tft_output, files):
     """What a model is built from: the catalog, the training rows and popularity.
 
     Returns:
-      ``{'catalog' (see trainer.data.catalog_table), 'train' (arrays with
-      CANDIDATE_POSITION), 'counts' ([num_candidates] training interactions
+      ``{'catalog' (see trainer.data.catalog_table), 'train' (QUERY_ID and
+      CANDIDATE_POSITION per row: trainer.data.load_pairs), 'counts' ([num_candidates] training interactions
       per position), 'feature_spec', 'positions' (the id -> position table)}``.
 
     Raises:
@@ -90,12 +90,11 @@ def load_inputs(spec, tft_output, files):
     feature_spec = tft_output.transformed_feature_spec()
     keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
     catalog = catalog_table(load_arrays(files[CATALOG_SPLIT], feature_spec), keys)
-    train = load_arrays(files[TRAIN_SPLIT], feature_spec)
-    train[CANDIDATE_POSITION] = positions_of(train[CANDIDATE_ID], catalog[CANDIDATE_ID])
-    outside = train[CANDIDATE_ID][train[CANDIDATE_POSITION] < 0]
-    if len(outside):
-        raise ValueError(f"{len(outside)} training interactions name candidates outside the "
-                         f"catalog (first: {outside[0]!r}); the catalog split must list them")
+    train = load_pairs(files[TRAIN_SPLIT], feature_spec, catalog[CANDIDATE_ID])
+    outside, first = train.pop("outside")
+    if outside:
+        raise ValueError(f"{outside} training interactions name candidates outside the "
+                         f"catalog (first: {first!r}); the catalog split must list them")
     return {"catalog": catalog, "train": train, "feature_spec": feature_spec,
             "counts": popularity(train[CANDIDATE_POSITION], len(catalog[CANDIDATE_ID])),
             "positions": position_table(catalog[CANDIDATE_ID])}
@@ -186,8 +185,8 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
 
 def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups, seen_counts=None):
     """The :class:`HeldOutSet` of ``split``, and its rows' raw query ids and positions."""
-    rows = load_arrays(files[split], feature_spec)
-    positions = positions_of(rows[CANDIDATE_ID], catalog_ids)
+    rows = load_pairs(files[split], feature_spec, catalog_ids)
+    positions = rows[CANDIDATE_POSITION]
     query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
     snapshots = load_arrays(files[queries_split(split)], feature_spec)
     held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
@@ -209,7 +208,7 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     query_tower = model.query_tower
     catalog_ids, counts = inputs["catalog"][CANDIDATE_ID], inputs["counts"]
     train = inputs["train"]
-    record.update(train_rows=int(len(train[CANDIDATE_ID])), candidates=built["num_candidates"],
+    record.update(train_rows=int(len(train[CANDIDATE_POSITION])), candidates=built["num_candidates"],
                   candidates_without_training_rows=int((counts == 0).sum()), top_k=ks,
                   softmax=built["softmax"])
     if (spec["pipeline"]["serving_index"] == "scann"

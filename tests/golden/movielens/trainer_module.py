@@ -305,6 +305,42 @@ def load_arrays(patterns, feature_spec, batch_size=4096):
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
+def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192):
+    """Each transformed row's raw query id and catalog position, without the other features.
+
+    Only the two id columns are parsed, batch by batch, and each distinct
+    query id is one shared object, so memory grows by ~16 bytes per row
+    (a pointer and a position) whatever the features hold: popularity,
+    exclusions and evaluation truth need no more.
+
+    Returns:
+      ``{QUERY_ID: object [rows], CANDIDATE_POSITION: int64 [rows]}``
+      (position -1: not in the catalog), plus ``'outside'``: the number of
+      such rows and the first such raw id (or None).
+
+    Raises:
+      ValueError: the files hold no rows.
+    """
+    spec = {key: feature_spec[key] for key in (QUERY_ID, CANDIDATE_ID)}
+    index = {key: i for i, key in enumerate(np.asarray(catalog_ids).tolist())}
+    interned, queries, positions = {}, [], []
+    outside, first = 0, None
+    for batch in make_dataset(patterns, spec, batch_size):
+        ids = batch[CANDIDATE_ID].numpy().tolist()
+        found = np.fromiter((index.get(key, -1) for key in ids), dtype=np.int64, count=len(ids))
+        missing = np.flatnonzero(found < 0)
+        if len(missing):
+            outside += len(missing)
+            first = ids[missing[0]] if first is None else first
+        queries.append(np.asarray([interned.setdefault(key, key)
+                                   for key in batch[QUERY_ID].numpy().tolist()], dtype=object))
+        positions.append(found)
+    if not positions or sum(len(p) for p in positions) == 0:
+        raise ValueError(f"the transformed examples {patterns} hold no rows")
+    return {QUERY_ID: np.concatenate(queries), CANDIDATE_POSITION: np.concatenate(positions),
+            "outside": (outside, first)}
+
+
 def catalog_table(arrays, keys):
     """The catalog from the transformed catalog split: one row per candidate, by raw id.
 
@@ -1523,8 +1559,8 @@ def load_inputs(spec, tft_output, files):
     """What a model is built from: the catalog, the training rows and popularity.
 
     Returns:
-      ``{'catalog' (see trainer.data.catalog_table), 'train' (arrays with
-      CANDIDATE_POSITION), 'counts' ([num_candidates] training interactions
+      ``{'catalog' (see trainer.data.catalog_table), 'train' (QUERY_ID and
+      CANDIDATE_POSITION per row: trainer.data.load_pairs), 'counts' ([num_candidates] training interactions
       per position), 'feature_spec', 'positions' (the id -> position table)}``.
 
     Raises:
@@ -1533,12 +1569,11 @@ def load_inputs(spec, tft_output, files):
     feature_spec = tft_output.transformed_feature_spec()
     keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
     catalog = catalog_table(load_arrays(files[CATALOG_SPLIT], feature_spec), keys)
-    train = load_arrays(files[TRAIN_SPLIT], feature_spec)
-    train[CANDIDATE_POSITION] = positions_of(train[CANDIDATE_ID], catalog[CANDIDATE_ID])
-    outside = train[CANDIDATE_ID][train[CANDIDATE_POSITION] < 0]
-    if len(outside):
-        raise ValueError(f"{len(outside)} training interactions name candidates outside the "
-                         f"catalog (first: {outside[0]!r}); the catalog split must list them")
+    train = load_pairs(files[TRAIN_SPLIT], feature_spec, catalog[CANDIDATE_ID])
+    outside, first = train.pop("outside")
+    if outside:
+        raise ValueError(f"{outside} training interactions name candidates outside the "
+                         f"catalog (first: {first!r}); the catalog split must list them")
     return {"catalog": catalog, "train": train, "feature_spec": feature_spec,
             "counts": popularity(train[CANDIDATE_POSITION], len(catalog[CANDIDATE_ID])),
             "positions": position_table(catalog[CANDIDATE_ID])}
@@ -1629,8 +1664,8 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
 
 def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups, seen_counts=None):
     """The :class:`HeldOutSet` of ``split``, and its rows' raw query ids and positions."""
-    rows = load_arrays(files[split], feature_spec)
-    positions = positions_of(rows[CANDIDATE_ID], catalog_ids)
+    rows = load_pairs(files[split], feature_spec, catalog_ids)
+    positions = rows[CANDIDATE_POSITION]
     query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
     snapshots = load_arrays(files[queries_split(split)], feature_spec)
     held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
@@ -1652,7 +1687,7 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     query_tower = model.query_tower
     catalog_ids, counts = inputs["catalog"][CANDIDATE_ID], inputs["counts"]
     train = inputs["train"]
-    record.update(train_rows=int(len(train[CANDIDATE_ID])), candidates=built["num_candidates"],
+    record.update(train_rows=int(len(train[CANDIDATE_POSITION])), candidates=built["num_candidates"],
                   candidates_without_training_rows=int((counts == 0).sum()), top_k=ks,
                   softmax=built["softmax"])
     if (spec["pipeline"]["serving_index"] == "scann"
