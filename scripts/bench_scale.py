@@ -109,9 +109,14 @@ def main(argv=None):
     from pipelines.local import component_seconds, paths
 
     report = {}
+    previous = os.path.join(OUT, "scale.json")
+    if os.path.exists(previous):  # sizes measured by an earlier invocation stay in the table
+        with open(previous, encoding="utf-8") as handle:
+            report = json.load(handle)
     for size in args.sizes.split(","):
         where, synth = data(size)
-        entry = report.setdefault(size, {"purchases": SIZES[size][0], "synth": synth})
+        entry = report.setdefault(size, {})
+        entry.update(purchases=SIZES[size][0], synth=synth or entry.get("synth"))
         out = os.path.join(OUT, "prepared", size)
         code, seconds, peak, tail = measured([sys.executable, "-m", "pipelines", "prepare",
                                               "--config", CONFIG, "--out", out]
