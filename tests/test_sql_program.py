@@ -110,3 +110,12 @@ def test_every_output_has_every_prepared_column_in_order_and_typed(tmp_path, ove
         schema = pq.read_schema(out / split / "data.parquet")
         assert schema.names == list(types), split
         assert [schema.field(n).type for n in types] == [arrow[k] for k in types.values()], split
+
+
+def test_the_bigquery_hash_split_hexes_sha256_like_duckdb(tmp_path):
+    cfg = config(tmp_path, csv_of(TEN), overrides=["data.split.method=hash"])
+    text = "".join(program_text(cfg, "bigquery").split())  # without the pretty-printing
+    assert "TO_HEX(SHA256(" in text
+    assert "ISFINITE" not in text.upper() and "TIME_TO_UNIX" not in text
+    assert "UNIX_MICROS(" in text and "IS_INF(" in text
+    assert "SHA256(" in program_text(cfg) and "TO_HEX" not in program_text(cfg)

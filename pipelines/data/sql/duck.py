@@ -25,7 +25,7 @@ from pipelines.data.prepare import SQL_FILE
 from pipelines.data.sql import checks
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import held_queries, outputs
-from pipelines.data.sql.template import fill, ident, lit
+from pipelines.data.sql.template import fill, ident, lit, render
 from transform.naming import CATALOG_SPLIT, queries_split
 
 
@@ -66,13 +66,12 @@ def program_text(cfg: Config, dialect: str = "duckdb") -> str:
     parts = [f"-- twotower data preparation for pipeline {cfg.pipeline.name!r}",
              "-- raw_interactions / raw_candidates: every CSV cell as text; rowid: the record index"]
     for name, tree in statements(p):
-        parts.append(exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
-                                properties=exp.Properties(expressions=[
-                                    exp.TemporaryProperty()])).sql(dialect=dialect,
-                                                                    pretty=True) + ";")
+        create = exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
+                            properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+        parts.append(render(create, dialect, pretty=True) + ";")
     for split, tree in outputs(p).items():
-        parts.append(f"-- output: {split}/data.parquet\n" + tree.sql(dialect=dialect,
-                                                                     pretty=True) + ";")
+        parts.append(f"-- output: {split}/data.parquet\n" + render(tree, dialect, pretty=True)
+                     + ";")
     return "\n\n".join(parts) + "\n"
 
 

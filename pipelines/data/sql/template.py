@@ -104,5 +104,22 @@ def columns(names: Iterable[str], table: str = "") -> List[exp.Column]:
             for n in names]
 
 
-def render(tree: exp.Expression, dialect: str = "duckdb") -> str:
-    return tree.sql(dialect=dialect)
+def _bigquery(node: exp.Expression) -> exp.Expression:
+    """DuckDB functions whose BigQuery spelling differs in meaning, not just in name."""
+    if isinstance(node, exp.SHA2):  # BigQuery's SHA256 is BYTES: hex it like DuckDB's
+        return exp.LowerHex(this=node.copy())
+    if isinstance(node, exp.TimeToUnix):  # epoch seconds with the microseconds
+        return exp.Div(this=exp.Anonymous(this="UNIX_MICROS", expressions=[node.this.copy()]),
+                       expression=exp.Literal.number("1000000.0"))
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "isfinite":
+        value = node.expressions[0]
+        return exp.paren(exp.and_(exp.not_(exp.Anonymous(this="IS_INF", expressions=[value.copy()])),
+                                  exp.not_(exp.Anonymous(this="IS_NAN", expressions=[value.copy()]))))
+    return node
+
+
+def render(tree: exp.Expression, dialect: str = "duckdb", pretty: bool = False) -> str:
+    """The tree as SQL text for ``dialect`` (``duckdb`` or ``bigquery``)."""
+    if dialect == "bigquery":
+        tree = tree.copy().transform(_bigquery)
+    return tree.sql(dialect=dialect, pretty=pretty)
