@@ -4,6 +4,7 @@
     twotower generate --config C --out DIR [--set ...]
     twotower prepare  --config C [--engine duckdb|bigquery] [--print-sql] [--out DIR]
     twotower run      --config C [--set ...]
+    twotower image    --config C [--out DIR] [--tag TAG]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
                        [--buy-again-out AGAIN.csv]
@@ -91,6 +92,19 @@ def cmd_prepare(args) -> int:
     print(f"prepared {report['rows']} interactions: {held} ({report['split_method']} split), "
           f"{report['catalog_candidates']} catalog candidates -> {out} (the SQL that ran: "
           f"{os.path.join(out, 'prepare.sql')})")
+    return 0
+
+
+def cmd_image(args) -> int:
+    from pipelines import image
+
+    args.no_data = True  # the image depends on the config, not on the data
+    cfg = _config(args)
+    path = image.write(cfg, args.out)
+    tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
+    print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
+          f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
+          "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
     return 0
 
 
@@ -251,6 +265,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: <pipeline.root>/input)")
     p.set_defaults(func=cmd_prepare)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    p = with_config("image", "write the Vertex AI training image's Dockerfile")
+    p.add_argument("--out", default="image", help="folder for the Dockerfile (default: image)")
+    p.add_argument("--tag", help="image tag to print in the build command (default: "
+                   "twotower-<pipeline.name>:<config fingerprint>)")
+    p.set_defaults(func=cmd_image)
     p = with_config("lr-check", "learning-rate range test on the transformed data")
     p.add_argument("--rates", help="comma-separated rates (default: the configured rate "
                    "x 0.1, 0.3, 1, 3, 10)")

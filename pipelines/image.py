@@ -1,0 +1,64 @@
+"""The training image for Vertex AI: the TFX base image plus what the generated modules import.
+
+The generated modules are self-contained (:mod:`pipelines.codegen`): they need
+TensorFlow, TensorFlow Transform and NumPy, which the TFX image has, plus
+TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
+``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
+ScaNN. Nothing of this library goes into the image. Every version is the one
+``requirements.lock`` pins, so the image trains with what the tests ran.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List
+
+from pipelines.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK = os.path.join(ROOT, "requirements.lock")
+BASE = "gcr.io/tfx-oss-public/tfx"
+
+
+def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:
+    """``{package: version}`` from the lock file; raises naming a package it lacks."""
+    pins = {}
+    with open(lock, encoding="utf-8") as handle:
+        for line in handle:
+            found = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;]+)", line)
+            if found:
+                pins[found.group(1).lower()] = found.group(2)
+    missing = [n for n in names if n.lower() not in pins]
+    if missing:
+        raise ValueError(f"{lock} pins no {missing}; run `make lock`")
+    return {n: pins[n.lower()] for n in names}
+
+
+def packages(cfg: Config) -> List[str]:
+    """What the image adds to the TFX base image, for this config."""
+    names = ["tensorflow-recommenders", "tf-keras"]
+    if cfg.pipeline.serving_index == "scann":
+        names.append("scann")
+    return names
+
+
+def dockerfile(cfg: Config, lock: str = LOCK) -> str:
+    """The Dockerfile text: deterministic for a config and a lock file."""
+    pins = locked(["tfx"] + packages(cfg), lock)
+    adds = " ".join(f"{name}=={version}" for name, version in pins.items() if name != "tfx")
+    return (f"# The Vertex AI training image for pipeline {cfg.pipeline.name!r}: written by\n"
+            "# `twotower image`; versions from requirements.lock.\n"
+            f"FROM {BASE}:{pins['tfx']}\n"
+            "ENV TF_USE_LEGACY_KERAS=1\n"
+            f"RUN python -m pip install --no-cache-dir {adds}\n"
+            "RUN python -c \"import tensorflow_recommenders, tf_keras\"\n")
+
+
+def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
+    """Writes ``out_dir/Dockerfile`` (write, then rename); returns its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "Dockerfile")
+    with open(path + ".partial", "w", encoding="utf-8") as handle:
+        handle.write(dockerfile(cfg, lock))
+    os.replace(path + ".partial", path)
+    return path

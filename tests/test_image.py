@@ -1,0 +1,76 @@
+"""The Vertex AI training image: pinned like the lock file, and holding what the modules import."""
+import ast
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.codegen import trainer_module, transform_module
+from pipelines.config import Config, apply_overrides
+from pipelines.image import BASE, dockerfile, locked, packages
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What gcr.io/tfx-oss-public/tfx provides that the modules may import.
+BASE_IMAGE = {"tensorflow", "tensorflow_transform", "numpy", "tfx"}
+IMPORT_NAMES = {"tensorflow-recommenders": "tensorflow_recommenders", "tf-keras": "tf_keras",
+                "scann": "scann"}
+
+
+def lock_pins():
+    text = open(os.path.join(ROOT, "requirements.lock"), encoding="utf-8").read()
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, flags=re.M))
+
+
+@pytest.mark.parametrize("index", ["exact", "scann"])
+def test_the_dockerfile_pins_what_the_lock_pins(raw_config, index):
+    cfg = Config.from_dict(apply_overrides(raw_config, [f"pipeline.serving_index={index}"]))
+    text = dockerfile(cfg)
+    pins = lock_pins()
+    assert f"FROM {BASE}:{pins['tfx']}\n" in text
+    installed = dict(re.findall(r"([a-z\-]+)==(\S+)", text.split("pip install")[1]))
+    assert installed == {name: pins[name] for name in packages(cfg)}
+    assert ("scann" in installed) == (index == "scann")
+    assert "ENV TF_USE_LEGACY_KERAS=1" in text
+    assert dockerfile(cfg) == text  # deterministic
+
+
+@pytest.mark.parametrize("index", ["exact", "scann"])
+def test_the_image_holds_every_package_the_generated_modules_import(raw_config, index):
+    cfg = Config.from_dict(apply_overrides(raw_config, [f"pipeline.serving_index={index}"]))
+    provided = BASE_IMAGE | {IMPORT_NAMES[p] for p in packages(cfg)}
+    for name, text in (("transform", transform_module(cfg)), ("trainer", trainer_module(cfg))):
+        tree = ast.parse(text)
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                  and n not in top]
+        for nodes, allowed in ((top, provided), (nested, provided | {"scann"})):
+            # scann is imported only inside require_scann(), which runs only when the config
+            # asks for the ScaNN index
+            roots = set()
+            for node in nodes:
+                if isinstance(node, ast.Import):
+                    roots |= {a.name.split(".")[0] for a in node.names}
+                elif node.level == 0:
+                    roots.add(node.module.split(".")[0])
+            outside = {r for r in roots if r not in sys.stdlib_module_names} - allowed
+            assert not outside, f"{name} imports {outside}, which the image lacks"
+
+
+def test_a_package_missing_from_the_lock_is_named(tmp_path):
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tfx==1.16.0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="pins no \\['tf-keras'\\]"):
+        locked(["tfx", "tf-keras"], str(lock))
+
+
+def test_image_cli_writes_the_dockerfile_and_prints_the_build_command(tmp_path, raw_config):
+    path = tmp_path / "config.json"
+    path.write_text(Config.from_dict(raw_config).to_json(), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pipelines", "image", "--config", str(path),
+                           "--out", str(tmp_path / "img"), "--tag", "eu-docker.pkg.dev/p/r/t:1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "img" / "Dockerfile").read_text(encoding="utf-8").startswith("# The Vertex")
+    assert "docker build -t eu-docker.pkg.dev/p/r/t:1" in done.stdout
