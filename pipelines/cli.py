@@ -5,6 +5,7 @@
     twotower prepare  --config C [--engine duckdb|bigquery] [--print-sql] [--out DIR]
     twotower run      --config C [--set ...]
     twotower image    --config C [--out DIR] [--tag TAG]
+    twotower submit   --config C [--spec pipeline.json] [--wait]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
                        [--buy-again-out AGAIN.csv]
@@ -105,6 +106,21 @@ def cmd_image(args) -> int:
     print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
           f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
           "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipelines.runners import vertex
+
+    args.no_data = True  # the data is read on Vertex AI, not here
+    cfg = _config(args)
+    try:
+        done = vertex.submit(cfg, args.spec, wait=args.wait)
+    except RuntimeError as exc:
+        print(f"twotower submit: {exc}", file=sys.stderr)
+        return 1
+    if args.wait and done["state"] != "PIPELINE_STATE_SUCCEEDED":
+        return 1
     return 0
 
 
@@ -265,6 +281,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: <pipeline.root>/input)")
     p.set_defaults(func=cmd_prepare)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    p = with_config("submit", "submit a compiled pipeline to Vertex AI Pipelines")
+    p.add_argument("--spec", default="pipeline.json", help="the compiled PipelineSpec JSON")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.set_defaults(func=cmd_submit)
     p = with_config("image", "write the Vertex AI training image's Dockerfile")
     p.add_argument("--out", default="image", help="folder for the Dockerfile (default: image)")
     p.add_argument("--tag", help="image tag to print in the build command (default: "

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import typing
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric", "text", "timestamp",
                  "cross", "history")
@@ -200,6 +200,20 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass
+class VertexConfig:
+    """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
+    project: Optional[str] = None           # Google Cloud project id
+    region: Optional[str] = None            # e.g. europe-west4
+    pipeline_root: Optional[str] = None     # gs://bucket/path: artifacts of every run
+    service_account: Optional[str] = None   # the job runs as it (default: Compute default)
+    labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+    enable_caching: bool = False
+    # Another API endpoint (a regional or Private Service Connect one); an http:// endpoint is
+    # a local stand-in of the REST API: anonymous credentials, REST transport.
+    api_endpoint: Optional[str] = None
+
+
+@dataclasses.dataclass
 class Config:
     data: DataConfig
     query_tower: TowerConfig
@@ -207,6 +221,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Config":
@@ -271,6 +286,13 @@ def _parse(tp: Any, value: Any, path: str, problems: List[tuple]) -> Any:
             problems.append((path, f"expected a list, got {_describe(value)}"))
             return []
         return [_parse(item_tp, v, _join(path, i), problems) for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        key_tp, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            problems.append((path, f"expected a mapping, got {_describe(value)}"))
+            return {}
+        return {_parse(key_tp, k, path, problems): _parse(item_tp, v, _join(path, k), problems)
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _parse_dataclass(tp, value, path, problems)
     if tp is bool:

@@ -211,6 +211,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if not 1 <= p.beam_workers <= 64:
         add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
             f"got {p.beam_workers}")
+    from pipelines.runners import vertex
+
+    problems.extend(vertex.problems(cfg))
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:

@@ -1,0 +1,119 @@
+"""Vertex AI Pipelines: checking the `vertex` config section and submitting a compiled spec.
+
+`twotower submit --config C --spec pipeline.json` creates a
+``google.cloud.aiplatform.PipelineJob`` from the compiled PipelineSpec with the
+config's project, region, pipeline root, service account, labels and caching,
+and prints the job's resource name and console link (``--wait`` follows its
+state). The client library is imported only here, and only when submitting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import List, Tuple
+
+from pipelines.config import Config, ConfigError
+
+PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
+REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+\Z")
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}\Z")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}\Z")
+CONSOLE = ("https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job}"
+           "?project={project}")
+DONE = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
+
+
+def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
+    """``(key, message)`` for each bad value of ``vertex``; with ``submitting``, missing ones too."""
+    v, out = cfg.vertex, []
+    if submitting:
+        for key in ("project", "region", "pipeline_root"):
+            if not getattr(v, key):
+                out.append((f"vertex.{key}", "is needed to submit to Vertex AI (e.g. "
+                            + {"project": "my-project", "region": "europe-west4",
+                               "pipeline_root": "gs://my-bucket/twotower"}[key] + ")"))
+    if v.project and not PROJECT.match(v.project):
+        out.append(("vertex.project", f"{v.project!r} is not a project id: 6-30 lower-case "
+                    "letters, digits and '-', starting with a letter"))
+    if v.region and not REGION.match(v.region):
+        out.append(("vertex.region", f"{v.region!r} is not a region, e.g. europe-west4"))
+    if v.pipeline_root and not v.pipeline_root.startswith("gs://"):
+        out.append(("vertex.pipeline_root", f"{v.pipeline_root!r} must be a gs:// location "
+                    "(Vertex AI writes every run's artifacts there)"))
+    for key, value in v.labels.items():
+        if not LABEL_KEY.match(key):
+            out.append((f"vertex.labels.{key}", "label keys are 1-63 lower-case letters, digits, "
+                        "'_' or '-', starting with a letter"))
+        if not isinstance(value, str) or not LABEL_VALUE.match(value):
+            out.append((f"vertex.labels.{key}", f"{value!r}: label values are at most 63 "
+                        "lower-case letters, digits, '_' or '-'"))
+    if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
+                                       r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",
+                                       v.api_endpoint):
+        out.append(("vertex.api_endpoint", f"{v.api_endpoint!r}: a host name (https), or "
+                    "http://127.0.0.1:PORT for a local stand-in"))
+    return out
+
+
+def read_spec(path: str) -> dict:
+    """The compiled PipelineSpec JSON; raises ConfigError naming what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            spec = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([("--spec", f"{path}: not a readable JSON file ({exc})")]) from None
+    if "components" not in spec.get("pipelineSpec", spec):
+        raise ConfigError([("--spec", f"{path}: no pipelineSpec.components; compile it with "
+                            "`twotower compile --target vertex`")])
+    return spec
+
+
+def submit(cfg: Config, spec_path: str, wait: bool = False, log=print) -> dict:
+    """Submits the compiled spec; returns ``{'name', 'link', 'state'}``.
+
+    Raises:
+      ConfigError: a missing or bad ``vertex`` value, or an unreadable spec.
+      RuntimeError: Vertex AI refused the job (the message says why and what to check).
+    """
+    found = problems(cfg, submitting=True)
+    if found:
+        raise ConfigError(found)
+    read_spec(spec_path)
+    os.environ.setdefault("GOOGLE_CLOUD_DISABLE_TELEMETRY", "true")
+    from google.api_core import exceptions
+    from google.cloud import aiplatform
+
+    v = cfg.vertex
+    options = {"project": v.project, "location": v.region}
+    if v.api_endpoint:
+        options["api_endpoint"] = v.api_endpoint
+    if v.api_endpoint and v.api_endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        options.update(credentials=AnonymousCredentials(), api_transport="rest")
+    aiplatform.init(**options)
+    job = aiplatform.PipelineJob(display_name=cfg.pipeline.name, template_path=spec_path,
+                                 pipeline_root=v.pipeline_root, enable_caching=v.enable_caching,
+                                 labels=dict(v.labels) or None)
+    try:
+        job.submit(service_account=v.service_account)
+    except exceptions.GoogleAPICallError as exc:
+        hint = {403: "check that the APIs are enabled and that you (and vertex.service_account) "
+                     "have roles/aiplatform.user and access to vertex.pipeline_root",
+                404: "check vertex.project and vertex.region"}.get(exc.code or 0,
+                                                                  "retry; if it persists, see "
+                                                                  "the Vertex AI status page")
+        raise RuntimeError(f"Vertex AI refused the pipeline job ({exc.code} "
+                           f"{type(exc).__name__}: {exc.message}); {hint}") from None
+    name = job.resource_name
+    link = CONSOLE.format(region=v.region, job=name.rsplit("/", 1)[-1], project=v.project)
+    log(f"submitted {name}\n{link}")
+    state = None
+    while wait and state not in DONE:
+        state = job.state.name  # a GET of the job
+        log(f"{time.strftime('%H:%M:%S')} {state}")
+        if state not in DONE:
+            time.sleep(30)
+    return {"name": name, "link": link, "state": state}

@@ -1,0 +1,103 @@
+"""`twotower submit`: the real aiplatform client against a loopback stand-in of the REST API."""
+import json
+
+import pytest
+
+from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.runners import vertex
+from pipelines.validate import validate
+from vertex_standin import StandIn
+
+SPEC = {"displayName": "b2b-demo",
+        "pipelineSpec": {"pipelineInfo": {"name": "b2b-demo"}, "schemaVersion": "2.1.0",
+                         "sdkVersion": "tfx-1.16.0", "root": {"dag": {"tasks": {}}},
+                         "components": {}, "deploymentSpec": {"executors": {}}},
+        "runtimeConfig": {}}
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    server = StandIn()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)  # the bucket check, too
+    yield server
+    server.close()
+
+
+def vertex_calls(server):
+    return [r for r in server.requests if not r["path"].startswith("/storage/")]
+
+
+def vertex_config(raw_config, endpoint, *extra):
+    return Config.from_dict(apply_overrides(raw_config, [
+        "vertex.project=acme-recs", "vertex.region=europe-west4",
+        "vertex.pipeline_root=gs://acme-bucket/twotower",
+        "vertex.service_account=runner@acme-recs.iam.gserviceaccount.com",
+        "vertex.labels={team: growth, cost-center: b2b-01}", "vertex.enable_caching=true",
+        f"vertex.api_endpoint={endpoint}"] + list(extra)))
+
+
+def spec_file(tmp_path):
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(SPEC), encoding="utf-8")
+    return str(path)
+
+
+def test_submit_sends_the_job_vertex_ai_expects(tmp_path, raw_config, standin):
+    cfg = vertex_config(raw_config, standin.endpoint)
+    validate(cfg)
+    done = vertex.submit(cfg, spec_file(tmp_path), wait=True, log=lambda *_: None)
+    create = vertex_calls(standin)[0]
+    assert create["method"] == "POST"
+    assert create["path"] == "/v1/projects/acme-recs/locations/europe-west4/pipelineJobs"
+    body = create["body"]
+    assert body["displayName"] == "b2b-demo"
+    assert body["labels"] == {"team": "growth", "cost-center": "b2b-01"}
+    assert body["serviceAccount"] == "runner@acme-recs.iam.gserviceaccount.com"
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/twotower"
+    assert body["pipelineSpec"]["pipelineInfo"] == {"name": "b2b-demo"}
+    assert "components" in body["pipelineSpec"]
+    job_id = create["query"]["pipelineJobId"][0]
+    assert done["name"] == f"projects/acme-recs/locations/europe-west4/pipelineJobs/{job_id}"
+    assert done["link"].startswith("https://console.cloud.google.com/vertex-ai/locations/"
+                                   f"europe-west4/pipelines/runs/{job_id}?project=acme-recs")
+    assert done["state"] == "PIPELINE_STATE_SUCCEEDED"
+    assert vertex_calls(standin)[-1]["method"] == "GET"
+    # the client library checked the pipeline root's bucket and created it
+    assert any(r["method"] == "POST" and r["path"] == "/storage/v1/b"
+               and r["body"]["name"] == "acme-bucket" for r in standin.requests)
+
+
+@pytest.mark.parametrize("code, hint", [(403, "roles/aiplatform.user"), (500, "retry")])
+def test_a_refusal_is_one_clear_error(tmp_path, raw_config, code, hint, monkeypatch):
+    server = StandIn(fail=code)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
+    try:
+        cfg = vertex_config(raw_config, server.endpoint)
+        with pytest.raises(RuntimeError, match=rf"refused the pipeline job \({code} .*{hint}"):
+            vertex.submit(cfg, spec_file(tmp_path), log=lambda *_: None)
+    finally:
+        server.close()
+
+
+def test_missing_and_bad_vertex_values_are_named(tmp_path, raw_config):
+    cfg = Config.from_dict(raw_config)
+    with pytest.raises(ConfigError) as exc:
+        vertex.submit(cfg, spec_file(tmp_path))
+    assert [k for k, _ in exc.value.problems] == ["vertex.project", "vertex.region",
+                                                  "vertex.pipeline_root"]
+    bad = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.project=Acme", "vertex.region=europe", "vertex.pipeline_root=/tmp/x",
+        "vertex.labels={Team: x}", "pipeline.name=B2B_demo"]))
+    with pytest.raises(ConfigError) as exc:
+        validate(bad, check_data=False)
+    assert {k for k, _ in exc.value.problems} == {
+        "vertex.project", "vertex.region", "vertex.pipeline_root", "vertex.labels.Team",
+        "pipeline.name"}
+
+
+def test_a_spec_that_is_not_compiled_is_refused(tmp_path, raw_config, standin):
+    path = tmp_path / "pipeline.json"
+    path.write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no pipelineSpec.components"):
+        vertex.submit(vertex_config(raw_config, standin.endpoint), str(path))
+    assert vertex_calls(standin) == []

@@ -1,0 +1,89 @@
+"""A loopback stand-in for the Vertex AI REST API: records requests, answers like the service.
+
+Only what `twotower submit` uses: create a PipelineJob (POST
+``/v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID``) and read it back
+(GET ``.../pipelineJobs/ID``). ``fail`` makes every Vertex AI call answer that
+HTTP status with a Google API error body.
+
+It also answers the Cloud Storage JSON API calls the client library makes
+before submitting (is the pipeline root's bucket there? create it, grant the
+service account access), when ``STORAGE_EMULATOR_HOST`` points at it: the
+bucket is "not found", then created.
+"""
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
+
+
+class StandIn:
+    def __init__(self, fail=None, final_state="PIPELINE_STATE_SUCCEEDED"):
+        self.requests, self.fail, self.final_state, self.jobs = [], fail, final_state, {}
+        self.buckets = set()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method):
+                url = urllib.parse.urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                owner.requests.append({"method": method, "path": url.path,
+                                       "query": urllib.parse.parse_qs(url.query), "body": body})
+                if url.path.startswith("/storage/v1/b"):
+                    return self._storage(method, url.path, body)
+                if owner.fail:
+                    return self._answer(owner.fail, {"error": {
+                        "code": owner.fail, "message": "stand-in refused the call",
+                        "status": STATUS.get(owner.fail, "UNKNOWN")}})
+                if method == "POST" and url.path.endswith("/pipelineJobs"):
+                    job_id = urllib.parse.parse_qs(url.query)["pipelineJobId"][0]
+                    name = url.path[len("/v1/"):] + "/" + job_id
+                    owner.jobs[name] = dict(body, name=name, state="PIPELINE_STATE_PENDING")
+                    return self._answer(200, owner.jobs[name])
+                name = url.path[len("/v1/"):]
+                if method == "GET" and name in owner.jobs:
+                    owner.jobs[name]["state"] = owner.final_state
+                    return self._answer(200, owner.jobs[name])
+                return self._answer(404, {"error": {"code": 404, "message": "no such job",
+                                                    "status": "NOT_FOUND"}})
+
+            def _storage(self, method, path, body):
+                parts = path[len("/storage/v1/b"):].strip("/").split("/")
+                if method == "POST" and parts == [""]:  # create a bucket
+                    owner.buckets.add(body["name"])
+                    return self._answer(200, dict(body, projectNumber="123"))
+                if parts[0] not in owner.buckets:
+                    return self._answer(404, {"error": {"code": 404, "message": "no bucket"}})
+                if parts[1:] == ["iam"]:
+                    return self._answer(200, body or {"bindings": [], "etag": "CAE="})
+                return self._answer(200, {"name": parts[0], "projectNumber": "123"})
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_GET(self):
+                self._handle("GET")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
