@@ -5,6 +5,7 @@
     twotower prepare  --config C [--engine duckdb|bigquery] [--print-sql] [--out DIR]
     twotower run      --config C [--set ...]
     twotower image    --config C [--out DIR] [--tag TAG]
+    twotower compile  --config C --target vertex --image IMAGE [--out pipeline.json]
     twotower submit   --config C [--spec pipeline.json] [--wait]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
@@ -106,6 +107,14 @@ def cmd_image(args) -> int:
     print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
           f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
           "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from pipelines.runners.compile import compile_vertex
+
+    cfg = _config(args)
+    compile_vertex(cfg, args.out, args.image)
     return 0
 
 
@@ -281,6 +290,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: <pipeline.root>/input)")
     p.set_defaults(func=cmd_prepare)
     with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    p = with_config("compile", "compile the pipeline for Vertex AI Pipelines (offline)")
+    p.add_argument("--target", choices=("vertex",), default="vertex")
+    p.add_argument("--image", required=True, help="the training image (see twotower image)")
+    p.add_argument("--out", default="pipeline.json", help="the PipelineSpec JSON to write")
+    p.set_defaults(func=cmd_compile)
     p = with_config("submit", "submit a compiled pipeline to Vertex AI Pipelines")
     p.add_argument("--spec", default="pipeline.json", help="the compiled PipelineSpec JSON")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")

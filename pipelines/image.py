@@ -4,8 +4,11 @@ The generated modules are self-contained (:mod:`pipelines.codegen`): they need
 TensorFlow, TensorFlow Transform and NumPy, which the TFX image has, plus
 TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
 ``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
-ScaNN. Nothing of this library goes into the image. Every version is the one
-``requirements.lock`` pins, so the image trains with what the tests ran.
+ScaNN. Of this library, only the pipeline's two custom TFX components go in
+(``pipelines/components/``: the exact Parquet ExampleGen and the push gate,
+with ``pipelines/gate.py``, which they use): they import nothing else of it.
+Every version is the one ``requirements.lock`` pins, so the image trains with
+what the tests ran.
 """
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ from pipelines.config import Config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = os.path.join(ROOT, "requirements.lock")
 BASE = "gcr.io/tfx-oss-public/tfx"
+# The files of this library the image holds (the custom components' code), relative to ROOT.
+COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/components/__init__.py",
+                   "pipelines/components/parquet_example_gen.py",
+                   "pipelines/components/popularity_gate.py")
+IMAGE_CODE = "/opt/twotower"
 
 
 def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:
@@ -51,12 +59,25 @@ def dockerfile(cfg: Config, lock: str = LOCK) -> str:
             f"FROM {BASE}:{pins['tfx']}\n"
             "ENV TF_USE_LEGACY_KERAS=1\n"
             f"RUN python -m pip install --no-cache-dir {adds}\n"
-            "RUN python -c \"import tensorflow_recommenders, tf_keras\"\n")
+            f"COPY twotower {IMAGE_CODE}\n"
+            f"ENV PYTHONPATH={IMAGE_CODE}\n"
+            "RUN python -c \"import tensorflow_recommenders, tf_keras, "
+            "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate\"\n")
 
 
 def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
-    """Writes ``out_dir/Dockerfile`` (write, then rename); returns its path."""
+    """Writes the build context: ``out_dir/Dockerfile`` and ``out_dir/twotower/`` (the custom
+    components' code); returns the Dockerfile's path."""
+    import shutil
+
     os.makedirs(out_dir, exist_ok=True)
+    code = os.path.join(out_dir, "twotower")
+    if os.path.isdir(code):
+        shutil.rmtree(code)
+    for relative in COMPONENT_FILES:
+        target = os.path.join(code, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(ROOT, relative), target)
     path = os.path.join(out_dir, "Dockerfile")
     with open(path + ".partial", "w", encoding="utf-8") as handle:
         handle.write(dockerfile(cfg, lock))

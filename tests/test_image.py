@@ -74,3 +74,22 @@ def test_image_cli_writes_the_dockerfile_and_prints_the_build_command(tmp_path, 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "img" / "Dockerfile").read_text(encoding="utf-8").startswith("# The Vertex")
     assert "docker build -t eu-docker.pkg.dev/p/r/t:1" in done.stdout
+
+
+def test_the_image_code_is_the_custom_components_and_needs_nothing_else(tmp_path, raw_config):
+    from pipelines.image import COMPONENT_FILES, write
+
+    write(Config.from_dict(raw_config), str(tmp_path))
+    copied = sorted(str(p.relative_to(tmp_path / "twotower"))
+                    for p in (tmp_path / "twotower").rglob("*.py"))
+    assert copied == sorted(COMPONENT_FILES)
+    own = {f[:-3].replace("/", ".").replace(".__init__", "") for f in COMPONENT_FILES}
+    for relative in COMPONENT_FILES:
+        tree = ast.parse((tmp_path / "twotower" / relative).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("pipelines"):
+                assert node.module in own, f"{relative} imports {node.module}, not in the image"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("pipelines") and a.name not in own
+                               for a in node.names)
+    assert "COPY twotower /opt/twotower" in (tmp_path / "Dockerfile").read_text(encoding="utf-8")
