@@ -125,3 +125,12 @@ def test_the_bigquery_hash_split_hexes_sha256_like_duckdb(tmp_path):
 
     finite = [render(q, "bigquery") for q, _ in checks.candidate_checks(plan(cfg))]
     assert any("NOT IS_INF(" in q and "NOT IS_NAN(" in q for q in finite)
+
+
+def test_an_unreadable_csv_row_is_named(tmp_path):
+    from pipelines.data.csvfile import DataError
+
+    text = csv_of(TEN) + 'C9,smb,north,"P1,3,1\n'  # an unterminated quote on row 12
+    with pytest.raises(DataError, match=r"purchases.csv row 12: not readable as CSV"):
+        prepare(config(tmp_path, text), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -125,7 +125,9 @@ def _explain(message: str, where: str) -> str:
     if line and "unicode" in message.lower():
         return f"{where} near row {line.group(1)}: not UTF-8 text; save the file as UTF-8"
     if line:
-        return f"{where} row {line.group(1)}: not readable as CSV: " + message.splitlines()[2:3][0]
+        detail = [m for m in message.splitlines()[1:] if m.strip() and "Original Line" not in m]
+        return (f"{where} row {line.group(1)}: not readable as CSV: "
+                f"{(detail or message.splitlines())[0].strip()}")
     return f"{where or 'data preparation'}: {message.splitlines()[0]}"
 
 
