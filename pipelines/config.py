@@ -200,6 +200,17 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass
+class DataflowConfig:
+    """Beam components (ExampleGen, StatisticsGen, Transform) on Dataflow, from Vertex AI."""
+    temp_location: Optional[str] = None     # gs://...; default <vertex.pipeline_root>/beam-temp
+    machine_type: str = "n1-standard-4"
+    max_workers: int = 10
+    service_account: Optional[str] = None   # default: vertex.service_account
+    network: Optional[str] = None
+    subnetwork: Optional[str] = None        # e.g. regions/europe-west4/subnetworks/default
+
+
+@dataclasses.dataclass
 class VertexConfig:
     """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
     project: Optional[str] = None           # Google Cloud project id
@@ -211,6 +222,9 @@ class VertexConfig:
     # Another API endpoint (a regional or Private Service Connect one); an http:// endpoint is
     # a local stand-in of the REST API: anonymous credentials, REST transport.
     api_endpoint: Optional[str] = None
+    # Set (even to {}) to run the Beam components on Dataflow; null: DirectRunner in the
+    # component's container.
+    dataflow: Optional[DataflowConfig] = None
 
 
 @dataclasses.dataclass

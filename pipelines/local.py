@@ -25,7 +25,7 @@ import glob
 import json
 import os
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from pipelines.codegen import write_modules
 from pipelines.config import Config
@@ -65,8 +65,12 @@ def write_schema(cfg: Config, modules_dir: str) -> str:
 
 
 def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: str,
-                   until: str = COMPONENTS[-1]):
-    """The TFX pipeline object (imports TFX), its components up to ``until``."""
+                   until: str = COMPONENTS[-1], beam: Optional[List[str]] = None):
+    """The TFX pipeline object (imports TFX), its components up to ``until``.
+
+    ``beam``: the Beam components' ``beam_pipeline_args`` (default: the local
+    DirectRunner's, :func:`beam_args`).
+    """
     from tfx import v1 as tfx
     from tfx.proto import transform_pb2
 
@@ -102,7 +106,7 @@ def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: s
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
-        beam_pipeline_args=beam_args(cfg))
+        beam_pipeline_args=beam_args(cfg) if beam is None else beam)
 
 
 def beam_args(cfg: Config) -> List[str]:

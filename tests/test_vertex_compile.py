@@ -68,3 +68,39 @@ def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     job = json.loads((tmp_path / "offline.json").read_text(encoding="utf-8"))
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/offline/tfx"
+
+
+def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_config):
+    import gcs_on_disk
+
+    from pipelines.validate import validate
+
+    gcs_on_disk.register(tmp_path / "gcs")
+    cfg = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.project=acme-recs", "vertex.region=europe-west4",
+        "vertex.pipeline_root=gs://acme-bucket/flow",
+        "vertex.service_account=runner@acme-recs.iam.gserviceaccount.com",
+        "vertex.dataflow={max_workers: 25, subnetwork: regions/europe-west4/subnetworks/ml}"]))
+    validate(cfg)
+    out = tmp_path / "pipeline.json"
+    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    job = json.loads(out.read_text(encoding="utf-8"))
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    expected = ["--runner=DataflowRunner", "--project=acme-recs", "--region=europe-west4",
+                "--temp_location=gs://acme-bucket/flow/beam-temp", "--max_num_workers=25",
+                f"--sdk_container_image={IMAGE}",
+                "--service_account_email=runner@acme-recs.iam.gserviceaccount.com",
+                "--subnetwork=regions/europe-west4/subnetworks/ml"]
+    for name in ("ParquetExampleGen", "StatisticsGen", "Transform"):
+        args = json.dumps(executors[f"{name}_executor"]["container"])
+        assert all(a in args for a in expected), (name, args[:2000])
+    bad = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.dataflow={temp_location: /tmp/x, max_workers: 0}"]))
+    import pytest
+
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        validate(bad, check_data=False)
+    assert {k for k, _ in exc.value.problems} == {"vertex.dataflow.temp_location",
+                                                  "vertex.dataflow.max_workers"}

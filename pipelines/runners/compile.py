@@ -65,7 +65,8 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
                "schema": f"{staged['modules']}/schema.pbtxt"}
-    pipeline = build_pipeline(cfg, staged["input"], modules, root)
+    beam = vertex.dataflow_args(cfg, image) if cfg.vertex.dataflow is not None else None
+    pipeline = build_pipeline(cfg, staged["input"], modules, root, beam=beam)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=out)

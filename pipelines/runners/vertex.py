@@ -49,12 +49,43 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         if not isinstance(value, str) or not LABEL_VALUE.match(value):
             out.append((f"vertex.labels.{key}", f"{value!r}: label values are at most 63 "
                         "lower-case letters, digits, '_' or '-'"))
+    if v.dataflow is not None:
+        f = v.dataflow
+        if f.temp_location and not f.temp_location.startswith("gs://"):
+            out.append(("vertex.dataflow.temp_location", f"{f.temp_location!r} must be a gs:// "
+                        "location"))
+        if not 1 <= f.max_workers <= 1000:
+            out.append(("vertex.dataflow.max_workers", f"must be in 1..1000, got {f.max_workers}"))
+        if not re.match(r"[a-z][a-z0-9-]{1,62}\Z", f.machine_type or ""):
+            out.append(("vertex.dataflow.machine_type", f"{f.machine_type!r} is not a machine "
+                        "type, e.g. n1-standard-4"))
     if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
                                        r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",
                                        v.api_endpoint):
         out.append(("vertex.api_endpoint", f"{v.api_endpoint!r}: a host name (https), or "
                     "http://127.0.0.1:PORT for a local stand-in"))
     return out
+
+
+def dataflow_args(cfg: Config, image: str) -> List[str]:
+    """``beam_pipeline_args`` that run the Beam components on Dataflow.
+
+    The workers use the training image (``--sdk_container_image``): it holds the
+    custom ExampleGen's executor, which runs on them.
+    """
+    v, f = cfg.vertex, cfg.vertex.dataflow
+    root = (v.pipeline_root or "").rstrip("/")
+    args = ["--runner=DataflowRunner", f"--project={v.project}", f"--region={v.region}",
+            f"--temp_location={f.temp_location or root + '/beam-temp'}",
+            f"--machine_type={f.machine_type}", f"--max_num_workers={f.max_workers}",
+            f"--sdk_container_image={image}", "--experiments=use_runner_v2"]
+    account = f.service_account or v.service_account
+    if account:
+        args.append(f"--service_account_email={account}")
+    for key in ("network", "subnetwork"):
+        if getattr(f, key):
+            args.append(f"--{key}={getattr(f, key)}")
+    return args
 
 
 def read_spec(path: str) -> dict:
