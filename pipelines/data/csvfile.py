@@ -75,16 +75,3 @@ def parse_time(text: str, where: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
-
-
-def check_number(text: str, where: str) -> None:
-    """Numeric feature cells are empty (-> the feature's default) or finite numbers."""
-    if text.strip() == "":
-        return
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where}: {text!r} is not a number, but the column feeds a numeric "
-                        "feature; fix the cell or declare the feature categorical") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where}: {text!r} is not a finite number")
