@@ -41,7 +41,7 @@ def _tower_summary(cfg: Config, with_data: bool) -> str:
     from pipelines.summary import estimate_vocabularies, tower_summary
     from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
 
-    sizes = estimate_vocabularies(cfg) if with_data else {}
+    sizes = estimate_vocabularies(cfg) if with_data and cfg.data.path else {}
     lines = []
     if sizes:
         lines.append(f"data: {sizes[QUERY_VOCAB]} query ids, {sizes[CANDIDATE_VOCAB]} candidate "
@@ -78,6 +78,11 @@ def cmd_prepare(args) -> int:
     from pipelines.data.sql.duck import program_text
 
     cfg = _config(args)
+    if args.print_sql and cfg.data.bigquery:  # the queries BigQueryExampleGen runs
+        from pipelines.data.sql import bigquery
+
+        sys.stdout.write(bigquery.program_text(cfg))
+        return 0
     if args.print_sql or args.engine == "bigquery":
         if args.engine == "bigquery" and not args.print_sql:
             print("twotower prepare: BigQuery runs this program from the Vertex AI pipeline; "
@@ -182,7 +187,7 @@ def root_cause(exc: BaseException) -> str:
 
 
 def _run(cfg: Config) -> int:
-    from pipelines.local import run_local
+    from pipelines.runners.local import run_local
 
     try:
         res = run_local(cfg)

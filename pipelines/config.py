@@ -35,7 +35,7 @@ KIND_DEFAULTS = {
 POOLINGS = ("mean", "recency")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
-SPLIT_METHODS = ("auto", "time", "user_time", "hash")
+SPLIT_METHODS = ("auto", "time", "user_time", "hash", "days", "dates")
 REPEATS = ("keep", "first")
 SOFTMAX_MODES = ("auto", "full_catalog", "sampled", "in_batch")
 SERVING_INDEXES = ("exact", "scann")
@@ -86,9 +86,15 @@ class FeatureConfig:
 
 @dataclasses.dataclass
 class CandidateTableConfig:
-    """An optional table of candidate attributes, joined on ``id``."""
-    path: str
+    """An optional table of candidate attributes, joined on ``id``: a file or a BigQuery table."""
     id: str
+    path: Optional[str] = None
+    bigquery: Optional[str] = None          # project.dataset.table (with data.bigquery)
+
+    @property
+    def source(self) -> str:
+        """The table as messages name it: the file, or ``bigquery:project.dataset.table``."""
+        return self.path or f"bigquery:{self.bigquery}"
 
 
 @dataclasses.dataclass
@@ -100,28 +106,48 @@ class SplitConfig:
     in eval; ``user_time`` puts each query's latest ``eval_fraction`` of its
     interactions in eval (at least one, for queries with two or more);
     ``hash`` assigns rows by a seeded hash of the row. With ``test_fraction``
-    > 0 the latest part of the held-out rows is a test split
-    (see :mod:`pipelines.data.sql.program`).
+    > 0 the latest part of the held-out rows is a test split. Time windows in
+    whole UTC days: ``days`` holds out the data's last ``eval_days`` +
+    ``test_days`` calendar days (test the latest ``test_days``); ``dates``
+    holds out rows from ``eval_from`` (``YYYY-MM-DD``, 00:00 UTC), test from
+    ``test_from`` (see :mod:`pipelines.data.sql.program`).
     """
     method: str = "auto"
     eval_fraction: float = 0.2
     test_fraction: float = 0.0   # > 0: a test split, evaluated once at the end of training
     seed: int = 42
+    eval_days: int = 7           # method "days"
+    test_days: int = 0           # method "days": > 0 makes a test split
+    eval_from: Optional[str] = None   # method "dates": first eval day, e.g. 2024-03-01
+    test_from: Optional[str] = None   # method "dates": first test day (a test split)
 
 
 @dataclasses.dataclass
 class DataConfig:
-    path: str
+    """The interactions: a CSV file (``path``) or a BigQuery table or view (``bigquery``).
+
+    A file is prepared by the SQL program on DuckDB (``twotower run``,
+    ``compile``); a BigQuery table is read on Vertex AI by BigQueryExampleGen
+    with the same program rendered for BigQuery (``twotower compile``).
+    """
     query_id: str
     candidate_id: str
+    path: Optional[str] = None
+    bigquery: Optional[str] = None          # project.dataset.table, e.g. my-proj.shop.orders
     timestamp: Optional[str] = None
     candidates: Optional[CandidateTableConfig] = None
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+
     # "first": a query's later interactions with a candidate it already had (re-orders)
     # are not training rows, so the model learns what a customer will add, not what they
     # re-buy; they still count in histories and stay in the held-out splits (where
     # "buy again" is evaluated). "keep": every row is a training row.
     repeats: str = "keep"
+
+    @property
+    def source(self) -> str:
+        """The table as messages name it: the file, or ``bigquery:project.dataset.table``."""
+        return self.path or f"bigquery:{self.bigquery}"
 
 
 @dataclasses.dataclass
@@ -370,7 +396,7 @@ def apply_overrides(raw: dict, overrides) -> dict:
         if not all(keys):
             raise ConfigError([("--set", f"malformed key {dotted!r}")])
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = load_yaml(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError([(dotted, f"cannot read value {text!r}: {exc}")]) from None
         node: Any = raw
@@ -400,6 +426,25 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that keeps dates and times as the text written.
+
+    PyYAML turns an unquoted ``2024-03-01`` into a date, and raises a bare
+    ValueError on ``2024-02-30``; the config's dates are strings that
+    validation reads (``data.split.eval_from``).
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
+
+
 def read_raw(path: str) -> dict:
     """Reads a YAML or JSON config file into a mapping."""
     with open(path, encoding="utf-8") as handle:
@@ -413,7 +458,7 @@ def read_raw(path: str) -> dict:
         import yaml
 
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError([("", f"{path}: not valid YAML: {exc}")]) from None
     if not isinstance(raw, dict):

@@ -13,7 +13,7 @@ import os
 from typing import List, Optional
 
 from pipelines.config import Config, ConfigError
-from pipelines.local import pipeline_root, run_local, transform_outputs
+from pipelines.runners.local import pipeline_root, run_local, transform_outputs
 from pipelines.validate import learning_rate_ceiling
 
 STEPS = 300

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 from pipelines.config import Config, ConfigError
 from pipelines.data.csvfile import DataError, parse_time, read_rows
-from pipelines.local import results
+from pipelines.runners.local import results
 from transform.naming import HISTORY_PREFIX
 
 HEADER = ("user_id", "item_id", "rank")
@@ -155,6 +155,10 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
     model_dir = find_model(model)
     cfg = model_config(model_dir)
     history = history or cfg.data.path
+    if not history:
+        raise ConfigError([("--history", f"the model was trained on the BigQuery table "
+                            f"{cfg.data.bigquery}: export the interactions to CSV (bq extract) "
+                            "and pass the file as --history")])
     with open(os.path.join(model_dir, "assets.extra", "serving_inputs.json"),
               encoding="utf-8") as handle:
         described = json.load(handle)

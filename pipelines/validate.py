@@ -21,6 +21,8 @@ from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMER
                               SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config, ConfigError,
                               FeatureConfig)
 from pipelines.data.columns import type_conflicts
+from pipelines.data.sql.bigquery import table_problems
+from pipelines.data.windows import split_window_problems
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -92,6 +94,29 @@ def learning_rate_advice(cfg: Config) -> List[str]:
     return reasons
 
 
+def source_problems(d) -> List[tuple]:
+    """The interactions and the candidate table: one file each, or one BigQuery table each."""
+    out = []
+    if bool(d.path) == bool(d.bigquery):
+        out.append(("data.path", "give the interactions as data.path (a CSV file) or as "
+                    "data.bigquery (project.dataset.table), one of the two"))
+    if d.bigquery:
+        out += table_problems(d.bigquery, "data.bigquery")
+    t = d.candidates
+    if t is not None:
+        if bool(t.path) == bool(t.bigquery):
+            out.append(("data.candidates.path", "give the candidate table as path (a CSV "
+                        "file) or as bigquery (project.dataset.table), one of the two"))
+        elif bool(t.bigquery) != bool(d.bigquery):
+            out.append(("data.candidates." + ("bigquery" if t.bigquery else "path"),
+                        "the candidate table must be read where the interactions are: "
+                        + ("a BigQuery table, as data.bigquery is" if d.bigquery
+                           else "a file, as data.path is")))
+        if t.bigquery:
+            out += table_problems(t.bigquery, "data.candidates.bigquery")
+    return out
+
+
 def validate(cfg: Config, check_data: bool = True) -> List[str]:
     """Raises ConfigError listing every problem; returns non-blocking warnings."""
     problems: List[tuple] = []
@@ -99,9 +124,11 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     add = lambda key, msg: problems.append((key, msg))  # noqa: E731
 
     d = cfg.data
-    for key in ("path", "query_id", "candidate_id"):
+    for key in ("query_id", "candidate_id"):
         if not getattr(d, key):
             add(f"data.{key}", "must not be empty")
+    for key, msg in source_problems(d):
+        add(key, msg)
     if d.query_id == d.candidate_id:
         add("data.candidate_id", f"is the same column as data.query_id ({d.query_id!r})")
     if d.timestamp is not None and d.timestamp in (d.query_id, d.candidate_id):
@@ -110,13 +137,15 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("data.repeats", f"must be one of {', '.join(REPEATS)}")
     if d.split.method not in SPLIT_METHODS:
         add("data.split.method", f"must be one of {', '.join(SPLIT_METHODS)}")
-    if d.split.method in ("time", "user_time") and d.timestamp is None:
+    if d.split.method in ("time", "user_time", "days", "dates") and d.timestamp is None:
         add("data.split.method", f"{d.split.method!r} needs data.timestamp; set it, or use "
             "method: hash")
     if not 0.0 < d.split.eval_fraction <= 0.5:
         add("data.split.eval_fraction", "must be in (0, 0.5]")
     if not 0.0 <= d.split.test_fraction <= 0.5:
         add("data.split.test_fraction", "must be in [0, 0.5]")
+    for key, msg in split_window_problems(d.split):
+        add(f"data.split.{key}", msg)
     if d.candidates is not None and not d.candidates.id:
         add("data.candidates.id", "must not be empty")
 
@@ -225,7 +254,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             add(key, msg)
     if problems:
         raise ConfigError(problems)
-    if check_data:
+    if check_data and d.path:  # a BigQuery table's columns are checked by BigQuery
         _check_columns(cfg)
     return warnings
 

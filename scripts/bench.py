@@ -158,7 +158,8 @@ def bench(name, use_cache):
     results["twotower"] = score(split, recs)
     sys.path.insert(0, ROOT)
     from pipelines.config import load_config
-    from pipelines.local import component_seconds, paths, results as run_results
+    from pipelines.builder import paths
+    from pipelines.runners.local import component_seconds, results as run_results
 
     metrics = run_results(root)["metrics"]
     pipeline_name = load_config(spec["config"]).pipeline.name

@@ -106,7 +106,8 @@ def main(argv=None):
     parser.add_argument("--baseline-ref", help="also time this commit's data preparation")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from pipelines.local import component_seconds, paths
+    from pipelines.builder import paths
+    from pipelines.runners.local import component_seconds
 
     report = {}
     previous = os.path.join(OUT, "scale.json")

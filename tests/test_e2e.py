@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT
 from e2e_helpers import ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, recommend_cli, run_pipeline
 from pipelines import codegen
-from pipelines.local import COMPONENTS, completed_components, paths, results
+from pipelines.builder import COMPONENTS, paths
+from pipelines.runners.local import completed_components, results
 
 pytestmark = pytest.mark.e2e
 

@@ -17,10 +17,12 @@ HISTORY = "__twotower_history_recent"
 def sql_final(tmp_path, rows, cap, repeats="keep", method="hash"):
     """Runs the program's ``final`` step on hand-made ``ranked`` rows (query, time, rank, item).
 
-    Returns per row (file order): its history list and its repeat flag.
+    Returns per row (file order): its history list and its repeat flag, after
+    checking that both formulations (DuckDB frames, BigQuery LEADs) agree.
     """
     from pipelines.data.sql.duck import Runner
-    from pipelines.data.sql.program import _final, plan
+    from pipelines.data.sql.histories import final as _final
+    from pipelines.data.sql.program import plan
 
     cfg = config(tmp_path, csv_of([("C1", "smb", "north", "P1", "1", "1")]), overrides=[
         f"query_tower.features.3={{name: recent, kind: history, max_length: {cap}}}",
@@ -33,6 +35,9 @@ def sql_final(tmp_path, rows, cap, repeats="keep", method="hash"):
                            [[q, i, t, n + 2, r] for n, (q, t, r, i) in enumerate(rows)])
     runner.create("final", _final(p))
     got = runner.con.execute("SELECT _h0, _repeat FROM final ORDER BY _line").fetchall()
+    # the BigQuery formulation (constant-offset LEADs), run here on DuckDB, agrees cell by cell
+    runner.create("portable", _final(p, portable=True))
+    assert runner.con.execute("SELECT _h0, _repeat FROM portable ORDER BY _line").fetchall() == got
     return [(h.split("|") if h else [], repeat) for h, repeat in got]
 
 

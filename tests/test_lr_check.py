@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, demo_raw
 from pipelines.config import Config, ConfigError, apply_overrides
-from pipelines.local import completed_components, transform_outputs
+from pipelines.runners.local import completed_components, transform_outputs
 from pipelines.validate import validate
 
 META = {"config_fingerprint": "test", "library_version": "test"}

@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, demo_raw
 from pipelines.config import apply_overrides
 from pipelines.gate import decide
-from pipelines.local import COMPONENTS, completed_components, paths, results
+from pipelines.builder import COMPONENTS, paths
+from pipelines.runners.local import completed_components, results
 
 
 def metrics(model, popularity, status="completed", split="test"):

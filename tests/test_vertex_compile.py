@@ -104,3 +104,38 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         validate(bad, check_data=False)
     assert {k for k, _ in exc.value.problems} == {"vertex.dataflow.temp_location",
                                                   "vertex.dataflow.max_workers"}
+
+
+def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config):
+    """BigQueryExampleGen gets the program rendered for BigQuery; nothing is prepared here."""
+    import gcs_on_disk
+
+    from pipelines.data.sql.bigquery import split_queries, to_bigquery
+    from pipelines.validate import validate
+
+    gcs_on_disk.register(tmp_path / "gcs")
+    cfg = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.project=acme-recs", "vertex.region=europe-west4",
+        "vertex.pipeline_root=gs://acme-bucket/bq", "data.path=null",
+        "data.bigquery=acme-recs.shop.orders", "data.candidates.path=null",
+        "data.candidates.bigquery=acme-recs.shop.products"]))
+    validate(cfg)
+    out = tmp_path / "pipeline.json"
+    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    spec = json.loads(out.read_text(encoding="utf-8"))["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    container = json.dumps(spec["deploymentSpec"]["executors"]["BigQueryExampleGen_executor"])
+    assert "--project=acme-recs" in container
+    assert "--temp_location=gs://acme-bucket/bq/beam-temp" in container
+    assert set(tasks) == {"BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
+                          "Trainer", "PopularityGate", "Pusher"}
+    params = tasks["BigQueryExampleGen"]["inputs"]["parameters"]
+    splits = json.loads(params["input_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    got = {s["name"]: s["pattern"] for s in splits["splits"]}
+    assert got == {split: to_bigquery(tree) for split, tree in split_queries(cfg).items()}
+    assert set(got) == {"train", "eval", "catalog", "eval_queries"}
+    assert all("FROM `acme-recs`.`shop`.`orders` AS _src" in q for q in got.values())
+    staged = tmp_path / "gcs" / "acme-bucket" / "bq"
+    assert not (staged / "input").exists()  # nothing was prepared here
+    sql = (staged / "modules" / "prepare.sql").read_text(encoding="utf-8")
+    assert sql.count("-- split: ") == 4 and "`acme-recs`.`shop`.`products`" in sql

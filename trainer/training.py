@@ -16,7 +16,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
-                              QUERY_ID, QUERY_KEY, TEST_SPLIT, TRAIN_SPLIT, queries_split)
+                              QUERY_ID, QUERY_KEY, TEST_SPLIT, TRAIN_SPLIT, has_test_split,
+                              queries_split)
 from trainer.data import (catalog_table, load_arrays, load_pairs, make_dataset,
                           position_table, query_counts, query_groups)
 from trainer.evaluation import popularity
@@ -66,7 +67,7 @@ def split_files(spec, train_files, eval_files):
     """
     files = {TRAIN_SPLIT: list(train_files), EVAL_SPLIT: list(eval_files)}
     names = [CATALOG_SPLIT, queries_split(EVAL_SPLIT)]
-    if spec["data"]["split"]["test_fraction"] > 0:
+    if has_test_split(spec["data"]["split"]):
         names += [TEST_SPLIT, queries_split(TEST_SPLIT)]
     for name in names:
         files[name] = [p.replace("Split-" + EVAL_SPLIT, "Split-" + name) for p in eval_files]

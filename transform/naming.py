@@ -32,6 +32,12 @@ TEST_SPLIT = "test"
 CATALOG_SPLIT = "catalog"
 
 
+def has_test_split(split_config):
+    """Whether a ``data.split`` config (a dict) holds out a test split after eval."""
+    return (split_config.get("test_fraction", 0) > 0 or split_config.get("test_days", 0) > 0
+            or bool(split_config.get("test_from")))
+
+
 def queries_split(split):
     """The split of ``split``'s evaluation queries, e.g. 'eval' -> 'eval_queries'."""
     return split + "_queries"

@@ -40,4 +40,8 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     """Writes the typed splits under ``out_dir``; returns the report (also as JSON)."""
     from pipelines.data.sql import duck
 
+    if cfg.data.bigquery:
+        raise DataError(f"data.bigquery ({cfg.data.bigquery}) is read on Vertex AI by "
+                        "BigQueryExampleGen: compile it with `twotower compile --target "
+                        "vertex`; to run here, export the table to CSV and set data.path")
     return duck.prepare(cfg, out_dir)

@@ -3,7 +3,7 @@
 The data is prepared here (the DuckDB SQL program), then the prepared splits,
 the generated modules, the schema and the SQL are staged under
 ``vertex.pipeline_root`` through TFX's filesystem layer (``tfx.dsl.io``), and
-the same pipeline ``twotower run`` runs (:func:`pipelines.local.build_pipeline`)
+the same pipeline ``twotower run`` runs (:func:`pipelines.builder.build_pipeline`)
 is compiled by ``KubeflowV2DagRunner`` with the training image. Nothing here
 talks to Google Cloud but the filesystem writes, so a test can register a
 filesystem for ``gs://`` backed by a local folder and keep the real paths.
@@ -46,27 +46,35 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     from tfx import v1 as tfx
 
     from pipelines.codegen import write_modules
+    from pipelines.data.sql import bigquery
     from pipelines.data.prepare import SQL_FILE, prepare
-    from pipelines.local import build_pipeline, write_schema
+    from pipelines.builder import build_pipeline, write_schema
 
     root = cfg.vertex.pipeline_root.rstrip("/")
     staged = {"input": f"{root}/input", "modules": f"{root}/modules"}
     with tempfile.TemporaryDirectory(prefix="twotower-compile-") as tmp:
-        report = prepare(cfg, os.path.join(tmp, "input"))
         modules_dir = os.path.join(tmp, "modules")
         write_modules(cfg, modules_dir)
         write_schema(cfg, modules_dir)
-        with open(os.path.join(tmp, "input", SQL_FILE), encoding="utf-8") as src, \
-                open(os.path.join(modules_dir, SQL_FILE), "w", encoding="utf-8") as dst:
-            dst.write(src.read())
-        log(f"prepared {report['rows']} interactions; staging to {root}")
-        for key in ("input", "modules"):
-            stage(os.path.join(tmp, key), staged[key])
+        if cfg.data.bigquery:  # BigQueryExampleGen runs the program, one query per split
+            source = {split: bigquery.to_bigquery(tree)
+                      for split, tree in bigquery.split_queries(cfg).items()}
+            program = bigquery.program_text(cfg)
+            log(f"BigQueryExampleGen reads {cfg.data.bigquery}; staging to {root}")
+        else:
+            report = prepare(cfg, os.path.join(tmp, "input"))
+            with open(os.path.join(tmp, "input", SQL_FILE), encoding="utf-8") as handle:
+                program = handle.read()
+            source = staged["input"]
+            log(f"prepared {report['rows']} interactions; staging to {root}")
+            stage(os.path.join(tmp, "input"), staged["input"])
+        with open(os.path.join(modules_dir, SQL_FILE), "w", encoding="utf-8") as handle:
+            handle.write(program)
+        stage(modules_dir, staged["modules"])
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
                "schema": f"{staged['modules']}/schema.pbtxt"}
-    beam = vertex.dataflow_args(cfg, image) if cfg.vertex.dataflow is not None else None
-    pipeline = build_pipeline(cfg, staged["input"], modules, root, beam=beam)
+    pipeline = build_pipeline(cfg, source, modules, root, beam=vertex.beam_args(cfg, image))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=out)

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from pipelines.config import Config, ConfigError
 
@@ -86,6 +86,21 @@ def dataflow_args(cfg: Config, image: str) -> List[str]:
         if getattr(f, key):
             args.append(f"--{key}={getattr(f, key)}")
     return args
+
+
+def beam_args(cfg: Config, image: str) -> Optional[List[str]]:
+    """The Beam components' arguments on Vertex AI: Dataflow's, or the DirectRunner's in the
+    component's container (plus the project and a gs:// temp location that reading
+    BigQuery needs); None: the builder's default."""
+    if cfg.vertex.dataflow is not None:
+        return dataflow_args(cfg, image)
+    if not cfg.data.bigquery:
+        return None
+    from pipelines.builder import beam_args as direct
+
+    root = cfg.vertex.pipeline_root.rstrip("/")
+    return direct(cfg) + [f"--project={cfg.vertex.project}",
+                          f"--temp_location={root}/beam-temp"]
 
 
 def read_spec(path: str) -> dict:

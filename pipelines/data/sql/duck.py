@@ -184,7 +184,8 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
             for split in p.splits:
                 if not counts.get(HELD.get(split, 0)):
                     raise DataError(f"{d.path}: the {p.method} split leaves no {split} rows; "
-                                    "change data.split.eval_fraction, test_fraction or method")
+                                    "change data.split.eval_fraction, test_fraction, the window "
+                                    "(eval_days/test_days, eval_from/test_from) or method")
     report: Dict[str, object] = {"rows": sum(counts.values()), "columns": list(p.types),
                                  "column_types": p.types}
     for split, tree in outputs(p).items():
@@ -212,10 +213,10 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
     report["eval_fraction"] = d.split.eval_fraction
     if d.split.test_fraction > 0:
         report["test_fraction"] = d.split.test_fraction
-    if p.method == "time":
+    if p.method in ("time", "days", "dates"):
         cut, test_cut = runner.first(fill("SELECT time_cut, test_cut FROM cuts"))
         report["time_cut"] = cut
-        if d.split.test_fraction > 0:
+        if "test" in p.splits:
             report["test_cut"] = test_cut
     return report
 

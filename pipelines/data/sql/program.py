@@ -16,6 +16,8 @@ output split (``train``, ``eval``, ``test``, ``eval_queries``,
 their names and types (:mod:`pipelines.data.columns`).
 
 Splits (``data.split.method``):
+  ``days``, ``dates``: time windows in whole UTC days (:mod:`pipelines.data.windows`);
+    a row at or after the held-out (test) window's first moment is eval (test).
   ``time``: global cuts by time. The latest ``test_fraction`` of interactions
     are test, the ``eval_fraction`` before them eval (the cut is the
     ``int(n * (1 - fraction))``-th smallest time, 0-based; rows tied with a cut
@@ -57,8 +59,10 @@ from sqlglot import exp
 
 from pipelines.config import Config
 from pipelines.data.columns import FLOAT, INT, column_types, output_columns
+from pipelines.data.sql.histories import c, final
 from pipelines.data.sql.template import fill, ident, lit
-from transform.naming import history_column, raw_columns
+from pipelines.data.windows import DAY, day_start
+from transform.naming import has_test_split, history_column, raw_columns
 
 HELD = {"eval": 1, "test": 2}
 
@@ -111,8 +115,8 @@ def plan(cfg: Config) -> Plan:
     candidate_side = [c for c in dict.fromkeys(tower_columns) if c != d.candidate_id]
     kinds = {}
     for _, f in cfg.features():
-        for c in raw_columns(f.__dict__):
-            kinds.setdefault(f.kind, set()).add(c)
+        for col in raw_columns(f.__dict__):
+            kinds.setdefault(f.kind, set()).add(col)
     one_line = sorted((kinds.get("id", set()) | kinds.get("categorical", set())
                        | kinds.get("multi_categorical", set())) - {d.query_id, d.candidate_id})
     table = [d.candidates.id] + candidate_side if d.candidates else []
@@ -123,13 +127,10 @@ def plan(cfg: Config) -> Plan:
                 one_line=one_line,
                 stamps=sorted(kinds.get("timestamp", set()) - {d.timestamp}),
                 histories=histories, method=split_method(cfg),
-                splits=("train", "eval", "test") if d.split.test_fraction > 0
+                splits=("train", "eval", "test") if has_test_split(dataclasses.asdict(d.split))
                 else ("train", "eval"))
 
 
-def c(name: str) -> exp.Column:
-    """An internal column (a name this module made, never a config value)."""
-    return exp.column(name)
 
 
 def as_double(value: float) -> exp.Expression:
@@ -152,8 +153,11 @@ def typed(cell: exp.Expression, kind: str) -> exp.Expression:
     return fill("NULLIF(P_x, '')", P_x=cell)
 
 
-def statements(p: Plan) -> List[Tuple[str, exp.Expression]]:
-    """``[(table, SELECT)]``: the tables the program creates, in order."""
+def statements(p: Plan, portable: bool = False) -> List[Tuple[str, exp.Expression]]:
+    """``[(table, SELECT)]``: the tables the program creates, in order.
+
+    ``portable``: the BigQuery-valid history formulation (:mod:`.histories`).
+    """
     d = p.cfg.data
     out = []
     if d.candidates:
@@ -177,7 +181,7 @@ def statements(p: Plan) -> List[Tuple[str, exp.Expression]]:
         out.append(("rows", fill("SELECT *, P_time AS _t FROM src", P_time=time)))
     out.append(("ranked", _ranked(p)))
     out.append(("cuts", _cuts(p)))
-    out.append(("final", _final(p)))
+    out.append(("final", final(p, portable)))
     return out
 
 
@@ -216,9 +220,26 @@ def _hash_u(p: Plan) -> exp.Expression:
                 P_text=text)
 
 
+def _window_starts(p: Plan) -> Tuple[exp.Expression, exp.Expression]:
+    """The first held-out and first test moment (epoch seconds; test NULL without one)."""
+    s = p.cfg.data.split
+    if p.method == "dates":
+        return (as_double(day_start(s.eval_from)),
+                as_double(day_start(s.test_from)) if s.test_from else exp.null())
+    last = "(SELECT max(floor(_t / P_day)) FROM rows)"
+    held = fill(f"({last} - P_n + 1) * P_day", P_day=as_double(DAY),
+                P_n=s.eval_days + s.test_days)
+    test = fill(f"({last} - P_n + 1) * P_day", P_day=as_double(DAY), P_n=s.test_days)
+    return held, test if s.test_days > 0 else exp.null()
+
+
 def _ranked(p: Plan) -> exp.Expression:
     s = p.cfg.data.split
     held = s.eval_fraction + s.test_fraction
+    if p.method in ("days", "dates"):  # whole UTC days (pipelines.data.windows)
+        start, test = _window_starts(p)
+        return fill("""SELECT *, CASE WHEN _t >= P_test THEN 2 WHEN _t >= P_held THEN 1 ELSE 0
+                       END AS _rank FROM rows""", P_held=start, P_test=test)
     if p.method == "time":
         test = _later(s.test_fraction) if s.test_fraction > 0 else exp.false()
         return fill("SELECT *, CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank "
@@ -244,57 +265,11 @@ def _ranked(p: Plan) -> exp.Expression:
 
 def _cuts(p: Plan) -> exp.Expression:
     s = p.cfg.data.split
+    if p.method in ("days", "dates"):
+        start, test = _window_starts(p)
+        return fill("SELECT P_held AS time_cut, P_test AS test_cut", P_held=start, P_test=test)
     if p.method != "time":
         return fill("SELECT NULL AS time_cut, NULL AS test_cut")
     test = exp.Subquery(this=_cut(s.test_fraction)) if s.test_fraction > 0 else exp.null()
     return fill("SELECT (P_cut) AS time_cut, (P_test) AS test_cut",
                 P_cut=exp.Subquery(this=_cut(s.eval_fraction + s.test_fraction)), P_test=test)
-
-
-def history_windows(p: Plan, skip: str, template: str) -> List[exp.Expression]:
-    """One window per history feature: the query's candidates joined, newest first.
-
-    ``template`` is the frame, in (time, file) order newest first; ``skip``
-    names the column counting rows to skip before it (``_pre``: the row's own
-    moment). The string aggregate over a frame of at most ``max_length`` rows
-    is linear in the rows, where building and cutting lists was not.
-    """
-    return [exp.alias_(fill(f"""string_agg(P_i, P_sep) OVER (
-                PARTITION BY P_q ORDER BY _t DESC, _line DESC {template})""",
-                            P_i=c(p.item), P_sep=sep, P_q=c(p.q), P_n=n, P_skip=c(skip)),
-                       f"_h{j}")
-            for j, (n, sep) in enumerate(p.histories.values())]
-
-
-def _final(p: Plan) -> exp.Expression:
-    """``ranked`` with ``_h0``, ``_h1``, ... (each history column's cell) and ``_repeat``."""
-    repeat = (fill("_rank = 0 AND row_number() OVER (PARTITION BY P_q, P_i, _rank = 0 "
-                   "ORDER BY _t, _line) > 1", P_q=c(p.q), P_i=c(p.item))
-              if p.cfg.data.repeats == "first" else exp.false())
-    # A row sees the earlier rows of its own or earlier splits: in newest-first order, the
-    # rows after its own moment's remaining rows (_pre of them: same time, earlier in the
-    # file), at most max_length of them.
-    frame = "ROWS BETWEEN P_skip + 1 FOLLOWING AND P_skip + P_n FOLLOWING"
-    pre = "row_number() OVER (PARTITION BY P_q, _t ORDER BY _line) - 1 AS _pre"
-    if p.method in ("time", "user_time"):
-        # Monotone in time: an earlier row is never in a later split, so one pass suffices.
-        return fill(f"""SELECT * EXCLUDE (_pre), P_hists, P_repeat AS _repeat
-                        FROM (SELECT *, {pre} FROM ranked)""", P_q=c(p.q),
-                    P_hists=history_windows(p, "_pre", frame) or [exp.alias_(exp.null(),
-                                                                              "_h0")],
-                    P_repeat=repeat)
-    parts = []
-    for rank in (0, 1, 2):  # a hash split interleaves splits in time: one pass per split
-        parts.append(fill(f"""SELECT * EXCLUDE (_rank) FROM (
-                                SELECT _line, _rank, P_hists FROM (
-                                  SELECT *, {pre} FROM ranked WHERE _rank <= P_rank))
-                              WHERE _rank = P_rank""", P_q=c(p.q), P_rank=rank,
-                          P_hists=history_windows(p, "_pre", frame) or [
-                              exp.alias_(exp.null(), "_h0")]))
-    union = parts[0]
-    for part in parts[1:]:
-        union = exp.union(union, part, distinct=False)
-    return fill("""SELECT r.*, h.* EXCLUDE (_line) FROM (
-                     SELECT *, P_repeat AS _repeat FROM ranked) AS r
-                   JOIN (P_union) AS h ON r._line = h._line""", P_union=union,
-                P_repeat=repeat)

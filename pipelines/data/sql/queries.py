@@ -11,12 +11,13 @@ from typing import Dict, List
 from sqlglot import exp
 
 from pipelines.data.columns import FLOAT, INT
-from pipelines.data.sql.program import HELD, Plan, c, history_windows, typed
+from pipelines.data.sql.histories import snapshot_histories
+from pipelines.data.sql.program import HELD, Plan, c, typed
 from pipelines.data.sql.template import fill, ident
 from transform.naming import CATALOG_SPLIT, queries_split, raw_columns
 
 
-def history_cells(p: Plan) -> List[exp.Expression]:
+def history_columns(p: Plan) -> List[exp.Expression]:
     """Each history column from its window's cell (``_h0``, ``_h1``, ...)."""
     return [exp.alias_(c(f"_h{j}"), ident(column)) for j, column in enumerate(p.histories)]
 
@@ -36,13 +37,13 @@ def ordered(p: Plan, cells: List[exp.Expression]) -> List[exp.Expression]:
 def split_query(p: Plan, split: str) -> exp.Expression:
     """The rows of ``split``, in file order, as the prepared columns."""
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
-    cells += history_cells(p)
+    cells += history_columns(p)
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
     return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=ordered(p, cells),
                 P_keep=keep)
 
 
-def queries_query(p: Plan, split: str) -> exp.Expression:
+def queries_query(p: Plan, split: str, portable: bool = False) -> exp.Expression:
     """Each query of a held-out split as it stood before its first interaction there: its
     latest row among the earlier splits' rows before its first held-out interaction, and
     its candidates of those rows, newest first."""
@@ -51,9 +52,9 @@ def queries_query(p: Plan, split: str) -> exp.Expression:
         col for t, f in p.cfg.features() if t == "query_tower" for col in raw_columns(f.__dict__)}
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base
              if n in query_side]
-    cells = ordered(p, cells + history_cells(p))
+    cells = ordered(p, cells + history_columns(p))
     before = "f._t < q._cutoff" if d.timestamp else "TRUE"
-    windows = history_windows(p, "_line", "ROWS BETWEEN CURRENT ROW AND P_n - 1 FOLLOWING")
+    windows = snapshot_histories(p, portable)
     drop = ", ".join(f"_h{j}" for j in range(max(1, len(p.histories))))  # internal names
     return fill(f"""
         SELECT P_cells FROM (
@@ -65,7 +66,7 @@ def queries_query(p: Plan, split: str) -> exp.Expression:
                 WHERE f._rank < P_r AND {before})
         ) AS s
         WHERE _last = 1 ORDER BY P_q""", P_cells=cells, P_q=c(p.q), P_r=HELD[split],
-                P_windows=windows or [exp.alias_(exp.null(), "_h0")])
+                P_windows=windows)
 
 
 def held_queries(p: Plan, split: str) -> exp.Expression:
@@ -95,10 +96,10 @@ def catalog_query(p: Plan) -> exp.Expression:
                 P_cells=cells(p.col), P_i=c(p.item))
 
 
-def outputs(p: Plan) -> Dict[str, exp.Expression]:
-    """``{split directory: query}`` in writing order."""
+def outputs(p: Plan, portable: bool = False) -> Dict[str, exp.Expression]:
+    """``{split directory: query}`` in writing order (``portable``: for BigQuery)."""
     out = {split: split_query(p, split) for split in p.splits}
     for split in p.splits[1:]:
-        out[queries_split(split)] = queries_query(p, split)
+        out[queries_split(split)] = queries_query(p, split, portable)
     out[CATALOG_SPLIT] = catalog_query(p)
     return out

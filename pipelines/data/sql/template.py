@@ -111,6 +111,8 @@ def _bigquery(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.TimeToUnix):  # epoch seconds with the microseconds
         return exp.Div(this=exp.Anonymous(this="UNIX_MICROS", expressions=[node.this.copy()]),
                        expression=exp.Literal.number("1000000.0"))
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "to_json":  # a row as text
+        return exp.Anonymous(this="TO_JSON_STRING", expressions=[e.copy() for e in node.expressions])
     if isinstance(node, exp.Anonymous) and node.name.lower() == "isfinite":
         value = node.expressions[0]
         return exp.paren(exp.and_(exp.not_(exp.Anonymous(this="IS_INF", expressions=[value.copy()])),

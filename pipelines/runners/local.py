@@ -1,23 +1,10 @@
-"""The TFX pipeline, built from a config and run locally with LocalDagRunner.
+"""`twotower run`: the pipeline (:mod:`pipelines.builder`) on this machine.
 
-ParquetExampleGen -> StatisticsGen -> ImportSchemaGen -> Transform -> Trainer
--> PopularityGate -> Pusher, on Beam's DirectRunner, with SQLite ML Metadata
-under the pipeline root. The schema is not inferred: it is written from the
-config (:mod:`pipelines.data.columns`), so every id stays a string. TFX is
-imported inside the functions: it takes ~20 s, and nothing that only reads a
-config should pay for it.
-
-Layout under ``pipeline.root``::
-
-    input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
-    input/prepare.sql              the data preparation program that wrote it (DuckDB)
-    modules/prepare.sql            the same program, beside the modules it feeds
-    modules/transform_module.py    generated Transform module
-    modules/trainer_module.py      generated Trainer module
-    modules/schema.pbtxt           the explicit schema ImportSchemaGen imports
-    tfx/                           TFX artifacts, one folder per component
-    metadata.sqlite                ML Metadata
-    serving/<version>/             the pushed serving SavedModel (if the gate blessed it)
+The data is prepared by the DuckDB SQL program, the modules generated, and
+the pipeline run by LocalDagRunner on Beam's DirectRunner, with SQLite ML
+Metadata under the pipeline root (layout: :mod:`pipelines.builder`). Also the
+readers of a finished local run: its results, Transform outputs and component
+timings from ML Metadata.
 """
 from __future__ import annotations
 
@@ -25,95 +12,17 @@ import glob
 import json
 import os
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List
 
+from pipelines.builder import COMPONENTS, build_pipeline, paths, write_schema
 from pipelines.codegen import write_modules
 from pipelines.config import Config
-from pipelines.data.columns import schema_text
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
-from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT,
-                              queries_split)
-
-COMPONENTS = ("ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform", "Trainer",
-              "PopularityGate", "Pusher")
-SCHEMA_FILE = "schema.pbtxt"
 
 
 def pipeline_root(cfg: Config) -> str:
     return os.path.abspath(cfg.pipeline.root or os.path.join("runs", cfg.pipeline.name))
-
-
-def paths(root: str) -> Dict[str, str]:
-    return {"input": os.path.join(root, "input"), "modules": os.path.join(root, "modules"),
-            "tfx": os.path.join(root, "tfx"), "metadata": os.path.join(root, "metadata.sqlite"),
-            "serving": os.path.join(root, "serving")}
-
-
-def split_names(cfg: Config) -> List[str]:
-    """Every prepared split: interactions, the catalog, the held-out query snapshots."""
-    held = [EVAL_SPLIT] + ([TEST_SPLIT] if cfg.data.split.test_fraction > 0 else [])
-    return [TRAIN_SPLIT] + held + [CATALOG_SPLIT] + [queries_split(s) for s in held]
-
-
-def write_schema(cfg: Config, modules_dir: str) -> str:
-    os.makedirs(modules_dir, exist_ok=True)
-    path = os.path.join(modules_dir, SCHEMA_FILE)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(schema_text(cfg))
-    return path
-
-
-def build_pipeline(cfg: Config, input_dir: str, modules: Dict[str, str], root: str,
-                   until: str = COMPONENTS[-1], beam: Optional[List[str]] = None):
-    """The TFX pipeline object (imports TFX), its components up to ``until``.
-
-    ``beam``: the Beam components' ``beam_pipeline_args`` (default: the local
-    DirectRunner's, :func:`beam_args`).
-    """
-    from tfx import v1 as tfx
-    from tfx.proto import transform_pb2
-
-    from pipelines.components.parquet_example_gen import parquet_example_gen
-    from pipelines.components.popularity_gate import PopularityGate
-
-    where = paths(root)
-    splits = split_names(cfg)
-    example_gen = parquet_example_gen(input_dir, tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name=split, pattern=f"{split}/*.parquet") for split in splits]))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=modules["schema"])
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        module_file=modules["transform"],
-        splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT], transform=splits))
-    trainer = tfx.components.Trainer(module_file=modules["trainer"],
-                                     examples=transform.outputs["transformed_examples"],
-                                     transform_graph=transform.outputs["transform_graph"],
-                                     schema=schema_gen.outputs["schema"])
-    lift = cfg.pipeline.min_lift_over_popularity
-    gate = PopularityGate(model_run=trainer.outputs["model_run"],
-                          min_lift=1.0 if lift is None else float(lift),
-                          enabled=int(lift is not None))
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
-    components = [example_gen, statistics_gen, schema_gen, transform, trainer, gate, pusher]
-    return tfx.dsl.Pipeline(
-        pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
-        components=components[:COMPONENTS.index(until) + 1],
-        enable_cache=cfg.pipeline.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            where["metadata"]),
-        beam_pipeline_args=beam_args(cfg) if beam is None else beam)
-
-
-def beam_args(cfg: Config) -> List[str]:
-    """DirectRunner options: in memory with one worker, or N worker processes."""
-    workers = cfg.pipeline.beam_workers
-    mode = "in_memory" if workers == 1 else "multi_processing"
-    return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
 
 
 def _newest(pattern: str) -> str:

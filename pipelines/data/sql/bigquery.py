@@ -1,0 +1,106 @@
+"""The preparation program on BigQuery: one self-contained query per output split.
+
+BigQueryExampleGen runs one query per split (``train``, ``eval``, ...,
+``catalog``). Each query is the program's tables (:func:`statements`, with the
+BigQuery-valid history formulation of :mod:`.histories`) as ``WITH`` clauses
+over the configured tables, then that split's output query, rendered in
+BigQuery's dialect by sqlglot. So the local and the cloud path run one program:
+the tests run these very queries on DuckDB (transpiled back) and compare them
+with the local outputs.
+
+The tables are read the way the local path reads files: every cell as text
+(``CAST(... AS STRING)``), and the record index ``rowid`` taken from the row's
+content (``ROW_NUMBER`` over ``TO_JSON_STRING`` of the row), because a table has
+no row order; it orders ties and makes the hash split repeatable. The table
+names (``project.dataset.table``) and columns reach SQL only as identifiers
+quoted by sqlglot, after validation (:func:`table_problems`).
+
+Each split's query recomputes the program (BigQuery bills the bytes each query
+scans: about 7 scans of the source columns per run).
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Tuple
+
+from sqlglot import exp
+
+from pipelines.config import Config
+from pipelines.data.sql.program import Plan, plan, statements
+from pipelines.data.sql.queries import outputs
+from pipelines.data.sql.template import fill, ident, render
+
+TABLE = re.compile(r"([a-z][a-z0-9-]{4,28}[a-z0-9])\.([A-Za-z0-9_]{1,1024})\."
+                   r"([A-Za-z0-9_-]{1,1024})\Z")
+
+
+def table_problems(name: str, key: str) -> List[Tuple[str, str]]:
+    """``(key, message)`` if ``name`` is not ``project.dataset.table``."""
+    if isinstance(name, str) and TABLE.match(name):
+        return []
+    return [(key, f"{name!r} is not a BigQuery table written project.dataset.table: a "
+             "project id (6-30 lower-case letters, digits, '-'), a dataset (letters, digits, "
+             "'_') and a table (letters, digits, '_', '-'), e.g. my-project.shop.orders")]
+
+
+def table(name: str) -> exp.Table:
+    """``project.dataset.table`` as a table reference with each part quoted.
+
+    The name is split on its dots; no part is ever pasted into SQL text. A dot
+    inside a part is refused even here (validation refuses it first): BigQuery
+    reads a quoted ```a.b``` as a path, not as one name.
+    """
+    if name.count(".") != 2:
+        raise ValueError(f"{name!r}: a BigQuery table is project.dataset.table, with no "
+                         "other dot")
+    project, dataset, name_ = name.split(".")
+    return exp.Table(this=ident(name_), db=ident(dataset), catalog=ident(project))
+
+
+def source_columns(p: Plan) -> Tuple[List[str], List[str]]:
+    """The columns the program reads: of the interactions, of the candidate table."""
+    d = p.cfg.data
+    interactions = [n for n in p.base if not d.candidates or n not in p.candidate_side]
+    return interactions, list(p.kcol)
+
+
+def raw(name: str, columns: List[str]) -> exp.Expression:
+    """The table's needed columns as text, and ``rowid`` from each row's content."""
+    cells = [exp.alias_(exp.cast(exp.Column(this=ident(c)), "VARCHAR"), ident(c))
+             for c in columns]
+    tree = fill("SELECT P_cells, row_number() OVER (ORDER BY to_json(_src)) - 1 AS rowid "
+                "FROM P_table AS _src", P_cells=cells, P_table=table(name))
+    return tree
+
+
+def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
+    """``{split: query tree}``: each split's whole program as one query (DuckDB dialect)."""
+    p = plan(cfg)
+    d = cfg.data
+    interactions, candidate_columns = source_columns(p)
+    ctes = [("raw_interactions", raw(d.bigquery, interactions))]
+    if d.candidates:
+        ctes.append(("raw_candidates", raw(d.candidates.bigquery, candidate_columns)))
+    ctes += statements(p, portable=True)
+    out = {}
+    for split, query in outputs(p, portable=True).items():
+        query = query.copy()
+        query.set("order", None)  # ExampleGen needs no order; sorting all rows costs
+        for name, tree in ctes:
+            query = query.with_(name, as_=tree.copy(), copy=False)
+        out[split] = query
+    return out
+
+
+def to_bigquery(tree: exp.Expression, pretty: bool = False) -> str:
+    """A query of :func:`split_queries` as BigQuery SQL text."""
+    return render(tree, "bigquery", pretty=pretty)
+
+
+def program_text(cfg: Config) -> str:
+    """Every split's BigQuery query, as written to ``prepare.sql`` beside the modules."""
+    parts = [f"-- twotower data preparation for pipeline {cfg.pipeline.name!r} on BigQuery:",
+             "-- one query per split, each read by BigQueryExampleGen"]
+    for split, tree in split_queries(cfg).items():
+        parts.append(f"-- split: {split}\n" + to_bigquery(tree, pretty=True) + ";")
+    return "\n\n".join(parts) + "\n"
