@@ -81,11 +81,16 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
 
 
 def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dict[str, str],
-                   root: str, until: str = COMPONENTS[-1], beam: Optional[List[str]] = None):
+                   root: str, until: str = COMPONENTS[-1], beam: Optional[List[str]] = None,
+                   image: Optional[str] = None):
     """The TFX pipeline object (imports TFX), its components up to ``until``.
 
     ``source``: see :func:`example_gen`. ``beam``: the Beam components'
     ``beam_pipeline_args`` (default: the local DirectRunner's, :func:`beam_args`).
+    ``image``: the Vertex AI training image, for a pipeline compiled for Vertex
+    AI: it adds the ``RuntimeParameters`` step (epochs, learning rate and batch
+    size set at submission) and, with ``vertex.training``, runs the Trainer as
+    a Vertex AI Training job in that image.
     """
     from tfx import v1 as tfx
     from tfx.proto import transform_pb2
@@ -101,10 +106,21 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
         examples=examples.outputs["examples"], schema=schema_gen.outputs["schema"],
         module_file=modules["transform"],
         splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT], transform=splits))
-    trainer = tfx.components.Trainer(module_file=modules["trainer"],
-                                     examples=transform.outputs["transformed_examples"],
-                                     transform_graph=transform.outputs["transform_graph"],
-                                     schema=schema_gen.outputs["schema"])
+    steps = [examples, statistics_gen, schema_gen, transform]
+    trainer_args = dict(module_file=modules["trainer"],
+                        examples=transform.outputs["transformed_examples"],
+                        transform_graph=transform.outputs["transform_graph"],
+                        schema=schema_gen.outputs["schema"])
+    if image:
+        steps.append(runtime_parameters(cfg))
+        trainer_args["hyperparameters"] = steps[-1].outputs["hyperparameters"]
+    if image and cfg.vertex.training is not None:
+        from pipelines.runners.vertex import training_custom_config
+
+        trainer = tfx.extensions.google_cloud_ai_platform.Trainer(
+            custom_config=training_custom_config(cfg, image), **trainer_args)
+    else:
+        trainer = tfx.components.Trainer(**trainer_args)
     lift = cfg.pipeline.min_lift_over_popularity
     gate = PopularityGate(model_run=trainer.outputs["model_run"],
                           min_lift=1.0 if lift is None else float(lift),
@@ -113,14 +129,39 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
         model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
-    components = [examples, statistics_gen, schema_gen, transform, trainer, gate, pusher]
+    components = steps + [trainer, gate, pusher]
+    ids = [c.id for c in components]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
-        components=components[:COMPONENTS.index(until) + 1],
+        components=components[:ids.index(until) + 1],
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
         beam_pipeline_args=beam_args(cfg) if beam is None else beam)
+
+
+def runtime_parameters(cfg: Config):
+    """The RuntimeParameters step: pipeline parameters with the config's values as defaults."""
+    from tfx import v1 as tfx
+
+    from pipelines.components.runtime_parameters import RuntimeParameters
+
+    param = tfx.dsl.experimental.RuntimeParameter
+    t = cfg.training
+    return RuntimeParameters(
+        epochs=param(name="epochs", ptype=int, default=t.epochs),
+        learning_rate=param(name="learning_rate", ptype=float, default=float(t.learning_rate)),
+        batch_size=param(name="batch_size", ptype=int, default=t.batch_size))
+
+
+PARAMETERS = {"epochs": int, "learning_rate": float, "batch_size": int}
+
+
+def parameter_values(cfg: Config) -> Dict[str, object]:
+    """The pipeline parameters' values from the config (what a compiled spec starts with)."""
+    t = cfg.training
+    return {"epochs": t.epochs, "learning_rate": float(t.learning_rate),
+            "batch_size": t.batch_size}
 
 
 def beam_args(cfg: Config) -> List[str]:

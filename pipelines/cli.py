@@ -6,7 +6,7 @@
     twotower run      --config C [--set ...]
     twotower image    --config C [--out DIR] [--tag TAG]
     twotower compile  --config C --target vertex --image IMAGE [--out pipeline.json]
-    twotower submit   --config C [--spec pipeline.json] [--wait]
+    twotower submit   --config C [--spec pipeline.json] [--wait] [--param epochs=N ...]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
                        [--buy-again-out AGAIN.csv]
@@ -129,7 +129,8 @@ def cmd_submit(args) -> int:
     args.no_data = True  # the data is read on Vertex AI, not here
     cfg = _config(args)
     try:
-        done = vertex.submit(cfg, args.spec, wait=args.wait)
+        done = vertex.submit(cfg, args.spec, wait=args.wait,
+                             params=vertex.parse_params(cfg, args.param))
     except RuntimeError as exc:
         print(f"twotower submit: {exc}", file=sys.stderr)
         return 1
@@ -303,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
     p = with_config("submit", "submit a compiled pipeline to Vertex AI Pipelines")
     p.add_argument("--spec", default="pipeline.json", help="the compiled PipelineSpec JSON")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a pipeline parameter for this run: epochs, learning_rate or batch_size "
+                        "(default: the values compiled from the config)")
     p.set_defaults(func=cmd_submit)
     p = with_config("image", "write the Vertex AI training image's Dockerfile")
     p.add_argument("--out", default="image", help="folder for the Dockerfile (default: image)")

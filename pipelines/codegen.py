@@ -27,7 +27,8 @@ INTERNAL = ("transform", "trainer")
 TRANSFORM_SOURCES = ("transform/naming.py", "transform/features.py")
 TRAINER_SOURCES = ("transform/naming.py", "trainer/data.py", "trainer/towers.py",
                    "trainer/model.py", "trainer/monitoring.py", "trainer/evaluation.py",
-                   "trainer/held_out.py", "trainer/serving.py", "trainer/training.py")
+                   "trainer/held_out.py", "trainer/serving.py", "trainer/runtime.py",
+                   "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"
 
@@ -143,7 +144,11 @@ def _header(kind: str, config: Config, sources: Sequence[str]) -> str:
 
 
 def _meta(config: Config) -> Dict[str, object]:
-    return {"config_fingerprint": config.fingerprint(), "library_version": __version__}
+    from pipelines.validate import learning_rate_ceiling
+
+    # the ceiling bounds a learning rate given at submission (trainer.runtime.apply_runtime)
+    return {"config_fingerprint": config.fingerprint(), "library_version": __version__,
+            "learning_rate_ceiling": learning_rate_ceiling(config)}
 
 
 def transform_module(config: Config) -> str:

@@ -237,6 +237,15 @@ class DataflowConfig:
 
 
 @dataclasses.dataclass
+class VertexTrainingConfig:
+    """The Trainer as a Vertex AI Training custom job, on its own machine (and GPUs)."""
+    machine_type: str = "n1-standard-8"
+    accelerator_type: Optional[str] = None  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
+    accelerator_count: int = 0              # > 1: MirroredStrategy over the GPUs
+    replica_count: int = 1                  # one machine (multi-worker is not supported)
+
+
+@dataclasses.dataclass
 class VertexConfig:
     """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
     project: Optional[str] = None           # Google Cloud project id
@@ -251,6 +260,9 @@ class VertexConfig:
     # Set (even to {}) to run the Beam components on Dataflow; null: DirectRunner in the
     # component's container.
     dataflow: Optional[DataflowConfig] = None
+    # Set (even to {}) to train on Vertex AI Training; null: the Trainer runs in the
+    # pipeline step's container (no GPU).
+    training: Optional[VertexTrainingConfig] = None
 
 
 @dataclasses.dataclass

@@ -4,9 +4,10 @@ The generated modules are self-contained (:mod:`pipelines.codegen`): they need
 TensorFlow, TensorFlow Transform and NumPy, which the TFX image has, plus
 TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
 ``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
-ScaNN. Of this library, only the pipeline's two custom TFX components go in
-(``pipelines/components/``: the exact Parquet ExampleGen and the push gate,
-with ``pipelines/gate.py``, which they use): they import nothing else of it.
+ScaNN. Of this library, only the pipeline's custom TFX components go in
+(``pipelines/components/``: the exact Parquet ExampleGen, the runtime
+parameters and the push gate, with ``pipelines/gate.py``, which the gate
+uses): they import nothing else of it.
 Every version is the one ``requirements.lock`` pins, so the image trains with
 what the tests ran.
 """
@@ -24,7 +25,8 @@ BASE = "gcr.io/tfx-oss-public/tfx"
 # The files of this library the image holds (the custom components' code), relative to ROOT.
 COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/components/__init__.py",
                    "pipelines/components/parquet_example_gen.py",
-                   "pipelines/components/popularity_gate.py")
+                   "pipelines/components/popularity_gate.py",
+                   "pipelines/components/runtime_parameters.py")
 IMAGE_CODE = "/opt/twotower"
 
 
@@ -62,7 +64,8 @@ def dockerfile(cfg: Config, lock: str = LOCK) -> str:
             f"COPY twotower {IMAGE_CODE}\n"
             f"ENV PYTHONPATH={IMAGE_CODE}\n"
             "RUN python -c \"import tensorflow_recommenders, tf_keras, "
-            "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate\"\n")
+            "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate, "
+            "pipelines.components.runtime_parameters\"\n")
 
 
 def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:

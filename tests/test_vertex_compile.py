@@ -22,7 +22,19 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
     tasks = spec["root"]["dag"]["tasks"]
     names = set(tasks)
     assert names == {"ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-                     "Trainer", "PopularityGate", "Pusher"}
+                     "RuntimeParameters", "Trainer", "PopularityGate", "Pusher"}
+    # epochs, learning rate and batch size are pipeline parameters, typed, set from the config
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert {k: v["type"] for k, v in params.items()} == {
+        "epochs": "INT", "learning_rate": "DOUBLE", "batch_size": "INT"}
+    assert job["runtimeConfig"]["parameters"] == {
+        "epochs": {"intValue": str(cfg.training.epochs)},
+        "learning_rate": {"doubleValue": cfg.training.learning_rate},
+        "batch_size": {"intValue": str(cfg.training.batch_size)}}
+    assert tasks["RuntimeParameters"]["inputs"]["parameters"]["epochs"] == {
+        "componentInputParameter": "epochs"}
+    assert tasks["Trainer"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"][
+        "producerTask"] == "RuntimeParameters"
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
     text = json.dumps(job)
@@ -118,7 +130,9 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
         "vertex.project=acme-recs", "vertex.region=europe-west4",
         "vertex.pipeline_root=gs://acme-bucket/bq", "data.path=null",
         "data.bigquery=acme-recs.shop.orders", "data.candidates.path=null",
-        "data.candidates.bigquery=acme-recs.shop.products"]))
+        "data.candidates.bigquery=acme-recs.shop.products",
+        "vertex.training={machine_type: n1-standard-16, accelerator_type: NVIDIA_TESLA_T4, "
+        "accelerator_count: 2}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
     compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
@@ -128,7 +142,20 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
     assert "--project=acme-recs" in container
     assert "--temp_location=gs://acme-bucket/bq/beam-temp" in container
     assert set(tasks) == {"BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-                          "Trainer", "PopularityGate", "Pusher"}
+                          "RuntimeParameters", "Trainer", "PopularityGate", "Pusher"}
+    # the Trainer is a Vertex AI Training job on a 2-GPU machine, in the training image
+    trainer = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in json.dumps(trainer)
+    custom = json.loads(tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]
+                        ["constantValue"]["stringValue"])
+    assert custom["ai_platform_enable_vertex"] is True
+    assert custom["ai_platform_vertex_region"] == "europe-west4"
+    assert custom["twotower_gpus_requested"] == 2
+    assert custom["ai_platform_training_args"] == {"project": "acme-recs", "job_spec": {
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-16",
+                                                "accelerator_type": "NVIDIA_TESLA_T4",
+                                                "accelerator_count": 2},
+                               "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]}}
     params = tasks["BigQueryExampleGen"]["inputs"]["parameters"]
     splits = json.loads(params["input_config"]["runtimeValue"]["constantValue"]["stringValue"])
     got = {s["name"]: s["pattern"] for s in splits["splits"]}
@@ -139,3 +166,23 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
     assert not (staged / "input").exists()  # nothing was prepared here
     sql = (staged / "modules" / "prepare.sql").read_text(encoding="utf-8")
     assert sql.count("-- split: ") == 4 and "`acme-recs`.`shop`.`products`" in sql
+
+
+def test_vertex_training_values_are_checked_by_key(raw_config):
+    import pytest
+
+    from pipelines.config import ConfigError
+    from pipelines.validate import validate
+
+    bad = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.training={machine_type: 'N1 big', accelerator_count: 3, replica_count: 2}"]))
+    with pytest.raises(ConfigError) as exc:
+        validate(bad, check_data=False)
+    assert {k for k, _ in exc.value.problems} == {
+        "vertex.training.machine_type", "vertex.training.accelerator_count",
+        "vertex.training.accelerator_type", "vertex.training.replica_count"}
+    assert "multi-worker training is not supported" in str(exc.value)
+    typed = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.training={accelerator_type: NVIDIA_L4}"]))
+    with pytest.raises(ConfigError, match="accelerator_count: is 0 but accelerator_type"):
+        validate(typed, check_data=False)

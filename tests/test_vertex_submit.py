@@ -10,9 +10,14 @@ from vertex_standin import StandIn
 
 SPEC = {"displayName": "b2b-demo",
         "pipelineSpec": {"pipelineInfo": {"name": "b2b-demo"}, "schemaVersion": "2.1.0",
-                         "sdkVersion": "tfx-1.16.0", "root": {"dag": {"tasks": {}}},
+                         "sdkVersion": "tfx-1.16.0",
+                         "root": {"dag": {"tasks": {}}, "inputDefinitions": {"parameters": {
+                             "epochs": {"type": "INT"}, "learning_rate": {"type": "DOUBLE"},
+                             "batch_size": {"type": "INT"}}}},
                          "components": {}, "deploymentSpec": {"executors": {}}},
-        "runtimeConfig": {}}
+        "runtimeConfig": {"parameters": {"epochs": {"intValue": "5"},
+                                         "learning_rate": {"doubleValue": 0.01},
+                                         "batch_size": {"intValue": "512"}}}}
 
 
 @pytest.fixture
@@ -101,3 +106,37 @@ def test_a_spec_that_is_not_compiled_is_refused(tmp_path, raw_config, standin):
     with pytest.raises(ConfigError, match="no pipelineSpec.components"):
         vertex.submit(vertex_config(raw_config, standin.endpoint), str(path))
     assert vertex_calls(standin) == []
+
+
+def test_runtime_parameters_rerun_a_compiled_spec_with_new_values(tmp_path, raw_config, standin):
+    """`--param` values reach the job's runtimeConfig; the others keep the compiled ones."""
+    from pipelines.cli import main
+
+    cfg = vertex_config(raw_config, standin.endpoint)
+    config = tmp_path / "config.json"
+    config.write_text(cfg.to_json(), encoding="utf-8")
+    code = main(["submit", "--config", str(config), "--spec", spec_file(tmp_path),
+                 "--param", "epochs=12", "--param", "learning_rate=0.005"])
+    assert code == 0
+    runtime = vertex_calls(standin)[0]["body"]["runtimeConfig"]
+    # the client sends JSON numbers (12.0 for an INT parameter, as Vertex AI reads them)
+    assert runtime["parameterValues"] == {"epochs": 12, "learning_rate": 0.005,
+                                          "batch_size": 512}, runtime
+
+
+@pytest.mark.parametrize("param, message", [
+    ("epochs=0", "epochs: '0' is out of range"),
+    ("epochs=many", "epochs: 'many' is not a int"),
+    ("momentum=0.9", "the parameters are epochs=VALUE"),
+    ("learning_rate=0.1", "learning_rate: 0.1 is above 0.01"),
+])
+def test_a_bad_runtime_parameter_is_refused_before_submitting(tmp_path, raw_config, standin,
+                                                               param, message, capsys):
+    from pipelines.cli import main
+
+    config = tmp_path / "config.json"
+    config.write_text(vertex_config(raw_config, standin.endpoint).to_json(), encoding="utf-8")
+    assert main(["submit", "--config", str(config), "--spec", spec_file(tmp_path),
+                 "--param", param]) == 2
+    assert message in capsys.readouterr().err
+    assert not vertex_calls(standin)

@@ -141,8 +141,10 @@ class TwoTowerModel(tfrs.Model):
         self.sampling_probability = (None if sampling_probability is None else
                                      tf.constant(sampling_probability, tf.float32))
         self.task = tfrs.tasks.Retrieval(
+            # per row (NONE), averaged in compute_loss: Keras refuses SUM_OVER_BATCH_SIZE
+            # outside compile() under a distribution strategy
             loss=tf.keras.losses.CategoricalCrossentropy(
-                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
+                from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
             metrics=tfrs.metrics.FactorizedTopK(candidates=index, ks=ks),
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -236,14 +238,20 @@ class TwoTowerModel(tfrs.Model):
         probability = None
         if training and self.sampling_probability is not None:
             probability = tf.gather(self.sampling_probability, positions)
-        return self.task(self.query_vectors(query), candidate, candidate_ids=positions,
-                         candidate_sampling_probability=probability,
-                         compute_metrics=not training, compute_batch_metrics=False)
+        return tf.reduce_mean(self.task(
+            self.query_vectors(query), candidate, candidate_ids=positions,
+            candidate_sampling_probability=probability, compute_metrics=not training,
+            compute_batch_metrics=False))
 
     def train_step(self, features):
+        # With N replicas (several GPUs) each sees 1/N of the batch and the optimizer sums
+        # their gradients: each differentiates its mean loss / N, so the sum is the gradient
+        # of the whole batch's mean (and the penalties are counted once).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(features, training=True)
             total = loss + tf.add_n(self.losses) if self.losses else loss
+            total = total / tf.cast(replicas, total.dtype) if replicas > 1 else total
         query_vars = self.query_tower.trainable_variables
         candidate_vars = self.candidate_tower.trainable_variables + (
             [self.bias] if self.bias is not None else [])

@@ -24,6 +24,7 @@ from trainer.evaluation import popularity
 from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
 from trainer.model import ExactIndex, TwoTowerModel, make_optimizer, require_legacy_keras
 from trainer.monitoring import BestEpoch, CollapseMonitor, MetricsRecorder, TrainingStopped
+from trainer.runtime import GPUS_KEY, apply_runtime, choose_strategy
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
                              require_scann, serving_inputs)
 from trainer.towers import build_towers, tower_inputs
@@ -153,11 +154,14 @@ def softmax_mode(model_cfg, num_candidates):
     return model_cfg["softmax"]
 
 
-def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_steps=None):
+def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_steps=None,
+                 hyperparameters=None, gpus_requested=0):
     """Trains, evaluates and exports; returns the metrics record.
 
     Args:
       files: ``{split: file patterns}`` (see :func:`split_files`).
+      hyperparameters: runtime parameters' values (:func:`apply_runtime`).
+      gpus_requested: GPUs the pipeline asked for (:func:`choose_strategy`).
 
     Raises:
       TrainingStopped: a monitor stopped training (collapse, NaN); nothing is
@@ -169,8 +173,13 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
               "clipping": {"mode": training["clipping"], "value": training["clip_value"]},
               "config_fingerprint": meta["config_fingerprint"],
               "library_version": meta["library_version"], "epochs": []}
-    try:
-        _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps)
+    try:  # a bad runtime value or missing GPUs is recorded like any other failure
+        spec = apply_runtime(spec, hyperparameters, meta.get("learning_rate_ceiling"))
+        record.update(learning_rate=spec["training"]["learning_rate"],
+                      runtime_parameters=dict(hyperparameters or {}))
+        strategy = choose_strategy(gpus_requested)
+        record["replicas"] = int(strategy.num_replicas_in_sync)
+        _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps, strategy)
         record["status"] = "completed"
     except TrainingStopped:
         record["status"] = "stopped"
@@ -195,7 +204,7 @@ def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups, see
     return held, rows[QUERY_ID], positions
 
 
-def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps):
+def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps, strategy):
     require_legacy_keras()
     if spec["pipeline"]["serving_index"] == "scann":
         require_scann()  # now, not after training
@@ -204,7 +213,9 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     tf.keras.utils.set_random_seed(training["seed"])
     tft_output = tft.TFTransformOutput(transform_dir)
     inputs = load_inputs(spec, tft_output, files)
-    built = build_model(spec, tft_output, inputs)
+    with strategy.scope():  # variables on every replica's device (one, unless several GPUs)
+        built = build_model(spec, tft_output, inputs)
+        built["model"].compile(optimizer=make_optimizer(training))
     model, table, ks = built["model"], built["table"], built["ks"]
     query_tower = model.query_tower
     catalog_ids, counts = inputs["catalog"][CANDIDATE_ID], inputs["counts"]
@@ -222,7 +233,6 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     evaluation, eval_queries, eval_positions = held_out_set(
         spec, EVAL_SPLIT, files, inputs["feature_spec"], catalog_ids, train_groups,
         train_counts)
-    model.compile(optimizer=make_optimizer(training))
     callbacks = [  # HeldOutMetrics first: later callbacks read the metrics it adds to the logs
         IndexRefresher(model, table),
         HeldOutMetrics(evaluation, model, table, counts, ks),
@@ -280,8 +290,12 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
 
 
 def run_from_fn_args(fn_args, spec, meta):
-    """Adapter from TFX's ``FnArgs`` to :func:`run_training`."""
+    """Adapter from TFX's ``FnArgs`` to :func:`run_training`: the runtime parameters
+    (``fn_args.hyperparameters``) and the devices (``custom_config``) applied."""
     transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
     return run_training(spec, meta, split_files(spec, fn_args.train_files, fn_args.eval_files),
                         transform_dir, fn_args.serving_model_dir, fn_args.model_run_dir,
-                        train_steps=fn_args.train_steps)
+                        train_steps=fn_args.train_steps,
+                        hyperparameters=getattr(fn_args, "hyperparameters", None),
+                        gpus_requested=(getattr(fn_args, "custom_config", None) or {}).get(
+                            GPUS_KEY, 0))

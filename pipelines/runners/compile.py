@@ -48,7 +48,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     from pipelines.codegen import write_modules
     from pipelines.data.sql import bigquery
     from pipelines.data.prepare import SQL_FILE, prepare
-    from pipelines.builder import build_pipeline, write_schema
+    from pipelines.builder import build_pipeline, parameter_values, write_schema
 
     root = cfg.vertex.pipeline_root.rstrip("/")
     staged = {"input": f"{root}/input", "modules": f"{root}/modules"}
@@ -74,10 +74,11 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
                "schema": f"{staged['modules']}/schema.pbtxt"}
-    pipeline = build_pipeline(cfg, source, modules, root, beam=vertex.beam_args(cfg, image))
+    pipeline = build_pipeline(cfg, source, modules, root, beam=vertex.beam_args(cfg, image),
+                              image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=out)
-    runner.run(pipeline, write_out=True)
+    runner.run(pipeline, parameter_values=parameter_values(cfg), write_out=True)
     log(f"wrote {out}: submit it with `twotower submit --config ... --spec {out}`")
     return {"spec": out, **staged}

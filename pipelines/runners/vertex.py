@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pipelines.config import Config, ConfigError
 
@@ -59,11 +59,34 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         if not re.match(r"[a-z][a-z0-9-]{1,62}\Z", f.machine_type or ""):
             out.append(("vertex.dataflow.machine_type", f"{f.machine_type!r} is not a machine "
                         "type, e.g. n1-standard-4"))
+    if v.training is not None:
+        out += _training_problems(v.training)
     if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
                                        r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",
                                        v.api_endpoint):
         out.append(("vertex.api_endpoint", f"{v.api_endpoint!r}: a host name (https), or "
                     "http://127.0.0.1:PORT for a local stand-in"))
+    return out
+
+
+def _training_problems(t) -> List[Tuple[str, str]]:
+    out = []
+    if not re.match(r"[a-z][a-z0-9-]{1,62}\Z", t.machine_type or ""):
+        out.append(("vertex.training.machine_type", f"{t.machine_type!r} is not a machine type, "
+                    "e.g. n1-standard-8 (or g2-standard-8 for L4 GPUs)"))
+    if t.accelerator_count not in (0, 1, 2, 4, 8):
+        out.append(("vertex.training.accelerator_count", f"must be 0, 1, 2, 4 or 8, got "
+                    f"{t.accelerator_count}"))
+    if t.accelerator_count and not re.match(r"[A-Z][A-Z0-9_]{2,63}\Z", t.accelerator_type or ""):
+        out.append(("vertex.training.accelerator_type", f"{t.accelerator_type!r}: name the GPU, "
+                    "e.g. NVIDIA_TESLA_T4 or NVIDIA_L4"))
+    if t.accelerator_type and not t.accelerator_count:
+        out.append(("vertex.training.accelerator_count", f"is 0 but accelerator_type is "
+                    f"{t.accelerator_type}: set how many"))
+    if t.replica_count != 1:
+        out.append(("vertex.training.replica_count", "must be 1: training runs on one machine "
+                    "(up to 8 GPUs with MirroredStrategy); multi-worker training is not "
+                    "supported"))
     return out
 
 
@@ -103,6 +126,29 @@ def beam_args(cfg: Config, image: str) -> Optional[List[str]]:
                           f"--temp_location={root}/beam-temp"]
 
 
+def training_custom_config(cfg: Config, image: str) -> dict:
+    """The Vertex AI Training Trainer's ``custom_config``: one machine, maybe GPUs, our image.
+
+    The number of GPUs asked for travels to ``run_fn`` too
+    (:func:`trainer.runtime.choose_strategy` fails if they are not visible).
+    """
+    from tfx import v1 as tfx
+
+    from trainer.runtime import GPUS_KEY
+
+    vx, v, t = tfx.extensions.google_cloud_ai_platform, cfg.vertex, cfg.vertex.training
+    machine = {"machine_type": t.machine_type}
+    if t.accelerator_count:
+        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+    job = {"worker_pool_specs": [{"machine_spec": machine, "replica_count": t.replica_count,
+                                  "container_spec": {"image_uri": image}}]}
+    if v.service_account:
+        job["service_account"] = v.service_account
+    return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
+            vx.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job},
+            GPUS_KEY: t.accelerator_count}
+
+
 def read_spec(path: str) -> dict:
     """The compiled PipelineSpec JSON; raises ConfigError naming what is wrong."""
     try:
@@ -116,8 +162,51 @@ def read_spec(path: str) -> dict:
     return spec
 
 
-def submit(cfg: Config, spec_path: str, wait: bool = False, log=print) -> dict:
+def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
+    """``--param NAME=VALUE`` items as typed pipeline parameter values, checked.
+
+    Raises:
+      ConfigError: an unknown name, a value of the wrong type or range, or a
+        learning rate above what the config's towers take (as validation says).
+    """
+    from pipelines.builder import PARAMETERS
+    from pipelines.validate import learning_rate_ceiling
+
+    out, found = {}, []
+    for item in items:
+        name, _, text = item.partition("=")
+        kind = PARAMETERS.get(name)
+        if kind is None:
+            found.append(("--param", f"{item!r}: the parameters are "
+                          f"{', '.join(f'{n}=VALUE' for n in PARAMETERS)}"))
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            found.append(("--param", f"{name}: {text!r} is not a {kind.__name__}"))
+            continue
+        if (kind is int and value < 1) or (kind is float and not 0.0 < value < 1.0):
+            found.append(("--param", f"{name}: {text!r} is out of range ("
+                          + ("a positive integer" if kind is int else "in (0, 1)") + ")"))
+            continue
+        ceiling = learning_rate_ceiling(cfg)
+        if name == "learning_rate" and ceiling is not None and value > ceiling:
+            found.append(("--param", f"learning_rate: {value:g} is above {ceiling:g}, the "
+                          "highest rate these towers take without "
+                          "training.allow_risky_learning_rate"))
+            continue
+        out[name] = value
+    if found:
+        raise ConfigError(found)
+    return out
+
+
+def submit(cfg: Config, spec_path: str, wait: bool = False, log=print,
+           params: Optional[Dict[str, object]] = None) -> dict:
     """Submits the compiled spec; returns ``{'name', 'link', 'state'}``.
+
+    ``params``: pipeline parameter values for this run (:func:`parse_params`),
+    over the ones the spec was compiled with.
 
     Raises:
       ConfigError: a missing or bad ``vertex`` value, or an unreadable spec.
@@ -142,7 +231,8 @@ def submit(cfg: Config, spec_path: str, wait: bool = False, log=print) -> dict:
     aiplatform.init(**options)
     job = aiplatform.PipelineJob(display_name=cfg.pipeline.name, template_path=spec_path,
                                  pipeline_root=v.pipeline_root, enable_caching=v.enable_caching,
-                                 labels=dict(v.labels) or None)
+                                 labels=dict(v.labels) or None,
+                                 parameter_values=dict(params or {}) or None)
     try:
         job.submit(service_account=v.service_account)
     except exceptions.GoogleAPICallError as exc:
