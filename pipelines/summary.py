@@ -73,8 +73,21 @@ def _tokens(cfg: Config, f, value: str):
     return [value]
 
 
+def _rows(path: str):
+    """``(column names, rows as dicts of text)`` of a CSV or Parquet file."""
+    if path.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return table.column_names, [{k: "" if v is None else str(v) for k, v in row.items()}
+                                    for row in table.to_pylist()]
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
 def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
-    """Vocabulary sizes by file name, estimated from the whole CSV files."""
+    """Vocabulary sizes by file name, estimated from the whole CSV or Parquet files."""
     d = cfg.data
     values: Dict[str, set] = {QUERY_VOCAB: set(), CANDIDATE_VOCAB: set()}
     vocab_features = [(t, f) for t, f in cfg.features()
@@ -82,24 +95,21 @@ def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
                       and f.column not in (d.query_id, d.candidate_id)]
     table_columns = set()
     if d.candidates is not None:
-        with open(d.candidates.path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            table_columns = set(reader.fieldnames or []) - {d.candidates.id}
-            rows = list(reader)
+        fields, rows = _rows(d.candidates.path)
+        table_columns = set(fields) - {d.candidates.id}
         for t, f in vocab_features:
             if t == "candidate_tower" and f.column in table_columns:
                 bucket = values.setdefault(vocabulary_name(f.name), set())
                 for row in rows:
                     bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
-    with open(d.path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            values[QUERY_VOCAB].add(row[d.query_id].strip())
-            values[CANDIDATE_VOCAB].add(row[d.candidate_id].strip())
-            for t, f in vocab_features:
-                if t == "candidate_tower" and f.column in table_columns:
-                    continue
-                bucket = values.setdefault(vocabulary_name(f.name), set())
-                bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
+    for row in _rows(d.path)[1]:
+        values[QUERY_VOCAB].add(row[d.query_id].strip())
+        values[CANDIDATE_VOCAB].add(row[d.candidate_id].strip())
+        for t, f in vocab_features:
+            if t == "candidate_tower" and f.column in table_columns:
+                continue
+            bucket = values.setdefault(vocabulary_name(f.name), set())
+            bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
     sizes = {name: len(found) for name, found in values.items()}
     for _, f in vocab_features:
         if f.max_vocab_size is not None:

@@ -355,9 +355,18 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
 
 
 def read_header(path: str, key: str) -> List[str]:
-    """The first row of a CSV file; ConfigError naming ``key`` if unreadable."""
+    """The column names of a CSV (its first row) or Parquet file; ConfigError naming ``key``
+    if unreadable."""
     if not os.path.isfile(path):
         raise ConfigError([(key, f"file not found: {path}")])
+    if path.lower().endswith((".parquet", ".pq")):
+        from pipelines.data.csvfile import DataError
+        from pipelines.data.sql.duck import header
+
+        try:
+            return header(path)
+        except DataError as exc:
+            raise ConfigError([(key, str(exc))]) from None
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), None)

@@ -8,6 +8,7 @@ are checked by running them, not by reading them. Table, dataset and column
 names with injection payloads are refused or stay quoted names.
 """
 import copy
+import re
 import os
 import random
 
@@ -154,3 +155,32 @@ def test_sources_are_one_file_or_one_table_each_on_one_side(tmp_path, overrides,
     cfg = Config.from_dict(apply_overrides(local.to_dict(), overrides))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg, check_data=False)
+
+
+@pytest.mark.parametrize("bad, overrides, message", [
+    ("C01,smb,north,,1700000000,1", [],
+     "column 'product_id' (data.candidate_id) is empty; every interaction needs both ids"),
+    ("C01,smb,north,P404,1700000000,1", [],
+     "candidate 'P404' is not in the candidate table bigquery:my-proj.shop.products"),
+    ("C01,smb,north,P1,yesterday,1", [],
+     "column 'timestamp': cannot read timestamp 'yesterday'"),
+    ("", ["data.split.method=dates", "data.split.eval_from=2031-01-01"],
+     "bigquery:my-proj.shop.orders: the dates split leaves no eval rows"),
+])
+def test_bad_data_stops_the_bigquery_query_with_the_local_message(tmp_path, bad, overrides,
+                                                                   message):
+    """The checks run inside each split's query (BigQuery's ERROR): no split is read from
+    bad data; the message is the local path's, with the values of the offending row."""
+    import duckdb
+
+    from pipelines.data.sql.bigquery import split_queries, to_bigquery
+
+    _, cloud = configs(tmp_path, overrides)
+    if bad:
+        with open(tmp_path / "purchases.csv", "a", encoding="utf-8") as handle:
+            handle.write(bad + "\n")
+    con = duckdb_with_tables(tmp_path)
+    for split, tree in split_queries(cloud).items():
+        back = sqlglot.transpile(to_bigquery(tree), read="bigquery", write="duckdb")[0]
+        with pytest.raises(duckdb.Error, match=re.escape(message)):
+            con.execute(back).fetchall()

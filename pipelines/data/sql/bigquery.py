@@ -26,7 +26,8 @@ from typing import Dict, List, Tuple
 from sqlglot import exp
 
 from pipelines.config import Config
-from pipelines.data.sql.program import Plan, plan, statements
+from pipelines.data.sql import checks
+from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import outputs
 from pipelines.data.sql.template import fill, ident, render
 
@@ -73,6 +74,70 @@ def raw(name: str, columns: List[str]) -> exp.Expression:
     return tree
 
 
+MARK = re.compile(r"('?)\u27e6(\d+)\u27e7'?")  # ⟦i⟧: where a check's message shows value i
+
+
+def message_cell(message, values: int) -> exp.Expression:
+    """A check's message as SQL: its text around the offending row's values ``_v0``, ...
+
+    The message function (:mod:`.checks`) is called with markers for the
+    values, and the text between them becomes literals, so BigQuery's error
+    reads like the local one (with row numbers counting rows in content order).
+    """
+    text = message(tuple(f"\u27e6{i}\u27e7" for i in range(values)))
+    parts: List[exp.Expression] = []
+    at = 0
+    for found in MARK.finditer(text):
+        quote = found.group(1)  # shown with repr() locally: quoted here too
+        parts.append(exp.Literal.string(text[at:found.start()] + quote))
+        parts.append(fill("COALESCE(CAST(P_v AS VARCHAR), 'NULL')",
+                          P_v=exp.column(f"_v{found.group(2)}")))
+        at = found.end() - len(quote)
+    parts.append(exp.Literal.string(text[at:]))
+    return exp.Concat(expressions=[e for e in parts if e.this != ""], safe=False,
+                      coalesce=False)
+
+
+def _empty(table: str, where: str, message: str) -> exp.Expression:
+    return fill(f"SELECT P_m AS _message FROM (SELECT count(*) AS n FROM {table} WHERE {where}) "
+                "WHERE n = 0", P_m=exp.Literal.string(message))
+
+
+def guard(p: Plan) -> exp.Expression:
+    """``SELECT _ok``: TRUE, or BigQuery's ``ERROR`` with the first failed check's message.
+
+    The same checks as the local path (:mod:`.checks`, then an empty split or
+    an empty evaluation), so bad data stops the pipeline in ExampleGen with one
+    line instead of training on it.
+    """
+    d = p.cfg.data
+    found = list(checks.candidate_checks(p)) if d.candidates else []
+    parts = []
+    for k, (query, message) in enumerate(found + list(checks.interaction_checks(p))):
+        query = query.copy()
+        query.set("expressions", [exp.alias_(e.unalias() if isinstance(e, exp.Alias) else e,
+                                             f"_v{i}") for i, e in enumerate(query.expressions)])
+        parts.append(fill("SELECT P_k AS _k, P_m AS _message FROM (P_q)", P_k=k,
+                          P_m=message_cell(message, len(query.expressions)), P_q=query))
+    k = len(parts)
+    for split in p.splits:
+        parts.append(fill("SELECT P_k AS _k, _message FROM (P_q)", P_k=k, P_q=_empty(
+            "ranked", f"_rank = {HELD.get(split, 0)}", f"{d.source}: the {p.method} split leaves "
+            f"no {split} rows; change data.split")))
+        k += 1
+    for split in p.splits[1:]:
+        parts.append(fill("SELECT P_k AS _k, _message FROM (P_q)", P_k=k, P_q=_empty(
+            "final", f"_rank < {HELD[split]} AND {p.q} IN (SELECT {p.q} FROM final WHERE "
+            f"_rank = {HELD[split]})", f"{d.source}: no {split} query has an interaction "
+            f"before its first {split} one, so the {split} evaluation would be empty")))
+        k += 1
+    union = parts[0]
+    for part in parts[1:]:
+        union = exp.union(union, part, distinct=False)
+    return fill("SELECT if(count(*) > 0, error(arg_min(_message, _k)), TRUE) AS _ok FROM (P_u)",
+                P_u=union)
+
+
 def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
     """``{split: query tree}``: each split's whole program as one query (DuckDB dialect)."""
     p = plan(cfg)
@@ -82,10 +147,12 @@ def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
     if d.candidates:
         ctes.append(("raw_candidates", raw(d.candidates.bigquery, candidate_columns)))
     ctes += statements(p, portable=True)
+    ctes.append(("_guard", guard(p)))
     out = {}
     for split, query in outputs(p, portable=True).items():
         query = query.copy()
         query.set("order", None)  # ExampleGen needs no order; sorting all rows costs
+        query = query.where("(SELECT _ok FROM _guard)", copy=False)  # no row if a check fails
         for name, tree in ctes:
             query = query.with_(name, as_=tree.copy(), copy=False)
         out[split] = query

@@ -76,33 +76,33 @@ def candidate_checks(p: Plan) -> Iterator[Check]:
     """Checks on the candidate table (``cand``)."""
     t = p.cfg.data.candidates
     cid = c(p.kcol[t.id])
-    yield from _ids("cand", t.path, cid, t.id, "data.candidates.id")
+    yield from _ids("cand", t.source, cid, t.id, "data.candidates.id")
     for column in p.candidate_side:
         if column in p.numeric:
-            yield from _numbers("cand", t.path, c(p.kcol[column]), column)
+            yield from _numbers("cand", t.source, c(p.kcol[column]), column)
     yield (fill("""SELECT _line, P_id, _firstline FROM (
                      SELECT *, min(_line) OVER (PARTITION BY P_id) AS _firstline FROM cand)
                    WHERE _line > _firstline ORDER BY _line LIMIT 1""", P_id=cid),
-           lambda r: f"{t.path} row {r[0]}: candidate id {r[1]!r} appears again (first at row "
+           lambda r: f"{t.source} row {r[0]}: candidate id {r[1]!r} appears again (first at row "
                      f"{r[2]}); the candidate table needs one row per candidate")
     for column in p.candidate_side:
         if column in p.one_line:
-            yield from _one_line("cand", t.path, c(p.kcol[column]), column)
+            yield from _one_line("cand", t.source, c(p.kcol[column]), column)
 
 
 def interaction_checks(p: Plan) -> Iterator[Check]:
     """Checks on the interactions (``src``), before the join."""
     d = p.cfg.data
     for key in ("query_id", "candidate_id"):
-        yield from _ids("src", d.path, c(p.col[getattr(d, key)]), getattr(d, key),
+        yield from _ids("src", d.source, c(p.col[getattr(d, key)]), getattr(d, key),
                         f"data.{key}")
     item = c(p.item)
     if d.candidates:
         yield (fill("""SELECT min(_line), arg_min(P_i, _line), count(*) FROM src
                        WHERE P_i NOT IN (SELECT P_k FROM cand) HAVING count(*) > 0""",
                     P_i=item, P_k=c(p.kcol[d.candidates.id])),
-               lambda r: f"{d.path} row {r[0]}: candidate {r[1]!r} is not in the candidate "
-                         f"table {d.candidates.path} ({r[2]} interaction rows name candidates "
+               lambda r: f"{d.source} row {r[0]}: candidate {r[1]!r} is not in the candidate "
+                         f"table {d.candidates.source} ({r[2]} interaction rows name candidates "
                          "it lacks); add them to the table, or drop those rows")
     else:
         for column in p.candidate_side:
@@ -114,26 +114,26 @@ def interaction_checks(p: Plan) -> Iterator[Check]:
                              FROM src)
                            WHERE _v <> _fv ORDER BY _line LIMIT 1""", P_i=item, P_v=cell),
                    lambda r, column=column: (
-                       f"{d.path} row {r[0]}: candidate {r[1]!r} has {column!r} = {r[2]!r}, "
+                       f"{d.source} row {r[0]}: candidate {r[1]!r} has {column!r} = {r[2]!r}, "
                        f"but {r[3]!r} at row {r[4]}; a candidate feature must have one value "
                        "per candidate (or give a candidate table)"))
     local = [n for n in p.base if not d.candidates or n not in p.candidate_side]
     for column in p.numeric:
         if column in local:
-            yield from _numbers("src", d.path, c(p.col[column]), column)
+            yield from _numbers("src", d.source, c(p.col[column]), column)
     for column in p.one_line:
         if column in local:
-            yield from _one_line("src", d.path, c(p.col[column]), column)
+            yield from _one_line("src", d.source, c(p.col[column]), column)
     for column in p.stamps:
         if column in local:
-            yield from _times("src", d.path, c(p.col[column]), column, required=False)
+            yield from _times("src", d.source, c(p.col[column]), column, required=False)
     for _, separator in dict.fromkeys(p.histories.values()):
         yield (_first("src", fill("strpos(P_i, P_s) > 0", P_i=item, P_s=lit(separator)), item),
                lambda r, separator=separator: (
-                   f"{d.path} row {r[0]}: candidate id {r[1]!r} contains the history "
+                   f"{d.source} row {r[0]}: candidate id {r[1]!r} contains the history "
                    f"separator {separator!r}; choose another separator"))
     if d.timestamp:
-        yield from _times("src", d.path, c(p.col[d.timestamp]), d.timestamp, required=True)
+        yield from _times("src", d.source, c(p.col[d.timestamp]), d.timestamp, required=True)
 
 
 def failures(run: Callable[[exp.Expression], Optional[tuple]], checks) -> Optional[str]:

@@ -30,8 +30,20 @@ from transform.naming import CATALOG_SPLIT, queries_split
 
 
 
+def is_parquet(path: str) -> bool:
+    """A Parquet file (by its name); anything else is read as CSV."""
+    return path.lower().endswith((".parquet", ".pq"))
+
+
 def header(path: str) -> List[str]:
-    """The CSV's column names. Raises DataError: missing, empty or not UTF-8."""
+    """The file's column names. Raises DataError: missing, empty or not UTF-8."""
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as Parquet: {exc}") from None
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             first = next(csv.reader(handle), None)
@@ -46,13 +58,21 @@ def header(path: str) -> List[str]:
 
 
 def source(path: str, needed: List[str]) -> exp.Expression:
-    """Every column of the CSV as text (DuckDB's ``rowid`` numbers the records from 0)."""
+    """Every column of the file as text (DuckDB's ``rowid`` numbers the records from 0).
+
+    A CSV's cells are read as written; a Parquet file's values are cast to
+    text (DuckDB's casts: ``1.5``, ``2024-03-01 10:00:00``), in file order.
+    """
     names = header(path)
     absent = [c for c in needed if c not in names]
     if absent:
         raise DataError(f"{path}: no column(s) {absent} (columns: {names})")
     if len(set(names)) != len(names):
         raise DataError(f"{path}: the header names a column twice: {names}")
+    if is_parquet(path):
+        return fill("SELECT P_cells FROM read_parquet(P_path)", P_path=lit(path), P_cells=[
+            exp.alias_(exp.cast(exp.Column(this=ident(n)), "VARCHAR"), ident(n))
+            for n in names])
     spec = exp.Struct(expressions=[exp.PropertyEQ(this=lit(n), expression=lit("VARCHAR"))
                                    for n in names])
     return fill("""SELECT * FROM read_csv(P_path, columns = P_spec, header = TRUE,
