@@ -81,9 +81,9 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
 
 
 def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dict[str, str],
-                   root: str, until: str = COMPONENTS[-1], beam: Optional[List[str]] = None,
+                   root: str, until: Optional[str] = None, beam: Optional[List[str]] = None,
                    image: Optional[str] = None):
-    """The TFX pipeline object (imports TFX), its components up to ``until``.
+    """The TFX pipeline object (imports TFX), its components up to ``until`` (default: all).
 
     ``source``: see :func:`example_gen`. ``beam``: the Beam components'
     ``beam_pipeline_args`` (default: the local DirectRunner's, :func:`beam_args`).
@@ -130,10 +130,12 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
     components = steps + [trainer, gate, pusher]
+    if image and cfg.vertex.model_upload is not None:
+        components.append(model_upload(cfg, pusher))
     ids = [c.id for c in components]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
-        components=components[:ids.index(until) + 1],
+        components=components[:ids.index(until) + 1] if until else components,
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
@@ -155,6 +157,19 @@ def runtime_parameters(cfg: Config):
 
 
 PARAMETERS = {"epochs": int, "learning_rate": float, "batch_size": int}
+
+
+def model_upload(cfg: Config, pusher):
+    """The ModelUpload step after the Pusher (``vertex.model_upload``)."""
+    import json
+
+    from pipelines.components.model_upload import ModelUpload
+
+    v, u = cfg.vertex, cfg.vertex.model_upload
+    return ModelUpload(pushed_model=pusher.outputs["pushed_model"], project=v.project,
+                       region=v.region, display_name=u.display_name or cfg.pipeline.name,
+                       serving_image=u.serving_image, labels=json.dumps(dict(v.labels)),
+                       api_endpoint=v.api_endpoint or "")
 
 
 def parameter_values(cfg: Config) -> Dict[str, object]:

@@ -246,6 +246,15 @@ class VertexTrainingConfig:
 
 
 @dataclasses.dataclass
+class ModelUploadConfig:
+    """After a push, the model registered in Vertex AI Model Registry (not deployed)."""
+    # The serving container, e.g. us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest
+    # (a prebuilt TensorFlow one as new as the training TensorFlow, 2.16, or your own).
+    serving_image: str
+    display_name: Optional[str] = None      # default: pipeline.name
+
+
+@dataclasses.dataclass
 class VertexConfig:
     """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
     project: Optional[str] = None           # Google Cloud project id
@@ -263,6 +272,8 @@ class VertexConfig:
     # Set (even to {}) to train on Vertex AI Training; null: the Trainer runs in the
     # pipeline step's container (no GPU).
     training: Optional[VertexTrainingConfig] = None
+    # Set to upload each pushed model to Vertex AI Model Registry; null: no upload.
+    model_upload: Optional[ModelUploadConfig] = None
 
 
 @dataclasses.dataclass

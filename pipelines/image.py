@@ -6,8 +6,8 @@ TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
 ``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
 ScaNN. Of this library, only the pipeline's custom TFX components go in
 (``pipelines/components/``: the exact Parquet ExampleGen, the runtime
-parameters and the push gate, with ``pipelines/gate.py``, which the gate
-uses): they import nothing else of it.
+parameters, the push gate, with ``pipelines/gate.py``, which the gate uses,
+and the model upload): they import nothing else of it.
 Every version is the one ``requirements.lock`` pins, so the image trains with
 what the tests ran.
 """
@@ -26,7 +26,8 @@ BASE = "gcr.io/tfx-oss-public/tfx"
 COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/components/__init__.py",
                    "pipelines/components/parquet_example_gen.py",
                    "pipelines/components/popularity_gate.py",
-                   "pipelines/components/runtime_parameters.py")
+                   "pipelines/components/runtime_parameters.py",
+                   "pipelines/components/model_upload.py")
 IMAGE_CODE = "/opt/twotower"
 
 
@@ -65,7 +66,7 @@ def dockerfile(cfg: Config, lock: str = LOCK) -> str:
             f"ENV PYTHONPATH={IMAGE_CODE}\n"
             "RUN python -c \"import tensorflow_recommenders, tf_keras, "
             "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate, "
-            "pipelines.components.runtime_parameters\"\n")
+            "pipelines.components.runtime_parameters, pipelines.components.model_upload\"\n")
 
 
 def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:

@@ -92,11 +92,19 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "vertex.project=acme-recs", "vertex.region=europe-west4",
         "vertex.pipeline_root=gs://acme-bucket/flow",
         "vertex.service_account=runner@acme-recs.iam.gserviceaccount.com",
-        "vertex.dataflow={max_workers: 25, subnetwork: regions/europe-west4/subnetworks/ml}"]))
+        "vertex.dataflow={max_workers: 25, subnetwork: regions/europe-west4/subnetworks/ml}",
+        "vertex.model_upload={serving_image: us-docker.pkg.dev/vertex-ai/prediction/"
+        "tf2-cpu.2-15:latest}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
     compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
     job = json.loads(out.read_text(encoding="utf-8"))
+    # after the Pusher, the pushed model is uploaded to the Model Registry
+    upload = job["pipelineSpec"]["root"]["dag"]["tasks"]["ModelUpload"]
+    assert upload["inputs"]["artifacts"]["pushed_model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "pushed_model", "producerTask": "Pusher"}
+    assert upload["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constantValue"][
+        "stringValue"].endswith("tf2-cpu.2-15:latest")
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     expected = ["--runner=DataflowRunner", "--project=acme-recs", "--region=europe-west4",
                 "--temp_location=gs://acme-bucket/flow/beam-temp", "--max_num_workers=25",

@@ -140,3 +140,31 @@ def test_a_bad_runtime_parameter_is_refused_before_submitting(tmp_path, raw_conf
                  "--param", param]) == 2
     assert message in capsys.readouterr().err
     assert not vertex_calls(standin)
+
+
+def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
+    """The ModelUpload step's upload, with the real client, against the stand-in."""
+    from pipelines.components.model_upload import upload
+
+    name = upload("acme-recs", "europe-west4", "gs://acme-bucket/twotower/serving/1700000000",
+                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+                  {"team": "growth"}, api_endpoint=standin.endpoint)
+    assert name == "projects/acme-recs/locations/europe-west4/models/1"
+    call = vertex_calls(standin)[0]
+    assert (call["method"], call["path"]) == (
+        "POST", "/v1/projects/acme-recs/locations/europe-west4/models:upload")
+    model = call["body"]["model"]
+    assert model["displayName"] == "b2b-demo"
+    assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000"
+    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-15:latest")
+    assert model["labels"] == {"team": "growth"}
+    assert not [c for c in vertex_calls(standin) if "endpoints" in c["path"]]  # no deployment
+
+
+def test_model_upload_settings_are_checked(raw_config):
+    bad = Config.from_dict(apply_overrides(raw_config, [
+        "vertex.model_upload={serving_image: 'not an image'}", "pipeline.serving_index=scann"]))
+    with pytest.raises(ConfigError) as exc:
+        validate(bad, check_data=False)
+    assert {k for k, _ in exc.value.problems} >= {"vertex.model_upload.serving_image",
+                                                  "vertex.model_upload"}

@@ -2,7 +2,9 @@
 
 Only what `twotower submit` uses: create a PipelineJob (POST
 ``/v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID``) and read it back
-(GET ``.../pipelineJobs/ID``). ``fail`` makes every Vertex AI call answer that
+(GET ``.../pipelineJobs/ID``); and what the ModelUpload step uses: upload a
+Model (POST ``.../models:upload``, answered with a finished operation) and read
+it back (GET ``.../models/ID``). ``fail`` makes every Vertex AI call answer that
 HTTP status with a Google API error body.
 
 It also answers the Cloud Storage JSON API calls the client library makes
@@ -21,6 +23,7 @@ STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
 class StandIn:
     def __init__(self, fail=None, final_state="PIPELINE_STATE_SUCCEEDED"):
         self.requests, self.fail, self.final_state, self.jobs = [], fail, final_state, {}
+        self.models = {}
         self.buckets = set()
         owner = self
 
@@ -53,7 +56,17 @@ class StandIn:
                     name = url.path[len("/v1/"):] + "/" + job_id
                     owner.jobs[name] = dict(body, name=name, state="PIPELINE_STATE_PENDING")
                     return self._answer(200, owner.jobs[name])
+                if method == "POST" and url.path.endswith("/models:upload"):
+                    parent = url.path[len("/v1/"):-len("/models:upload")]
+                    name = f"{parent}/models/{len(owner.models) + 1}"
+                    owner.models[name] = dict(body["model"], name=name)
+                    return self._answer(200, {
+                        "name": f"{name}/operations/1", "done": True, "response": {
+                            "@type": "type.googleapis.com/google.cloud.aiplatform.v1."
+                                     "UploadModelResponse", "model": name}})
                 name = url.path[len("/v1/"):]
+                if method == "GET" and name in owner.models:
+                    return self._answer(200, owner.models[name])
                 if method == "GET" and name in owner.jobs:
                     owner.jobs[name]["state"] = owner.final_state
                     return self._answer(200, owner.jobs[name])

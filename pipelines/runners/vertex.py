@@ -61,6 +61,16 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
                         "type, e.g. n1-standard-4"))
     if v.training is not None:
         out += _training_problems(v.training)
+    if v.model_upload is not None:
+        u = v.model_upload
+        if not re.match(r"[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})?"
+                        r"\Z", u.serving_image or ""):
+            out.append(("vertex.model_upload.serving_image", f"{u.serving_image!r} is not a "
+                        "container image, e.g. us-docker.pkg.dev/vertex-ai/prediction/"
+                        "tf2-cpu.2-15:latest"))
+        if cfg.pipeline.serving_index == "scann":
+            out.append(("vertex.model_upload", "a ScaNN model needs ScaNN's ops in the serving "
+                        "container: use pipeline.serving_index: exact, or your own image"))
     if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
                                        r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",
                                        v.api_endpoint):
