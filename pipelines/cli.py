@@ -3,14 +3,15 @@
     twotower validate --config C [--set KEY=VALUE ...] [--no-data]
     twotower generate --config C --out DIR [--set ...]
     twotower prepare  --config C [--engine duckdb|bigquery] [--print-sql] [--out DIR]
-    twotower run      --config C [--set ...]
+    twotower run      --config C [--set ...] [--verbose | --quiet]
     twotower image    --config C [--out DIR] [--tag TAG]
     twotower compile  --config C --target vertex --image IMAGE [--out pipeline.json]
     twotower submit   --config C [--spec pipeline.json] [--wait] [--param epochs=N ...]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
                        [--buy-again-out AGAIN.csv]
-    twotower demo     [--root DIR] [--set ...]
+    twotower demo     [--root DIR] [--set ...] [--verbose | --quiet]
+    twotower runs     ROOT
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
 Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed or the
@@ -139,80 +140,65 @@ def cmd_submit(args) -> int:
     return 0
 
 
-def _print_results(res: dict) -> None:
-    metrics = res.get("metrics") or {}
-    print("\n== results")
-    print(f"status: {metrics.get('status')}")
-    for epoch in metrics.get("epochs", []):
-        recalls = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in epoch["eval"].items()
-                         if k.startswith("full_catalog/recall_at_"))
-        evals = ", ".join(f"recall@{k}={v:.4f}" for k, v in recalls)
-        clip = epoch.get("clip_rate")
-        print(f"epoch {epoch['epoch']}: loss={epoch['loss']:.4f} eval loss="
-              f"{epoch['eval'].get('loss', float('nan')):.4f} {evals}"
-              + (f" (clipped {clip:.0%} of steps)" if clip else ""))
-    evaluation = metrics.get("evaluation")
-    if evaluation:
-        left_out = evaluation.get("cold_queries", 0) + evaluation.get(
-            "queries_without_new_items", 0)
-        print(f"full-catalog evaluation on {evaluation['queries']} "
-              f"{evaluation.get('split', 'eval')} queries, each embedded as it stood before its "
-              f"first held-out interaction (items seen before excluded; {left_out} of "
-              f"{evaluation.get('held_out_queries', evaluation['queries'])} held-out queries "
-              "left out: no earlier interaction, or nothing new):")
-        names = [n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))]
-        print(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
-        for name in names:
-            print(f"  {name:<16}{evaluation['model'][name]:>10.4f}"
-                  f"{evaluation['popularity'][name]:>12.4f}")
-    print(f"training metrics: {res.get('metrics_file')}")
-    gate = res.get("gate") or {}
-    if gate:
-        print(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: {gate['reason']}")
-    if res.get("pushed"):
-        print(f"serving model: {res.get('serving_model')}")
-    else:
-        print(f"serving model: none pushed by this run (newest earlier one: "
-              f"{res.get('serving_model') or 'none'})")
+def _mode(args) -> str:
+    return "verbose" if getattr(args, "verbose", False) else (
+        "quiet" if getattr(args, "quiet", False) else "normal")
 
 
-def root_cause(exc: BaseException) -> str:
-    """'Type: message' of the innermost exception (Beam and TFX wrap the real one)."""
-    seen = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    inner = seen[-1]
-    outer = f" (reported as {type(seen[0]).__name__}: {seen[0]})" if len(seen) > 1 else ""
-    return f"{type(inner).__name__}: {inner}{outer}"
+def _run(cfg: Config, args) -> int:
+    """Runs the local pipeline with a quiet terminal and the full log on disk."""
+    import time
+    import traceback
 
+    from pipelines.builder import COMPONENTS
+    from pipelines.console import Console, result_lines, root_cause
+    from pipelines.runners import runs
+    from pipelines.runners.local import pipeline_root, run_local
 
-def _run(cfg: Config) -> int:
-    from pipelines.runners.local import run_local
-
+    mode, started = _mode(args), time.time()
+    log_dir = os.path.join(pipeline_root(cfg), "logs")
+    console = Console(log_dir, mode)
+    res, status, error = None, "failed", ""
     try:
-        res = run_local(cfg)
-    except (ConfigError, DataError):
+        with console.capture(list(COMPONENTS)):
+            console.say(f"full log: {console.log_path}")
+            res = run_local(cfg, log=console.say)
+    except (ConfigError, DataError) as exc:
+        error = str(exc)
         raise
-    except Exception as exc:  # a component failed: say why, and exit non-zero
-        print(f"\npipeline failed: {root_cause(exc)}", file=sys.stderr)
+    except Exception as exc:  # a component failed: one line, the log has the traceback
+        error = root_cause(exc)
+        with open(console.log_path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        if mode == "verbose":
+            traceback.print_exc()
+        print(f"pipeline failed: {error}\nfull log: {console.log_path}", file=sys.stderr)
         return 1
-    _print_results(res)
+    finally:
+        if res is None:
+            runs.record(log_dir, runs.entry(started, cfg.fingerprint(), None, "failed",
+                                            console.log_path, error))
+    for line in result_lines(res):
+        console.result(line)
     gate = res.get("gate") or {}
+    code, status, why = 0, "pushed", ""
     if (res.get("metrics") or {}).get("status") != "completed":
-        print("pipeline finished without a completed model", file=sys.stderr)
-        return 1
-    if not gate.get("blessed", False):
-        print(f"not pushed: {gate.get('reason', 'the push gate did not run')}", file=sys.stderr)
-        return 1
-    if not res.get("pushed"):
-        print("pipeline finished without pushing a model", file=sys.stderr)
-        return 1
-    return 0
+        code, status = 1, (res.get("metrics") or {}).get("status") or "failed"
+        why = "pipeline finished without a completed model"
+    elif not gate.get("blessed", False):
+        code, status = 1, "not pushed"
+        why = f"not pushed: {gate.get('reason', 'the push gate did not run')}"
+    elif not res.get("pushed"):
+        code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
+    runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
+                                    why))
+    if why:
+        print(why, file=sys.stderr)
+    return code
 
 
 def cmd_run(args) -> int:
-    return _run(_config(args))
+    return _run(_config(args), args)
 
 
 def cmd_lr_check(args) -> int:
@@ -224,15 +210,29 @@ def cmd_lr_check(args) -> int:
                                                ["training.allow_risky_learning_rate=true"]))
     for warning in validate(checked):
         print(f"warning: {warning}", file=sys.stderr)
+    import traceback
+
+    from pipelines.builder import COMPONENTS
+    from pipelines.console import Console, root_cause
+    from pipelines.runners.local import pipeline_root
+
     rates = parse_rates(args.rates) if args.rates else None
+    console = Console(os.path.join(pipeline_root(cfg), "logs"), _mode(args))
     try:
-        report = lr_check(cfg, rates=rates, steps=args.steps)
+        with console.capture(list(COMPONENTS[:COMPONENTS.index("Transform") + 1])):
+            console.say(f"full log: {console.log_path}")
+            report = lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
     except (ConfigError, DataError):
         raise
     except Exception as exc:
-        print(f"\nlr-check failed: {root_cause(exc)}", file=sys.stderr)
+        with open(console.log_path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        if console.mode == "verbose":
+            traceback.print_exc()
+        print(f"lr-check failed: {root_cause(exc)}\nfull log: {console.log_path}",
+              file=sys.stderr)
         return 1
-    print(format_report(report))
+    console.result(format_report(report))
     return 0 if report["recommended"] is not None else 1
 
 
@@ -253,14 +253,26 @@ def cmd_demo(args) -> int:
                             "from its repository (pip install -e .)")])
     root = os.path.abspath(args.root)
     data = generate(os.path.join(root, "data"))
-    print(f"generated synthetic B2B purchases: {data['purchases']}")
+    if _mode(args) != "quiet":
+        print(f"generated synthetic B2B purchases: {data['purchases']}")
     raw = apply_overrides(read_raw(DEMO_CONFIG), [
         f"data.path={data['purchases']}", f"data.candidates.path={data['products']}",
         f"pipeline.root={root}"] + list(args.set))
     cfg = Config.from_dict(raw)
     for warning in validate(cfg):
         print(f"warning: {warning}", file=sys.stderr)
-    return _run(cfg)
+    return _run(cfg, args)
+
+
+def cmd_runs(args) -> int:
+    from pipelines.runners import runs
+
+    found = runs.read(os.path.join(args.root, "logs"))
+    if not found and not os.path.isdir(args.root):
+        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline root, e.g. "
+                            "runs/demo")])
+    print(runs.table(found))
+    return 0
 
 
 def cmd_synth(args) -> int:
@@ -295,7 +307,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--print-sql", action="store_true", help="print the program, run nothing")
     p.add_argument("--out", help="output directory (default: <pipeline.root>/input)")
     p.set_defaults(func=cmd_prepare)
-    with_config("run", "run the local TFX pipeline").set_defaults(func=cmd_run)
+    def output_flags(p):
+        flags = p.add_mutually_exclusive_group()
+        flags.add_argument("--verbose", action="store_true", help="stream the full log (TFX, "
+                           "Beam, TensorFlow) and show tracebacks")
+        flags.add_argument("--quiet", action="store_true", help="print only the result and "
+                           "errors")
+        return p
+
+    output_flags(with_config("run", "run the local TFX pipeline")).set_defaults(func=cmd_run)
     p = with_config("compile", "compile the pipeline for Vertex AI Pipelines (offline)")
     p.add_argument("--target", choices=("vertex",), default="vertex")
     p.add_argument("--image", required=True, help="the training image (see twotower image)")
@@ -313,7 +333,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="image tag to print in the build command (default: "
                    "twotower-<pipeline.name>:<config fingerprint>)")
     p.set_defaults(func=cmd_image)
-    p = with_config("lr-check", "learning-rate range test on the transformed data")
+    p = output_flags(with_config("lr-check", "learning-rate range test on the transformed data"))
     p.add_argument("--rates", help="comma-separated rates (default: the configured rate "
                    "x 0.1, 0.3, 1, 3, 10)")
     p.add_argument("--steps", type=int, default=300, help="training steps per rate")
@@ -332,10 +352,14 @@ def parser() -> argparse.ArgumentParser:
                    "had in --history ranked by the model (\"buy again\"), as user_id,item_id,rank")
     p.add_argument("--batch-size", type=int, default=256)
     p.set_defaults(func=cmd_recommend)
-    p = sub.add_parser("demo", help="run the pipeline on the embedded synthetic dataset")
+    p = output_flags(sub.add_parser("demo", help="run the pipeline on the embedded synthetic "
+                                                 "dataset"))
     p.add_argument("--root", default=os.path.join("runs", "demo"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("runs", help="list the runs under a pipeline root, newest first")
+    p.add_argument("root", help="the pipeline root (pipeline.root, e.g. runs/demo)")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("synth", help="write the synthetic B2B dataset")
     p.add_argument("--out", required=True)
     p.add_argument("--customers", type=int, default=600)

@@ -47,8 +47,8 @@ def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=80
     done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config",
                            str(config_path)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    return {"root": root, "data": data, "stdout": done.stdout, "config": Config.from_dict(raw),
-            "name": name}
+    return {"root": root, "data": data, "stdout": done.stdout, "stderr": done.stderr,
+            "config": Config.from_dict(raw), "name": name}
 
 
 def query_inputs(run, described, customers):

@@ -38,13 +38,40 @@ def test_every_component_completed(run):
     assert done == sorted(COMPONENTS)
 
 
-def test_cli_prints_metrics_and_the_serving_model(run):
+def test_cli_prints_progress_metrics_and_the_serving_model_on_one_screen(run):
     out = run["stdout"]
-    assert "full-catalog evaluation on" in out and "recall_at_10" in out
+    lines = out.splitlines()
+    assert len(lines) < 40 and not run["stderr"].strip(), out + run["stderr"]
+    for n, name in enumerate(["Transform", "Trainer", "PopularityGate", "Pusher"], start=4):
+        assert any(line.startswith(f"[{n}/7] {name}") and "done in" in line
+                   for line in lines), name
+    assert sum(line.strip().startswith("epoch ") for line in lines) == 6
+    assert "epoch 6/6: loss " in out and "(popularity " in out
+    assert "held-out eval split:" in out and "recall_at_10" in out
     assert "push gate: blessed: recall@10 on the eval split is" in out
     serving = results(run["root"])["serving_model"]
     assert f"serving model: {serving}" in out
     assert os.path.exists(os.path.join(serving, "saved_model.pb"))
+    # the libraries' chatter is in the log, whose path is printed
+    log = os.path.join(run["root"], "logs", "run.log")
+    assert f"full log: {os.path.realpath(log)}" in out
+    with open(log, encoding="utf-8") as handle:
+        text = handle.read()
+    assert "Component Transform is running." in text and "epoch 6/6: loss" in text
+    assert "running bdist_wheel" in text or "setup.py" in text  # the module wheels' build
+
+
+def test_runs_lists_the_run_with_its_result(run):
+    from pipelines.runners import runs
+
+    found = runs.read(os.path.join(run["root"], "logs"))
+    assert len(found) == 1 and found[0]["status"] == "pushed"
+    assert found[0]["config_fingerprint"] == run["config"].fingerprint()
+    assert found[0]["serving_version"] == os.path.basename(results(run["root"])["serving_model"])
+    assert found[0]["model"] > found[0]["popularity"]
+    done = subprocess.run([sys.executable, "-m", "pipelines", "runs", run["root"]],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and "pushed" in done.stdout and "recall@10 (eval)" in done.stdout
 
 
 def test_the_modules_that_ran_are_the_generated_ones(run):

@@ -114,11 +114,17 @@ class HeldOutMetrics(tf.keras.callbacks.Callback):
         self.held_out, self.counts, self.ks = held_out, counts, ks
         self.scorer, self.catalog = scorer, catalog  # a TwoTowerModel, its catalog table
 
+    popularity = None  # popularity's metrics on the same queries: computed once
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.held_out.queries:
             return
         result = self.held_out.evaluate(self.scorer.embed_queries,
                                         self.scorer.catalog_vectors(self.catalog), self.counts,
-                                        self.ks, with_popularity=False)
+                                        self.ks, with_popularity=self.popularity is None)
+        if self.popularity is None:
+            self.popularity = dict(result["popularity"])
         for name, value in result["model"].items():
             logs[f"val_{METRIC_PREFIX}{name}"] = value
+        for name, value in self.popularity.items():  # beside the model's, in every epoch
+            logs[f"val_{METRIC_PREFIX}popularity_{name}"] = value

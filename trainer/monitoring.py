@@ -6,7 +6,9 @@ order can't make one reset statistics another one needs. Both write into one
 
 This module is copied verbatim into the generated Trainer module.
 """
+import logging
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -109,6 +111,31 @@ def weight_norm(model):
     return float(tf.linalg.global_norm(model.trainable_variables).numpy())
 
 
+PROGRESS_LOGGER = "twotower.progress"  # a run's terminal shows these lines (pipelines/console)
+
+
+def epoch_line(entry, epochs=None):
+    """One line for an epoch: loss, the first recall beside popularity's, norms, clipping."""
+    parts = [f"epoch {entry['epoch']}" + (f"/{epochs}" if epochs else "")
+             + (f": loss {entry['loss']:.4f}" if entry.get("loss") is not None else ":")]
+    recalls = sorted((int(k.rsplit("_", 1)[1]), k) for k in entry["eval"]
+                     if k.startswith("full_catalog/recall_at_"))
+    if recalls:
+        k, key = recalls[0]
+        popular = entry["eval"].get(f"full_catalog/popularity_recall_at_{k}")
+        parts.append(f"recall@{k} {entry['eval'][key]:.3f}"
+                     + (f" (popularity {popular:.3f})" if popular is not None else ""))
+    norms = entry.get("grad_norm") or {}
+    if all((norms.get(t) or {}).get("mean") is not None for t in ("query", "candidate")):
+        parts.append(f"grad norm query {norms['query']['mean']:.3g} candidate "
+                     f"{norms['candidate']['mean']:.3g}")
+    if entry.get("clip_rate"):
+        parts.append(f"clipped {entry['clip_rate']:.0%}")
+    if entry.get("seconds") is not None:
+        parts.append(f"{entry['seconds']:.0f} s")
+    return ", ".join(parts)
+
+
 class MetricsRecorder(tf.keras.callbacks.Callback):
     """Appends one entry per epoch to ``record['epochs']``.
 
@@ -130,6 +157,7 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.norms = {name: [] for name in list(self.towers) + ["global"]}
         self.clipped = []
+        self.started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -150,7 +178,10 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "weight_norm": {name: weight_norm(m) for name, m in self.towers.items()},
             "learning_rate": float(tf.keras.backend.get_value(rate)),
             "steps": len(self.clipped),
+            "seconds": time.time() - getattr(self, "started", time.time()),
         })
+        logging.getLogger(PROGRESS_LOGGER).info(
+            epoch_line(self.record["epochs"][-1], (self.params or {}).get("epochs")))
 
 
 class BestEpoch(tf.keras.callbacks.Callback):

@@ -72,8 +72,7 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     from tfx import v1 as tfx
 
     before = results(root)["serving_model"]
-    log("running " + " -> ".join(COMPONENTS[:COMPONENTS.index(until) + 1])
-        + " with LocalDagRunner")
+    log(f"running {COMPONENTS.index(until) + 1} components with LocalDagRunner")
     tfx.orchestration.LocalDagRunner().run(
         build_pipeline(cfg, where["input"], modules, root, until))
     out = results(root)

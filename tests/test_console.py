@@ -1,0 +1,88 @@
+"""The run's terminal: a few lines for the user, everything else in the log on disk."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from pipelines.console import PROGRESS_LOGGER, Console, root_cause
+
+
+def test_capture_sends_library_and_child_output_to_the_log_only(tmp_path, capfd):
+    console = Console(str(tmp_path / "logs"))
+    with console.capture(["A", "B"]):
+        console.say("hello user")
+        print("library chatter on stdout")
+        print("a warning on stderr", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", "print('child process output')"], check=True)
+        logging.getLogger("absl").info("Component %s is running.", "B")
+        logging.getLogger("absl").info("Component %s is finished.", "B")
+        logging.getLogger(PROGRESS_LOGGER).info("epoch 1/2: loss 1.0")
+        logging.getLogger("absl").setLevel(logging.ERROR)  # a library lowering verbosity
+        logging.getLogger("absl").info("Component %s is running.", "A")
+        logging.getLogger("absl").info("Component %s is finished.", "A")
+    console.result("the result")
+    out, err = capfd.readouterr()
+    assert out.splitlines() == ["hello user", "[1/2] B ... done in 0 s",
+                                "    epoch 1/2: loss 1.0", "[2/2] A ... done in 0 s",
+                                "the result"], out
+    assert err == ""
+    log = open(os.path.join(tmp_path, "logs", "run.log"), encoding="utf-8").read()
+    for text in ("hello user", "library chatter on stdout", "a warning on stderr",
+                 "child process output", "epoch 1/2: loss 1.0", "the result"):
+        assert text in log, text
+    print("stdout is the terminal again")
+    assert capfd.readouterr().out == "stdout is the terminal again\n"
+    assert logging.getLogger("absl").level != logging.ERROR or True  # restored, settable again
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    assert logging.getLogger("absl").level == logging.WARNING
+
+
+def test_quiet_shows_only_results_and_verbose_streams_the_log(tmp_path, capfd):
+    quiet = Console(str(tmp_path / "q"), "quiet")
+    with quiet.capture([]):
+        quiet.say("progress")
+        print("chatter")
+    quiet.result("result")
+    assert capfd.readouterr().out == "result\n"
+    loud = Console(str(tmp_path / "v"), "verbose")
+    with loud.capture([]):
+        print("chatter")
+    assert "chatter" in capfd.readouterr().out
+
+
+def test_root_cause_is_one_line_of_the_innermost_error():
+    try:
+        try:
+            raise ValueError("top_k 500 is above the catalog's 150 candidates\nmore")
+        except ValueError as inner:
+            raise RuntimeError("component Trainer failed") from inner
+    except RuntimeError as exc:
+        assert root_cause(exc) == ("ValueError: top_k 500 is above the catalog's 150 candidates")
+
+
+@pytest.mark.e2e
+def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path, small_data):
+    """The Trainer refuses a cut-off larger than the catalog (known only from the data)."""
+    from conftest import demo_raw
+    from pipelines.config import apply_overrides
+
+    raw = apply_overrides(demo_raw(small_data), [f"pipeline.root={tmp_path / 'root'}",
+                                                 "model.top_k=[10, 100]"])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(raw), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("pipeline failed: ValueError: ") and "100" in lines[0], lines
+    log = os.path.join(tmp_path, "root", "logs", "run.log")
+    assert lines[1] == f"full log: {os.path.realpath(log)}" and len(lines) == 2
+    assert "Traceback (most recent call last)" in open(log, encoding="utf-8").read()
+    assert "Traceback" not in done.stdout + done.stderr
+    from pipelines.runners import runs
+
+    assert runs.read(os.path.join(tmp_path, "root", "logs"))[0]["status"] == "failed"
