@@ -6,12 +6,14 @@
     twotower run      --config C [--set ...] [--verbose | --quiet]
     twotower image    --config C [--out DIR] [--tag TAG]
     twotower compile  --config C --target vertex --image IMAGE [--out pipeline.json]
+                      [--stage-dir DIR]
     twotower submit   --config C [--spec pipeline.json] [--wait] [--param epochs=N ...]
     twotower lr-check --config C [--rates 0.001,0.01] [--steps 300] [--set ...]
     twotower recommend --model RUN_OR_MODEL --users USERS.csv --k 100 --out RECS.csv
                        [--buy-again-out AGAIN.csv]
     twotower demo     [--root DIR] [--set ...] [--verbose | --quiet]
     twotower runs     ROOT
+    twotower inspect  ROOT [--out DIR] [--query ID] [--candidate ID]
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
 Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed or the
@@ -120,7 +122,15 @@ def cmd_compile(args) -> int:
     from pipelines.runners.compile import compile_vertex
 
     cfg = _config(args)
+    if args.stage_dir:
+        from pipelines.runners import gcs_on_disk
+
+        gcs_on_disk.register(os.path.abspath(args.stage_dir))
     compile_vertex(cfg, args.out, args.image)
+    if args.stage_dir:
+        print(f"staged under {args.stage_dir}: copy it to Cloud Storage before submitting, e.g. "
+              f"gsutil -m rsync -r {os.path.join(args.stage_dir, cfg.vertex.pipeline_root[5:].split('/')[0])} "
+              f"gs://{cfg.vertex.pipeline_root[5:].split('/')[0]}")
     return 0
 
 
@@ -264,6 +274,32 @@ def cmd_demo(args) -> int:
     return _run(cfg, args)
 
 
+def cmd_inspect(args) -> int:
+    from pipelines.console import Console
+    from pipelines.inspect import report
+    from pipelines.inspect.run import load
+
+    if not os.path.exists(args.root):
+        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline root (e.g. "
+                            "runs/demo) or a generated trainer_module.py")])
+    try:
+        root = load(args.root)["root"]
+        console = Console(os.path.join(root, "logs"), _mode(args), name="inspect")
+        with console.capture([]):  # TensorFlow's chatter goes to the log
+            found = report.gather(args.root, query=args.query, candidate=args.candidate,
+                                  k=args.k)
+            written = report.write(found, args.out or os.path.join(root, "inspect"))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    for line in report.summary(found):
+        console.result(line)
+    console.result(f"report: {written.pop('report')}")
+    console.result(f"figures: {', '.join(os.path.basename(p) for p in written.values())} in "
+                   f"{os.path.dirname(next(iter(written.values()), '')) or '-'}")
+    return 0
+
+
 def cmd_runs(args) -> int:
     from pipelines.runners import runs
 
@@ -320,6 +356,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("vertex",), default="vertex")
     p.add_argument("--image", required=True, help="the training image (see twotower image)")
     p.add_argument("--out", default="pipeline.json", help="the PipelineSpec JSON to write")
+    p.add_argument("--stage-dir", help="stage into this local folder in place of the gs:// "
+                   "bucket (copy it to the bucket before submitting); the spec keeps the "
+                   "gs:// paths")
     p.set_defaults(func=cmd_compile)
     p = with_config("submit", "submit a compiled pipeline to Vertex AI Pipelines")
     p.add_argument("--spec", default="pipeline.json", help="the compiled PipelineSpec JSON")
@@ -357,6 +396,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=os.path.join("runs", "demo"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("inspect", help="figures, an HTML report and a summary of a run")
+    p.add_argument("root", help="a pipeline root (e.g. runs/demo) or a generated "
+                   "trainer_module.py")
+    p.add_argument("--out", help="folder for the PNGs and report.html (default: ROOT/inspect)")
+    p.add_argument("--query", help="the held-out query to show the top-k of (default: the "
+                   "first with held-out items)")
+    p.add_argument("--candidate", help="the candidate to show the neighbours of (default: the "
+                   "most frequent)")
+    p.add_argument("--k", type=int, default=10)
+    output_flags(p).set_defaults(func=cmd_inspect)
     p = sub.add_parser("runs", help="list the runs under a pipeline root, newest first")
     p.add_argument("root", help="the pipeline root (pipeline.root, e.g. runs/demo)")
     p.set_defaults(func=cmd_runs)
@@ -371,6 +420,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
+
+    # Google's client libraries warn at import that Python 3.10 (TFX 1.16's) is old: known
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)

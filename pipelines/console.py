@@ -62,12 +62,13 @@ class Console:
       mode: ``normal``, ``verbose`` or ``quiet``.
     """
 
-    def __init__(self, log_dir: str, mode: str = "normal", stream=None):
+    def __init__(self, log_dir: str, mode: str = "normal", stream=None, name: str = "run"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode, self.log_dir = mode, log_dir
+        self.mode, self.log_dir, self.name = mode, log_dir, name
         self.log_path = ""
         self.stream = stream or sys.stdout
+        self.own_stream = stream is None  # else (a notebook's output) kept during capture
         self.line_open = False
 
     def say(self, text: str, end: str = "\n", continued: bool = False) -> None:
@@ -109,9 +110,9 @@ class _Capture:
     def __enter__(self) -> Console:
         c = self.console
         os.makedirs(c.log_dir, exist_ok=True)
-        c.log_path = os.path.join(c.log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+        c.log_path = os.path.join(c.log_dir, time.strftime(f"{c.name}-%Y%m%d-%H%M%S.log"))
         self.file = open(c.log_path, "a", encoding="utf-8", buffering=1)
-        latest = os.path.join(c.log_dir, "run.log")
+        latest = os.path.join(c.log_dir, f"{c.name}.log")
         if os.path.islink(latest) or os.path.exists(latest):
             os.remove(latest)
         os.symlink(os.path.basename(c.log_path), latest)
@@ -119,8 +120,9 @@ class _Capture:
         sys.stderr.flush()
         # the terminal, kept aside; fds 1 and 2 now feed a pipe that a thread copies to the log
         self.saved = [os.dup(1), os.dup(2)]
-        c.stream = os.fdopen(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8",
-                             errors="replace")
+        if c.own_stream:
+            c.stream = os.fdopen(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8",
+                                 errors="replace")
         read, write = os.pipe()
         self.thread = threading.Thread(target=self._copy, args=(read,), daemon=True)
         self.thread.start()
@@ -142,6 +144,11 @@ class _Capture:
             logger.setLevel = lambda level: None
         self.handler = _Progress(c, self.components)
         logging.getLogger().addHandler(self.handler)
+        # every INFO record in the log, whatever the libraries' own handlers do with it
+        self.to_log = logging.StreamHandler(self.file)
+        self.to_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s"))
+        logging.getLogger().addHandler(self.to_log)
         return c
 
     def _copy(self, read: int) -> None:
@@ -158,6 +165,7 @@ class _Capture:
 
     def __exit__(self, *exc) -> Optional[bool]:
         logging.getLogger().removeHandler(self.handler)
+        logging.getLogger().removeHandler(self.to_log)
         for logger, level in self.pinned:
             del logger.setLevel  # the class's method again
             logger.setLevel(level)
@@ -199,7 +207,8 @@ def result_lines(res: dict) -> List[str]:
         lines.append(f"held-out {evaluation.get('split', 'eval')} split: {evaluation['queries']} "
                      f"queries ranked against the whole catalog, without the items each already "
                      f"had ({left_out} left out: no earlier interaction, or nothing new)")
-        names = [n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))]
+        names = sorted((n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))),
+                       key=lambda n: (not n.startswith("recall"), int(n.rsplit("_", 1)[1])))
         lines.append(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
         for name in names:
             lines.append(f"  {name:<16}{evaluation['model'][name]:>10.4f}"

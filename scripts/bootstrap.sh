@@ -34,12 +34,19 @@ if [ -z "$PY" ]; then
   echo "error: Python 3.10 not found (TFX 1.16 supports 3.9-3.10): install it (e.g. 'pyenv install 3.10.13' or 'uv python install 3.10'), or set PYTHON310=/path/to/python3.10" >&2
   exit 1
 fi
-echo "using $PY ($("$PY" --version 2>&1))"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv   # a venv made by venv has pip: TFX installs module wheels with it
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
-.venv/bin/uv pip install --python .venv/bin/python -r requirements.lock
-.venv/bin/uv pip install --python .venv/bin/python --no-deps -e .
-.venv/bin/python -m pip --version >/dev/null
+log=.venv/install.log
+echo "installing the locked dependencies into .venv with $PY (a few minutes the first time; log: $log)"
+if ! {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "uv==0.13.9" &&
+  .venv/bin/uv pip install --python .venv/bin/python -r requirements.lock &&
+  .venv/bin/uv pip install --python .venv/bin/python --no-deps -e . &&
+  .venv/bin/python -m pip --version
+} >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  echo "error: installing the dependencies failed; the whole log is $log" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"

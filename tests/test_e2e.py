@@ -319,19 +319,105 @@ def tf_load(path):
     return tf.saved_model.load(path)
 
 
-def test_inspection_notebook_runs_on_the_run(run):
+def execute_notebook(name, env):
+    """Runs a notebook top to bottom (nbclient); returns its code cells' text and image count."""
     import nbclient
     import nbformat
 
-    notebook = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
-    os.environ["TWOTOWER_ROOT"] = run["root"]
+    notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+        nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}
-                                ).execute()
+                                ).execute()  # a cell that raises fails the test here
     finally:
-        del os.environ["TWOTOWER_ROOT"]
-    text = "\n".join(o.get("text", "") or json.dumps(o.get("data", {}))
-                     for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
-    assert "status: completed" in text
-    assert "recall_at_10" in text and "candidate_id" in text
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(o.get("text", "") or json.dumps(o.get("data", {}).get("text/plain", ""))
+                     for o in outputs)
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    return text, images
+
+
+def test_inspect_trainer_notebook_answers_the_four_questions(run):
+    text, images = execute_notebook("inspect_trainer.ipynb", {"TWOTOWER_ROOT": run["root"]})
+    assert "learned: recall_at_10" in text and "collapse: none detected" in text
+    assert "trainer module:" in text and "embedding parameters" in text
+    assert "held out:" in text and "nearest candidates of" in text
+    assert images == 6  # recall, loss, gradient norms, embedding norms, clipping, learning rate
+
+
+def test_inspect_cli_writes_the_report_and_every_figure(run, tmp_path):
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "pipelines", "inspect", run["root"], "--out",
+                           str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert len(done.stdout.splitlines()) <= 8 and not done.stderr.strip(), done.stdout + done.stderr
+    for name in ("loss", "recall", "gradient_norms", "clip_rate", "learning_rate",
+                 "embedding_norms"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count("src='data:image/png;base64,") == 6  # inlined: no file beside it needed
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    for heading in ("What code ran", "Did it learn?", "Did a tower collapse?",
+                    "Are the recommendations sensible?"):
+        assert heading in html
+
+
+def test_inspection_rebuilds_the_towers_that_ran(run):
+    """The restored towers give the run's own evaluation and its serving model's catalog."""
+    from pipelines.inspect import data
+    from pipelines.inspect.model import Towers
+    from pipelines.inspect.run import load
+
+    found = load(os.path.join(run["root"], "modules", "trainer_module.py"))
+    assert found["root"] == os.path.abspath(run["root"])
+    assert found["spec"] == run["config"].to_dict()
+    towers = Towers(found)
+    recorded = found["metrics"]["evaluation"]
+    again = towers.evaluate()
+    for name, value in recorded["model"].items():
+        assert again["model"][name] == pytest.approx(value, abs=1e-6), name
+    assert again["popularity"] == recorded["popularity"]
+    serving = tf_load(found["serving_model"])
+    np.testing.assert_allclose(towers.candidate_vectors(),
+                               serving.candidate_embeddings.numpy(), atol=1e-5)
+    # parameters by hand: an id table has one row per vocabulary entry plus one OOV row
+    vocabs = data.vocabularies(found)
+    params = towers.parameters()
+    dim = run["config"].model.embedding_dim
+    assert params["query_tower"]["features"]["customer"] == (vocabs["_query_id"]["size"] + 1) * dim
+    widths = sum((f.embedding_dim or dim) if f.kind != "numeric" else 1
+                 for f in run["config"].query_tower.features)
+    hidden, out = run["config"].query_tower.layers[0], run["config"].model.output_dim
+    assert params["query_tower"]["dense"] == widths * hidden + hidden + hidden * out + out
+
+
+def test_inspection_decodes_examples_and_ranks_without_what_a_query_had(run):
+    import pyarrow.parquet as pq
+
+    from pipelines.inspect import data
+    from pipelines.inspect.model import Towers
+    from pipelines.inspect.run import load
+
+    found = load(run["root"])
+    train = pq.read_table(os.path.join(run["root"], "input", "train")).to_pylist()
+    pairs = {(r["customer_id"], r["product_id"]) for r in train}
+    for row in data.sample(found, "train", 20):  # odd ids (007, Ünïcödé) decode exactly
+        assert (row["customer"], row["product"]) in pairs
+        assert row["query_id"] == row["customer"] and row["candidate_id"] == row["product"]
+    towers = Towers(found)
+    query = next(q for q in sorted({r["customer_id"] for r in train})
+                 if q in {v.decode() for v in towers.held_out_queries()["_query_id_raw"]})
+    top = towers.query_top_k(query, 10)
+    had = {p for c, p in pairs if c == query}
+    assert len(top["top"]) == 10 and not {r["candidate"] for r in top["top"]} & had
+    assert [r["hit"] for r in top["top"]] == [r["candidate"] in top["held_out"] for r in top["top"]]
+    scores = [r["score"] for r in top["top"]]
+    assert scores == sorted(scores, reverse=True)
+    near = towers.nearest(towers.candidate_ids[0], 5)
+    assert towers.candidate_ids[0] not in [r["candidate"] for r in near]
+    assert [r["cosine"] for r in near] == sorted((r["cosine"] for r in near), reverse=True)

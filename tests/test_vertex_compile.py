@@ -9,7 +9,7 @@ IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
 
 
 def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
-    import gcs_on_disk
+    from pipelines.runners import gcs_on_disk
 
     gcs_on_disk.register(tmp_path / "gcs")
     cfg = Config.from_dict(apply_overrides(raw_config, [
@@ -69,21 +69,20 @@ def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
     config.write_text(Config.from_dict(apply_overrides(raw_config, [
         "vertex.project=acme-recs", "vertex.region=europe-west4",
         "vertex.pipeline_root=gs://acme-bucket/offline"])).to_json(), encoding="utf-8")
-    tests = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys, gcs_on_disk; gcs_on_disk.register(sys.argv[1]); "
-            "from pipelines.cli import main; sys.exit(main(sys.argv[2:]))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
-        ["unshare", "-rn", sys.executable, "-c", code, str(tmp_path / "gcs"), "compile",
-         "--config", str(config), "--target", "vertex", "--image", IMAGE, "--out",
-         str(tmp_path / "offline.json")],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=tests))
+        ["unshare", "-rn", sys.executable, "-m", "pipelines", "compile", "--config", str(config),
+         "--target", "vertex", "--image", IMAGE, "--out", str(tmp_path / "offline.json"),
+         "--stage-dir", str(tmp_path / "gcs")], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     job = json.loads((tmp_path / "offline.json").read_text(encoding="utf-8"))
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/offline/tfx"
+    assert (tmp_path / "gcs" / "acme-bucket" / "offline" / "modules" / "trainer_module.py").exists()
+    assert f"gsutil -m rsync -r {tmp_path / 'gcs' / 'acme-bucket'} gs://acme-bucket" in done.stdout
 
 
 def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_config):
-    import gcs_on_disk
+    from pipelines.runners import gcs_on_disk
 
     from pipelines.validate import validate
 
@@ -128,7 +127,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
 
 def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config):
     """BigQueryExampleGen gets the program rendered for BigQuery; nothing is prepared here."""
-    import gcs_on_disk
+    from pipelines.runners import gcs_on_disk
 
     from pipelines.data.sql.bigquery import split_queries, to_bigquery
     from pipelines.validate import validate

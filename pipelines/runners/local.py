@@ -25,7 +25,7 @@ def pipeline_root(cfg: Config) -> str:
     return os.path.abspath(cfg.pipeline.root or os.path.join("runs", cfg.pipeline.name))
 
 
-def _newest(pattern: str) -> str:
+def newest(pattern: str) -> str:
     """The match with the highest numeric last path part (TFX execution ids)."""
     found = [p for p in glob.glob(pattern) if os.path.basename(p).isdigit()]
     return max(found, key=lambda p: int(os.path.basename(p))) if found else ""
@@ -34,7 +34,7 @@ def _newest(pattern: str) -> str:
 def results(root: str) -> dict:
     """Metrics, gate decision and model paths of the newest run under ``root``."""
     where = paths(root)
-    run_dir = _newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
+    run_dir = newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
     out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": "",
            "gate": None}
     if run_dir:
@@ -42,9 +42,9 @@ def results(root: str) -> dict:
         if os.path.exists(out["metrics_file"]):
             with open(out["metrics_file"], encoding="utf-8") as handle:
                 out["metrics"] = json.load(handle)
-    blessing = _newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
+    blessing = newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
     out["gate"] = read_decision(blessing) if blessing else None
-    out["serving_model"] = _newest(os.path.join(where["serving"], "*"))
+    out["serving_model"] = newest(os.path.join(where["serving"], "*"))
     return out
 
 
@@ -83,8 +83,8 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
 def transform_outputs(root: str) -> Dict[str, object]:
     """The newest Transform run under ``root``: its graph and ``{split: [pattern]}``."""
     tfx_dir = paths(root)["tfx"]
-    graph = _newest(os.path.join(tfx_dir, "Transform", "transform_graph", "*"))
-    examples = _newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
+    graph = newest(os.path.join(tfx_dir, "Transform", "transform_graph", "*"))
+    examples = newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
     if not graph or not examples:
         raise FileNotFoundError(f"no Transform output under {tfx_dir}")
     files = {os.path.basename(p)[len("Split-"):]: [os.path.join(p, "*")]

@@ -1,8 +1,11 @@
-"""A filesystem for ``gs://`` in TFX's ``tfx.dsl.io``, backed by a local folder (tests only).
+"""A filesystem for ``gs://`` in TFX's ``tfx.dsl.io``, backed by a local folder.
 
 ``register(root)`` makes every ``gs://bucket/path`` that TFX's fileio touches
-read and write ``root/bucket/path``, so code that stages to Cloud Storage keeps
-its real ``gs://`` paths in what it produces.
+in this process read and write ``root/bucket/path``, so code that stages to
+Cloud Storage keeps its real ``gs://`` paths in what it produces.
+`twotower compile --stage-dir DIR` uses it to compile on a machine without
+Cloud Storage access (copy DIR to the bucket afterwards, e.g. ``gsutil -m rsync
+-r DIR/BUCKET gs://BUCKET``); the tests use it in place of the bucket.
 """
 import os
 

@@ -1,0 +1,77 @@
+"""What the Transform made: vocabularies, and transformed examples decoded back to raw values."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+from transform.naming import CANDIDATE_ID, QUERY_ID
+
+
+def vocabularies(run: dict, top: int = 10) -> Dict[str, Dict[str, object]]:
+    """``{file: {'size', 'top'}}``: each vocabulary's size and most frequent entries.
+
+    TFT writes vocabularies most frequent first, one entry per line.
+    """
+    assets = os.path.join(run["transform_graph"] or "", "transform_fn", "assets")
+    if not run["transform_graph"] or not os.path.isdir(assets):
+        return {}
+    out = {}
+    for name in sorted(os.listdir(assets)):
+        with open(os.path.join(assets, name), "rb") as handle:
+            entries = handle.read().decode("utf-8", errors="replace").splitlines()
+        out[name] = {"size": len(entries), "top": entries[:top]}
+    return out
+
+
+def _vocab_entries(run: dict) -> Dict[str, List[str]]:
+    assets = os.path.join(run["transform_graph"], "transform_fn", "assets")
+    out = {}
+    for name in os.listdir(assets):
+        with open(os.path.join(assets, name), "rb") as handle:
+            out[name] = handle.read().decode("utf-8", errors="replace").splitlines()
+    return out
+
+
+def decode(value, vocabulary: List[str]):
+    """A transformed index (or padded list of them) as the raw value(s) it stands for."""
+    def one(i):
+        i = int(i)
+        if i < 0:
+            return None  # padding
+        return vocabulary[i] if i < len(vocabulary) else f"<oov {i - len(vocabulary)}>"
+
+    if hasattr(value, "__len__") and not isinstance(value, (bytes, str)):
+        return [v for v in (one(i) for i in value) if v is not None]
+    return one(value)
+
+
+def sample(run: dict, split: str = "train", rows: int = 5) -> List[Dict[str, object]]:
+    """The first ``rows`` transformed examples of ``split``, each feature decoded to what
+    it stands for: vocabulary indices back to ids and tokens, numbers as they are."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow_transform as tft
+
+    from trainer.data import load_arrays
+    from trainer.towers import tower_inputs
+
+    if split not in run["examples"]:
+        raise ValueError(f"no transformed {split!r} split in {run['root']} "
+                         f"(splits: {sorted(run['examples'])})")
+    output = tft.TFTransformOutput(run["transform_graph"])
+    arrays = load_arrays([os.path.join(run["examples"][split], "*")],
+                         output.transformed_feature_spec())
+    vocabs = _vocab_entries(run)
+    described = {i["key"]: i for t in ("query_tower", "candidate_tower")
+                 for i in tower_inputs(run["spec"], t)}
+    out = []
+    for r in range(min(rows, len(arrays[QUERY_ID]))):
+        row = {"query_id": arrays[QUERY_ID][r].decode("utf-8", errors="replace"),
+               "candidate_id": arrays[CANDIDATE_ID][r].decode("utf-8", errors="replace")}
+        for key, info in described.items():
+            value = arrays[key][r]
+            if info["vocabulary"] in vocabs:
+                row[info["name"]] = decode(value, vocabs[info["vocabulary"]])
+            else:
+                row[info["name"]] = value.tolist() if hasattr(value, "tolist") else value
+        out.append(row)
+    return out

@@ -1,0 +1,135 @@
+"""The figures of a run, from ``training_metrics.json`` and the towers (matplotlib, no display).
+
+Each function takes what it plots and returns a ``matplotlib.figure.Figure``;
+:func:`all_figures` makes every figure a run has data for, by name.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, not windows
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {"query": "#1f77b4", "candidate": "#d62728", "model": "#2ca02c",
+          "popularity": "#7f7f7f", "global": "#9467bd"}
+
+
+def _figure(title: str, xlabel: str = "epoch", ylabel: str = ""):
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _epochs(metrics: dict) -> List[int]:
+    return [e["epoch"] for e in metrics.get("epochs", [])]
+
+
+def _mark_stop(ax, metrics: dict) -> None:
+    stopped = metrics.get("stopped")
+    if stopped and metrics.get("epochs"):
+        ax.axvline(metrics["epochs"][-1]["epoch"], color="black", linestyle=":",
+                   label=f"stopped: {stopped.get('reason', 'stopped')}")
+
+
+def loss(metrics: dict):
+    fig, ax = _figure("Training loss per epoch", ylabel="mean loss")
+    epochs = _epochs(metrics)
+    ax.plot(epochs, [e["loss"] for e in metrics["epochs"]], marker="o", label="train")
+    evals = [e["eval"].get("loss") for e in metrics["epochs"]]
+    if any(v is not None for v in evals):
+        ax.plot(epochs, evals, marker="s", label="eval (FactorizedTopK batches)")
+    _mark_stop(ax, metrics)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(metrics: dict, threshold: Optional[float] = None):
+    """Per tower: the epoch's mean gradient norm, with its min-max band, on a log scale;
+    the collapse threshold and a stop are marked."""
+    fig, ax = _figure("Gradient norm per tower (before clipping)", ylabel="global norm (log)")
+    epochs = _epochs(metrics)
+    for tower in ("query", "candidate"):
+        stats = [e["grad_norm"][tower] for e in metrics["epochs"]]
+        if any(s["mean"] is None for s in stats):
+            continue
+        ax.plot(epochs, [s["mean"] for s in stats], marker="o", color=COLORS[tower],
+                label=f"{tower} tower (mean)")
+        ax.fill_between(epochs, [max(s["min"], 1e-12) for s in stats],
+                        [s["max"] for s in stats], color=COLORS[tower], alpha=0.15)
+    if threshold:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1,
+                   label=f"collapse threshold {threshold:g}")
+    _mark_stop(ax, metrics)
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def clip_rate(metrics: dict):
+    fig, ax = _figure("Share of steps whose gradients clipping changed", ylabel="clip rate")
+    ax.bar(_epochs(metrics), [e.get("clip_rate") or 0.0 for e in metrics["epochs"]],
+           color=COLORS["global"])
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def learning_rate(metrics: dict):
+    fig, ax = _figure("Learning rate", ylabel="rate")
+    ax.plot(_epochs(metrics), [e["learning_rate"] for e in metrics["epochs"]], marker="o")
+    fig.tight_layout()
+    return fig
+
+
+def recall(metrics: dict):
+    """Full-catalog recall@k of each epoch on the eval split, beside popularity's."""
+    fig, ax = _figure("Held-out recall@k per epoch (full catalog)", ylabel="recall")
+    epochs = _epochs(metrics)
+    keys = sorted({int(k.rsplit("_", 1)[1]) for e in metrics["epochs"] for k in e["eval"]
+                   if k.startswith("full_catalog/recall_at_")})
+    for n, k in enumerate(keys):
+        style = ["-", "--", ":"][n % 3]
+        ax.plot(epochs, [e["eval"].get(f"full_catalog/recall_at_{k}") for e in metrics["epochs"]],
+                style, marker="o", color=COLORS["model"], label=f"model @{k}")
+        popular = [e["eval"].get(f"full_catalog/popularity_recall_at_{k}")
+                   for e in metrics["epochs"]]
+        if any(p is not None for p in popular):
+            ax.plot(epochs, popular, style, color=COLORS["popularity"],
+                    label=f"popularity @{k}")
+    _mark_stop(ax, metrics)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_norms(norms: Dict[str, np.ndarray]):
+    """Histograms of the embeddings' norms before L2 normalisation (near 0: a dead tower)."""
+    fig, ax = _figure("Embedding norms before normalisation", xlabel="norm", ylabel="count")
+    for name, values in norms.items():
+        ax.hist(values, bins=40, alpha=0.55, color=COLORS.get(name), label=f"{name} ({len(values)})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def all_figures(run: dict, norms: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, object]:
+    """``{name: Figure}`` for every figure the run has data for."""
+    metrics = run.get("metrics") or {}
+    out = {}
+    if metrics.get("epochs"):
+        threshold = run["spec"]["training"]["collapse_threshold"]
+        out.update(loss=loss(metrics), gradient_norms=gradient_norms(metrics, threshold),
+                   clip_rate=clip_rate(metrics), learning_rate=learning_rate(metrics),
+                   recall=recall(metrics))
+    if norms:
+        out["embedding_norms"] = embedding_norms(norms)
+    return out

@@ -1,0 +1,84 @@
+"""A finished run, found from its pipeline root or from a generated ``trainer_module.py``.
+
+:func:`load` gathers what inspection reads: the frozen config the Trainer ran
+with (parsed from the module, never imported or executed), ``training_metrics.json``,
+the newest Transform outputs, the towers' checkpoint, the pushed model and
+the push gate's decision. Nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+import ast
+import glob
+import json
+import os
+from typing import Dict, Optional
+
+from pipelines.builder import paths
+from pipelines.runners.local import newest, results
+
+
+def frozen_config(module_path: str) -> dict:
+    """The ``SPEC`` literal of a generated module (read with ``ast.literal_eval``).
+
+    Raises:
+      ValueError: the file is not a generated twotower module.
+    """
+    with open(module_path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), module_path)
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "SPEC"):
+            return ast.literal_eval(node.value)
+    raise ValueError(f"{module_path}: no SPEC = {{...}}; is it a module `twotower generate` "
+                     "wrote?")
+
+
+def _root_of(path: str) -> str:
+    """A pipeline root from itself, its modules folder or a module file in it."""
+    path = os.path.abspath(path)
+    if os.path.isfile(path):
+        path = os.path.dirname(path)
+    if os.path.basename(path) == "modules":
+        path = os.path.dirname(path)
+    return path
+
+
+def load(path: str) -> Dict[str, object]:
+    """The run under a pipeline root (or the root of a ``modules/trainer_module.py``).
+
+    Returns ``{root, spec, module, metrics, metrics_file, gate, serving_model,
+    transform_graph, examples: {split: folder}, model_run, towers}``; a part
+    the run does not have (it stopped, or never got there) is None or empty.
+
+    Raises:
+      FileNotFoundError: no generated trainer module where one was expected.
+    """
+    root = _root_of(path)
+    module = path if path.endswith(".py") else os.path.join(paths(root)["modules"],
+                                                            "trainer_module.py")
+    if not os.path.exists(module):
+        raise FileNotFoundError(f"{module}: no generated trainer module; give a pipeline root "
+                                "(e.g. runs/demo) or a trainer_module.py")
+    found = results(root) if os.path.isdir(os.path.join(root, "tfx")) else {}
+    tfx_dir = paths(root)["tfx"]
+    examples_dir = newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
+    examples = {os.path.basename(p)[len("Split-"):]: p
+                for p in sorted(glob.glob(os.path.join(examples_dir, "Split-*")))}
+    run_dir = os.path.dirname(found["metrics_file"]) if found.get("metrics_file") else ""
+    metrics = found.get("metrics")
+    towers = (metrics or {}).get("towers_checkpoint")
+    if towers and not os.path.exists(towers + ".index"):
+        towers = None
+    return {"root": root, "spec": frozen_config(module), "module": module,
+            "metrics": metrics, "metrics_file": found.get("metrics_file") or None,
+            "gate": found.get("gate"), "serving_model": found.get("serving_model") or None,
+            "transform_graph": newest(os.path.join(tfx_dir, "Transform", "transform_graph",
+                                                    "*")) or None,
+            "examples": examples, "model_run": run_dir or None, "towers": towers}
+
+
+def read_json(path: Optional[str]) -> Optional[dict]:
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

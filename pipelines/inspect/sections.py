@@ -1,0 +1,135 @@
+"""The HTML report's sections, one per question a person asks of a run."""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+
+def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
+             table: Callable) -> str:
+    run = found["run"]
+    spec, metrics = run["spec"], run["metrics"] or {}
+    evaluation = metrics.get("evaluation") or {}
+    parts: List[str] = [
+        f"<h1>{e(spec['pipeline']['name'])}</h1><div class='sub'>{e(run['root'])} &middot; "
+        f"config {e(str(metrics.get('config_fingerprint', ''))[:12])} &middot; library "
+        f"{e(metrics.get('library_version', ''))}</div>"]
+
+    # --- did it learn?
+    cards = [("training", metrics.get("status", "not run"),
+              "ok" if metrics.get("status") == "completed" else "bad")]
+    recall = sorted((int(k.rsplit("_", 1)[1]), k) for k in evaluation.get("model", {})
+                    if k.startswith("recall_at_"))
+    if recall:
+        k, key = recall[0]
+        model, popular = evaluation["model"][key], evaluation["popularity"][key]
+        cards += [(f"recall@{k} (held-out)", f"{model:.4f}", "ok" if model > popular else "bad"),
+                  (f"popularity recall@{k}", f"{popular:.4f}", "")]
+    gate = run.get("gate") or {}
+    if gate:
+        cards.append(("push gate", "blessed" if gate.get("blessed") else "not blessed",
+                      "ok" if gate.get("blessed") else "bad"))
+    cards.append(("collapse", "detected" if metrics.get("collapse_detected") else "none",
+                  "bad" if metrics.get("collapse_detected") else "ok"))
+    parts.append("<div class='cards'>" + "".join(
+        f"<div class='card'><span class='sub'>{e(label)}</span><b class='{cls}'>{e(value)}</b>"
+        "</div>" for label, value, cls in cards) + "</div>")
+    parts.append("<h2>Did it learn?</h2>")
+    if evaluation:
+        names = metric_names(evaluation["model"])
+        parts.append(
+            f"<p>{e(evaluation['queries'])} held-out {e(evaluation.get('split', 'eval'))} "
+            "queries, each embedded as it stood before its first held-out interaction and "
+            "ranked against the whole catalog without the items it already had; popularity "
+            "is ranked on the same queries.</p>"
+            + table(["metric", "model", "popularity"],
+                    [[n, f"{evaluation['model'][n]:.4f}", f"{evaluation['popularity'][n]:.4f}"]
+                     for n in names], numeric=(1, 2)))
+    if gate:
+        parts.append(f"<p>Push gate: {e(gate.get('reason', ''))}</p>")
+    parts.append("<div class='figs'>" + "".join(
+        f"<figure><img alt='{e(name)}' src='data:image/png;base64,{images[name]}'></figure>"
+        for name in ("recall", "loss") if name in images) + "</div>")
+
+    # --- did a tower collapse?
+    parts.append("<h2>Did a tower collapse?</h2>")
+    stopped = metrics.get("stopped")
+    parts.append(f"<p>{e(stopped['message']) if stopped else 'No: training was not stopped.'}"
+                 f" Collapse threshold {e(spec['training']['collapse_threshold'])} for "
+                 f"{e(spec['training']['collapse_patience'])} steps in a row; clipping "
+                 f"{e(spec['training']['clipping'])} at {e(spec['training']['clip_value'])}."
+                 "</p>")
+    parts.append("<div class='figs'>" + "".join(
+        f"<figure><img alt='{e(name)}' src='data:image/png;base64,{images[name]}'></figure>"
+        for name in ("gradient_norms", "embedding_norms", "clip_rate", "learning_rate")
+        if name in images) + "</div>")
+
+    # --- are the recommendations sensible?
+    parts.append("<h2>Are the recommendations sensible?</h2>")
+    top = found.get("query_top_k")
+    if top:
+        parts.append(f"<p>Query <code>{e(top['query'])}</code> of the {e(top['split'])} split "
+                     f"(it had {e(top['already_had'])} items before; they are excluded). "
+                     f"What it actually had in {e(top['split'])}: "
+                     f"{e(', '.join(top['held_out']) or 'nothing')}. Hits are shaded.</p>")
+        parts.append("<table><tr><th>rank</th><th>candidate</th><th>score</th></tr>" + "".join(
+            f"<tr class='{'hit' if r['hit'] else ''}'><td class='n'>{r['rank']}</td>"
+            f"<td>{e(r['candidate'])}</td><td class='n'>{r['score']:.3f}</td></tr>"
+            for r in top["top"]) + "</table>")
+    near = found.get("nearest")
+    if near:
+        parts.append(f"<p>Nearest candidates of <code>{e(near['candidate'])}</code> (cosine of "
+                     "the candidate embeddings):</p>"
+                     + table(["rank", "candidate", "cosine"],
+                             [[r["rank"], r["candidate"], f"{r['cosine']:.3f}"]
+                              for r in near["rows"]], numeric=(0, 2)))
+    if not found.get("towers"):
+        parts.append("<p>No towers were saved by this run, so no embeddings to look at.</p>")
+
+    # --- what code ran?
+    parts.append("<h2>What code ran</h2>")
+    parts.append(f"<p>Modules: <code>{e(run['module'])}</code> and its Transform sibling; "
+                 "they are the frozen config plus this library's tested sources.</p>")
+    t, m = spec["training"], spec["model"]
+    parts.append(table(["optimizer", "learning rate", "epochs", "batch", "clipping", "softmax",
+                        "temperature", "output dim"],
+                       [[t["optimizer"], t["learning_rate"], t["epochs"], t["batch_size"],
+                         f"{t['clipping']} {t['clip_value']}", metrics.get("softmax", m["softmax"]),
+                         m["temperature"], m["output_dim"]]]))
+    rows = []
+    for tower in ("query_tower", "candidate_tower"):
+        for f in spec[tower]["features"]:
+            size = (found.get("parameters") or {}).get(tower, {}).get("features", {}).get(
+                f["name"], "")
+            rows.append([tower, f["name"], f["kind"], f.get("column") or ", ".join(
+                f.get("columns") or []), f"{size:,}" if size != "" else ""])
+    parts.append(table(["tower", "feature", "kind", "column", "embedding parameters"], rows,
+                       numeric=(4,)))
+    if found.get("parameters"):
+        parts.append(table(["tower", "parameters", "dense layers", "layers"], [
+            [t, f"{p['total']:,}", f"{p['dense']:,}", str(spec[t]["layers"])]
+            for t, p in found["parameters"].items()], numeric=(1, 2)))
+    vocabs = found.get("vocabularies") or {}
+    if vocabs:
+        parts.append("<p>Vocabularies (most frequent first):</p>" + table(
+            ["vocabulary", "size", "most frequent"],
+            [[name, v["size"], ", ".join(v["top"])] for name, v in vocabs.items()],
+            numeric=(1,)))
+    if found.get("sample"):
+        keys = list(found["sample"][0])
+        parts.append("<p>Transformed training examples, decoded back to raw values:</p>"
+                     + table(keys, [[_short(row[k]) for k in keys] for row in found["sample"]]))
+    return "".join(parts)
+
+
+def metric_names(values) -> List[str]:
+    """recall_at_k then ndcg_at_k, each by k (not in text order: 10, 100, 50)."""
+    found = [n for n in values if n.startswith(("recall_at_", "ndcg_at_"))]
+    return sorted(found, key=lambda n: (not n.startswith("recall"), int(n.rsplit("_", 1)[1])))
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "|".join(str(v) for v in value[:8]) + ("|..." if len(value) > 8 else "")
+    return str(value)
