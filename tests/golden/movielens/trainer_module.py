@@ -1818,6 +1818,23 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
     return record
 
 
+TOWERS_CHECKPOINT = os.path.join("towers", "towers")
+
+
+def save_towers(model, run_dir, record):
+    """Writes both towers' (and the candidate bias's) weights under ``run_dir/towers/``.
+
+    A TensorFlow checkpoint, restored by rebuilding the towers from the frozen
+    config (``twotower inspect``); ``record['towers_checkpoint']`` is its prefix.
+    """
+    parts = {"query_tower": model.query_tower, "candidate_tower": model.candidate_tower}
+    if model.bias is not None:
+        parts["candidate_bias"] = model.bias
+    prefix = os.path.join(run_dir, TOWERS_CHECKPOINT)
+    tf.train.Checkpoint(**parts).write(prefix)
+    record["towers_checkpoint"] = prefix
+
+
 def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_groups, seen_counts=None):
     """The :class:`HeldOutSet` of ``split``, and its rows' raw query ids and positions."""
     rows = load_pairs(files[split], feature_spec, catalog_ids)
@@ -1886,6 +1903,7 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
     steps = sum(e["steps"] for e in record["epochs"])
     record["fit_seconds"] = fit_seconds
     record["examples_per_second"] = steps * training["batch_size"] / max(fit_seconds, 1e-9)
+    save_towers(model, run_dir, record)  # stopped or not: a collapsed tower is worth a look
     if record["stopped"]:
         raise TrainingStopped(record["stopped"]["message"])
 
