@@ -106,7 +106,7 @@ def recall(metrics: dict):
                     label=f"popularity @{k}")
     _mark_stop(ax, metrics)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over
     fig.tight_layout()
     return fig
 
