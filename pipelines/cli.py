@@ -110,7 +110,10 @@ def cmd_image(args) -> int:
 
     args.no_data = True  # the image depends on the config, not on the data
     cfg = _config(args)
-    path = image.write(cfg, args.out)
+    try:
+        path = image.write(cfg, args.out)
+    except ValueError as exc:
+        raise ConfigError([("--out", str(exc))]) from None
     tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
     print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
           f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "

@@ -29,6 +29,7 @@ COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/comp
                    "pipelines/components/runtime_parameters.py",
                    "pipelines/components/model_upload.py")
 IMAGE_CODE = "/opt/twotower"
+MARKER = ".twotower-image"
 
 
 def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:
@@ -76,8 +77,14 @@ def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
 
     os.makedirs(out_dir, exist_ok=True)
     code = os.path.join(out_dir, "twotower")
-    if os.path.isdir(code):
+    if os.path.exists(code):  # replaced only if this function wrote it
+        if not os.path.exists(os.path.join(code, MARKER)):
+            raise ValueError(f"{code} exists but was not written by `twotower image` (no "
+                             f"{MARKER} in it); it is left untouched: choose another --out")
         shutil.rmtree(code)
+    os.makedirs(code)
+    with open(os.path.join(code, MARKER), "w", encoding="utf-8") as handle:
+        handle.write("written by twotower image; replaced on each run\n")
     for relative in COMPONENT_FILES:
         target = os.path.join(code, relative)
         os.makedirs(os.path.dirname(target), exist_ok=True)

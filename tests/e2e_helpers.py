@@ -32,6 +32,11 @@ def rename_ids(data):
             writer.writerows(rows)
 
 
+# credentials a user's environment holds: no file a run writes may contain them
+PLANTED = {"GOOGLE_API_KEY": "planted-AIzaSyTwoTowerSecret0123456789",
+           "AWS_SECRET_ACCESS_KEY": "planted-aws-secret-9f8e7d6c5b4a"}
+
+
 def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=8000, seed=11):
     """Generates data (with odd ids), runs the CLI; returns {'root', 'data', 'stdout', 'config'}."""
     from pipelines.data.synthetic import generate
@@ -45,7 +50,8 @@ def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=80
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(raw))
     done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config",
-                           str(config_path)], capture_output=True, text=True, cwd=ROOT)
+                           str(config_path)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, **PLANTED))
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     return {"root": root, "data": data, "stdout": done.stdout, "stderr": done.stderr,
             "config": Config.from_dict(raw), "name": name}

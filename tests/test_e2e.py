@@ -61,6 +61,20 @@ def test_cli_prints_progress_metrics_and_the_serving_model_on_one_screen(run):
     assert "running bdist_wheel" in text or "setup.py" in text  # the module wheels' build
 
 
+def test_no_file_the_run_wrote_holds_a_secret_from_its_environment(run):
+    from e2e_helpers import PLANTED
+
+    files = 0
+    for folder, _, names in os.walk(run["root"]):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as handle:
+                data = handle.read()
+            files += 1
+            for secret in PLANTED.values():
+                assert secret.encode() not in data, os.path.join(folder, name)
+    assert files > 50  # modules, splits, artifacts, the model, the log
+
+
 def test_runs_lists_the_run_with_its_result(run):
     from pipelines.runners import runs
 

@@ -19,6 +19,7 @@ from pipelines.codegen import write_modules
 from pipelines.config import Config
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
+from pipelines.runners.lock import holding
 
 
 def pipeline_root(cfg: Config) -> str:
@@ -54,9 +55,15 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     ``until`` names the last component to run (``Transform`` for lr-check).
     ``results()['pushed']`` says whether this run pushed a new serving model.
     Raises whatever a component raised (LocalDagRunner stops at the first
-    failing component).
+    failing component), or ConfigError when another run holds ``root``
+    (:mod:`pipelines.runners.lock`).
     """
     root = root or pipeline_root(cfg)
+    with holding(root, cfg.pipeline.name):  # one run at a time under a root
+        return _run_local(cfg, log, root, until)
+
+
+def _run_local(cfg: Config, log, root: str, until: str) -> dict:
     where = paths(root)
     report = prepare(cfg, where["input"])
     test = f", {report['test_rows']} test" if "test_rows" in report else ""

@@ -1,0 +1,51 @@
+"""One run at a time under a pipeline root: an exclusive lock on ``<root>/.twotower.lock``.
+
+Two runs writing one root would mix their prepared data, modules and ML
+Metadata; the second is refused at once with who holds the root. The lock is
+the operating system's (``flock``): a killed run releases it, so there is no
+stale lock to clean up; the file keeps the holder's pid, pipeline and start.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+
+from pipelines.config import ConfigError
+
+LOCK_FILE = ".twotower.lock"
+
+
+@contextlib.contextmanager
+def holding(root: str, pipeline: str):
+    """Holds ``root`` for this process while the block runs.
+
+    Raises:
+      ConfigError: another process holds it (the message names it).
+    """
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, LOCK_FILE)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            try:
+                holder = json.loads(handle.read() or "{}")
+            except ValueError:
+                holder = {}
+            raise ConfigError([("pipeline.root", f"{root} is in use by another run (pipeline "
+                                f"{holder.get('pipeline', '?')!r}, pid {holder.get('pid', '?')}, "
+                                f"since {holder.get('started', '?')}): wait for it to finish, or "
+                                "give this run another pipeline.root")]) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "pipeline": pipeline,
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the lock
