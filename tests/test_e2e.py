@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from e2e_helpers import ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, recommend_cli, run_pipeline
+from e2e_helpers import (ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, query_inputs, recommend_cli,
+                         run_pipeline)
 from pipelines import codegen
 from pipelines.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
@@ -435,3 +436,36 @@ def test_inspection_decodes_examples_and_ranks_without_what_a_query_had(run):
     near = towers.nearest(towers.candidate_ids[0], 5)
     assert towers.candidate_ids[0] not in [r["candidate"] for r in near]
     assert [r["cosine"] for r in near] == sorted((r["cosine"] for r in near), reverse=True)
+
+def test_the_serving_model_answers_8_threads_exactly_as_one(run):
+    """8 threads x 2,000 queries at once give the single-threaded answers, bit for bit."""
+    import concurrent.futures
+
+    import tensorflow as tf
+
+    model = tf_load(results(run["root"])["serving_model"])
+    with open(os.path.join(results(run["root"])["serving_model"], "assets.extra",
+                           "serving_inputs.json"), encoding="utf-8") as handle:
+        described = json.load(handle)
+    with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
+        customers = sorted({r["customer_id"] for r in csv.DictReader(handle)})
+    customers += ["never-seen-1", "never-seen-2"]  # cold queries too
+    inputs = query_inputs(run, described, customers)
+    signature = model.signatures["serving_default"]
+    dtypes = {d["input"]: tf.as_dtype(d["dtype"]) for d in described}
+    batches = []
+    for b in range(8):  # 8 batches of 250 = 2,000 queries, cycling through the customers
+        rows = [(b * 250 + i) % len(customers) for i in range(250)]
+        batches.append({k: tf.constant([v[r] for r in rows], dtypes[k])
+                        for k, v in inputs.items()})
+
+    def answer(batch):
+        out = signature(**batch)
+        return out["candidate_ids"].numpy(), out["scores"].numpy()
+
+    alone = [answer(batch) for batch in batches]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda t: [answer(b) for b in batches], range(8)))
+    for thread in together:
+        for (ids, scores), (ids1, scores1) in zip(thread, alone):
+            assert (ids == ids1).all() and np.array_equal(scores, scores1)

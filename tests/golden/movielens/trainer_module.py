@@ -1065,8 +1065,8 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "steps": len(self.clipped),
             "seconds": time.time() - getattr(self, "started", time.time()),
         })
-        logging.getLogger(PROGRESS_LOGGER).info(
-            epoch_line(self.record["epochs"][-1], (self.params or {}).get("epochs")))
+        epochs = (getattr(self, "params", None) or {}).get("epochs")  # set by fit()
+        logging.getLogger(PROGRESS_LOGGER).info(epoch_line(self.record["epochs"][-1], epochs))
 
 
 class BestEpoch(tf.keras.callbacks.Callback):
