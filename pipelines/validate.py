@@ -384,7 +384,7 @@ def _check_columns(cfg: Config) -> None:
     problems = []
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
-        problems.append(("data.path", f"the header repeats column(s) {dupes}"))
+        problems.append(("data.path", f"{d.path}: the header repeats column(s) {dupes}"))
     for key in ("query_id", "candidate_id", "timestamp"):
         col = getattr(d, key)
         if col is not None and col not in header:

@@ -134,3 +134,84 @@ def test_names_that_become_paths_are_refused(tmp_path, small_data, capsys, key, 
     config = yaml_config(tmp_path, valid_yaml(tmp_path, small_data))
     code, _, err = run_cli(["validate", "--config", config, "--set", f"{key}={value}"], capsys)
     assert code == 2 and key in err, err
+
+
+# ---- bad data, through the CLI (`twotower prepare`): exit 2, one message naming the file
+HEAD = "customer_id,segment,region,product_id,timestamp,quantity\n"
+GOOD = "".join(f"C{i % 4},smb,north,P{i % 3 + 1},{1700000000 + i * 3600},1\n" for i in range(40))
+
+
+def prepare_cli(tmp_path, capsys, purchases, products=None, overrides=()):
+    from test_prepare import PRODUCTS, config
+
+    cfg = config(tmp_path, purchases, products=products or PRODUCTS,
+                 overrides=["data.timestamp=timestamp"] + list(overrides))
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json(), encoding="utf-8")
+    return run_cli(["prepare", "--config", str(path), "--out", str(tmp_path / "out")], capsys)
+
+
+@pytest.mark.parametrize("case, purchases, needle", [
+    ("empty_file", "", "purchases.csv is empty: a CSV with a header row is needed"),
+    ("header_only", HEAD, "0 interaction rows; at least 2 are needed"),
+    ("repeated_header", HEAD.replace("quantity", "region"), "the header repeats column(s) "
+                                                              "['region']"),
+    ("not_utf8", HEAD + GOOD + "C1,sm\xe9b,north,P1,1700999999,1\n", "not UTF-8 text"),
+])
+def test_unreadable_files_are_one_line_naming_the_file(tmp_path, capsys, case, purchases, needle):
+    if case == "not_utf8":  # a Latin-1 byte in row 42, written after the config is made
+        from test_prepare import config
+
+        cfg = config(tmp_path, purchases, overrides=["data.timestamp=timestamp"])
+        (tmp_path / "purchases.csv").write_bytes(purchases.encode("latin-1"))
+        path = tmp_path / "config.json"
+        path.write_text(cfg.to_json(), encoding="utf-8")
+        code, out, err = run_cli(["prepare", "--config", str(path), "--out",
+                                  str(tmp_path / "out")], capsys)
+    else:
+        code, out, err = prepare_cli(tmp_path, capsys, purchases)
+    assert code == 2, out + err
+    assert needle in err and "purchases.csv" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_quoted_separators_crlf_and_a_bom_are_read_as_written(tmp_path, capsys):
+    text = ("\ufeff" + HEAD + GOOD).replace("\n", "\r\n")
+    products = 'product_id,category,price\r\nP1,"ink, black",10.5\r\nP2,paper,2\r\nP3,"a ""b""",7\r\n'
+    code, out, err = prepare_cli(tmp_path, capsys, text, products)
+    assert code == 0, err
+    from test_prepare import rows_of
+
+    catalog = {r["product_id"]: r["category"] for r in rows_of(str(tmp_path / "out"), "catalog")}
+    assert catalog == {"P1": "ink, black", "P2": "paper", "P3": 'a "b"'}
+
+
+def test_a_catalog_of_one_candidate_is_refused_before_training(tmp_path, capsys):
+    one = "".join(f"C{i % 4},smb,north,P1,{1700000000 + i * 3600},1\n" for i in range(40))
+    code, _, err = prepare_cli(tmp_path, capsys, HEAD + one, "product_id,category,price\nP1,a,1\n")
+    assert code == 2 and "the catalog has 1 candidate(s); retrieval ranks at least 2" in err
+
+
+def test_times_far_from_now_are_kept_in_order(tmp_path, capsys):
+    """Epoch seconds and ISO times from before 1970 to 2200 are read as the instants they are."""
+    rows = [("C0", "P1", "-86400"), ("C0", "P2", "1970-01-01T00:00:00Z"),
+            ("C1", "P1", "2000-01-01T00:00:00Z"), ("C1", "P3", "2200-01-01T00:00:00Z"),
+            ("C0", "P3", "7258118400"), ("C1", "P2", "2199-12-31T23:59:59Z")]
+    text = HEAD + "".join(f"{q},smb,north,{p},{t},1\n" for q, p, t in rows) + GOOD
+    code, _, err = prepare_cli(tmp_path, capsys, text, overrides=["data.split.method=hash"])
+    assert code == 0, err
+    from test_prepare import rows_of
+
+    got = {(r["customer_id"], r["product_id"], r["timestamp"])
+           for s in ("train", "eval") for r in rows_of(str(tmp_path / "out"), s)}
+    for q, p, t in [("C0", "P1", -86400), ("C0", "P2", 0), ("C1", "P1", 946684800),
+                    ("C1", "P3", 7258118400), ("C0", "P3", 7258118400),
+                    ("C1", "P2", 7258118399)]:
+        assert (q, p, t) in got
+
+
+def test_an_empty_test_split_is_named(tmp_path, capsys):
+    code, _, err = prepare_cli(tmp_path, capsys, HEAD + GOOD, overrides=[
+        "data.split.method=dates", "data.split.eval_from=2023-11-15",
+        "data.split.test_from=2031-01-01"])
+    assert code == 2 and "the dates split leaves no test rows" in err, err

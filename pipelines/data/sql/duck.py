@@ -216,6 +216,7 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
             report[f"{split}_rows"] = written
         elif split == CATALOG_SPLIT:
             report["catalog_candidates"] = written
+            _check_catalog(p.cfg, written)
         else:
             held = split[:-len("_queries")]
             assert queries_split(held) == split
@@ -239,6 +240,15 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
         if "test" in p.splits:
             report["test_cut"] = test_cut
     return report
+
+
+def _check_catalog(cfg: Config, size: int) -> None:
+    """A catalog of one candidate can't be ranked: found here, it costs no training. (Cut-offs
+    above the catalog's size are refused by the Trainer, before it trains.)"""
+    where = cfg.data.candidates.source if cfg.data.candidates else cfg.data.source
+    if size < 2:
+        raise DataError(f"{where}: the catalog has {size} candidate(s); retrieval ranks at "
+                        "least 2 (every query would get the same answer)")
 
 
 def _raise(runner: Runner, found) -> None:
