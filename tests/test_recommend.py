@@ -74,3 +74,22 @@ def test_model_and_k_errors(tmp_path):
         find_model(str(tmp_path))
     with pytest.raises(ConfigError, match="--k: must be in 1..10000, got 0"):
         recommend(str(tmp_path), "users.csv", 0, str(tmp_path / "out.csv"))
+
+
+def test_a_nan_score_aborts_before_anything_is_written(tmp_path):
+    """Rows go to OUT.partial, renamed only when every batch is written: a NaN score (or any
+    crash) midway leaves neither a partial nor a complete-looking file."""
+    import pytest
+
+    from pipelines.recommend import _write, atomic_csv
+
+    out = tmp_path / "recs.csv"
+    with pytest.raises(RuntimeError, match="scored query 'u2' NaN"):
+        with atomic_csv(str(out)) as writer:
+            assert _write(writer, "u1", {}, [b"P1", b"P2"], [2.0, 1.0]) == 2
+            _write(writer, "u2", {"segment": "smb"}, [b"P1"], [float("nan")])
+    assert not out.exists() and not (tmp_path / "recs.csv.partial").exists()
+    with atomic_csv(str(out)) as writer:
+        _write(writer, "u1", {}, [b"P1", b"", b"P2"], [2.0, float("-inf"), 1.0])
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "user_id,item_id,rank", "u1,P1,1", "u1,P2,2"]
