@@ -215,3 +215,21 @@ def test_an_empty_test_split_is_named(tmp_path, capsys):
         "data.split.method=dates", "data.split.eval_from=2023-11-15",
         "data.split.test_from=2031-01-01"])
     assert code == 2 and "the dates split leaves no test rows" in err, err
+
+
+def test_what_a_killed_preparation_left_is_cleared_and_unchanged_input_is_kept(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    left = tmp_path / f".out.partial-{dead.pid}"
+    os.makedirs(left / "train")
+    (left / "train" / "data.parquet").write_bytes(b"half a file")
+    code, out, err = prepare_cli(tmp_path, capsys, HEAD + GOOD)
+    assert code == 0, err
+    assert not left.exists()
+    report = tmp_path / "out" / "prepare_report.json"
+    before = os.stat(tmp_path / "out" / "train" / "data.parquet").st_mtime_ns
+    assert prepare_cli(tmp_path, capsys, HEAD + GOOD)[0] == 0  # same bytes, same program
+    assert os.stat(tmp_path / "out" / "train" / "data.parquet").st_mtime_ns == before
+    changed = HEAD + GOOD + "C9,smb,north,P1,1800000000,1\n"
+    assert prepare_cli(tmp_path, capsys, changed)[0] == 0  # one row more: prepared again
+    assert json.loads(report.read_text(encoding="utf-8"))["rows"] == 41

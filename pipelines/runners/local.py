@@ -67,7 +67,8 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
     where = paths(root)
     report = prepare(cfg, where["input"])
     test = f", {report['test_rows']} test" if "test_rows" in report else ""
-    log(f"prepared {report['rows']} interactions: {report['train_rows']} train, "
+    log(("input unchanged, kept: " if report.get("reused") else "prepared ")
+        + f"{report['rows']} interactions: {report['train_rows']} train, "
         f"{report['eval_rows']} eval{test} ({report['split_method']} split), "
         f"{report['catalog_candidates']} catalog candidates -> {where['input']}")
     modules = write_modules(cfg, where["modules"])
