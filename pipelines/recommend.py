@@ -51,6 +51,25 @@ def model_config(model_dir: str) -> Config:
         return Config.from_dict(json.load(handle))
 
 
+def default_history(model: str, cfg: Config) -> str:
+    """The interactions the model was trained on: from the run's own config when ``model``
+    is a pipeline root (a model's config.json names files by name only)."""
+    if cfg.data.bigquery:
+        raise ConfigError([("--history", f"the model was trained on the BigQuery table "
+                            f"{cfg.data.bigquery}: export the interactions to CSV (bq extract) "
+                            "and pass the file as --history")])
+    module = os.path.join(model, "modules", "trainer_module.py")
+    if os.path.exists(module):
+        from pipelines.inspect.run import frozen_config
+
+        return frozen_config(module)["data"]["path"]
+    if os.path.exists(cfg.data.path):
+        return cfg.data.path
+    raise ConfigError([("--history", f"the model names its training data only as "
+                        f"{cfg.data.path!r}, which is not here: pass the interactions file as "
+                        "--history, or give the pipeline root as --model")])
+
+
 def read_queries(path: str, column: str) -> List[str]:
     """Distinct query ids of ``path`` (exactly as written) in order of first appearance."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -154,11 +173,7 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         raise ConfigError([("--k", f"must be in 1..10000, got {k}")])
     model_dir = find_model(model)
     cfg = model_config(model_dir)
-    history = history or cfg.data.path
-    if not history:
-        raise ConfigError([("--history", f"the model was trained on the BigQuery table "
-                            f"{cfg.data.bigquery}: export the interactions to CSV (bq extract) "
-                            "and pass the file as --history")])
+    history = history or default_history(model, cfg)
     with open(os.path.join(model_dir, "assets.extra", "serving_inputs.json"),
               encoding="utf-8") as handle:
         described = json.load(handle)

@@ -469,3 +469,27 @@ def test_the_serving_model_answers_8_threads_exactly_as_one(run):
     for thread in together:
         for (ids, scores), (ids1, scores1) in zip(thread, alone):
             assert (ids == ids1).all() and np.array_equal(scores, scores1)
+
+
+def test_the_models_config_holds_no_local_path(run):
+    """A model travels: its assets.extra/config.json names the data by file name only."""
+    path = os.path.join(results(run["root"])["serving_model"], "assets.extra", "config.json")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    strings = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            strings.append(value)
+
+    walk(json.loads(text))
+    assert not [s for s in strings if os.path.isabs(s) or os.sep in s], strings
+    assert run["root"] not in text and run["data"] not in text
+    config = json.loads(text)
+    assert config["data"]["path"] == "purchases.csv" and config["pipeline"]["root"] is None

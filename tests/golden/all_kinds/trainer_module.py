@@ -1541,6 +1541,24 @@ CONFIG_FILE = "config.json"
 SCANN_MIN_CANDIDATES = 16  # its asymmetric hashing trains 16 clusters per block
 
 
+def portable_spec(spec):
+    """The config a model carries, without this machine's paths.
+
+    The data files are named by file name only and the pipeline root is left
+    out: a model is copied to other machines, and a path says who trained it
+    where. (`twotower recommend ROOT` reads the full config from the run.)
+    """
+    out = json.loads(json.dumps(spec))
+    data = out.get("data") or {}
+    if data.get("path"):
+        data["path"] = os.path.basename(data["path"])
+    if data.get("candidates") and data["candidates"].get("path"):
+        data["candidates"]["path"] = os.path.basename(data["candidates"]["path"])
+    if "pipeline" in out:
+        out["pipeline"]["root"] = None
+    return out
+
+
 def input_defaults(spec):
     """``{raw column: default}``: what the Transform uses for a missing query input.
 
@@ -1719,7 +1737,7 @@ class RetrievalServer(tf.Module):
             handle.write(json.dumps(self.describe_inputs(), indent=2))
         if spec is not None:
             with tf.io.gfile.GFile(os.path.join(extra, CONFIG_FILE), "w") as handle:
-                handle.write(json.dumps(spec, indent=2, sort_keys=True))
+                handle.write(json.dumps(portable_spec(spec), indent=2, sort_keys=True))
 
 
 # ---- trainer/runtime.py ----------------------------------------------------
