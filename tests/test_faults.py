@@ -233,3 +233,31 @@ def test_what_a_killed_preparation_left_is_cleared_and_unchanged_input_is_kept(t
     changed = HEAD + GOOD + "C9,smb,north,P1,1800000000,1\n"
     assert prepare_cli(tmp_path, capsys, changed)[0] == 0  # one row more: prepared again
     assert json.loads(report.read_text(encoding="utf-8"))["rows"] == 41
+
+
+@pytest.mark.parametrize("size", ["8k", "24k"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, capsys, size):
+    """A tmpfs of a few KB (in a user and mount namespace) fills up during preparation: in
+    DuckDB's Parquet writer (8k) or in Python's report writer (24k)."""
+    import shutil
+
+    if not shutil.which("unshare") or subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=8k tmpfs {tmp_path}"]
+    ).returncode:
+        pytest.skip("unshare -m (a mount namespace for a small tmpfs) is not available here")
+    from test_prepare import config
+
+    cfg = config(tmp_path, HEAD + GOOD, overrides=["data.timestamp=timestamp"])
+    (tmp_path / "config.json").write_text(cfg.to_json(), encoding="utf-8")
+    disk = tmp_path / "disk"
+    os.makedirs(disk)
+    script = (f"mount -t tmpfs -o size={size} tmpfs {disk} && {sys.executable} -m pipelines "
+              f"prepare --config {tmp_path / 'config.json'} --out {disk / 'out'}; "
+              f"code=$?; ls -A {disk}; exit $code")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.strip() == ""  # the tmpfs holds nothing: no partial folder, no output

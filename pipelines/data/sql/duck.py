@@ -226,6 +226,10 @@ def prepare(cfg: Config, out_dir: str) -> dict:
         with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
             handle.write("written by twotower prepare; the directory is replaced on each run\n")
         swap_in(tmp, out_dir)
+    except OSError as exc:  # e.g. the disk filled up: nothing half-written is left behind
+        raise DataError(f"{exc.filename or out_dir}: cannot write: {exc.strerror}; nothing was "
+                        "written (free some space, or set pipeline.root / --out elsewhere)") \
+            from None
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
