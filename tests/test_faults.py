@@ -261,3 +261,14 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, capsy
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout.strip() == ""  # the tmpfs holds nothing: no partial folder, no output
+
+
+def test_a_huge_line_is_named_not_swallowed(tmp_path, capsys):
+    """DuckDB reads lines up to 2 MB: a longer one (here 3 MB; 1 GB is the same case, as the
+    reader stops at the limit) is named by row instead of filling memory."""
+    big = "C1,smb,north,P1,1700999999," + "9" * (3 << 20) + "\n"
+    code, _, err = prepare_cli(tmp_path, capsys, HEAD + GOOD + big + GOOD)
+    assert code == 2, err
+    assert "purchases.csv row 42: not readable as CSV: Maximum line size of 2000000 bytes " \
+           "exceeded" in err
+    assert not (tmp_path / "out").exists()
