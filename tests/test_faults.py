@@ -272,3 +272,22 @@ def test_a_huge_line_is_named_not_swallowed(tmp_path, capsys):
     assert "purchases.csv row 42: not readable as CSV: Maximum line size of 2000000 bytes " \
            "exceeded" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_changes_while_it_is_read_is_refused(tmp_path, capsys, monkeypatch):
+    """The sources are hashed before and after the program reads them: a file appended to
+    in between (here right after DuckDB's read) gives an error, not a mixed preparation."""
+    from pipelines.data.sql import duck
+
+    real = duck._run
+
+    def read_then_append(runner, plan, tmp):
+        report = real(runner, plan, tmp)
+        with open(tmp_path / "purchases.csv", "a", encoding="utf-8") as handle:
+            handle.write("C9,smb,north,P1,1800000000,1\n")  # another process writing
+        return report
+
+    monkeypatch.setattr(duck, "_run", read_then_append)
+    code, _, err = prepare_cli(tmp_path, capsys, HEAD + GOOD)
+    assert code == 2 and "the input changed while it was being read; nothing was written" in err
+    assert not (tmp_path / "out").exists()

@@ -216,6 +216,9 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     try:
         runner = Runner(os.path.join(tmp, ".scratch"))
         report = _run(runner, p, tmp)
+        if source_fingerprint(cfg) != fingerprint:  # read twice: before and after
+            raise DataError(f"{cfg.data.path}: the input changed while it was being read; "
+                            "nothing was written: run again once it is complete")
         report["source_fingerprint"] = fingerprint
         runner.con.close()
         shutil.rmtree(os.path.join(tmp, ".scratch"), ignore_errors=True)
