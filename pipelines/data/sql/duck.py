@@ -86,11 +86,12 @@ def program_text(cfg: Config, dialect: str = "duckdb") -> str:
     p = plan(cfg)
     parts = [f"-- twotower data preparation for pipeline {cfg.pipeline.name!r}",
              "-- raw_interactions / raw_candidates: every CSV cell as text; rowid: the record index"]
-    for name, tree in statements(p):
+    portable = dialect == "bigquery"  # BigQuery takes no per-row frame offsets (.histories)
+    for name, tree in statements(p, portable=portable):
         create = exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
                             properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
         parts.append(render(create, dialect, pretty=True) + ";")
-    for split, tree in outputs(p).items():
+    for split, tree in outputs(p, portable=portable).items():
         parts.append(f"-- output: {split}/data.parquet\n" + render(tree, dialect, pretty=True)
                      + ";")
     return "\n\n".join(parts) + "\n"
