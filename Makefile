@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test lock bench bench-scale clean
+.PHONY: venv demo test test-slow lock bench bench-scale clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -13,7 +13,11 @@ demo: venv
 	$(VENV)/bin/twotower demo
 
 test: venv
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+# The slow fault tests (FAULTS.md: a run killed and resumed, a failing component): CI runs them.
+test-slow: venv
+	$(VENV)/bin/python -m pytest -m slow
 
 # The benchmark on ../shared (MovieLens and Ta-Feng, the shared protocols); see BENCHMARKS.md.
 # `make bench DATASET=ta-feng` (or movielens) runs one of them.

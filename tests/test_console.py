@@ -65,6 +65,7 @@ def test_root_cause_is_one_line_of_the_innermost_error():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path, small_data):
     """The Trainer refuses a cut-off larger than the catalog (known only from the data)."""
     from conftest import demo_raw

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, demo_raw
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def states(metadata, pipeline):
