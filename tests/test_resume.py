@@ -39,7 +39,25 @@ def start(config, root):
                             start_new_session=True)
 
 
-def test_a_run_killed_in_the_trainer_resumes_from_the_cache(tmp_path, small_data):
+def kill_when_running(config, root, component):
+    """Starts a run and SIGKILLs its whole process group once ``component`` is running."""
+    earlier = set(os.listdir(root / "logs"))
+    run = start(config, root)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        logs = [root / "logs" / n for n in set(os.listdir(root / "logs")) - earlier
+                if n.startswith("run-")]
+        if logs and f"Component {component} is running." in logs[0].read_text(errors="replace"):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the run never reached {component}")
+    time.sleep(3)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+
+
+def test_a_run_killed_in_transform_or_the_trainer_resumes_from_the_cache(tmp_path, small_data):
     root = tmp_path / "root"
     raw = demo_raw(small_data)
     raw["pipeline"].update(root=str(root), name="resume", enable_cache=True,
@@ -57,32 +75,21 @@ def test_a_run_killed_in_the_trainer_resumes_from_the_cache(tmp_path, small_data
     raw["training"]["epochs"] = 3  # a new Trainer (and Transform module); same data
     second = tmp_path / "second.json"
     second.write_text(json.dumps(raw), encoding="utf-8")
-    earlier = set(os.listdir(root / "logs"))
-    killed = start(second, root)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # until its Trainer is running, then SIGKILL everything
-        logs = [root / "logs" / n for n in set(os.listdir(root / "logs")) - earlier
-                if n.startswith("run-")]
-        if logs and "Component Trainer is running." in logs[0].read_text(errors="replace"):
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("the second run never reached the Trainer")
-    time.sleep(3)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
-    assert sorted(os.listdir(root / "serving")) == versions  # nothing pushed, v1 untouched
+    for component in ("Transform", "Trainer"):  # killed in Transform, then in the Trainer
+        kill_when_running(second, root, component)
+        assert sorted(os.listdir(root / "serving")) == versions  # nothing pushed, v1 untouched
 
     again = start(second, root)  # the same config: finishes what the killed run started
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, out + err
     assert "input unchanged, kept:" in out
     found = states(str(root / "metadata.sqlite"), "resume")
-    # run 1 executed everything; run 2 reused the data steps and finished Transform before
-    # it was killed (its Trainer stays RUNNING: no result); run 3 reused all of that
-    assert found["ParquetExampleGen"] == ["COMPLETE", "CACHED", "CACHED"]
-    assert found["StatisticsGen"] == ["COMPLETE", "CACHED", "CACHED"]
-    assert found["Transform"] == ["COMPLETE", "COMPLETE", "CACHED"]
+    # run 1 executed everything; run 2 reused the data steps and was killed in Transform
+    # (left RUNNING: no result); run 3 ran Transform again, finished it and was killed in the
+    # Trainer; run 4 reused all of that and ran only the Trainer and what follows
+    assert found["ParquetExampleGen"] == ["COMPLETE", "CACHED", "CACHED", "CACHED"]
+    assert found["StatisticsGen"] == ["COMPLETE", "CACHED", "CACHED", "CACHED"]
+    assert found["Transform"] == ["COMPLETE", "RUNNING", "COMPLETE", "CACHED"]
     assert found["Trainer"] == ["COMPLETE", "RUNNING", "COMPLETE"]
     now = sorted(os.listdir(root / "serving"))
     assert len(now) == 2 and now[0] == versions[0]  # versioned: the first is still there
