@@ -504,7 +504,8 @@ def test_a_failed_write_leaves_the_previous_input_whole(tmp_path, monkeypatch):
         return real(self, tree, path, where)
 
     monkeypatch.setattr(duck.Runner, "copy", failing)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DataError, match="out: cannot write: No space left on device; nothing "
+                                        "was written"):
         prepare(config(tmp_path, csv_of(TEN[:6])), out)
     assert {s: lines(out, s) for s in before} == before
     assert sorted(os.listdir(tmp_path)) == ["out", "products.csv", "purchases.csv"]
