@@ -17,6 +17,7 @@ from e2e_helpers import (ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, query_inputs,
 from pipelines import codegen
 from pipelines.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
+from transform.naming import QUERY_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -426,7 +427,7 @@ def test_inspection_decodes_examples_and_ranks_without_what_a_query_had(run):
         assert row["query_id"] == row["customer"] and row["candidate_id"] == row["product"]
     towers = Towers(found)
     query = next(q for q in sorted({r["customer_id"] for r in train})
-                 if q in {v.decode() for v in towers.held_out_queries()["_query_id_raw"]})
+                 if q in {v.decode() for v in towers.held_out_queries()[QUERY_ID]})
     top = towers.query_top_k(query, 10)
     had = {p for c, p in pairs if c == query}
     assert len(top["top"]) == 10 and not {r["candidate"] for r in top["top"]} & had

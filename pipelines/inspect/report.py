@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from pipelines.inspect import data, plots
 from pipelines.inspect.run import load
+from transform.naming import QUERY_ID
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
 background:#f6f7f9;color:#1d2330}main{max-width:1040px;margin:0 auto;padding:24px}
@@ -78,7 +79,7 @@ def gather(root: str, query: Optional[str] = None, candidate: Optional[str] = No
         candidate = candidate or towers.candidate_ids[0]
         out["nearest"] = {"candidate": candidate, "rows": towers.nearest(candidate, k)}
         queries = towers.held_out_queries()
-        ids = [v.decode("utf-8") for v in queries["_query_id_raw"]]
+        ids = [v.decode("utf-8") for v in queries[QUERY_ID]]
         for q in ([query] if query else ids):
             found = towers.query_top_k(q, k)
             if found["held_out"] or query:
