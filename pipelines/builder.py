@@ -9,8 +9,10 @@ compiles the same object with KubeflowV2DagRunner. TFX is imported inside the
 functions: it takes ~20 s, and nothing that only reads a config should pay
 for it.
 
-Layout under a pipeline root (local: ``pipeline.root``; Vertex AI:
-``vertex.pipeline_root``)::
+Layout of one pipeline's folder (local: ``<pipeline.root>/<pipeline.name>``;
+Vertex AI: ``<vertex.pipeline_root>/<pipeline.name>``, where ``input/`` and
+``modules/`` sit under ``staged/<content digest>/``); pipelines share a root,
+never a folder::
 
     input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
     input/prepare.sql              the data preparation program that wrote it (DuckDB)

@@ -94,8 +94,9 @@ def cmd_prepare(args) -> int:
         sys.stdout.write(program_text(cfg, args.engine))
         return 0
     from pipelines.data.prepare import prepare
+    from pipelines.runners.local import pipeline_dir
 
-    out = args.out or os.path.join(cfg.pipeline.root, "input")
+    out = args.out or os.path.join(pipeline_dir(cfg), "input")
     report = prepare(cfg, out)
     held = ", ".join(f"{report[f'{s}_rows']} {s}" for s in ("train", "eval", "test")
                      if f"{s}_rows" in report)
@@ -161,15 +162,25 @@ def _mode(args) -> str:
 def _run(cfg: Config, args) -> int:
     """Runs the local pipeline with a quiet terminal and the full log on disk."""
     import time
+
+    from pipelines.runners.local import pipeline_dir
+    from pipelines.runners.lock import holding
+
+    # Held before the log opens: a refused second run writes nothing in the folder.
+    with holding(pipeline_dir(cfg), cfg.pipeline.name):
+        return _run_held(cfg, args, time.time())
+
+
+def _run_held(cfg: Config, args, started: float) -> int:
     import traceback
 
     from pipelines.builder import COMPONENTS
     from pipelines.console import Console, result_lines, root_cause
     from pipelines.runners import runs
-    from pipelines.runners.local import pipeline_root, run_local
+    from pipelines.runners.local import pipeline_dir, run_local
 
-    mode, started = _mode(args), time.time()
-    log_dir = os.path.join(pipeline_root(cfg), "logs")
+    mode = _mode(args)
+    log_dir = os.path.join(pipeline_dir(cfg), "logs")
     console = Console(log_dir, mode)
     res, status, error = None, "failed", ""
     try:
@@ -227,10 +238,10 @@ def cmd_lr_check(args) -> int:
 
     from pipelines.builder import COMPONENTS
     from pipelines.console import Console, root_cause
-    from pipelines.runners.local import pipeline_root
+    from pipelines.runners.local import pipeline_dir
 
     rates = parse_rates(args.rates) if args.rates else None
-    console = Console(os.path.join(pipeline_root(cfg), "logs"), _mode(args))
+    console = Console(os.path.join(pipeline_dir(cfg), "logs"), _mode(args), name="lr-check")
     try:
         with console.capture(list(COMPONENTS[:COMPONENTS.index("Transform") + 1])):
             console.say(f"full log: {console.log_path}")
@@ -264,13 +275,16 @@ def cmd_demo(args) -> int:
     if not os.path.exists(DEMO_CONFIG):
         raise ConfigError([("", f"demo config not found at {DEMO_CONFIG}; install the library "
                             "from its repository (pip install -e .)")])
+    from pipelines.runners.local import pipeline_dir
+
     root = os.path.abspath(args.root)
-    data = generate(os.path.join(root, "data"))
+    raw = apply_overrides(read_raw(DEMO_CONFIG), [f"pipeline.root={root}"] + list(args.set))
+    folder = pipeline_dir(Config.from_dict(raw))
+    data = generate(os.path.join(folder, "data"))
     if _mode(args) != "quiet":
         print(f"generated synthetic B2B purchases: {data['purchases']}")
-    raw = apply_overrides(read_raw(DEMO_CONFIG), [
-        f"data.path={data['purchases']}", f"data.candidates.path={data['products']}",
-        f"pipeline.root={root}"] + list(args.set))
+    raw = apply_overrides(raw, [f"data.path={data['purchases']}",
+                                f"data.candidates.path={data['products']}"])
     cfg = Config.from_dict(raw)
     for warning in validate(cfg):
         print(f"warning: {warning}", file=sys.stderr)
@@ -283,8 +297,8 @@ def cmd_inspect(args) -> int:
     from pipelines.inspect.run import load
 
     if not os.path.exists(args.root):
-        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline root (e.g. "
-                            "runs/demo) or a generated trainer_module.py")])
+        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline folder (e.g. "
+                            "runs/b2b-demo) or a generated trainer_module.py")])
     try:
         root = load(args.root)["root"]
         console = Console(os.path.join(root, "logs"), _mode(args), name="inspect")
@@ -305,11 +319,12 @@ def cmd_inspect(args) -> int:
 
 def cmd_runs(args) -> int:
     from pipelines.runners import runs
+    from pipelines.runners.local import resolve_pipeline_dir
 
-    found = runs.read(os.path.join(args.root, "logs"))
-    if not found and not os.path.isdir(args.root):
-        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline root, e.g. "
-                            "runs/demo")])
+    if not os.path.isdir(args.root):
+        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline folder, e.g. "
+                            "runs/b2b-demo")])
+    found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
     print(runs.table(found))
     return 0
 
@@ -396,11 +411,12 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recommend)
     p = output_flags(sub.add_parser("demo", help="run the pipeline on the embedded synthetic "
                                                  "dataset"))
-    p.add_argument("--root", default=os.path.join("runs", "demo"))
+    p.add_argument("--root", default="runs", help="the pipeline root (default runs): the demo "
+                   "writes to ROOT/b2b-demo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("inspect", help="figures, an HTML report and a summary of a run")
-    p.add_argument("root", help="a pipeline root (e.g. runs/demo) or a generated "
+    p.add_argument("root", help="a pipeline folder (e.g. runs/b2b-demo) or a generated "
                    "trainer_module.py")
     p.add_argument("--out", help="folder for the PNGs and report.html (default: ROOT/inspect)")
     p.add_argument("--query", help="the held-out query to show the top-k of (default: the "
@@ -409,8 +425,9 @@ def parser() -> argparse.ArgumentParser:
                    "most frequent)")
     p.add_argument("--k", type=int, default=10)
     output_flags(p).set_defaults(func=cmd_inspect)
-    p = sub.add_parser("runs", help="list the runs under a pipeline root, newest first")
-    p.add_argument("root", help="the pipeline root (pipeline.root, e.g. runs/demo)")
+    p = sub.add_parser("runs", help="list a pipeline's runs, newest first")
+    p.add_argument("root", help="the pipeline folder (<pipeline.root>/<pipeline.name>, e.g. "
+                   "runs/b2b-demo)")
     p.set_defaults(func=cmd_runs)
     p = sub.add_parser("synth", help="write the synthetic B2B dataset")
     p.add_argument("--out", required=True)

@@ -210,6 +210,7 @@ class TrainingConfig:
 @dataclasses.dataclass
 class PipelineConfig:
     name: str = "twotower"
+    # The folder holding pipelines (default "runs"); this one's files go to <root>/<name>.
     root: Optional[str] = None
     serving_k: int = 10
     # "exact": brute-force top-k over the catalog; "scann": an approximate ScaNN index in

@@ -13,7 +13,7 @@ import os
 from typing import List, Optional
 
 from pipelines.config import Config, ConfigError
-from pipelines.runners.local import pipeline_root, run_local, transform_outputs
+from pipelines.runners.local import pipeline_dir, run_local, transform_outputs
 from pipelines.validate import learning_rate_ceiling
 
 STEPS = 300
@@ -60,7 +60,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     if steps < 10:
         raise ConfigError([("--steps", f"must be at least 10, got {steps}")])
     rates = rates or default_rates(cfg.training.learning_rate)
-    root = os.path.join(pipeline_root(cfg), "lr_check")
+    root = os.path.join(pipeline_dir(cfg), "lr_check")
     run_local(cfg, log=log, root=root, until="Transform")
     found = transform_outputs(root)
     from trainer.lr_probe import probe_rates

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 from pipelines.config import Config, ConfigError
 from pipelines.data.csvfile import DataError, parse_time, read_rows
-from pipelines.runners.local import results
+from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
 from transform.naming import HISTORY_PREFIX
 
 HEADER = ("user_id", "item_id", "rank")
@@ -36,9 +36,11 @@ def find_model(path: str) -> str:
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
     pushed = results(os.path.abspath(path))["serving_model"] if os.path.isdir(path) else ""
+    if not pushed and pipelines_in(path):
+        resolve_pipeline_dir(path, "--model")  # a root holding pipelines: the error lists them
     if not pushed:
         raise ConfigError([("--model", f"{path!r} is neither a serving SavedModel nor a pipeline "
-                            "root with a pushed model; run `twotower run` first")])
+                            "folder with a pushed model; run `twotower run` first")])
     return pushed
 
 

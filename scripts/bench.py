@@ -146,23 +146,25 @@ def bench(name, use_cache):
     test = os.path.join(split, "test.csv")
     results, extra = {}, {}
 
-    root = os.path.join(out, "pipeline")
+    sys.path.insert(0, ROOT)
+    from pipelines.config import load_config
+
+    pipeline_name = load_config(spec["config"]).pipeline.name
+    runs_root = os.path.join(out, "pipeline")
+    root = os.path.join(runs_root, pipeline_name)  # <pipeline.root>/<pipeline.name>
     cli = [sys.executable, "-m", "pipelines"]
     _, _, pipeline_seconds = run(cli + ["run", "--config", spec["config"],
                                         "--set", f"data.path={train}",
                                         "--set", f"data.candidates.path={items}",
-                                        "--set", f"pipeline.root={root}"])
+                                        "--set", f"pipeline.root={runs_root}"])
     recs = os.path.join(out, "twotower.csv")
     _, _, recommend_seconds = run(cli + ["recommend", "--model", root, "--users", test,
                                          "--k", "100", "--out", recs])
     results["twotower"] = score(split, recs)
-    sys.path.insert(0, ROOT)
-    from pipelines.config import load_config
     from pipelines.builder import paths
     from pipelines.runners.local import component_seconds, results as run_results
 
     metrics = run_results(root)["metrics"]
-    pipeline_name = load_config(spec["config"]).pipeline.name
     speed = {"twotower": metrics["examples_per_second"]}
     for system in BASELINES:
         path, meta = baseline(system, split, out, use_cache)

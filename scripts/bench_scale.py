@@ -132,10 +132,11 @@ def main(argv=None):
                                  "failed": tail.strip().splitlines()[-1] if code else None}
         if size in args.pipeline_sizes.split(","):
             for workers in args.beam_workers.split(","):
-                root = os.path.join(OUT, "pipeline", f"{size}-w{workers}")
+                runs_root = os.path.join(OUT, "pipeline", f"{size}-w{workers}")
+                root = os.path.join(runs_root, "purchases")  # <pipeline.root>/<pipeline.name>
                 code, seconds, peak, tail = measured(
                     [sys.executable, "-m", "pipelines", "run", "--config", CONFIG]
-                    + sets(where, root) + ["--set", f"pipeline.beam_workers={workers}",
+                    + sets(where, runs_root) + ["--set", f"pipeline.beam_workers={workers}",
                                            "--set", "training.epochs=1", "--set",
                                            "pipeline.min_lift_over_popularity=null"],
                     env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})

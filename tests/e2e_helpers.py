@@ -53,7 +53,7 @@ def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=80
                            str(config_path)], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, **PLANTED))
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    return {"root": root, "data": data, "stdout": done.stdout, "stderr": done.stderr,
+    return {"root": os.path.join(root, name), "data": data, "stdout": done.stdout, "stderr": done.stderr,
             "config": Config.from_dict(raw), "name": name}
 
 

@@ -297,6 +297,26 @@ def test_recommend_reports_queries_that_get_fewer_than_k(run, tmp_path):
     assert sum(r["user_id"] == "new-customer" for r in rows) == 150
 
 
+def test_recommend_streams_many_users_in_bounded_memory(run, tmp_path):
+    """Ten times the users, ten times the rows, not ten times the memory: the peak RSS of
+    `recommend` for 40,000 users is within 32 MiB of 4,000 users' (rows are written batch by
+    batch; holding 400,000 result rows would take over 50 MiB). BENCHMARKS.md: 10k vs 100k."""
+    code = ("import resource, sys\nfrom pipelines.recommend import recommend\n"
+            "recommend(sys.argv[1], sys.argv[2], 10, sys.argv[3], log=lambda line: None)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    peaks = {}
+    for n in (4_000, 40_000):
+        users, out = tmp_path / f"users{n}.csv", tmp_path / f"recs{n}.csv"
+        users.write_text("customer_id\n" + "".join(f"C{i:05d}\n" for i in range(n)))
+        done = subprocess.run([sys.executable, "-c", code, run["root"], str(users), str(out)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks[n] = int(done.stdout.split()[-1]) / 1024  # MiB (ru_maxrss is in KiB)
+        with open(out, encoding="utf-8") as handle:
+            assert sum(1 for _ in handle) == 1 + 10 * n
+    assert peaks[40_000] - peaks[4_000] < 32, peaks
+
+
 def test_buy_again_ranks_each_customers_own_items_by_the_model(run, tmp_path):
     from e2e_helpers import query_inputs
     from pipelines.recommend import recommend

@@ -86,7 +86,7 @@ def test_a_second_run_on_a_held_root_is_refused_and_a_killed_holder_frees_it(
         tmp_path, small_data, capsys):
     from pipelines.runners.lock import holding
 
-    root = tmp_path / "root"
+    root = tmp_path / "root" / "b2b-demo"  # <pipeline.root>/<pipeline.name>
     os.makedirs(root)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pipelines.runners.lock import holding\n"
@@ -97,7 +97,7 @@ def test_a_second_run_on_a_held_root_is_refused_and_a_killed_holder_frees_it(
         config = yaml_config(tmp_path, valid_yaml(tmp_path, small_data))
         code, out, err = run_cli(["run", "--config", config], capsys)
         assert code == 2, out + err
-        assert f"pipeline.root: {root} is in use by another run (pipeline 'first', pid " \
+        assert f"pipeline.name: {root} is in use by another run (pipeline 'first', pid " \
                f"{holder.pid}" in err
         assert not (root / "input").exists() and not (root / "tfx").exists()
     finally:
@@ -105,6 +105,23 @@ def test_a_second_run_on_a_held_root_is_refused_and_a_killed_holder_frees_it(
         holder.wait()
     with holding(str(root), "second"):  # the operating system released the lock
         pass
+
+
+def test_a_root_holding_pipelines_is_not_taken_for_one_of_them(tmp_path, capsys):
+    """`runs`, `inspect` and `recommend` given the shared root name the pipelines in it,
+    never pick one."""
+    for name in ("alpha", "beta"):
+        os.makedirs(tmp_path / "shared" / name / "modules")
+    shared = str(tmp_path / "shared")
+    listed = (f"{shared} is a root holding the pipelines alpha, beta: give one of their "
+              f"folders, e.g. {os.path.join(shared, 'alpha')}")
+    for args in (["runs", shared], ["recommend", "--model", shared, "--users", "u.csv",
+                                    "--out", str(tmp_path / "r.csv")]):
+        code, out, err = run_cli(args, capsys)
+        assert code == 2 and (f"ROOT: {listed}" in err or f"--model: {listed}" in err), err
+    code, out, err = run_cli(["inspect", shared], capsys)
+    assert code == 2 and listed in err, err
+    assert sorted(os.listdir(shared)) == ["alpha", "beta"]  # nothing written
 
 
 def test_folders_the_library_did_not_write_are_never_removed(tmp_path, small_data, capsys):

@@ -37,7 +37,7 @@ def checked(small_data, tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "pipelines", "lr-check", "--config", str(path),
                            "--steps", "40", "--rates", "0.001,0.01,3"],
                           capture_output=True, text=True, cwd=ROOT)
-    return {"done": done, "root": root, "raw": raw}
+    return {"done": done, "root": os.path.join(root, raw["pipeline"]["name"]), "raw": raw}
 
 
 def test_lr_check_recommends_a_rate_the_model_trains_at(checked, tmp_path):

@@ -42,12 +42,12 @@ def test_the_gate_off_blesses_any_completed_model_and_nothing_else():
 def test_a_model_that_does_not_beat_popularity_enough_is_not_pushed(small_data, tmp_path):
     """Through the CLI: exit 1, a one-line reason, the metrics file, no new serving version,
     and the serving model already there left in place."""
-    root = tmp_path / "root"
+    root = tmp_path / "root" / "gate-test"
     old = root / "serving" / "1000"
     old.mkdir(parents=True)
     (old / "saved_model.pb").write_text("an earlier model")
     raw = apply_overrides(demo_raw(small_data), [
-        f"pipeline.root={root}", "pipeline.name=gate-test", "training.epochs=1",
+        f"pipeline.root={root.parent}", "pipeline.name=gate-test", "training.epochs=1",
         "model.top_k=[10, 50]", "pipeline.min_lift_over_popularity=100"])
     config = tmp_path / "config.json"
     config.write_text(json.dumps(raw))

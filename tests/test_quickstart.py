@@ -20,7 +20,7 @@ def test_quickstart_runs_from_config_to_a_compiled_vertex_pipeline(tmp_path):
     from test_e2e import execute_notebook
 
     text, _ = execute_notebook("quickstart.ipynb", {
-        "TWOTOWER_QUICKSTART_ROOT": str(tmp_path / "quickstart"),
+        "TWOTOWER_QUICKSTART_ROOT": str(tmp_path / "runs"),
         "TWOTOWER_QUICKSTART_PURCHASES": "4000", "TWOTOWER_QUICKSTART_EPOCHS": "3"})
     assert "warnings: none" in text
     assert "[7/7] Pusher" in text and "epoch 3/3: loss" in text
@@ -28,5 +28,7 @@ def test_quickstart_runs_from_config_to_a_compiled_vertex_pipeline(tmp_path):
     assert "item_id" in text  # the recommendations table
     assert "tasks: ['ImportSchemaGen', 'ParquetExampleGen', 'PopularityGate', 'Pusher', " \
            "'RuntimeParameters', 'StatisticsGen', 'Trainer', 'Transform']" in text
-    assert (tmp_path / "quickstart" / "bucket" / "my-bucket" / "quickstart" / "modules"
-            / "trainer_module.py").exists()
+    folder = tmp_path / "runs" / "quickstart"  # <pipeline.root>/<pipeline.name>
+    assert (folder / "recommendations.csv").exists() and (folder / "metadata.sqlite").exists()
+    assert list((folder / "bucket" / "my-bucket" / "quickstart" / "quickstart" / "staged").glob(
+        "*/modules/trainer_module.py"))

@@ -58,9 +58,9 @@ def kill_when_running(config, root, component):
 
 
 def test_a_run_killed_in_transform_or_the_trainer_resumes_from_the_cache(tmp_path, small_data):
-    root = tmp_path / "root"
+    root = tmp_path / "root" / "resume"
     raw = demo_raw(small_data)
-    raw["pipeline"].update(root=str(root), name="resume", enable_cache=True,
+    raw["pipeline"].update(root=str(root.parent), name="resume", enable_cache=True,
                            min_lift_over_popularity=None)
     raw["training"]["epochs"] = 2
     raw["model"]["top_k"] = [10, 50]

@@ -76,3 +76,31 @@ def test_two_replicas_take_the_same_step_as_one_device():
     assert got["replicas"] == 2 and got["moved"] > 0.5
     assert got["difference"] < 1e-5, got
     assert got["clipped_finite"]
+
+
+def test_a_metrics_write_cut_short_leaves_the_earlier_record_whole(tmp_path, monkeypatch):
+    """A full disk in the middle of writing ``training_metrics.json``: the earlier record
+    stays as it was (the new one goes beside it and is renamed over it when whole)."""
+    import errno
+
+    import tensorflow as tf
+
+    from trainer import training
+
+    training.write_record(str(tmp_path), {"status": "running", "epochs": [1]})
+    real = tf.io.gfile.GFile
+
+    class FullDisk(real):
+        def write(self, text):
+            super().write(text[:len(text) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", FullDisk)
+    with pytest.raises(OSError, match="No space left on device"):
+        training.write_record(str(tmp_path), {"status": "completed", "epochs": [1, 2, 3]})
+    path = tmp_path / training.METRICS_FILE
+    assert json.loads(path.read_text(encoding="utf-8")) == {"status": "running", "epochs": [1]}
+    monkeypatch.setattr(tf.io.gfile, "GFile", real)
+    training.write_record(str(tmp_path), {"status": "completed"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"status": "completed"}
+    assert sorted(os.listdir(tmp_path)) == [training.METRICS_FILE]

@@ -1,6 +1,8 @@
 """`twotower compile --target vertex`: a PipelineSpec with real gs:// paths, built offline."""
+import glob
 import json
 import os
+import pathlib
 
 from pipelines.config import Config, apply_overrides
 from pipelines.runners.compile import compile_vertex
@@ -16,7 +18,7 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
         "vertex.project=acme-recs", "vertex.region=europe-west4",
         "vertex.pipeline_root=gs://acme-bucket/twotower"]))
     out = tmp_path / "pipeline.json"
-    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    done = compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
     job = json.loads(out.read_text(encoding="utf-8"))
     spec = job["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
@@ -38,22 +40,27 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
     text = json.dumps(job)
-    assert "gs://acme-bucket/twotower/input" in text  # ExampleGen reads the staged splits
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/twotower/tfx"
-    staged = tmp_path / "gcs" / "acme-bucket" / "twotower"
+    # this pipeline's folder under the shared root; its input and modules staged by content
+    folder = "gs://acme-bucket/twotower/b2b-demo"
+    assert done["input"].startswith(folder + "/staged/")
+    assert done["modules"] == done["input"][:-len("input")] + "modules"
+    assert done["input"] in text  # ExampleGen reads the staged splits
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == folder + "/tfx"
+    staged = tmp_path / "gcs" / done["input"][len("gs://"):-len("/input")]
     for name in ("transform_module.py", "trainer_module.py", "schema.pbtxt", "prepare.sql"):
         assert (staged / "modules" / name).exists(), name
     for split in ("train", "eval", "catalog", "eval_queries"):
         assert (staged / "input" / split / "data.parquet").exists(), split
-    assert "gs://acme-bucket/twotower/modules/schema.pbtxt" in text
+    assert done["modules"] + "/schema.pbtxt" in text
+    assert folder + "/serving" in text  # the Pusher's destination
     # the generated modules travel as user-code wheels, written under the gs:// root
     for task, module in (("Trainer", "trainer_module"), ("Transform", "transform_module")):
         value = tasks[task]["inputs"]["parameters"]["module_path"]["runtimeValue"][
             "constantValue"]["stringValue"]
         name, wheel = value.split("@")
-        assert name == module and wheel.startswith("gs://acme-bucket/twotower/tfx/_wheels/")
+        assert name == module and wheel.startswith(folder + "/tfx/_wheels/")
         assert (tmp_path / "gcs" / wheel[len("gs://"):]).exists(), wheel
-    assert not os.path.exists(tmp_path / "gcs" / "acme-bucket" / "twotower" / "metadata.sqlite")
+    assert not glob.glob(str(tmp_path / "gcs" / "**" / "metadata.sqlite"), recursive=True)
 
 
 def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
@@ -76,8 +83,9 @@ def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
          "--stage-dir", str(tmp_path / "gcs")], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     job = json.loads((tmp_path / "offline.json").read_text(encoding="utf-8"))
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/offline/tfx"
-    assert (tmp_path / "gcs" / "acme-bucket" / "offline" / "modules" / "trainer_module.py").exists()
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/offline/b2b-demo/tfx"
+    assert glob.glob(str(tmp_path / "gcs" / "acme-bucket" / "offline" / "b2b-demo" / "staged" / "*"
+                         / "modules" / "trainer_module.py"))
     assert f"gsutil -m rsync -r {tmp_path / 'gcs' / 'acme-bucket'} gs://acme-bucket" in done.stdout
 
 
@@ -96,7 +104,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "tf2-cpu.2-15:latest}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
-    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    done = compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
     job = json.loads(out.read_text(encoding="utf-8"))
     # after the Pusher, the pushed model is uploaded to the Model Registry
     upload = job["pipelineSpec"]["root"]["dag"]["tasks"]["ModelUpload"]
@@ -169,7 +177,8 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
     assert got == {split: to_bigquery(tree) for split, tree in split_queries(cfg).items()}
     assert set(got) == {"train", "eval", "catalog", "eval_queries"}
     assert all("FROM `acme-recs`.`shop`.`orders` AS _src" in q for q in got.values())
-    staged = tmp_path / "gcs" / "acme-bucket" / "bq"
+    [staged] = glob.glob(str(tmp_path / "gcs" / "acme-bucket" / "bq" / "b2b-demo" / "staged" / "*"))
+    staged = pathlib.Path(staged)
     assert not (staged / "input").exists()  # nothing was prepared here
     sql = (staged / "modules" / "prepare.sql").read_text(encoding="utf-8")
     assert sql.count("-- split: ") == 4 and "`acme-recs`.`shop`.`products`" in sql
@@ -193,3 +202,43 @@ def test_vertex_training_values_are_checked_by_key(raw_config):
         "vertex.training={accelerator_type: NVIDIA_L4}"]))
     with pytest.raises(ConfigError, match="accelerator_count: is 0 but accelerator_type"):
         validate(typed, check_data=False)
+
+
+def test_a_shared_bucket_keeps_pipelines_and_compiles_apart(tmp_path, raw_config):
+    """Two people, one ``vertex.pipeline_root``: another pipeline, or a changed config of the
+    same one, never overwrites what an earlier compile staged (its job may be reading it);
+    the same config stages to the same paths, so Vertex AI's cache still hits."""
+    from pipelines.runners import gcs_on_disk
+
+    gcs_on_disk.register(tmp_path / "gcs")
+    shared = ["vertex.project=acme-recs", "vertex.region=europe-west4",
+              "vertex.pipeline_root=gs://acme-bucket/shared"]
+
+    def compiled(name, *more):
+        cfg = Config.from_dict(apply_overrides(raw_config, shared + [f"pipeline.name={name}"]
+                                               + list(more)))
+        done = compile_vertex(cfg, str(tmp_path / f"{name}-{len(more)}.json"), IMAGE,
+                              log=lambda *_: None)
+        return {k: done[k] for k in ("input", "modules")}
+
+    def contents(staged):
+        out = {}
+        for where in staged.values():
+            local = tmp_path / "gcs" / where[len("gs://"):]
+            for path in sorted(local.rglob("*")):
+                if path.is_file():
+                    out[str(path)] = path.read_bytes()
+        return out
+
+    first = compiled("alice")
+    assert first["input"].startswith("gs://acme-bucket/shared/alice/staged/")
+    before = contents(first)
+    assert len(before) > 8
+    assert compiled("alice") == first  # the same content, the same paths
+    changed = compiled("alice", "training.epochs=3")
+    assert changed["modules"] != first["modules"]
+    other = compiled("bob")
+    assert other["input"].startswith("gs://acme-bucket/shared/bob/staged/")
+    assert contents(first) == before  # neither touched alice's first staged files
+    assert b"'epochs': 3" in (tmp_path / "gcs" / changed["modules"][len("gs://"):]
+                              / "trainer_module.py").read_bytes()

@@ -58,7 +58,8 @@ def test_submit_sends_the_job_vertex_ai_expects(tmp_path, raw_config, standin):
     assert body["displayName"] == "b2b-demo"
     assert body["labels"] == {"team": "growth", "cost-center": "b2b-01"}
     assert body["serviceAccount"] == "runner@acme-recs.iam.gserviceaccount.com"
-    assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/twotower"
+    # the same folder the compiled spec names: this pipeline's part of the shared root
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/twotower/b2b-demo/tfx"
     assert body["pipelineSpec"]["pipelineInfo"] == {"name": "b2b-demo"}
     assert "components" in body["pipelineSpec"]
     job_id = create["query"]["pipelineJobId"][0]

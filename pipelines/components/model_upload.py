@@ -1,7 +1,7 @@
 """The ModelUpload component: the pushed model registered in Vertex AI Model Registry.
 
 It runs after the Pusher. If the push gate blessed the model and the Pusher
-pushed it, the pushed SavedModel (``<pipeline_root>/serving/<version>``) is
+pushed it, the pushed SavedModel (``<pipeline_root>/<name>/serving/<version>``) is
 uploaded as a Vertex AI Model with the configured serving container; nothing
 is deployed to an endpoint (that is billed by the hour: do it on purpose).
 Otherwise nothing is uploaded, and the reason is logged. The upload itself is

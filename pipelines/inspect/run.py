@@ -14,7 +14,7 @@ import os
 from typing import Dict, Optional
 
 from pipelines.builder import paths
-from pipelines.runners.local import newest, results
+from pipelines.runners.local import newest, pipelines_in, resolve_pipeline_dir, results
 
 
 def frozen_config(module_path: str) -> dict:
@@ -57,8 +57,10 @@ def load(path: str) -> Dict[str, object]:
     module = path if path.endswith(".py") else os.path.join(paths(root)["modules"],
                                                             "trainer_module.py")
     if not os.path.exists(module):
-        raise FileNotFoundError(f"{module}: no generated trainer module; give a pipeline root "
-                                "(e.g. runs/demo) or a trainer_module.py")
+        if pipelines_in(root):
+            resolve_pipeline_dir(root)  # a root holding pipelines: the error lists them
+        raise FileNotFoundError(f"{module}: no generated trainer module; give a pipeline folder "
+                                "(e.g. runs/b2b-demo) or a trainer_module.py")
     found = results(root) if os.path.isdir(os.path.join(root, "tfx")) else {}
     tfx_dir = paths(root)["tfx"]
     examples_dir = newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))

@@ -2,7 +2,9 @@
 
 The data is prepared here (the DuckDB SQL program), then the prepared splits,
 the generated modules, the schema and the SQL are staged under
-``vertex.pipeline_root`` through TFX's filesystem layer (``tfx.dsl.io``), and
+``<vertex.pipeline_root>/<pipeline.name>/staged/<content digest>/`` through
+TFX's filesystem layer (``tfx.dsl.io``): pipelines and people sharing a bucket
+never overwrite each other's files, nor a later compile a running job's. Then
 the same pipeline ``twotower run`` runs (:func:`pipelines.builder.build_pipeline`)
 is compiled by ``KubeflowV2DagRunner`` with the training image. Nothing here
 talks to Google Cloud but the filesystem writes, so a test can register a
@@ -10,6 +12,7 @@ filesystem for ``gs://`` backed by a local folder and keep the real paths.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
@@ -31,8 +34,30 @@ def stage(local_dir: str, remote_dir: str) -> int:
     return count
 
 
+def content_digest(folder: str) -> str:
+    """16 hex digits of SHA-256 over every file's relative path and bytes under ``folder``.
+
+    Staged files live under ``staged/<digest>/``: a compile never overwrites
+    what an earlier compile's job is reading (a running job reads its modules
+    when each component starts), and the same content gets the same paths, so
+    Vertex AI's cache still hits.
+    """
+    digest = hashlib.sha256()
+    for where, dirs, files in sorted(os.walk(folder)):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(where, name)
+            digest.update(os.path.relpath(path, folder).encode("utf-8") + b"\0")
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
-    """Writes the PipelineSpec JSON to ``out``; returns ``{'spec', 'input', 'modules'}``.
+    """Writes the PipelineSpec JSON to ``out``; returns ``{'spec', 'input', 'modules'}``
+    (the staged folders; ``input`` is not written when BigQuery is the source).
 
     Raises:
       ConfigError: missing ``vertex`` values or image.
@@ -50,8 +75,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     from pipelines.data.prepare import SQL_FILE, prepare
     from pipelines.builder import build_pipeline, parameter_values, write_schema
 
-    root = cfg.vertex.pipeline_root.rstrip("/")
-    staged = {"input": f"{root}/input", "modules": f"{root}/modules"}
+    folder = vertex.pipeline_folder(cfg)
     with tempfile.TemporaryDirectory(prefix="twotower-compile-") as tmp:
         modules_dir = os.path.join(tmp, "modules")
         write_modules(cfg, modules_dir)
@@ -60,21 +84,25 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
             source = {split: bigquery.to_bigquery(tree)
                       for split, tree in bigquery.split_queries(cfg).items()}
             program = bigquery.program_text(cfg)
-            log(f"BigQueryExampleGen reads {cfg.data.bigquery}; staging to {root}")
+            log(f"BigQueryExampleGen reads {cfg.data.bigquery}")
         else:
             report = prepare(cfg, os.path.join(tmp, "input"))
             with open(os.path.join(tmp, "input", SQL_FILE), encoding="utf-8") as handle:
                 program = handle.read()
-            source = staged["input"]
-            log(f"prepared {report['rows']} interactions; staging to {root}")
-            stage(os.path.join(tmp, "input"), staged["input"])
+            log(f"prepared {report['rows']} interactions")
         with open(os.path.join(modules_dir, SQL_FILE), "w", encoding="utf-8") as handle:
             handle.write(program)
+        where = f"{folder}/staged/{content_digest(tmp)}"
+        staged = {"input": f"{where}/input", "modules": f"{where}/modules"}
+        log(f"staging to {where}")
+        if not cfg.data.bigquery:
+            source = staged["input"]
+            stage(os.path.join(tmp, "input"), staged["input"])
         stage(modules_dir, staged["modules"])
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
                "schema": f"{staged['modules']}/schema.pbtxt"}
-    pipeline = build_pipeline(cfg, source, modules, root, beam=vertex.beam_args(cfg, image),
+    pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex.beam_args(cfg, image),
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),

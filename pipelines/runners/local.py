@@ -16,19 +16,62 @@ from typing import Dict, List
 
 from pipelines.builder import COMPONENTS, build_pipeline, paths, write_schema
 from pipelines.codegen import write_modules
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
-from pipelines.runners.lock import holding
+from pipelines.runners.lock import LOCK_FILE, holding
 
 
-def pipeline_root(cfg: Config) -> str:
-    return os.path.abspath(cfg.pipeline.root or os.path.join("runs", cfg.pipeline.name))
+DEFAULT_ROOT = "runs"
+
+
+def pipeline_dir(cfg: Config) -> str:
+    """The pipeline's own folder, ``<pipeline.root>/<pipeline.name>`` (root default ``runs``).
+
+    Pipelines share a root, never a folder: each has its own prepared input,
+    modules, ML Metadata, serving models, logs and lock, so two pipelines with
+    different names run side by side under one root, and a second run of the
+    same pipeline is refused (:mod:`pipelines.runners.lock`).
+    """
+    return os.path.abspath(os.path.join(cfg.pipeline.root or DEFAULT_ROOT, cfg.pipeline.name))
+
+
+def is_pipeline_dir(path: str) -> bool:
+    """Whether ``path`` is a pipeline's folder (a run or a preparation wrote it)."""
+    return any(os.path.exists(os.path.join(path, part))
+               for part in (LOCK_FILE, "modules", "tfx", "logs", "input"))
+
+
+def pipelines_in(path: str) -> List[str]:
+    """The pipeline folders directly under ``path`` (a root), by name."""
+    return sorted(name for name in (os.listdir(path) if os.path.isdir(path) else [])
+                  if is_pipeline_dir(os.path.join(path, name)))
+
+
+def resolve_pipeline_dir(path: str, key: str = "ROOT") -> str:
+    """``path`` if it is a pipeline's folder; else a one-line error naming the folders to give.
+
+    Raises:
+      ConfigError: ``path`` is a root holding pipelines (they are listed), or neither.
+    """
+    if is_pipeline_dir(path):
+        return path
+    inside = pipelines_in(path)
+    if inside:
+        raise ConfigError([(key, f"{path} is a root holding the pipelines {', '.join(inside)}: "
+                            f"give one of their folders, e.g. {os.path.join(path, inside[0])}")])
+    raise ConfigError([(key, f"{path} is not a pipeline folder: give "
+                        "<pipeline.root>/<pipeline.name>, e.g. runs/b2b-demo")])
 
 
 def newest(pattern: str) -> str:
     """The match with the highest numeric last path part (TFX execution ids)."""
-    found = [p for p in glob.glob(pattern) if os.path.basename(p).isdigit()]
+    return newest_of(glob.glob(pattern))
+
+
+def newest_of(found: List[str]) -> str:
+    """The path with the highest numeric last part (execution ids, serving versions)."""
+    found = [p for p in found if os.path.basename(p).isdigit()]
     return max(found, key=lambda p: int(os.path.basename(p))) if found else ""
 
 
@@ -45,7 +88,9 @@ def results(root: str) -> dict:
                 out["metrics"] = json.load(handle)
     blessing = newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
     out["gate"] = read_decision(blessing) if blessing else None
-    out["serving_model"] = newest(os.path.join(where["serving"], "*"))
+    pushed = {os.path.realpath(p) for p in pushed_models(where["metadata"])}
+    out["serving_model"] = newest_of([p for p in glob.glob(os.path.join(where["serving"], "*"))
+                                      if os.path.realpath(p) in pushed])
     return out
 
 
@@ -58,8 +103,8 @@ def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1
     failing component), or ConfigError when another run holds ``root``
     (:mod:`pipelines.runners.lock`).
     """
-    root = root or pipeline_root(cfg)
-    with holding(root, cfg.pipeline.name):  # one run at a time under a root
+    root = root or pipeline_dir(cfg)
+    with holding(root, cfg.pipeline.name):  # one run at a time of a pipeline
         return _run_local(cfg, log, root, until)
 
 
@@ -100,15 +145,49 @@ def transform_outputs(root: str) -> Dict[str, object]:
     return {"transform_graph": graph, "files": files}
 
 
-def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float]:
-    """Wall seconds of each component's newest execution, from ML Metadata's timestamps."""
+def _store(metadata_path: str):
+    """ML Metadata's SQLite store under a pipeline's folder, read-only."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    return metadata_store.MetadataStore(config)
+
+
+def pushed_models(metadata_path: str) -> List[str]:
+    """The serving folders that a Pusher execution which COMPLETED recorded as pushed.
+
+    The Pusher copies the model into ``serving/<version>`` in place: a push
+    that failed midway (a full disk, a killed run) leaves a partial folder
+    that looks like a version. Only what ML Metadata records as pushed by a
+    finished execution is served.
+    """
+    if not os.path.exists(metadata_path):
+        return []
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    artifacts = store.get_artifacts_by_type("PushedModel")  # [] before any push
+    complete = metadata_store_pb2.Execution.COMPLETE
+    out = []
+    for artifact in artifacts:
+        props = artifact.custom_properties
+        if props["pushed"].int_value != 1 or not props["pushed_destination"].string_value:
+            continue
+        events = store.get_events_by_artifact_ids([artifact.id])
+        producers = [e.execution_id for e in events
+                     if e.type == metadata_store_pb2.Event.OUTPUT]
+        if producers and all(x.last_known_state == complete
+                             for x in store.get_executions_by_id(producers)):
+            out.append(props["pushed_destination"].string_value)
+    return out
+
+
+def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float]:
+    """Wall seconds of each component's newest execution, from ML Metadata's timestamps."""
+    store = _store(metadata_path)
     newest: Dict[str, tuple] = {}
     for execution in store.get_executions():
         for context in store.get_contexts_by_execution(execution.id):
@@ -123,13 +202,9 @@ def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float
 
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:
     """Component ids with a COMPLETE execution in ML Metadata (for tests and checks)."""
-    from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = _store(metadata_path)
     done = set()
     for execution in store.get_executions():
         if execution.last_known_state != metadata_store_pb2.Execution.COMPLETE:

@@ -100,6 +100,12 @@ def _training_problems(t) -> List[Tuple[str, str]]:
     return out
 
 
+def pipeline_folder(cfg: Config) -> str:
+    """``<vertex.pipeline_root>/<pipeline.name>``: this pipeline's part of a shared root
+    (its staged files, its job's artifacts under ``tfx/``, its pushed models)."""
+    return f"{cfg.vertex.pipeline_root.rstrip('/')}/{cfg.pipeline.name}"
+
+
 def dataflow_args(cfg: Config, image: str) -> List[str]:
     """``beam_pipeline_args`` that run the Beam components on Dataflow.
 
@@ -240,7 +246,7 @@ def submit(cfg: Config, spec_path: str, wait: bool = False, log=print,
         options.update(credentials=AnonymousCredentials(), api_transport="rest")
     aiplatform.init(**options)
     job = aiplatform.PipelineJob(display_name=cfg.pipeline.name, template_path=spec_path,
-                                 pipeline_root=v.pipeline_root, enable_caching=v.enable_caching,
+                                 pipeline_root=f"{pipeline_folder(cfg)}/tfx", enable_caching=v.enable_caching,
                                  labels=dict(v.labels) or None,
                                  parameter_values=dict(params or {}) or None)
     try:

@@ -1847,9 +1847,14 @@ def _finite(value):
 
 
 def write_record(run_dir, record):
+    """Writes ``training_metrics.json`` whole or not at all (a full disk midway leaves the
+    earlier record, never a truncated one): written beside it, then renamed over it."""
+    text = json.dumps(_finite(record), indent=2, sort_keys=True)
     tf.io.gfile.makedirs(run_dir)
-    with tf.io.gfile.GFile(os.path.join(run_dir, METRICS_FILE), "w") as handle:
-        handle.write(json.dumps(_finite(record), indent=2, sort_keys=True))
+    path = os.path.join(run_dir, METRICS_FILE)
+    with tf.io.gfile.GFile(path + ".partial", "w") as handle:
+        handle.write(text)
+    tf.io.gfile.rename(path + ".partial", path, overwrite=True)
 
 
 def split_files(spec, train_files, eval_files):
