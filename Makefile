@@ -15,7 +15,8 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest -m "not slow"
 
-# The slow fault tests (FAULTS.md: a run killed and resumed, a failing component): CI runs them.
+# The slow fault tests (FAULTS.md: a run killed and resumed, two pipelines at once under one
+# root, a full disk while pushing, a failing component): CI runs them.
 test-slow: venv
 	$(VENV)/bin/python -m pytest -m slow
 

@@ -91,7 +91,11 @@ def cmd_prepare(args) -> int:
             print("twotower prepare: BigQuery runs this program from the Vertex AI pipeline; "
                   "here it can only be printed: add --print-sql", file=sys.stderr)
             return 2
-        sys.stdout.write(program_text(cfg, args.engine))
+        try:
+            text = program_text(cfg, args.engine)
+        except ValueError as exc:  # a name BigQuery can't quote as one column
+            raise ConfigError([("--engine", f"{args.engine}: {exc}")]) from None
+        sys.stdout.write(text)
         return 0
     from pipelines.data.prepare import prepare
     from pipelines.runners.local import pipeline_dir

@@ -117,6 +117,22 @@ def source_problems(d) -> List[tuple]:
     return out
 
 
+def configured_columns(cfg: Config) -> List[tuple]:
+    """``(key, column)`` for every raw column the config names."""
+    d = cfg.data
+    out = [(f"data.{k}", getattr(d, k)) for k in ("query_id", "candidate_id", "timestamp")
+           if getattr(d, k)]
+    if d.candidates is not None:
+        out.append(("data.candidates.id", d.candidates.id))
+    for tower in ("query_tower", "candidate_tower"):
+        for i, f in enumerate(getattr(cfg, tower).features):
+            key = f"{tower}.features.{i}"
+            if f.column:
+                out.append((f"{key}.column", f.column))
+            out += [(f"{key}.columns.{j}", c) for j, c in enumerate(f.columns or [])]
+    return out
+
+
 def validate(cfg: Config, check_data: bool = True) -> List[str]:
     """Raises ConfigError listing every problem; returns non-blocking warnings."""
     problems: List[tuple] = []
@@ -129,6 +145,11 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             add(f"data.{key}", "must not be empty")
     for key, msg in source_problems(d):
         add(key, msg)
+    if d.bigquery:
+        for key, column in configured_columns(cfg):
+            if isinstance(column, str) and "." in column:
+                add(key, f"{column!r}: a BigQuery column name has no '.' (BigQuery reads a "
+                    "quoted name with a dot as a path, so the column could never be read)")
     if d.query_id == d.candidate_id:
         add("data.candidate_id", f"is the same column as data.query_id ({d.query_id!r})")
     if d.timestamp is not None and d.timestamp in (d.query_id, d.candidate_id):

@@ -18,6 +18,8 @@ from pipelines.config import Config, ConfigError
 
 PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
 REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+\Z")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
+NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]*\Z")
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}\Z")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}\Z")
 CONSOLE = ("https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job}"
@@ -42,6 +44,12 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
     if v.pipeline_root and not v.pipeline_root.startswith("gs://"):
         out.append(("vertex.pipeline_root", f"{v.pipeline_root!r} must be a gs:// location "
                     "(Vertex AI writes every run's artifacts there)"))
+    for key, account in (("vertex.service_account", v.service_account),
+                         ("vertex.dataflow.service_account",
+                          v.dataflow.service_account if v.dataflow else None)):
+        if account and not EMAIL.match(account):
+            out.append((key, f"{account!r} is not a service account's e-mail, e.g. "
+                        "pipelines@my-project.iam.gserviceaccount.com"))
     for key, value in v.labels.items():
         if not LABEL_KEY.match(key):
             out.append((f"vertex.labels.{key}", "label keys are 1-63 lower-case letters, digits, "
@@ -59,12 +67,17 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         if not re.match(r"[a-z][a-z0-9-]{1,62}\Z", f.machine_type or ""):
             out.append(("vertex.dataflow.machine_type", f"{f.machine_type!r} is not a machine "
                         "type, e.g. n1-standard-4"))
+        for key in ("network", "subnetwork"):
+            value = getattr(f, key)
+            if value and (not NETWORK.match(value) or ".." in value):
+                out.append((f"vertex.dataflow.{key}", f"{value!r} is not a network name or "
+                            "path, e.g. default or regions/europe-west4/subnetworks/default"))
     if v.training is not None:
         out += _training_problems(v.training)
     if v.model_upload is not None:
         u = v.model_upload
         if not re.match(r"[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})?"
-                        r"\Z", u.serving_image or ""):
+                        r"\Z", u.serving_image or "") or ".." in u.serving_image:
             out.append(("vertex.model_upload.serving_image", f"{u.serving_image!r} is not a "
                         "container image, e.g. us-docker.pkg.dev/vertex-ai/prediction/"
                         "tf2-cpu.2-15:latest"))

@@ -124,4 +124,8 @@ def render(tree: exp.Expression, dialect: str = "duckdb", pretty: bool = False) 
     """The tree as SQL text for ``dialect`` (``duckdb`` or ``bigquery``)."""
     if dialect == "bigquery":
         tree = tree.copy().transform(_bigquery)
+        dotted = sorted({n.name for n in tree.find_all(exp.Identifier) if "." in n.name})
+        if dotted:  # validation refuses these first, for BigQuery sources
+            raise ValueError(f"{dotted[0]!r}: BigQuery reads a quoted name with a dot as a "
+                             "path (`a.b` is column b of a), so it can't name one column")
     return tree.sql(dialect=dialect, pretty=pretty)
