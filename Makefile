@@ -16,7 +16,8 @@ test: venv
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 # The slow fault tests (FAULTS.md: a run killed and resumed, two pipelines at once under one
-# root, a full disk while pushing, a failing component): CI runs them.
+# root, a full disk while pushing, a model the push gate refuses, a failing component): CI
+# runs them.
 test-slow: venv
 	$(VENV)/bin/python -m pytest -m slow
 

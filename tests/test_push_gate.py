@@ -39,6 +39,7 @@ def test_the_gate_off_blesses_any_completed_model_and_nothing_else():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a whole pipeline run (~100 s): `make test-slow`, run by CI
 def test_a_model_that_does_not_beat_popularity_enough_is_not_pushed(small_data, tmp_path):
     """Through the CLI: exit 1, a one-line reason, the metrics file, no new serving version,
     and the serving model already there left in place."""
