@@ -1,7 +1,7 @@
 """twotower: TFX + TensorFlow Recommenders two-tower retrieval pipelines from one config."""
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 here = os.path.dirname(os.path.abspath(__file__))
 version = {}
@@ -12,7 +12,7 @@ setup(
     name="twotower",
     version=version["__version__"],
     description="Generate and run TFX + TFRS two-tower retrieval pipelines from one config",
-    packages=["pipelines", "trainer", "transform"],
+    packages=find_packages(include=["pipelines", "pipelines.*", "trainer", "transform"]),
     python_requires=">=3.10,<3.11",
     install_requires=[
         "tfx[kfp]==1.16.0",

@@ -25,19 +25,12 @@ import argparse
 import os
 import sys
 
-from pipelines.config import Config, ConfigError, apply_overrides, load_config, read_raw
+from pipelines.commands.common import config_from
+from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
+from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs
+from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
+from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import DataError
-from pipelines.validate import validate
-
-DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "examples", "b2b_demo.yaml")
-
-
-def _config(args) -> Config:
-    cfg = load_config(args.config, args.set)
-    for warning in validate(cfg, check_data=not getattr(args, "no_data", False)):
-        print(f"warning: {warning}", file=sys.stderr)
-    return cfg
 
 
 def _tower_summary(cfg: Config, with_data: bool) -> str:
@@ -62,7 +55,7 @@ def _tower_summary(cfg: Config, with_data: bool) -> str:
 
 
 def cmd_validate(args) -> int:
-    cfg = _config(args)
+    cfg = config_from(args)
     print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
     print(_tower_summary(cfg, with_data=not args.no_data))
     return 0
@@ -71,7 +64,7 @@ def cmd_validate(args) -> int:
 def cmd_generate(args) -> int:
     from pipelines.codegen import write_modules
 
-    cfg = _config(args)
+    cfg = config_from(args)
     written = write_modules(cfg, args.out)
     print(f"wrote {written['transform']}\nwrote {written['trainer']}")
     return 0
@@ -80,7 +73,7 @@ def cmd_generate(args) -> int:
 def cmd_prepare(args) -> int:
     from pipelines.data.sql.duck import program_text
 
-    cfg = _config(args)
+    cfg = config_from(args)
     if args.print_sql and cfg.data.bigquery:  # the queries BigQueryExampleGen runs
         from pipelines.data.sql import bigquery
 
@@ -107,229 +100,6 @@ def cmd_prepare(args) -> int:
     print(f"prepared {report['rows']} interactions: {held} ({report['split_method']} split), "
           f"{report['catalog_candidates']} catalog candidates -> {out} (the SQL that ran: "
           f"{os.path.join(out, 'prepare.sql')})")
-    return 0
-
-
-def cmd_image(args) -> int:
-    from pipelines import image
-
-    args.no_data = True  # the image depends on the config, not on the data
-    cfg = _config(args)
-    try:
-        path = image.write(cfg, args.out)
-    except ValueError as exc:
-        raise ConfigError([("--out", str(exc))]) from None
-    tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
-    print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
-          f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
-          "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
-    return 0
-
-
-def cmd_compile(args) -> int:
-    from pipelines.runners.compile import compile_vertex
-
-    cfg = _config(args)
-    if args.stage_dir:
-        from pipelines.runners import gcs_on_disk
-
-        gcs_on_disk.register(os.path.abspath(args.stage_dir))
-    compile_vertex(cfg, args.out, args.image)
-    if args.stage_dir:
-        print(f"staged under {args.stage_dir}: copy it to Cloud Storage before submitting, e.g. "
-              f"gsutil -m rsync -r {os.path.join(args.stage_dir, cfg.vertex.pipeline_root[5:].split('/')[0])} "
-              f"gs://{cfg.vertex.pipeline_root[5:].split('/')[0]}")
-    return 0
-
-
-def cmd_submit(args) -> int:
-    from pipelines.runners import vertex
-
-    args.no_data = True  # the data is read on Vertex AI, not here
-    cfg = _config(args)
-    try:
-        done = vertex.submit(cfg, args.spec, wait=args.wait,
-                             params=vertex.parse_params(cfg, args.param))
-    except RuntimeError as exc:
-        print(f"twotower submit: {exc}", file=sys.stderr)
-        return 1
-    if args.wait and done["state"] != "PIPELINE_STATE_SUCCEEDED":
-        return 1
-    return 0
-
-
-def _mode(args) -> str:
-    return "verbose" if getattr(args, "verbose", False) else (
-        "quiet" if getattr(args, "quiet", False) else "normal")
-
-
-def _run(cfg: Config, args) -> int:
-    """Runs the local pipeline with a quiet terminal and the full log on disk."""
-    import time
-
-    from pipelines.runners.local import pipeline_dir
-    from pipelines.runners.lock import holding
-
-    # Held before the log opens: a refused second run writes nothing in the folder.
-    with holding(pipeline_dir(cfg), cfg.pipeline.name):
-        return _run_held(cfg, args, time.time())
-
-
-def _run_held(cfg: Config, args, started: float) -> int:
-    import traceback
-
-    from pipelines.builder import COMPONENTS
-    from pipelines.console import Console, result_lines, root_cause
-    from pipelines.runners import runs
-    from pipelines.runners.local import pipeline_dir, run_local
-
-    mode = _mode(args)
-    log_dir = os.path.join(pipeline_dir(cfg), "logs")
-    console = Console(log_dir, mode)
-    res, status, error = None, "failed", ""
-    try:
-        with console.capture(list(COMPONENTS)):
-            console.say(f"full log: {console.log_path}")
-            res = run_local(cfg, log=console.say)
-    except (ConfigError, DataError) as exc:
-        error = str(exc)
-        raise
-    except Exception as exc:  # a component failed: one line, the log has the traceback
-        error = root_cause(exc)
-        with open(console.log_path, "a", encoding="utf-8") as handle:
-            handle.write(traceback.format_exc())
-        if mode == "verbose":
-            traceback.print_exc()
-        print(f"pipeline failed: {error}\nfull log: {console.log_path}", file=sys.stderr)
-        return 1
-    finally:
-        if res is None:
-            runs.record(log_dir, runs.entry(started, cfg.fingerprint(), None, "failed",
-                                            console.log_path, error))
-    for line in result_lines(res):
-        console.result(line)
-    gate = res.get("gate") or {}
-    code, status, why = 0, "pushed", ""
-    if (res.get("metrics") or {}).get("status") != "completed":
-        code, status = 1, (res.get("metrics") or {}).get("status") or "failed"
-        why = "pipeline finished without a completed model"
-    elif not gate.get("blessed", False):
-        code, status = 1, "not pushed"
-        why = f"not pushed: {gate.get('reason', 'the push gate did not run')}"
-    elif not res.get("pushed"):
-        code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
-    runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
-                                    why))
-    if why:
-        print(why, file=sys.stderr)
-    return code
-
-
-def cmd_run(args) -> int:
-    return _run(_config(args), args)
-
-
-def cmd_lr_check(args) -> int:
-    from pipelines.lrcheck import format_report, lr_check, parse_rates
-
-    cfg = load_config(args.config, args.set)
-    # Every other config error stops here; a risky configured rate is what this tests.
-    checked = Config.from_dict(apply_overrides(cfg.to_dict(),
-                                               ["training.allow_risky_learning_rate=true"]))
-    for warning in validate(checked):
-        print(f"warning: {warning}", file=sys.stderr)
-    import traceback
-
-    from pipelines.builder import COMPONENTS
-    from pipelines.console import Console, root_cause
-    from pipelines.runners.local import pipeline_dir
-
-    rates = parse_rates(args.rates) if args.rates else None
-    console = Console(os.path.join(pipeline_dir(cfg), "logs"), _mode(args), name="lr-check")
-    try:
-        with console.capture(list(COMPONENTS[:COMPONENTS.index("Transform") + 1])):
-            console.say(f"full log: {console.log_path}")
-            report = lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
-    except (ConfigError, DataError):
-        raise
-    except Exception as exc:
-        with open(console.log_path, "a", encoding="utf-8") as handle:
-            handle.write(traceback.format_exc())
-        if console.mode == "verbose":
-            traceback.print_exc()
-        print(f"lr-check failed: {root_cause(exc)}\nfull log: {console.log_path}",
-              file=sys.stderr)
-        return 1
-    console.result(format_report(report))
-    return 0 if report["recommended"] is not None else 1
-
-
-def cmd_recommend(args) -> int:
-    from pipelines.recommend import recommend
-
-    recommend(args.model, args.users, args.k, args.out, history=args.history,
-              include_seen=args.include_seen, batch_size=args.batch_size,
-              buy_again_out=args.buy_again_out)
-    return 0
-
-
-def cmd_demo(args) -> int:
-    from pipelines.data.synthetic import generate
-
-    if not os.path.exists(DEMO_CONFIG):
-        raise ConfigError([("", f"demo config not found at {DEMO_CONFIG}; install the library "
-                            "from its repository (pip install -e .)")])
-    from pipelines.runners.local import pipeline_dir
-
-    root = os.path.abspath(args.root)
-    raw = apply_overrides(read_raw(DEMO_CONFIG), [f"pipeline.root={root}"] + list(args.set))
-    folder = pipeline_dir(Config.from_dict(raw))
-    data = generate(os.path.join(folder, "data"))
-    if _mode(args) != "quiet":
-        print(f"generated synthetic B2B purchases: {data['purchases']}")
-    raw = apply_overrides(raw, [f"data.path={data['purchases']}",
-                                f"data.candidates.path={data['products']}"])
-    cfg = Config.from_dict(raw)
-    for warning in validate(cfg):
-        print(f"warning: {warning}", file=sys.stderr)
-    return _run(cfg, args)
-
-
-def cmd_inspect(args) -> int:
-    from pipelines.console import Console
-    from pipelines.inspect import report
-    from pipelines.inspect.run import load
-
-    if not os.path.exists(args.root):
-        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline folder (e.g. "
-                            "runs/b2b-demo) or a generated trainer_module.py")])
-    try:
-        root = load(args.root)["root"]
-        console = Console(os.path.join(root, "logs"), _mode(args), name="inspect")
-        with console.capture([]):  # TensorFlow's chatter goes to the log
-            found = report.gather(args.root, query=args.query, candidate=args.candidate,
-                                  k=args.k)
-            written = report.write(found, args.out or os.path.join(root, "inspect"))
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
-        return 2
-    for line in report.summary(found):
-        console.result(line)
-    console.result(f"report: {written.pop('report')}")
-    console.result(f"figures: {', '.join(os.path.basename(p) for p in written.values())} in "
-                   f"{os.path.dirname(next(iter(written.values()), '')) or '-'}")
-    return 0
-
-
-def cmd_runs(args) -> int:
-    from pipelines.runners import runs
-    from pipelines.runners.local import resolve_pipeline_dir
-
-    if not os.path.isdir(args.root):
-        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline folder, e.g. "
-                            "runs/b2b-demo")])
-    found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
-    print(runs.table(found))
     return 0
 
 

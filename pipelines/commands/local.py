@@ -1,0 +1,142 @@
+"""`twotower run`, `lr-check` and `demo`: the local pipeline with a quiet terminal.
+
+Progress, one line per epoch and the result go to the terminal; everything
+else to the run's log under ``<pipeline folder>/logs`` (:mod:`pipelines.console`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipelines.commands.common import config_from, output_mode
+from pipelines.config import Config, ConfigError, apply_overrides, load_config, read_raw
+from pipelines.data.prepare import DataError
+from pipelines.validate import validate
+
+
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "examples", "b2b_demo.yaml")
+
+
+def _run(cfg: Config, args) -> int:
+    """Runs the local pipeline with a quiet terminal and the full log on disk."""
+    import time
+
+    from pipelines.runners.local import pipeline_dir
+    from pipelines.runners.lock import holding
+
+    # Held before the log opens: a refused second run writes nothing in the folder.
+    with holding(pipeline_dir(cfg), cfg.pipeline.name):
+        return _run_held(cfg, args, time.time())
+
+
+def _run_held(cfg: Config, args, started: float) -> int:
+    import traceback
+
+    from pipelines.builder import COMPONENTS
+    from pipelines.console import Console, result_lines, root_cause
+    from pipelines.runners import runs
+    from pipelines.runners.local import pipeline_dir, run_local
+
+    mode = output_mode(args)
+    log_dir = os.path.join(pipeline_dir(cfg), "logs")
+    console = Console(log_dir, mode)
+    res, status, error = None, "failed", ""
+    try:
+        with console.capture(list(COMPONENTS)):
+            console.say(f"full log: {console.log_path}")
+            res = run_local(cfg, log=console.say)
+    except (ConfigError, DataError) as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:  # a component failed: one line, the log has the traceback
+        error = root_cause(exc)
+        with open(console.log_path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        if mode == "verbose":
+            traceback.print_exc()
+        print(f"pipeline failed: {error}\nfull log: {console.log_path}", file=sys.stderr)
+        return 1
+    finally:
+        if res is None:
+            runs.record(log_dir, runs.entry(started, cfg.fingerprint(), None, "failed",
+                                            console.log_path, error))
+    for line in result_lines(res):
+        console.result(line)
+    gate = res.get("gate") or {}
+    code, status, why = 0, "pushed", ""
+    if (res.get("metrics") or {}).get("status") != "completed":
+        code, status = 1, (res.get("metrics") or {}).get("status") or "failed"
+        why = "pipeline finished without a completed model"
+    elif not gate.get("blessed", False):
+        code, status = 1, "not pushed"
+        why = f"not pushed: {gate.get('reason', 'the push gate did not run')}"
+    elif not res.get("pushed"):
+        code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
+    runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
+                                    why))
+    if why:
+        print(why, file=sys.stderr)
+    return code
+
+
+def cmd_run(args) -> int:
+    return _run(config_from(args), args)
+
+
+def cmd_lr_check(args) -> int:
+    from pipelines.lrcheck import format_report, lr_check, parse_rates
+
+    cfg = load_config(args.config, args.set)
+    # Every other config error stops here; a risky configured rate is what this tests.
+    checked = Config.from_dict(apply_overrides(cfg.to_dict(),
+                                               ["training.allow_risky_learning_rate=true"]))
+    for warning in validate(checked):
+        print(f"warning: {warning}", file=sys.stderr)
+    import traceback
+
+    from pipelines.builder import COMPONENTS
+    from pipelines.console import Console, root_cause
+    from pipelines.runners.local import pipeline_dir
+
+    rates = parse_rates(args.rates) if args.rates else None
+    console = Console(os.path.join(pipeline_dir(cfg), "logs"), output_mode(args),
+                      name="lr-check")
+    try:
+        with console.capture(list(COMPONENTS[:COMPONENTS.index("Transform") + 1])):
+            console.say(f"full log: {console.log_path}")
+            report = lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:
+        with open(console.log_path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        if console.mode == "verbose":
+            traceback.print_exc()
+        print(f"lr-check failed: {root_cause(exc)}\nfull log: {console.log_path}",
+              file=sys.stderr)
+        return 1
+    console.result(format_report(report))
+    return 0 if report["recommended"] is not None else 1
+
+
+def cmd_demo(args) -> int:
+    from pipelines.data.synthetic import generate
+
+    if not os.path.exists(DEMO_CONFIG):
+        raise ConfigError([("", f"demo config not found at {DEMO_CONFIG}; install the library "
+                            "from its repository (pip install -e .)")])
+    from pipelines.runners.local import pipeline_dir
+
+    root = os.path.abspath(args.root)
+    raw = apply_overrides(read_raw(DEMO_CONFIG), [f"pipeline.root={root}"] + list(args.set))
+    folder = pipeline_dir(Config.from_dict(raw))
+    data = generate(os.path.join(folder, "data"))
+    if output_mode(args) != "quiet":
+        print(f"generated synthetic B2B purchases: {data['purchases']}")
+    raw = apply_overrides(raw, [f"data.path={data['purchases']}",
+                                f"data.candidates.path={data['products']}"])
+    cfg = Config.from_dict(raw)
+    for warning in validate(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
+    return _run(cfg, args)

@@ -1,0 +1,55 @@
+"""`twotower recommend`, `inspect` and `runs`: what a finished run gives and shows."""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipelines.commands.common import output_mode
+from pipelines.config import ConfigError
+
+
+def cmd_recommend(args) -> int:
+    from pipelines.recommend import recommend
+
+    recommend(args.model, args.users, args.k, args.out, history=args.history,
+              include_seen=args.include_seen, batch_size=args.batch_size,
+              buy_again_out=args.buy_again_out)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from pipelines.console import Console
+    from pipelines.inspect import report
+    from pipelines.inspect.run import load
+
+    if not os.path.exists(args.root):
+        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline folder (e.g. "
+                            "runs/b2b-demo) or a generated trainer_module.py")])
+    try:
+        root = load(args.root)["root"]
+        console = Console(os.path.join(root, "logs"), output_mode(args), name="inspect")
+        with console.capture([]):  # TensorFlow's chatter goes to the log
+            found = report.gather(args.root, query=args.query, candidate=args.candidate,
+                                  k=args.k)
+            written = report.write(found, args.out or os.path.join(root, "inspect"))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    for line in report.summary(found):
+        console.result(line)
+    console.result(f"report: {written.pop('report')}")
+    console.result(f"figures: {', '.join(os.path.basename(p) for p in written.values())} in "
+                   f"{os.path.dirname(next(iter(written.values()), '')) or '-'}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from pipelines.runners import runs
+    from pipelines.runners.local import resolve_pipeline_dir
+
+    if not os.path.isdir(args.root):
+        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline folder, e.g. "
+                            "runs/b2b-demo")])
+    found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
+    print(runs.table(found))
+    return 0

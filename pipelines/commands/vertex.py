@@ -1,0 +1,56 @@
+"""`twotower image`, `compile` and `submit`: the same pipeline on Vertex AI."""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipelines.commands.common import config_from
+from pipelines.config import ConfigError
+
+
+def cmd_image(args) -> int:
+    from pipelines import image
+
+    args.no_data = True  # the image depends on the config, not on the data
+    cfg = config_from(args)
+    try:
+        path = image.write(cfg, args.out)
+    except ValueError as exc:
+        raise ConfigError([("--out", str(exc))]) from None
+    tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
+    print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
+          f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
+          "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from pipelines.runners.compile import compile_vertex
+
+    cfg = config_from(args)
+    if args.stage_dir:
+        from pipelines.runners import gcs_on_disk
+
+        gcs_on_disk.register(os.path.abspath(args.stage_dir))
+    compile_vertex(cfg, args.out, args.image)
+    if args.stage_dir:
+        bucket = cfg.vertex.pipeline_root[len("gs://"):].split("/")[0]
+        print(f"staged under {args.stage_dir}: copy it to Cloud Storage before submitting, e.g. "
+              f"gsutil -m rsync -r {os.path.join(args.stage_dir, bucket)} gs://{bucket}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipelines.runners import vertex
+
+    args.no_data = True  # the data is read on Vertex AI, not here
+    cfg = config_from(args)
+    try:
+        done = vertex.submit(cfg, args.spec, wait=args.wait,
+                             params=vertex.parse_params(cfg, args.param))
+    except RuntimeError as exc:
+        print(f"twotower submit: {exc}", file=sys.stderr)
+        return 1
+    if args.wait and done["state"] != "PIPELINE_STATE_SUCCEEDED":
+        return 1
+    return 0
