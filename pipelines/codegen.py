@@ -144,7 +144,7 @@ def _header(kind: str, config: Config, sources: Sequence[str]) -> str:
 
 
 def _meta(config: Config) -> Dict[str, object]:
-    from pipelines.validate import learning_rate_ceiling
+    from pipelines.learning_rate import learning_rate_ceiling
 
     # the ceiling bounds a learning rate given at submission (trainer.runtime.apply_runtime)
     return {"config_fingerprint": config.fingerprint(), "library_version": __version__,

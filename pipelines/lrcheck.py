@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from pipelines.config import Config, ConfigError
 from pipelines.runners.local import pipeline_dir, run_local, transform_outputs
-from pipelines.validate import learning_rate_ceiling
+from pipelines.learning_rate import learning_rate_ceiling
 
 STEPS = 300
 MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)

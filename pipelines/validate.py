@@ -7,7 +7,6 @@ that every column the config names exists.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib.util
 import keyword
@@ -21,8 +20,9 @@ from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMER
                               SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config, ConfigError,
                               FeatureConfig)
 from pipelines.data.columns import type_conflicts
-from pipelines.data.sql.bigquery import table_problems
+from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
+from pipelines.learning_rate import learning_rate_advice
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -42,12 +42,6 @@ _OPTION_KINDS = {
     "pooling": ("history",),
 }
 
-# Learning-rate ceilings above which a run is refused unless forced: in the
-# field, Adagrad at 0.1 with a 3-4 layer tower collapsed to zero gradients
-# after one epoch, and the same model learned at 0.01.
-SAFE_LR = {"adam": 0.01, "adagrad": 0.05, "sgd": 0.05}
-DEEP_TOWER = 3  # dense layers, output layer included
-
 
 def check_identifier(name: str) -> str:
     """Returns an error message if ``name`` can't be a feature identifier, else ''."""
@@ -58,79 +52,6 @@ def check_identifier(name: str) -> str:
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return f"{name!r} is a Python keyword; choose another feature name"
     return ""
-
-
-def tower_depth(cfg: Config, tower: str) -> int:
-    return len(getattr(cfg, tower).layers) + 1
-
-
-def learning_rate_ceiling(cfg: Config):
-    """The highest rate accepted without ``allow_risky_learning_rate``; None if unbounded."""
-    opt = cfg.training.optimizer
-    if cfg.training.allow_risky_learning_rate or opt not in SAFE_LR:
-        return None
-    depth = max(tower_depth(cfg, "query_tower"), tower_depth(cfg, "candidate_tower"))
-    return SAFE_LR[opt] if (opt == "adam" or depth >= DEEP_TOWER) else None
-
-
-def learning_rate_advice(cfg: Config) -> List[str]:
-    """Reasons why the configured learning rate is risky; empty when it is not."""
-    t = cfg.training
-    lr, opt = t.learning_rate, t.optimizer
-    if not isinstance(lr, float) or not math.isfinite(lr) or opt not in SAFE_LR:
-        return []
-    depth = max(tower_depth(cfg, "query_tower"), tower_depth(cfg, "candidate_tower"))
-    ceiling = SAFE_LR[opt]
-    reasons = []
-    if lr > ceiling and (opt == "adam" or depth >= DEEP_TOWER):
-        reasons.append(
-            f"learning rate {lr:g} is risky for {opt} with {depth}-layer towers: gradients can "
-            f"collapse to zero after the first epoch (loss flat, recall 0); recommended range "
-            f"{ceiling / 100:g}..{ceiling:g} (measure with `twotower lr-check`); set "
-            "training.allow_risky_learning_rate: true to run it anyway")
-    elif lr > 0.5:
-        reasons.append(f"learning rate {lr:g} is far above the usual range for {opt} "
-                       f"(recommended at most {ceiling:g})")
-    return reasons
-
-
-def source_problems(d) -> List[tuple]:
-    """The interactions and the candidate table: one file each, or one BigQuery table each."""
-    out = []
-    if bool(d.path) == bool(d.bigquery):
-        out.append(("data.path", "give the interactions as data.path (a CSV file) or as "
-                    "data.bigquery (project.dataset.table), one of the two"))
-    if d.bigquery:
-        out += table_problems(d.bigquery, "data.bigquery")
-    t = d.candidates
-    if t is not None:
-        if bool(t.path) == bool(t.bigquery):
-            out.append(("data.candidates.path", "give the candidate table as path (a CSV "
-                        "file) or as bigquery (project.dataset.table), one of the two"))
-        elif bool(t.bigquery) != bool(d.bigquery):
-            out.append(("data.candidates." + ("bigquery" if t.bigquery else "path"),
-                        "the candidate table must be read where the interactions are: "
-                        + ("a BigQuery table, as data.bigquery is" if d.bigquery
-                           else "a file, as data.path is")))
-        if t.bigquery:
-            out += table_problems(t.bigquery, "data.candidates.bigquery")
-    return out
-
-
-def configured_columns(cfg: Config) -> List[tuple]:
-    """``(key, column)`` for every raw column the config names."""
-    d = cfg.data
-    out = [(f"data.{k}", getattr(d, k)) for k in ("query_id", "candidate_id", "timestamp")
-           if getattr(d, k)]
-    if d.candidates is not None:
-        out.append(("data.candidates.id", d.candidates.id))
-    for tower in ("query_tower", "candidate_tower"):
-        for i, f in enumerate(getattr(cfg, tower).features):
-            key = f"{tower}.features.{i}"
-            if f.column:
-                out.append((f"{key}.column", f.column))
-            out += [(f"{key}.columns.{j}", c) for j, c in enumerate(f.columns or [])]
-    return out
 
 
 def validate(cfg: Config, check_data: bool = True) -> List[str]:
@@ -276,7 +197,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if problems:
         raise ConfigError(problems)
     if check_data and d.path:  # a BigQuery table's columns are checked by BigQuery
-        _check_columns(cfg)
+        check_columns(cfg)
     return warnings
 
 
@@ -375,63 +296,3 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.default", f"a {f.kind} feature needs a string default")
 
 
-def read_header(path: str, key: str) -> List[str]:
-    """The column names of a CSV (its first row) or Parquet file; ConfigError naming ``key``
-    if unreadable."""
-    if not os.path.isfile(path):
-        raise ConfigError([(key, f"file not found: {path}")])
-    if path.lower().endswith((".parquet", ".pq")):
-        from pipelines.data.csvfile import DataError
-        from pipelines.data.sql.duck import header
-
-        try:
-            return header(path)
-        except DataError as exc:
-            raise ConfigError([(key, str(exc))]) from None
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError:
-        raise ConfigError([(key, f"{path}: the header is not UTF-8 text; save the file as "
-                            "UTF-8")]) from None
-    if not header:
-        raise ConfigError([(key, f"{path} is empty: a CSV with a header row is needed")])
-    return header
-
-
-def _check_columns(cfg: Config) -> None:
-    d = cfg.data
-    header = read_header(d.path, "data.path")
-    problems = []
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        problems.append(("data.path", f"{d.path}: the header repeats column(s) {dupes}"))
-    for key in ("query_id", "candidate_id", "timestamp"):
-        col = getattr(d, key)
-        if col is not None and col not in header:
-            problems.append((f"data.{key}", f"column {col!r} is not in {d.path} "
-                             f"(columns: {header})"))
-    table = []
-    if d.candidates is not None:
-        table = read_header(d.candidates.path, "data.candidates.path")
-        if d.candidates.id not in table:
-            problems.append(("data.candidates.id", f"column {d.candidates.id!r} is not in "
-                             f"{d.candidates.path} (columns: {table})"))
-        both = sorted(set(header) & set(table) - {d.candidate_id, d.candidates.id})
-        if both:
-            problems.append(("data.candidates.path", f"column(s) {both} are in both files; "
-                             "rename them in one so that each feature has one source"))
-    for tower, f in cfg.features():
-        i = getattr(cfg, tower).features.index(f)
-        key = f"{tower}.features.{i}.column" + ("s" if f.kind == "cross" else "")
-        for column in ([f.column] if f.column else f.columns):
-            if (tower == "candidate_tower" and d.candidates is not None
-                    and column != d.candidate_id):
-                if column not in table:
-                    problems.append((key, f"column {column!r} is not in the candidate table "
-                                     f"{d.candidates.path} (columns: {table})"))
-            elif column not in header:
-                problems.append((key, f"column {column!r} is not in {d.path} "
-                                 f"(columns: {header})"))
-    if problems:
-        raise ConfigError(problems)

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from pipelines.config import Config, ConfigError, apply_overrides, load_config
-from pipelines.validate import learning_rate_advice, validate
+from pipelines.learning_rate import learning_rate_advice
+from pipelines.validate import validate
 
 
 def keys_of(exc):

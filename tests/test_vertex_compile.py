@@ -104,7 +104,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "tf2-cpu.2-15:latest}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
-    done = compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
     job = json.loads(out.read_text(encoding="utf-8"))
     # after the Pusher, the pushed model is uploaded to the Model Registry
     upload = job["pipelineSpec"]["root"]["dag"]["tasks"]["ModelUpload"]

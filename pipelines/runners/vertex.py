@@ -199,7 +199,7 @@ def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
         learning rate above what the config's towers take (as validation says).
     """
     from pipelines.builder import PARAMETERS
-    from pipelines.validate import learning_rate_ceiling
+    from pipelines.learning_rate import learning_rate_ceiling
 
     out, found = {}, []
     for item in items:

@@ -1,0 +1,110 @@
+"""What a config reads: a file or a BigQuery table each, and the columns it names in them."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import List
+
+from pipelines.config import Config, ConfigError
+from pipelines.data.sql.bigquery import table_problems
+
+
+def source_problems(d) -> List[tuple]:
+    """The interactions and the candidate table: one file each, or one BigQuery table each."""
+    out = []
+    if bool(d.path) == bool(d.bigquery):
+        out.append(("data.path", "give the interactions as data.path (a CSV file) or as "
+                    "data.bigquery (project.dataset.table), one of the two"))
+    if d.bigquery:
+        out += table_problems(d.bigquery, "data.bigquery")
+    t = d.candidates
+    if t is not None:
+        if bool(t.path) == bool(t.bigquery):
+            out.append(("data.candidates.path", "give the candidate table as path (a CSV "
+                        "file) or as bigquery (project.dataset.table), one of the two"))
+        elif bool(t.bigquery) != bool(d.bigquery):
+            out.append(("data.candidates." + ("bigquery" if t.bigquery else "path"),
+                        "the candidate table must be read where the interactions are: "
+                        + ("a BigQuery table, as data.bigquery is" if d.bigquery
+                           else "a file, as data.path is")))
+        if t.bigquery:
+            out += table_problems(t.bigquery, "data.candidates.bigquery")
+    return out
+
+
+def configured_columns(cfg: Config) -> List[tuple]:
+    """``(key, column)`` for every raw column the config names."""
+    d = cfg.data
+    out = [(f"data.{k}", getattr(d, k)) for k in ("query_id", "candidate_id", "timestamp")
+           if getattr(d, k)]
+    if d.candidates is not None:
+        out.append(("data.candidates.id", d.candidates.id))
+    for tower in ("query_tower", "candidate_tower"):
+        for i, f in enumerate(getattr(cfg, tower).features):
+            key = f"{tower}.features.{i}"
+            if f.column:
+                out.append((f"{key}.column", f.column))
+            out += [(f"{key}.columns.{j}", c) for j, c in enumerate(f.columns or [])]
+    return out
+
+
+def read_header(path: str, key: str) -> List[str]:
+    """The column names of a CSV (its first row) or Parquet file; ConfigError naming ``key``
+    if unreadable."""
+    if not os.path.isfile(path):
+        raise ConfigError([(key, f"file not found: {path}")])
+    if path.lower().endswith((".parquet", ".pq")):
+        from pipelines.data.csvfile import DataError
+        from pipelines.data.sql.duck import header
+
+        try:
+            return header(path)
+        except DataError as exc:
+            raise ConfigError([(key, str(exc))]) from None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise ConfigError([(key, f"{path}: the header is not UTF-8 text; save the file as "
+                            "UTF-8")]) from None
+    if not header:
+        raise ConfigError([(key, f"{path} is empty: a CSV with a header row is needed")])
+    return header
+
+
+def check_columns(cfg: Config) -> None:
+    d = cfg.data
+    header = read_header(d.path, "data.path")
+    problems = []
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        problems.append(("data.path", f"{d.path}: the header repeats column(s) {dupes}"))
+    for key in ("query_id", "candidate_id", "timestamp"):
+        col = getattr(d, key)
+        if col is not None and col not in header:
+            problems.append((f"data.{key}", f"column {col!r} is not in {d.path} "
+                             f"(columns: {header})"))
+    table = []
+    if d.candidates is not None:
+        table = read_header(d.candidates.path, "data.candidates.path")
+        if d.candidates.id not in table:
+            problems.append(("data.candidates.id", f"column {d.candidates.id!r} is not in "
+                             f"{d.candidates.path} (columns: {table})"))
+        both = sorted(set(header) & set(table) - {d.candidate_id, d.candidates.id})
+        if both:
+            problems.append(("data.candidates.path", f"column(s) {both} are in both files; "
+                             "rename them in one so that each feature has one source"))
+    for tower, f in cfg.features():
+        i = getattr(cfg, tower).features.index(f)
+        key = f"{tower}.features.{i}.column" + ("s" if f.kind == "cross" else "")
+        for column in ([f.column] if f.column else f.columns):
+            if (tower == "candidate_tower" and d.candidates is not None
+                    and column != d.candidate_id):
+                if column not in table:
+                    problems.append((key, f"column {column!r} is not in the candidate table "
+                                     f"{d.candidates.path} (columns: {table})"))
+            elif column not in header:
+                problems.append((key, f"column {column!r} is not in {d.path} "
+                                 f"(columns: {header})"))
+    if problems:
+        raise ConfigError(problems)
