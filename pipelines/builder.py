@@ -1,7 +1,7 @@
 """The TFX pipeline, built once from a config; the runners run or compile it.
 
 ParquetExampleGen -> StatisticsGen -> ImportSchemaGen -> Transform -> Trainer
--> PopularityGate -> Pusher. The schema is not inferred: it is written from
+-> PopularityGate [-> RefitTransform -> RefitTrainer] -> Pusher. The schema is not inferred: it is written from
 the config (:mod:`pipelines.data.columns`), so every id stays a string. The
 local runner (:mod:`pipelines.runners.local`) runs it with LocalDagRunner on
 Beam's DirectRunner; the Vertex runner (:mod:`pipelines.runners.compile`)
@@ -26,16 +26,27 @@ never a folder::
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from pipelines.config import Config
+from pipelines.gate import cutoffs as gate_cutoffs
 from pipelines.data.columns import schema_text
-from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, TEST_SPLIT, TRAIN_SPLIT,
+from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT, TRAIN_SPLIT,
                               has_test_split, queries_split)
 
-COMPONENTS = ("ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform", "Trainer",
-              "PopularityGate", "Pusher")
+# Execution order. The refit pair (training.refit) re-analyses train + eval and fits the
+# chosen epochs on both; its model is the one pushed (trainer.training).
+SELECTION = ("ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform", "Trainer",
+             "PopularityGate")
+REFIT = ("RefitTransform", "RefitTrainer")
+COMPONENTS = SELECTION + REFIT + ("Pusher",)  # with the default training.refit: true
+
+
+def component_ids(cfg: Config) -> Tuple[str, ...]:
+    """The pipeline's components in execution order, for this config."""
+    return SELECTION + (REFIT if cfg.training.refit else ()) + ("Pusher",)
 SCHEMA_FILE = "schema.pbtxt"
 
 
@@ -116,22 +127,34 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     if image:
         steps.append(runtime_parameters(cfg))
         trainer_args["hyperparameters"] = steps[-1].outputs["hyperparameters"]
-    if image and cfg.vertex.training is not None:
-        from pipelines.runners.vertex import training_custom_config
-
-        trainer = tfx.extensions.google_cloud_ai_platform.Trainer(
-            custom_config=training_custom_config(cfg, image), **trainer_args)
-    else:
-        trainer = tfx.components.Trainer(**trainer_args)
+    trainer = make_trainer(cfg, image, trainer_args)
     lift = cfg.pipeline.min_lift_over_popularity
     gate = PopularityGate(model_run=trainer.outputs["model_run"],
                           min_lift=1.0 if lift is None else float(lift),
-                          enabled=int(lift is not None))
+                          enabled=int(lift is not None),
+                          cutoffs=json.dumps(gate_cutoffs(cfg.to_dict())))
+    components = steps + [trainer, gate]
+    served = trainer
+    if cfg.training.refit:
+        refit_transform = tfx.components.Transform(
+            examples=examples.outputs["examples"], schema=schema_gen.outputs["schema"],
+            module_file=modules["transform"],
+            splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT, EVAL_SPLIT],
+                                                     transform=refit_splits(cfg))
+        ).with_id("RefitTransform")
+        refit_transform.add_upstream_node(gate)  # after the choice is made and judged
+        served = make_trainer(cfg, image, dict(
+            trainer_args, examples=refit_transform.outputs["transformed_examples"],
+            transform_graph=refit_transform.outputs["transform_graph"],
+            base_model=trainer.outputs["model"],
+            train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT, EVAL_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT])), refit=True).with_id("RefitTrainer")
+        components += [refit_transform, served]
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
+        model=served.outputs["model"], model_blessing=gate.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
-    components = steps + [trainer, gate, pusher]
+    components.append(pusher)
     if image and cfg.vertex.model_upload is not None:
         components.append(model_upload(cfg, pusher))
     ids = [c.id for c in components]
@@ -142,6 +165,27 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
         beam_pipeline_args=beam_args(cfg) if beam is None else beam)
+
+
+def make_trainer(cfg: Config, image: Optional[str], args: dict, refit: bool = False):
+    """A Trainer (on Vertex AI Training with ``vertex.training`` in a compiled pipeline);
+    ``refit``: the one that fits the chosen epochs on train + eval."""
+    from tfx import v1 as tfx
+
+    custom = {REFIT_KEY: True} if refit else {}
+    if image and cfg.vertex.training is not None:
+        from pipelines.runners.vertex import training_custom_config
+
+        custom.update(training_custom_config(cfg, image))
+        return tfx.extensions.google_cloud_ai_platform.Trainer(custom_config=custom, **args)
+    return tfx.components.Trainer(custom_config=custom or None, **args)
+
+
+def refit_splits(cfg: Config) -> List[str]:
+    """What the refit's Transform writes: the fitted splits, the catalog, the test split."""
+    test = ([TEST_SPLIT, queries_split(TEST_SPLIT)]
+            if has_test_split(cfg.to_dict()["data"]["split"]) else [])
+    return [TRAIN_SPLIT, EVAL_SPLIT, CATALOG_SPLIT] + test
 
 
 def runtime_parameters(cfg: Config):

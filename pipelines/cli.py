@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 
+from pipelines.commands.backtest import cmd_backtest
 from pipelines.commands.common import config_from
 from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
 from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs
@@ -144,6 +145,11 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     output_flags(with_config("run", "run the local TFX pipeline")).set_defaults(func=cmd_run)
+    p = output_flags(with_config("backtest", "judge a config on several eval windows back in "
+                                             "time (pipelines <name>-w0, -w1, ...)"))
+    p.add_argument("--windows", type=int, default=4,
+                   help="eval windows, the newest first (default: 4)")
+    p.set_defaults(func=cmd_backtest)
     p = with_config("compile", "compile the pipeline for Vertex AI Pipelines (offline)")
     p.add_argument("--target", choices=("vertex",), default="vertex")
     p.add_argument("--image", required=True, help="the training image (see twotower image)")

@@ -120,6 +120,9 @@ class SplitConfig:
     test_days: int = 0           # method "days": > 0 makes a test split
     eval_from: Optional[str] = None   # method "dates": first eval day, e.g. 2024-03-01
     test_from: Optional[str] = None   # method "dates": first test day (a test split)
+    # method "time": > 0 moves the eval window this many windows back in time and leaves
+    # the later rows out (a backtest: `twotower backtest` runs windows 0, 1, ...).
+    window: int = 0
 
 
 @dataclasses.dataclass
@@ -161,6 +164,19 @@ class TowerConfig:
 
 
 @dataclasses.dataclass
+class DemandPriorConfig:
+    """A learned score offset from each candidate's recent demand (:mod:`trainer.prior`).
+
+    ``windows``: lengths in days of the demand counts (e.g. purchases in the last
+    1, 7 and 28 days before the query's day); ``all_time`` adds every earlier day.
+    Counted from the rows the model is fitted on, strictly before each row's day;
+    evaluated and served as of the end of those rows. Needs ``data.timestamp``.
+    """
+    windows: List[int] = dataclasses.field(default_factory=lambda: [1, 3, 7, 14, 28])
+    all_time: bool = True
+
+
+@dataclasses.dataclass
 class ModelConfig:
     embedding_dim: int = 32
     output_dim: int = 32
@@ -184,6 +200,9 @@ class ModelConfig:
     # A learned score offset per catalog candidate, added to the (temperature-scaled)
     # similarity: it can carry "best-seller", which an L2-normalised dot product can't.
     candidate_bias: bool = False
+    # Set (even to {}) to add a learned prior from each candidate's recent demand: the
+    # recency a purchase log rewards, as a chosen part of the model (DemandPriorConfig).
+    demand_prior: Optional[DemandPriorConfig] = None
     top_k: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
 
 
@@ -205,6 +224,11 @@ class TrainingConfig:
     # weights; null trains every epoch and keeps the last.
     early_stopping_patience: Optional[int] = None
     early_stopping_metric: Optional[str] = None
+    # After choosing the epoch count on the eval split, fit again from scratch on train +
+    # eval (vocabularies included) for that many epochs and push that model: it has seen
+    # the newest interactions. The push gate still judges the model chosen on eval.
+    # false: push the model fitted on train alone.
+    refit: bool = True
 
 
 @dataclasses.dataclass
@@ -217,10 +241,12 @@ class PipelineConfig:
     # serving_default (needs the scann package where the model trains and is served).
     serving_index: str = "exact"
     enable_cache: bool = False
-    # Push gate: the model is pushed only if its full-catalog recall at the first top_k on
-    # the held-out split (test if configured, else eval) is above this multiple of
-    # popularity's; null switches the gate off (every completed model is pushed).
+    # Push gate: the model is pushed only if its full-catalog recall on the held-out split
+    # (test if configured, else eval) is above this multiple of popularity's at every
+    # cut-off it serves (gate_k); null switches the gate off (every completed model is pushed).
     min_lift_over_popularity: Optional[float] = 1.0
+    # The one cut-off the gate compares at; null: every model.top_k up to serving_k.
+    gate_k: Optional[int] = None
     # Beam's DirectRunner (ExampleGen, StatisticsGen, Transform): 1 runs in memory in one
     # process; N > 1 runs N worker processes (direct_running_mode=multi_processing).
     beam_workers: int = 1

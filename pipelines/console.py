@@ -217,8 +217,11 @@ def result_lines(res: dict) -> List[str]:
     if gate:
         lines.append(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: "
                      f"{gate['reason']}")
+    refit = (res.get("refit") or {}).get("refit")
     if res.get("pushed"):
-        lines.append(f"serving model: {res.get('serving_model')}")
+        lines.append(f"serving model: {res.get('serving_model')}" + (
+            f" (refit on train + eval: {refit['epochs']} epochs over {refit['rows']} rows)"
+            if refit else ""))
     else:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")

@@ -1,9 +1,11 @@
 """The push gate's decision: push only a model that beats popularity on held-out data.
 
-A completed model is blessed when its full-catalog recall at the first
-``model.top_k`` cut-off on the held-out split (test when configured, else
-eval) is above ``pipeline.min_lift_over_popularity`` times popularity's
-recall on the same queries. The Pusher consumes the blessing (see
+A completed model is blessed when its full-catalog recall on the held-out
+split (test when configured, else eval) is above
+``pipeline.min_lift_over_popularity`` times popularity's recall on the same
+queries at every cut-off of ``model.top_k`` up to ``pipeline.serving_k``
+(or at ``pipeline.gate_k`` alone, when the config names the one that
+matters): a model below popularity at a cut-off it serves is not pushed. The Pusher consumes the blessing (see
 :mod:`pipelines.components.popularity_gate`), so an unblessed model is never
 pushed. No TensorFlow or TFX here.
 """
@@ -11,15 +13,28 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import List, Optional
 
 GATE_FILE = "gate.json"
 
 
-def decide(metrics: dict, min_lift: Optional[float]) -> dict:
+def cutoffs(spec: dict) -> List[int]:
+    """The cut-offs the gate compares at: ``pipeline.gate_k`` if set, else every
+    ``model.top_k`` up to ``pipeline.serving_k`` (the first one if none is)."""
+    gate_k = spec["pipeline"].get("gate_k")
+    if gate_k is not None:
+        return [gate_k]
+    ks = spec["model"]["top_k"]
+    return [k for k in ks if k <= spec["pipeline"]["serving_k"]] or ks[:1]
+
+
+def decide(metrics: dict, min_lift: Optional[float], ks: Optional[List[int]] = None) -> dict:
     """``{'blessed': bool, 'reason': one line, ...figures}`` from ``training_metrics.json``.
 
-    ``min_lift`` None switches the gate off (a completed model is blessed).
+    Blessed when recall at every cut-off of ``ks`` (default: the first of
+    ``model.top_k``) is above ``min_lift`` x popularity's; the reason names
+    the first cut-off that is not. ``min_lift`` None switches the gate off
+    (a completed model is blessed).
     """
     if metrics.get("status") != "completed" or not metrics.get("evaluation"):
         return {"blessed": False, "reason": f"training ended with status "
@@ -28,17 +43,22 @@ def decide(metrics: dict, min_lift: Optional[float]) -> dict:
         return {"blessed": True, "reason": "push gate off (pipeline.min_lift_over_popularity: "
                 "null): every completed model is pushed"}
     evaluation = metrics["evaluation"]
-    k = metrics["top_k"][0]
-    name = f"recall_at_{k}"
-    model, baseline = evaluation["model"][name], evaluation["popularity"][name]
-    blessed = model > min_lift * baseline
-    verdict = "above" if blessed else "not above"
-    reason = (f"recall@{k} on the {evaluation.get('split', 'eval')} split is {model:.4f}, "
-              f"{verdict} {min_lift:g} x popularity's {baseline:.4f} "
-              "(pipeline.min_lift_over_popularity)")
-    return {"blessed": blessed, "reason": reason, "metric": name, "model": model,
-            "popularity": baseline, "min_lift": min_lift,
-            "split": evaluation.get("split", "eval")}
+    split = evaluation.get("split", "eval")
+    ks = list(ks or metrics["top_k"][:1])
+    figures = {k: (evaluation["model"][f"recall_at_{k}"],
+                   evaluation["popularity"][f"recall_at_{k}"]) for k in ks}
+    failing = [k for k in ks if not figures[k][0] > min_lift * figures[k][1]]
+    k = failing[0] if failing else ks[0]
+    model, baseline = figures[k]
+    verdict = "not above" if failing else "above"
+    reason = (f"recall@{k} on the {split} split is {model:.4f}, {verdict} {min_lift:g} x "
+              f"popularity's {baseline:.4f} (pipeline.min_lift_over_popularity)")
+    if not failing and len(ks) > 1:
+        reason += ", and above it at " + ", ".join(
+            f"@{j} ({figures[j][0]:.4f} vs {figures[j][1]:.4f})" for j in ks[1:])
+    return {"blessed": not failing, "reason": reason, "metric": f"recall_at_{k}",
+            "model": model, "popularity": baseline, "min_lift": min_lift, "split": split,
+            "cutoffs": ks}
 
 
 def read_decision(blessing_dir: str) -> Optional[dict]:

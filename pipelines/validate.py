@@ -86,6 +86,15 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("data.split.eval_fraction", "must be in (0, 0.5]")
     if not 0.0 <= d.split.test_fraction <= 0.5:
         add("data.split.test_fraction", "must be in [0, 0.5]")
+    if d.split.window:
+        if not 0 < d.split.window <= 20:
+            add("data.split.window", "must be in 0..20 (windows back in time)")
+        elif d.split.method != "time" or d.split.test_fraction > 0:
+            add("data.split.window", "a backtest window moves a time split's eval window: "
+                "use data.split.method: time without a test_fraction")
+        elif (d.split.window + 1) * d.split.eval_fraction >= 1.0:
+            add("data.split.window", f"{d.split.window + 1} windows of eval_fraction "
+                f"{d.split.eval_fraction:g} leave no training rows: use fewer or smaller")
     for key, msg in split_window_problems(d.split):
         add(f"data.split.{key}", msg)
     if d.candidates is not None and not d.candidates.id:
@@ -127,6 +136,21 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("model.oov_dropout", "must be in [0, 0.5]")
     if m.temperature is not None and not 0.0 < m.temperature <= 100.0:
         add("model.temperature", "must be in (0, 100], or null for none")
+    if m.demand_prior is not None:
+        prior = m.demand_prior
+        if not cfg.data.timestamp:
+            add("model.demand_prior", "counts demand by time: set data.timestamp, or remove "
+                "model.demand_prior")
+        if not prior.windows and not prior.all_time:
+            add("model.demand_prior", "needs a window or all_time: true")
+        elif (len(prior.windows) > 8 or any(w < 1 or w > 3660 for w in prior.windows)
+              or sorted(set(prior.windows)) != prior.windows):
+            add("model.demand_prior.windows", "at most 8 distinct, increasing day counts in "
+                "1..3660, e.g. [1, 7, 28]")
+        if m.softmax == "in_batch":
+            add("model.softmax", "in_batch negatives are other rows' candidates at their own "
+                "moments, so a demand prior can't be scored at the query's moment: use sampled "
+                "or full_catalog with model.demand_prior")
     if not m.top_k:
         add("model.top_k", "needs at least one k")
     elif any(k < 1 or k > 1000 for k in m.top_k) or sorted(set(m.top_k)) != m.top_k:
@@ -173,6 +197,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if not PIPELINE_NAME.match(p.name or ""):
         add("pipeline.name", f"{p.name!r}: use lower-case letters, digits and '-' (at most 63), "
             "as Vertex AI requires")
+    if p.gate_k is not None and p.gate_k not in m.top_k:
+        add("pipeline.gate_k", f"{p.gate_k!r} is not a cut-off of model.top_k {m.top_k}: name one "
+            "of them, or null to gate at every cut-off up to pipeline.serving_k")
     lift = p.min_lift_over_popularity
     if lift is not None and not (math.isfinite(lift) and 0.0 <= lift <= 100.0):
         add("pipeline.min_lift_over_popularity", "must be in [0, 100], or null to push every "

@@ -43,11 +43,13 @@ def test_every_component_completed(run):
 def test_cli_prints_progress_metrics_and_the_serving_model_on_one_screen(run):
     out = run["stdout"]
     lines = out.splitlines()
-    assert len(lines) < 40 and not run["stderr"].strip(), out + run["stderr"]
-    for n, name in enumerate(["Transform", "Trainer", "PopularityGate", "Pusher"], start=4):
-        assert any(line.startswith(f"[{n}/7] {name}") and "done in" in line
+    # one line per epoch of the selection (with held-out recall) and of the refit
+    assert len(lines) < 48 and not run["stderr"].strip(), out + run["stderr"]
+    for n, name in enumerate(["Transform", "Trainer", "PopularityGate", "RefitTransform",
+                              "RefitTrainer", "Pusher"], start=4):
+        assert any(line.startswith(f"[{n}/9] {name}") and "done in" in line
                    for line in lines), name
-    assert sum(line.strip().startswith("epoch ") for line in lines) == 6
+    assert sum(line.strip().startswith("epoch ") for line in lines) == 6 + 6
     assert "epoch 6/6: loss " in out and "(popularity " in out
     assert "held-out eval split:" in out and "recall_at_10" in out
     assert "push gate: blessed: recall@10 on the eval split is" in out
@@ -418,7 +420,9 @@ def test_inspection_rebuilds_the_towers_that_ran(run):
     for name, value in recorded["model"].items():
         assert again["model"][name] == pytest.approx(value, abs=1e-6), name
     assert again["popularity"] == recorded["popularity"]
-    serving = tf_load(found["serving_model"])
+    # the towers are the selection's (what the eval split and the gate judged); the pushed
+    # model is the refit's, fitted on train + eval (tests/test_trainer_run.py)
+    serving = tf_load(found["selection_model"])
     np.testing.assert_allclose(towers.candidate_vectors(),
                                serving.candidate_embeddings.numpy(), atol=1e-5)
     # parameters by hand: an id table has one row per vocabulary entry plus one OOV row

@@ -65,6 +65,13 @@ def lines(out, split):
         ",".join(cell(v) for v in row.values()) for row in table.to_pylist()]
 
 
+def train_lines(out):
+    """The train split's lines, header first, then the rows sorted: the split is written in
+    a seeded shuffle (queries.shuffle_key), so its order is tested apart."""
+    found = lines(out, "train")
+    return found[:1] + sorted(found[1:])
+
+
 # ten rows, timestamps 1..10 in shuffled file order
 TEN = [("C1", "smb", "north", "P1", "3", "1"), ("C2", "smb", "south", "P2", "10", "2"),
        ("C3", "enterprise", "east", "P3", "1", "3"), ("C1", "smb", "north", "P2", "7", "4"),
@@ -82,6 +89,32 @@ def out_line(r):  # customer, product, timestamp, segment, region, category, pri
     return f"{r[0]},{r[3]},{r[4]},{r[1]},{r[2]},{ATTRS[r[3]]}"
 
 
+def test_a_backtest_window_moves_the_eval_window_back_and_leaves_later_rows_out(tmp_path):
+    """Ten rows at times 1..10, eval_fraction 0.2. Window 0: eval is t >= 9 (the cut is the
+    int(10 * 0.8) = 8th smallest time, 0-based). Window 1: eval is the slice from the cut at
+    0.4 (the 6th smallest, t = 7) to the cut at 0.2 (t = 9); t = 9 and 10 are left out, and
+    no history or query state sees them."""
+    out = str(tmp_path / "w1")
+    report = prepare(config(tmp_path, csv_of(TEN), overrides=[
+        "data.split.eval_fraction=0.2", "data.split.window=1",
+        "query_tower.features.3={name: recent, kind: history, max_length: 5}"]), out)
+    times = lambda split: sorted(r["timestamp"] for r in rows_of(out, split))  # noqa: E731
+    assert times("train") == [1, 2, 3, 4, 5, 6] and times("eval") == [7, 8]
+    assert (report["time_cut"], report["window_end"], report["rows_after_window"]) == (7, 9, 2)
+    assert report["rows"] == 8 and report["window"] == 1
+    # the rows left out (C2's P2 at 10, C3's P1 at 9) are in no history and no state
+    history = {(r["customer_id"], r["timestamp"]): r["__twotower_history_recent"]
+               for r in rows_of(out, "train")}
+    assert [history[k] for k in (("C2", 5), ("C2", 6), ("C3", 1))] == [None, "P1", None]
+    states = {r["customer_id"]: r["__twotower_history_recent"]
+              for r in rows_of(out, "eval_queries")}
+    assert states == {"C1": "P3|P1", "C4": "P3"}  # eval: C1 at 7, C4 at 8
+    zero = prepare(config(tmp_path, csv_of(TEN), overrides=["data.split.eval_fraction=0.2"]),
+                   str(tmp_path / "w0"))
+    assert sorted(r["timestamp"] for r in rows_of(str(tmp_path / "w0"), "eval")) == [9, 10]
+    assert "window" not in zero
+
+
 def test_time_split_puts_the_latest_rows_in_eval(tmp_path):
     cfg = config(tmp_path, csv_of(TEN))
     assert output_columns(cfg) == COLUMNS
@@ -89,8 +122,8 @@ def test_time_split_puts_the_latest_rows_in_eval(tmp_path):
     report = prepare(cfg, out)
     assert lines(out, "eval") == [",".join(COLUMNS), "C2,P2,10,smb,south,paper,2.25",
                                   "C3,P1,9,enterprise,east,tools,10.5"]
-    assert lines(out, "train") == [",".join(COLUMNS)] + [
-        out_line(r) for r in TEN if int(r[4]) <= 8]
+    assert train_lines(out) == [",".join(COLUMNS)] + sorted(
+        out_line(r) for r in TEN if int(r[4]) <= 8)
     assert len(lines(out, "train")) == 9
     assert "quantity" not in lines(out, "train")[0]
     assert len(report.pop("source_fingerprint")) == 64  # sha256 of the program and the bytes
@@ -136,7 +169,7 @@ def test_iso_timestamps_with_offsets_are_read_as_utc(tmp_path, new_york_clock):
     # Written as epoch seconds, so ExampleGen sees one numeric column whatever the input form.
     assert [line.split(",")[2] for line in lines(out, "eval")[1:]] == [
         str(int(eleven)), str(int(eleven) + 3600)]
-    assert [line.split(",")[3] for line in lines(out, "train")[1:]] == ["s0", "s3", "s4"]
+    assert sorted(line.split(",")[3] for line in lines(out, "train")[1:]) == ["s0", "s3", "s4"]
 
 
 def test_unparsable_timestamp_names_file_row_and_column(tmp_path):
@@ -214,8 +247,9 @@ def test_candidate_attributes_are_joined(tmp_path):
             ("C2", "smb", "south", "P3", "5", "1")]
     out = str(tmp_path / "out")
     prepare(config(tmp_path, csv_of(rows)), out)
-    assert lines(out, "train")[1:] == ["C1,P2,1,smb,north,paper,2.25", "C2,P1,2,smb,south,tools,10.5",
-                                       "C1,P2,3,smb,north,paper,2.25", "C3,P1,4,smb,east,tools,10.5"]
+    assert train_lines(out)[1:] == sorted([
+        "C1,P2,1,smb,north,paper,2.25", "C2,P1,2,smb,south,tools,10.5",
+        "C1,P2,3,smb,north,paper,2.25", "C3,P1,4,smb,east,tools,10.5"])
     assert lines(out, "eval")[1:] == ["C2,P3,5,smb,south,ink,7"]
 
 
@@ -264,8 +298,8 @@ def test_without_table_consistent_features_pass_through(tmp_path):
     out = str(tmp_path / "out")
     prepare(config(tmp_path, no_table_csv(rows), products=None,
                    overrides=["data.split.eval_fraction=0.3"]), out)
-    assert lines(out, "train") == [",".join(COLUMNS), "C1,P1,1,smb,north,tools,10",
-                                   "C2,P2,2,smb,north,paper,2"]
+    assert train_lines(out) == [",".join(COLUMNS), "C1,P1,1,smb,north,tools,10",
+                                "C2,P2,2,smb,north,paper,2"]
     assert lines(out, "eval")[1:] == ["C1,P1,3,smb,north,tools,10"]
 
 
@@ -282,7 +316,7 @@ def test_rerun_replaces_old_files(tmp_path):
     small = [("C7", "smb", "west", "P3", str(t), "1") for t in (20, 21, 22, 23, 24)]
     report = prepare(config(tmp_path, csv_of(small)), out)
     assert report["rows"] == 5
-    assert lines(out, "train")[1:] == [f"C7,P3,{t},smb,west,ink,7" for t in (20, 21, 22, 23)]
+    assert train_lines(out)[1:] == [f"C7,P3,{t},smb,west,ink,7" for t in (20, 21, 22, 23)]
     assert lines(out, "eval")[1:] == ["C7,P3,24,smb,west,ink,7"]
     assert os.listdir(os.path.join(out, "train")) == ["data.parquet"]
     assert json.loads(read(os.path.join(out, "prepare_report.json")))["rows"] == 5
@@ -294,10 +328,10 @@ def test_hash_split_moves_no_old_row_when_rows_are_appended(tmp_path):
     prepare(config(tmp_path, csv_of(rows), overrides=overrides), str(tmp_path / "a"))
     more = rows + [(f"C{i}", "smb", "north", "P1", str(1000 + i), "1") for i in range(50)]
     prepare(config(tmp_path, csv_of(more), overrides=overrides), str(tmp_path / "b"))
-    for split in ("train", "eval"):
-        old = lines(str(tmp_path / "a"), split)
-        new = lines(str(tmp_path / "b"), split)
-        assert new[:len(old)] == old
+    old, new = lines(str(tmp_path / "a"), "eval"), lines(str(tmp_path / "b"), "eval")
+    assert new[:len(old)] == old
+    old, new = train_lines(str(tmp_path / "a")), train_lines(str(tmp_path / "b"))
+    assert len(new) > len(old) and set(old) <= set(new)  # train is shuffled: as sets
 
 
 def test_short_row_in_candidate_table_is_named(tmp_path):
@@ -328,7 +362,7 @@ def test_history_columns_hold_earlier_candidates_newest_first(tmp_path):
     prepare(cfg, out)
     assert "__twotower_history_recent" in output_columns(cfg)
     got = [r["__twotower_history_recent"] for split in ("train", "eval")
-           for r in rows_of(out, split)]
+           for r in sorted(rows_of(out, split), key=lambda r: r["timestamp"])]
     assert got == [None, None, "P1", "P2|P1", "P3|P2"]
 
 
@@ -423,7 +457,8 @@ def test_ids_are_strings_exactly_as_written_and_values_keep_their_type(tmp_path)
     out = str(tmp_path / "out")
     prepare(config(tmp_path, text, products), out)
     got = rows_of(out, "train") + rows_of(out, "eval")
-    assert [(r["customer_id"], r["product_id"]) for r in got] == [(r[0], r[3]) for r in rows]
+    assert sorted((r["customer_id"], r["product_id"]) for r in got) == sorted(
+        (r[0], r[3]) for r in rows)
     catalog = rows_of(out, "catalog")
     assert [r["product_id"] for r in catalog] == sorted(ODD_IDS)
     prices = {r["product_id"]: r["price"] for r in catalog}
@@ -509,3 +544,30 @@ def test_a_failed_write_leaves_the_previous_input_whole(tmp_path, monkeypatch):
         prepare(config(tmp_path, csv_of(TEN[:6])), out)
     assert {s: lines(out, s) for s in before} == before
     assert sorted(os.listdir(tmp_path)) == ["out", "products.csv", "purchases.csv"]
+
+
+def test_the_train_split_is_written_in_a_seeded_uniform_shuffle(tmp_path):
+    """A log in time order becomes a train split whose every stretch spans the whole time
+    range, like a uniform shuffle's (not the few days a time-ordered file's batch holds);
+    the same seed gives the same order, another seed another one."""
+    n = 2000
+    rows = [(f"C{i % 97}", "smb", "north", f"P{1 + i % 3}", str(i), "1") for i in range(n)]
+    out = str(tmp_path / "a")
+    prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.1"]), out)
+    times = [r["timestamp"] for r in rows_of(out, "train")]
+    assert sorted(times) == list(range(int(n * 0.9)))
+    # a batch of 200 rows of a uniform shuffle of 0..1799: its mean is 899.5 with a standard
+    # deviation of 1800 / sqrt(12 * 200) * sqrt(1 - 200 / 1800) = 34.6; in file order the
+    # first batch's mean is 99.5 and the last's 1699.5
+    for batch in (times[:200], times[-200:], times[800:1000]):
+        assert abs(sum(batch) / len(batch) - 899.5) < 5 * 34.6
+        assert max(batch) - min(batch) > 1500
+    prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.1"]),
+            str(tmp_path / "b"))
+    assert [r["timestamp"] for r in rows_of(str(tmp_path / "b"), "train")] == times
+    prepare(config(tmp_path, csv_of(rows), overrides=["data.split.eval_fraction=0.1",
+                                                      "data.split.seed=7"]), str(tmp_path / "c"))
+    other = [r["timestamp"] for r in rows_of(str(tmp_path / "c"), "train")]
+    assert sorted(other) == sorted(times) and other != times
+    # the held-out split keeps file order
+    assert [r["timestamp"] for r in rows_of(out, "eval")] == list(range(int(n * 0.9), n))

@@ -32,6 +32,35 @@ def test_the_decision_compares_recall_at_the_first_cut_off():
     assert (refused["model"], refused["popularity"], refused["split"]) == (0.0, 0.0, "test")
 
 
+def test_a_model_below_popularity_at_any_served_cut_off_is_not_blessed():
+    """Issue 20: blessed on recall@10 while below popularity at recall@20 is not blessed."""
+    found = {"status": "completed", "top_k": [10, 20, 100], "evaluation": {
+        "split": "eval", "model": {"recall_at_10": 0.0370, "recall_at_20": 0.0654,
+                                   "recall_at_100": 0.20},
+        "popularity": {"recall_at_10": 0.0105, "recall_at_20": 0.0782, "recall_at_100": 0.19}}}
+    refused = decide(found, 1.0, [10, 20, 100])
+    assert refused["blessed"] is False and refused["metric"] == "recall_at_20"
+    assert refused["reason"].startswith("recall@20 on the eval split is 0.0654, not above 1 x "
+                                        "popularity's 0.0782")
+    assert decide(found, 1.0, [10])["blessed"] is True  # the config names the one that matters
+    found["evaluation"]["model"]["recall_at_20"] = 0.08
+    blessed = decide(found, 1.0, [10, 20, 100])
+    assert blessed["blessed"] is True
+    assert blessed["reason"].endswith("and above it at @20 (0.0800 vs 0.0782), @100 (0.2000 vs "
+                                      "0.1900)")
+
+
+def test_the_gate_cut_offs_come_from_the_config():
+    from pipelines.gate import cutoffs
+
+    spec = {"model": {"top_k": [10, 20, 100]}, "pipeline": {"serving_k": 20, "gate_k": None}}
+    assert cutoffs(spec) == [10, 20]
+    spec["pipeline"]["serving_k"] = 5
+    assert cutoffs(spec) == [10]
+    spec["pipeline"]["gate_k"] = 100
+    assert cutoffs(spec) == [100]
+
+
 def test_the_gate_off_blesses_any_completed_model_and_nothing_else():
     assert decide(metrics(0.0, 0.5), None)["blessed"] is True
     stopped = decide(metrics(0.9, 0.1, status="stopped"), None)

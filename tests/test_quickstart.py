@@ -23,11 +23,12 @@ def test_quickstart_runs_from_config_to_a_compiled_vertex_pipeline(tmp_path):
         "TWOTOWER_QUICKSTART_ROOT": str(tmp_path / "runs"),
         "TWOTOWER_QUICKSTART_PURCHASES": "4000", "TWOTOWER_QUICKSTART_EPOCHS": "3"})
     assert "warnings: none" in text
-    assert "[7/7] Pusher" in text and "epoch 3/3: loss" in text
+    assert "[9/9] Pusher" in text and "epoch 3/3: loss" in text
     assert "== result: training completed" in text and "push gate:" in text
     assert "item_id" in text  # the recommendations table
     assert "tasks: ['ImportSchemaGen', 'ParquetExampleGen', 'PopularityGate', 'Pusher', " \
-           "'RuntimeParameters', 'StatisticsGen', 'Trainer', 'Transform']" in text
+           "'RefitTrainer', 'RefitTransform', 'RuntimeParameters', 'StatisticsGen', 'Trainer', " \
+           "'Transform']" in text
     folder = tmp_path / "runs" / "quickstart"  # <pipeline.root>/<pipeline.name>
     assert (folder / "recommendations.csv").exists() and (folder / "metadata.sqlite").exists()
     assert list((folder / "bucket" / "my-bucket" / "quickstart" / "quickstart" / "staged").glob(

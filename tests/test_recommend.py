@@ -29,6 +29,20 @@ ROWS = ("cust,seg,ts,qty,item\n"
         "a,smb,1704153600,4,i2\n")              # 2024-01-02
 
 
+def test_one_moment_lists_later_file_rows_first_and_the_latest_row_wins_a_tie(tmp_path):
+    """The grouped pass (one per query) orders like the preparation program: time, then
+    file order, newest first; a re-bought item is listed each time, seen once."""
+    path = tmp_path / "x.csv"
+    path.write_text("cust,seg,ts,qty,item\n"
+                    "a,smb,10,1,i1\n"
+                    "a,mid,20,1,i2\n"
+                    "a,ent,20,1,i3\n"    # same moment, later in the file: newest
+                    "a,smb,5,1,i2\n")
+    seen = query_histories(CFG, str(path), {"a"})
+    assert seen["a"]["items"] == ["i3", "i2"] and seen["a"]["seen"] == {"i1", "i2", "i3"}
+    assert seen["a"]["row"]["seg"] == "ent"
+
+
 def test_histories_are_newest_first_and_features_come_from_the_latest_row(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text(ROWS)

@@ -63,6 +63,9 @@ OPTIONS = [
      "training.early_stopping_metric=ndcg_at_5"],
     ["model.candidate_bias=true", "model.softmax=in_batch"],
     ["model.softmax=sampled", "model.sampled_negatives=3"],
+    ["model.demand_prior={windows: [1, 2]}"],
+    ["model.demand_prior={windows: [1], all_time: false}", "model.softmax=sampled",
+     "model.sampled_negatives=3", "model.candidate_bias=true"],
 ]
 
 
@@ -206,3 +209,48 @@ def test_scann_on_a_tiny_catalog_fails_before_training(transformed, tmp_path):
     with open(tmp_path / "run" / "training_metrics.json", encoding="utf-8") as handle:
         record = json.load(handle)
     assert record["status"] == "failed" and record["epochs"] == []
+
+
+def test_the_refit_fits_train_and_eval_for_the_chosen_epochs_and_counts_demand_honestly(
+        transformed, tmp_path):
+    """Selection: fits on the 36 train rows, chooses on eval, scores eval with a demand prior
+    counted over train only. Refit (the RefitTrainer's run_fn): fits train + eval (48 rows)
+    for the chosen epochs; the served prior counts all 48. Each is one run_fn call, as TFX
+    makes them."""
+    tmp, _ = transformed
+    cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(BASE)), [
+        "model.demand_prior={windows: [1]}", "training.epochs=3",
+        "training.early_stopping_patience=3"]))
+    path = tmp_path / "trainer_module.py"
+    path.write_text(codegen.trainer_module(cfg))
+    module = load_module(str(path), "generated_trainer_refit")
+    args = fn_args_for(tmp, tmp_path / "selection")
+    args.train_steps = None
+    selected = module.run_fn(args)
+    assert selected["role"] == "selection" and selected["train_rows"] == 36
+    assert selected["evaluation"]["demand_prior"]["rows"] == 36  # eval scored without eval rows
+    assert selected["demand_prior"]["rows"] == 48  # the served counts: every row read
+    # 1_700_000_000 + 3600 * t: t = 0 is on UTC day 19675 (1_700_000_000 // 86400), the last
+    # train row (t = 35, 1_700_126_000) on day 19677: the evaluation counts as of day 19678
+    assert selected["evaluation"]["demand_prior"]["as_of"] == 19678 * 86400
+    best = selected["best_epoch"]
+    with open(tmp_path / "selection" / "m" / "assets.extra" / "selection.json") as handle:
+        assert json.load(handle)["epochs"] == best
+
+    refit = fn_args_for(tmp, tmp_path / "refit")
+    refit.train_files = [str(tmp / "Split-train" / "*"), str(tmp / "Split-eval" / "*")]
+    refit.train_steps = None
+    refit.base_model = str(tmp_path / "selection" / "m")
+    refit.custom_config = {naming.REFIT_KEY: True}
+    record = module.run_fn(refit)
+    assert record["role"] == "refit" and record["train_rows"] == 48
+    assert len(record["epochs"]) == best == record["refit"]["epochs"]
+    assert all(not e["eval"] for e in record["epochs"])  # nothing left to evaluate on
+    assert record["evaluation"] == json.loads(json.dumps(selected["evaluation"]))
+    assert record["demand_prior"]["rows"] == 48
+    served = tf.saved_model.load(str(tmp_path / "refit" / "m"))
+    assert served.candidate_embeddings.shape == (7, 9)  # output_dim 8 + the prior's offset
+
+    refit.base_model = str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="the refit needs the selection Trainer's model"):
+        module.run_fn(refit)

@@ -425,7 +425,7 @@ def test_oov_rows_are_trained_by_the_dropout_and_untouched_without_it():
 
 def test_cut_offs_larger_than_the_catalog_are_an_error_not_dropped():
     """`top_k` above the catalog size used to vanish silently from the metrics."""
-    from trainer.training import check_cutoffs
+    from trainer.inputs import check_cutoffs
 
     spec = {"model": {"top_k": [10, 50, 100]}, "pipeline": {"serving_k": 10}}
     assert check_cutoffs(spec, 100) == [10, 50, 100]

@@ -24,7 +24,14 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
     tasks = spec["root"]["dag"]["tasks"]
     names = set(tasks)
     assert names == {"ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-                     "RuntimeParameters", "Trainer", "PopularityGate", "Pusher"}
+                     "RuntimeParameters", "Trainer", "PopularityGate", "RefitTransform",
+                     "RefitTrainer", "Pusher"}
+    # the refit starts after the gate judged the chosen model, from that model's choice
+    assert "PopularityGate" in tasks["RefitTransform"]["dependentTasks"]
+    base = tasks["RefitTrainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+    assert base["producerTask"] == "Trainer"
+    pushed = tasks["Pusher"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+    assert pushed["producerTask"] == "RefitTrainer"
     # epochs, learning rate and batch size are pipeline parameters, typed, set from the config
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {k: v["type"] for k, v in params.items()} == {
@@ -157,7 +164,8 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
     assert "--project=acme-recs" in container
     assert "--temp_location=gs://acme-bucket/bq/beam-temp" in container
     assert set(tasks) == {"BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-                          "RuntimeParameters", "Trainer", "PopularityGate", "Pusher"}
+                          "RuntimeParameters", "Trainer", "PopularityGate", "RefitTransform",
+                          "RefitTrainer", "Pusher"}
     # the Trainer is a Vertex AI Training job on a 2-GPU machine, in the training image
     trainer = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
     assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in json.dumps(trainer)

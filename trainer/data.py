@@ -15,7 +15,13 @@ This module is copied verbatim into the generated Trainer module.
 import numpy as np
 import tensorflow as tf
 
-from transform.naming import CANDIDATE_ID, CANDIDATE_POSITION, QUERY_ID
+from transform.naming import CANDIDATE_ID, CANDIDATE_POSITION, QUERY_ID, TIMESTAMP
+
+
+# Records shuffled in memory per epoch. The prepared train split is already a uniform
+# shuffle of the log (pipelines.data.sql.queries.shuffle_key), so the buffer only makes
+# each epoch's order differ; it need not cover the data.
+SHUFFLE_BUFFER = 50_000
 
 
 def list_files(patterns):
@@ -40,11 +46,18 @@ def make_dataset(patterns, feature_spec, batch_size, shuffle=False, seed=None, p
     """A ``tf.data.Dataset`` of feature dicts, one pass over the files.
 
     With ``positions`` (a :func:`position_table`), each batch also carries
-    CANDIDATE_POSITION ``[batch]`` int64.
+    CANDIDATE_POSITION ``[batch]`` int64. ``shuffle``: the files in a new order
+    each epoch, interleaved, and the records through a ``SHUFFLE_BUFFER``.
     """
-    dataset = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
-    if shuffle:
-        dataset = dataset.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
+    files = list_files(patterns)
+    if shuffle:  # the files in a fresh order each epoch, their records through a buffer
+        dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(
+            len(files), seed=seed, reshuffle_each_iteration=True).interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+            cycle_length=min(len(files), 4), deterministic=True)
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    else:
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     dataset = dataset.batch(batch_size)
 
     def parse(records):
@@ -69,7 +82,7 @@ def load_arrays(patterns, feature_spec, batch_size=4096):
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
-def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192):
+def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192, with_time=False):
     """Each transformed row's raw query id and catalog position, without the other features.
 
     Only the two id columns are parsed, batch by batch, and each distinct
@@ -80,14 +93,20 @@ def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192):
     Returns:
       ``{QUERY_ID: object [rows], CANDIDATE_POSITION: int64 [rows]}``
       (position -1: not in the catalog), plus ``'outside'``: the number of
-      such rows and the first such raw id (or None).
+      such rows and the first such raw id (or None); ``with_time``, also
+      ``TIMESTAMP: int64 [rows]`` (epoch seconds, -1 where none).
 
     Raises:
       ValueError: the files hold no rows.
     """
-    spec = {key: feature_spec[key] for key in (QUERY_ID, CANDIDATE_ID)}
+    keys = (QUERY_ID, CANDIDATE_ID) + ((TIMESTAMP,) if with_time else ())
+    missing_keys = [key for key in keys if key not in feature_spec]
+    if missing_keys:
+        raise ValueError(f"the transformed examples have no {missing_keys[0]!r}; the Transform "
+                         "emits it when data.timestamp is set")
+    spec = {key: feature_spec[key] for key in keys}
     index = {key: i for i, key in enumerate(np.asarray(catalog_ids).tolist())}
-    interned, queries, positions = {}, [], []
+    interned, queries, positions, times = {}, [], [], []
     outside, first = 0, None
     for batch in make_dataset(patterns, spec, batch_size):
         ids = batch[CANDIDATE_ID].numpy().tolist()
@@ -99,10 +118,15 @@ def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192):
         queries.append(np.asarray([interned.setdefault(key, key)
                                    for key in batch[QUERY_ID].numpy().tolist()], dtype=object))
         positions.append(found)
+        if with_time:
+            times.append(batch[TIMESTAMP].numpy().astype(np.int64))
     if not positions or sum(len(p) for p in positions) == 0:
         raise ValueError(f"the transformed examples {patterns} hold no rows")
-    return {QUERY_ID: np.concatenate(queries), CANDIDATE_POSITION: np.concatenate(positions),
-            "outside": (outside, first)}
+    out = {QUERY_ID: np.concatenate(queries), CANDIDATE_POSITION: np.concatenate(positions),
+           "outside": (outside, first)}
+    if with_time:
+        out[TIMESTAMP] = np.concatenate(times)
+    return out
 
 
 def catalog_table(arrays, keys):

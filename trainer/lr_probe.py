@@ -25,7 +25,8 @@ import tensorflow_transform as tft
 from trainer.data import make_dataset
 from trainer.model import make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor
-from trainer.training import build_model, load_inputs
+from trainer.build import build_model
+from trainer.inputs import load_inputs
 
 FLAT = 0.01
 HEALTHY = "ok"

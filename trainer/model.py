@@ -7,7 +7,7 @@ import math
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from transform.naming import CANDIDATE_POSITION
+from transform.naming import CANDIDATE_POSITION, TIMESTAMP
 from trainer.towers import embed_table
 
 
@@ -116,12 +116,20 @@ class TwoTowerModel(tfrs.Model):
     query and ``[c, b]`` for a candidate (then divided by ``T`` as usual), so
     the index, the evaluation, ScaNN and serving need nothing else; without
     the bias the scoring vectors are the tower outputs.
+
+    With a ``prior`` (a :class:`trainer.prior.DemandPrior`), each score also
+    gains the candidate's learned demand prior: in the training loss at the
+    row's own moment (``TIMESTAMP``; negatives come from the catalog, so each
+    is scored at the query's moment), and in evaluation, the index and
+    serving as of the end of the fitted rows, carried in the same extra
+    component as the bias (``[c, b + prior]``).
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
                  remove_accidental_hits=True, sampling_probability=None, catalog=None,
-                 candidate_bias=None, sampled_negatives=None):
+                 candidate_bias=None, sampled_negatives=None, prior=None):
         super().__init__()
+        self.prior = prior
         # with a catalog: the number of catalog candidates a training step samples as
         # negatives (None: all of them, the exact softmax)
         self.sampled_negatives = sampled_negatives
@@ -149,19 +157,34 @@ class TwoTowerModel(tfrs.Model):
             temperature=temperature, remove_accidental_hits=remove_accidental_hits)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
+    @property
+    def has_offset(self):
+        """Whether scoring vectors carry the extra offset component (bias and/or prior)."""
+        return self.bias is not None or self.prior is not None
+
     def query_vectors(self, query):
         """The query side of the score, ``[batch, dim]`` or ``[batch, dim + 1]``."""
-        if self.bias is None:
+        if not self.has_offset:
             return query
         scale = tf.fill([tf.shape(query)[0], 1], tf.constant(self.temperature or 1.0, query.dtype))
         return tf.concat([query, scale], axis=1)
 
-    def candidate_vectors(self, candidates, positions):
-        """The candidate side of the score, ``[n, dim]`` or ``[n, dim + 1]``."""
-        if self.bias is None:
+    def candidate_vectors(self, candidates, positions, with_prior=True):
+        """The candidate side of the score, ``[n, dim]`` or ``[n, dim + 1]``.
+
+        The offset component is the bias plus, ``with_prior``, the demand
+        prior as of the end of the fitted rows (the training loss adds the
+        prior at each row's own moment instead).
+        """
+        if not self.has_offset:
             return candidates
-        bias = tf.gather(self.bias, tf.maximum(tf.cast(positions, tf.int64), 0))
-        return tf.concat([candidates, bias[:, tf.newaxis]], axis=1)
+        positions = tf.maximum(tf.cast(positions, tf.int64), 0)
+        offset = tf.zeros(tf.shape(positions), candidates.dtype)
+        if self.bias is not None:
+            offset += tf.gather(self.bias, positions)
+        if self.prior is not None and with_prior:
+            offset += tf.gather(self.prior.static(), positions)
+        return tf.concat([candidates, offset[:, tf.newaxis]], axis=1)
 
     def embed_queries(self, table):
         """Scoring vectors of a dict of query-tower input arrays, numpy ``[rows, d]``."""
@@ -192,29 +215,36 @@ class TwoTowerModel(tfrs.Model):
         labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
         known = labels >= 0
         queries = self.query_vectors(query)
+        scale = self.temperature or 1.0
         size = tf.shape(self.catalog[CANDIDATE_POSITION], out_type=tf.int64)[0]
+        moments = (self.prior.moments(features[TIMESTAMP]) if self.prior is not None
+                   else None)
         if training and self.sampled_negatives is not None:
             sampled = tf.random.shuffle(tf.range(size))[:self.sampled_negatives]
             rows = {k: tf.gather(v, sampled) for k, v in self.catalog.items()}
             negatives = self.candidate_vectors(self.candidate_tower(rows, training=True),
-                                               sampled)  # [m, d]
-            own = self.candidate_vectors(self.candidate_tower(features, training=True), labels)
-            positive = tf.reduce_sum(queries * own, axis=1, keepdims=True)  # [batch, 1]
-            logits = tf.linalg.matmul(queries, negatives, transpose_b=True)  # [batch, m]
+                                               sampled, with_prior=False)  # [m, d]
+            own = self.candidate_vectors(self.candidate_tower(features, training=True), labels,
+                                         with_prior=False)
+            positive = tf.reduce_sum(queries * own, axis=1, keepdims=True) / scale  # [batch, 1]
             weight = tf.math.log(tf.cast(size, tf.float32) / tf.cast(tf.shape(sampled)[0],
                                                                       tf.float32))
+            logits = tf.linalg.matmul(queries, negatives, transpose_b=True) / scale + weight
+            if self.prior is not None:
+                positive += self.prior.at(moments, labels)[:, tf.newaxis]
+                logits += self.prior.pairwise(moments, sampled)
             logits = tf.where(tf.equal(labels[:, tf.newaxis], sampled[tf.newaxis, :]),
-                              -1e9, logits + weight * (self.temperature or 1.0))
+                              -1e9, logits)  # [batch, m]
             logits = tf.concat([positive, logits], axis=1)
             labels_used = tf.zeros_like(labels)
         else:
             candidates = self.candidate_vectors(
                 self.candidate_tower(self.catalog, training=training),
-                self.catalog[CANDIDATE_POSITION])  # [n, d]
-            logits = tf.linalg.matmul(queries, candidates, transpose_b=True)  # [batch, n]
+                self.catalog[CANDIDATE_POSITION], with_prior=False)  # [n, d]
+            logits = tf.linalg.matmul(queries, candidates, transpose_b=True) / scale  # [b, n]
+            if self.prior is not None:
+                logits += self.prior.pairwise(moments)
             labels_used = labels
-        if self.temperature:
-            logits = logits / self.temperature
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.boolean_mask(labels_used, known), logits=tf.boolean_mask(logits, known))
         return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
@@ -254,7 +284,8 @@ class TwoTowerModel(tfrs.Model):
             total = total / tf.cast(replicas, total.dtype) if replicas > 1 else total
         query_vars = self.query_tower.trainable_variables
         candidate_vars = self.candidate_tower.trainable_variables + (
-            [self.bias] if self.bias is not None else [])
+            [self.bias] if self.bias is not None else []) + (
+            [self.prior.weights] if self.prior is not None else [])
         # A table shared by both towers (candidate ids, histories) is updated once, and
         # counts in both towers' gradient norms.
         variables = list({v.ref(): v for v in query_vars + candidate_vars}.values())

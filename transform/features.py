@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from transform.naming import (CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_VOCAB, CYCLES, PADDING,
-                              QUERY_ID, QUERY_KEY, QUERY_VOCAB, history_column, shared_key,
+                              QUERY_ID, QUERY_KEY, QUERY_VOCAB, TIMESTAMP, history_column, shared_key,
                               transformed_name, vocabulary_name)
 
 
@@ -189,8 +189,9 @@ def transform_all(inputs, spec):
     Always emits the reserved QUERY_KEY and CANDIDATE_KEY (indices in the
     shared id vocabularies, which the analysed split, train, defines), the raw
     ids QUERY_ID and CANDIDATE_ID (strings, exactly as written: evaluation
-    groups queries and the Trainer finds catalog rows by them), plus one
-    output per feature that does not reuse one of the keys.
+    groups queries and the Trainer finds catalog rows by them), the row's time
+    TIMESTAMP (int64 epoch seconds, -1 where empty) when ``data.timestamp`` is
+    set, plus one output per feature that does not reuse one of the keys.
     """
     data = spec["data"]
     queries = string_column(inputs[data["query_id"]], None)
@@ -202,6 +203,9 @@ def transform_all(inputs, spec):
         QUERY_ID: queries,
         CANDIDATE_ID: candidates,
     }
+    if data.get("timestamp"):
+        seconds = inputs[data["timestamp"]]
+        outputs[TIMESTAMP] = tf.cast(densify(seconds, tf.constant(-1, seconds.dtype)), tf.int64)
     for tower in ("query_tower", "candidate_tower"):
         for feature in spec[tower]["features"]:
             if shared_key(feature, data) is None:

@@ -11,6 +11,10 @@ QUERY_KEY = "_query_key"            # int64 [batch]: index of the raw query id
 CANDIDATE_KEY = "_candidate_key"    # int64 [batch]: index of the raw candidate id
 QUERY_ID = "_query_id_raw"          # string [batch]: the raw query id, exactly as written
 CANDIDATE_ID = "_candidate_id_raw"  # string [batch]: the raw candidate id, exactly as written
+# int64 [batch]: the row's data.timestamp in epoch seconds (-1 where the row has none, e.g. a
+# catalog row); emitted only when data.timestamp is set. The Trainer's demand prior counts
+# interactions by it; no tower reads it.
+TIMESTAMP = "_timestamp_raw"
 # int64 [batch]: the candidate's row in the catalog (-1 if not in it); added by the Trainer
 # from CANDIDATE_ID, never by the Transform: the catalog is every servable candidate,
 # including candidates without training interactions (which share the OOV id row).
@@ -21,6 +25,9 @@ PADDING = -1                        # pads multi-valued features; never a vocabu
 HISTORY_PREFIX = "__twotower_history_"  # prepared column holding a history feature's ids
 CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical timestamp periods
 SEQUENCE_KINDS = ("multi_categorical", "text", "history")
+
+# The refit Trainer's custom_config flag (pipelines.builder sets it, trainer.training reads it).
+REFIT_KEY = "twotower_refit"
 
 # Prepared splits. Interactions: train, eval, test. CATALOG_SPLIT: one row per servable
 # candidate (its id and candidate-tower columns). "<split>_queries": one row per query of a

@@ -33,7 +33,7 @@ def _run(cfg: Config, args) -> int:
 def _run_held(cfg: Config, args, started: float) -> int:
     import traceback
 
-    from pipelines.builder import COMPONENTS
+    from pipelines.builder import component_ids
     from pipelines.console import Console, result_lines, root_cause
     from pipelines.runners import runs
     from pipelines.runners.local import pipeline_dir, run_local
@@ -43,7 +43,7 @@ def _run_held(cfg: Config, args, started: float) -> int:
     console = Console(log_dir, mode)
     res, status, error = None, "failed", ""
     try:
-        with console.capture(list(COMPONENTS)):
+        with console.capture(list(component_ids(cfg))):
             console.say(f"full log: {console.log_path}")
             res = run_local(cfg, log=console.say)
     except (ConfigError, DataError) as exc:
@@ -95,7 +95,7 @@ def cmd_lr_check(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     import traceback
 
-    from pipelines.builder import COMPONENTS
+    from pipelines.builder import SELECTION
     from pipelines.console import Console, root_cause
     from pipelines.runners.local import pipeline_dir
 
@@ -103,7 +103,7 @@ def cmd_lr_check(args) -> int:
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), output_mode(args),
                       name="lr-check")
     try:
-        with console.capture(list(COMPONENTS[:COMPONENTS.index("Transform") + 1])):
+        with console.capture(list(SELECTION[:SELECTION.index("Transform") + 1])):
             console.say(f"full log: {console.log_path}")
             report = lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
     except (ConfigError, DataError):

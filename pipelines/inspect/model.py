@@ -8,8 +8,8 @@ queries, their norms, a candidate's nearest neighbours, and a query's top-k
 beside what it actually had.
 
 Scores are the Trainer's: the dot product of the (normalised) embeddings
-divided by the temperature, plus the candidate's learned bias when the model
-has one.
+divided by the temperature, plus the candidate's learned bias and demand prior
+(as of the end of the train split) when the model has them.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
-                              QUERY_ID, queries_split)
+                              QUERY_ID, TIMESTAMP, queries_split)
 
 
 class Towers:
@@ -46,15 +46,37 @@ class Towers:
         self.catalog[CANDIDATE_POSITION] = np.arange(len(self.catalog[CANDIDATE_ID]))
         self.query(self.catalog_rows(1), training=False)  # create the variables
         self.candidate(self.catalog_rows(1), training=False)
-        self.bias = (tf.Variable(tf.zeros(len(self.catalog[CANDIDATE_ID])), name="candidate_bias")
-                     if self.spec["model"]["candidate_bias"] else None)
+        bias = (tf.Variable(tf.zeros(len(self.catalog[CANDIDATE_ID])), name="candidate_bias")
+                if self.spec["model"]["candidate_bias"] else None)
+        prior = self._prior(feature_spec) if self.spec["model"].get("demand_prior") else None
         parts = {"query_tower": self.query, "candidate_tower": self.candidate}
-        if self.bias is not None:
-            parts["candidate_bias"] = self.bias
+        if bias is not None:
+            parts["candidate_bias"] = bias
+        if prior is not None:
+            parts["demand_prior"] = prior.weights
         tf.train.Checkpoint(**parts).read(run["towers"]).assert_existing_objects_matched()
+        # the score's offset per candidate: the learned bias plus the demand prior as of the
+        # end of the train split (what the eval split was scored with); None without either
+        self.bias = None
+        if bias is not None or prior is not None:
+            self.bias = np.zeros(len(self.catalog[CANDIDATE_ID]), np.float32)
+            self.bias += bias.numpy() if bias is not None else 0.0
+            self.bias += prior.static().numpy() if prior is not None else 0.0
         self.candidate_ids = [v.decode("utf-8") for v in self.catalog[CANDIDATE_ID]]
         self._feature_spec = feature_spec
         self._candidates = None
+
+    def _prior(self, feature_spec):
+        """The demand prior over the train split's rows (its weights: the checkpoint's)."""
+        from trainer.data import load_pairs
+        from trainer.prior import DemandPrior
+
+        options = self.spec["model"]["demand_prior"]
+        rows = load_pairs([os.path.join(self.run["examples"]["train"], "*")], feature_spec,
+                          self.catalog[CANDIDATE_ID], with_time=True)
+        return DemandPrior(rows[CANDIDATE_POSITION], rows[TIMESTAMP],
+                           len(self.catalog[CANDIDATE_ID]), options["windows"],
+                           options["all_time"])
 
     def catalog_rows(self, n: Optional[int] = None) -> Dict[str, np.ndarray]:
         return {k: v[:n] for k, v in self.catalog.items()}
@@ -109,27 +131,23 @@ class Towers:
         """``[queries, catalog]`` scores as the Trainer ranks them."""
         temperature = self.spec["model"]["temperature"] or 1.0
         out = query_vectors @ self.candidate_vectors().T / temperature
-        return out + self.bias.numpy()[np.newaxis, :] if self.bias is not None else out
+        return out + self.bias[np.newaxis, :] if self.bias is not None else out
 
     def evaluate(self, ks=None) -> Dict[str, object]:
         """The eval split's full-catalog evaluation, recomputed with these towers by the
         Trainer's own code (``trainer.held_out``): equal to the run's record when the towers
         are the ones that ran."""
-        from trainer.data import query_counts, query_groups
-        from trainer.training import held_out_set, load_inputs, split_files
+        from trainer.inputs import held_out_set, load_inputs, split_files
 
         examples = self.run["examples"]
         files = split_files(self.spec, [os.path.join(examples["train"], "*")],
                             [os.path.join(examples[EVAL_SPLIT], "*")])
         inputs = load_inputs(self.spec, self.output, files)
-        train = inputs["train"]
-        held, _, _ = held_out_set(self.spec, EVAL_SPLIT, files, inputs["feature_spec"],
-                                  inputs["catalog"][CANDIDATE_ID],
-                                  query_groups(train[QUERY_ID], train[CANDIDATE_POSITION]),
-                                  query_counts(train[QUERY_ID], train[CANDIDATE_POSITION]))
+        held, _ = held_out_set(self.spec, EVAL_SPLIT, files, inputs["feature_spec"],
+                               inputs["catalog"][CANDIDATE_ID], inputs["train"])
         vectors = self.candidate_vectors()
         if self.bias is not None:  # the Trainer scores [q * T, 1] . [c, b] / T
-            vectors = np.concatenate([vectors, self.bias.numpy()[:, np.newaxis]], axis=1)
+            vectors = np.concatenate([vectors, self.bias[:, np.newaxis]], axis=1)
 
         def embed(table):
             q = self.embed(self.query, table)

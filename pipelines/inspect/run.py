@@ -47,7 +47,7 @@ def load(path: str) -> Dict[str, object]:
     """The run under a pipeline root (or the root of a ``modules/trainer_module.py``).
 
     Returns ``{root, spec, module, metrics, metrics_file, gate, serving_model,
-    transform_graph, examples: {split: folder}, model_run, towers}``; a part
+    selection_model, transform_graph, examples: {split: folder}, model_run, towers}``; a part
     the run does not have (it stopped, or never got there) is None or empty.
 
     Raises:
@@ -74,6 +74,9 @@ def load(path: str) -> Dict[str, object]:
     return {"root": root, "spec": frozen_config(module), "module": module,
             "metrics": metrics, "metrics_file": found.get("metrics_file") or None,
             "gate": found.get("gate"), "serving_model": found.get("serving_model") or None,
+            # the Trainer's own export: the towers inspected here (the pushed model may be
+            # the refit on train + eval, training.refit)
+            "selection_model": (metrics or {}).get("serving_model_dir") or None,
             "transform_graph": newest(os.path.join(tfx_dir, "Transform", "transform_graph",
                                                     "*")) or None,
             "examples": examples, "model_run": run_dir or None, "towers": towers}

@@ -14,7 +14,7 @@ import os
 import shutil
 from typing import Dict, List
 
-from pipelines.builder import COMPONENTS, build_pipeline, paths, write_schema
+from pipelines.builder import build_pipeline, component_ids, paths, write_schema
 from pipelines.codegen import write_modules
 from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, prepare
@@ -86,6 +86,12 @@ def results(root: str) -> dict:
         if os.path.exists(out["metrics_file"]):
             with open(out["metrics_file"], encoding="utf-8") as handle:
                 out["metrics"] = json.load(handle)
+    out["refit"] = None  # the RefitTrainer's record (training.refit), if one ran
+    refit_dir = newest(os.path.join(where["tfx"], "RefitTrainer", "model_run", "*"))
+    refit_file = os.path.join(refit_dir, "training_metrics.json") if refit_dir else ""
+    if refit_file and os.path.exists(refit_file):
+        with open(refit_file, encoding="utf-8") as handle:
+            out["refit"] = json.load(handle)
     blessing = newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
     out["gate"] = read_decision(blessing) if blessing else None
     pushed = {os.path.realpath(p) for p in pushed_models(where["metadata"])}
@@ -94,16 +100,17 @@ def results(root: str) -> dict:
     return out
 
 
-def run_local(cfg: Config, log=print, root: str = "", until: str = COMPONENTS[-1]) -> dict:
+def run_local(cfg: Config, log=print, root: str = "", until: str = "") -> dict:
     """Prepares data, generates modules and runs the pipeline; returns :func:`results`.
 
-    ``until`` names the last component to run (``Transform`` for lr-check).
+    ``until`` names the last component to run (``Transform`` for lr-check; default all).
     ``results()['pushed']`` says whether this run pushed a new serving model.
     Raises whatever a component raised (LocalDagRunner stops at the first
     failing component), or ConfigError when another run holds ``root``
     (:mod:`pipelines.runners.lock`).
     """
     root = root or pipeline_dir(cfg)
+    until = until or component_ids(cfg)[-1]
     with holding(root, cfg.pipeline.name):  # one run at a time of a pipeline
         return _run_local(cfg, log, root, until)
 
@@ -125,7 +132,7 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
     from tfx import v1 as tfx
 
     before = results(root)["serving_model"]
-    log(f"running {COMPONENTS.index(until) + 1} components with LocalDagRunner")
+    log(f"running {component_ids(cfg).index(until) + 1} components with LocalDagRunner")
     tfx.orchestration.LocalDagRunner().run(
         build_pipeline(cfg, where["input"], modules, root, until))
     out = results(root)

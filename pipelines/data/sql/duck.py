@@ -300,6 +300,9 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
         report["time_cut"] = cut
         if "test" in p.splits:
             report["test_cut"] = test_cut
+        if p.method == "time" and d.split.window:  # a backtest window: later rows left out
+            report.update(window=d.split.window, window_end=test_cut,
+                          rows_after_window=n - report["rows"])
     return report
 
 

@@ -22,7 +22,10 @@ Splits (``data.split.method``):
     are test, the ``eval_fraction`` before them eval (the cut is the
     ``int(n * (1 - fraction))``-th smallest time, 0-based; rows tied with a cut
     go to the later split; if a cut falls on the earliest time, its ties stay
-    in the earlier split).
+    in the earlier split). With ``window`` w > 0 (a backtest, no test split),
+    eval is the slice between the cuts at ``(w + 1) * eval_fraction`` and
+    ``w * eval_fraction`` of all rows, and the rows at or after the later cut
+    are left out: the same split, w windows back in time.
   ``user_time``: per query, in (time, file) order: its latest
     ``int(n * test_fraction)`` interactions (at least one when test_fraction >
     0) are test and the latest ``int(n * (eval_fraction + test_fraction))`` (at
@@ -242,6 +245,10 @@ def _ranked(p: Plan) -> exp.Expression:
                        END AS _rank FROM rows""", P_held=start, P_test=test)
     if p.method == "time":
         test = _later(s.test_fraction) if s.test_fraction > 0 else exp.false()
+        if s.window:  # a backtest: the held-out window moved back, later rows left out
+            return fill("SELECT *, CASE WHEN P_held THEN 1 ELSE 0 END AS _rank FROM rows "
+                        "WHERE NOT (P_after)", P_held=_later(held * (s.window + 1)),
+                        P_after=_later(held * s.window))
         return fill("SELECT *, CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank "
                     "FROM rows", P_test=test, P_held=_later(held))
     if p.method == "user_time":
@@ -271,5 +278,7 @@ def _cuts(p: Plan) -> exp.Expression:
     if p.method != "time":
         return fill("SELECT NULL AS time_cut, NULL AS test_cut")
     test = exp.Subquery(this=_cut(s.test_fraction)) if s.test_fraction > 0 else exp.null()
-    return fill("SELECT (P_cut) AS time_cut, (P_test) AS test_cut",
-                P_cut=exp.Subquery(this=_cut(s.eval_fraction + s.test_fraction)), P_test=test)
+    if s.window:  # the end of the window: where the rows left out begin
+        test = exp.Subquery(this=_cut(s.eval_fraction * s.window))
+    return fill("SELECT (P_cut) AS time_cut, (P_test) AS test_cut", P_cut=exp.Subquery(
+        this=_cut((s.eval_fraction + s.test_fraction) * (s.window + 1))), P_test=test)

@@ -13,7 +13,7 @@ from sqlglot import exp
 from pipelines.data.columns import FLOAT, INT
 from pipelines.data.sql.histories import snapshot_histories
 from pipelines.data.sql.program import HELD, Plan, c, typed
-from pipelines.data.sql.template import fill, ident
+from pipelines.data.sql.template import fill, ident, lit
 from transform.naming import CATALOG_SPLIT, queries_split, raw_columns
 
 
@@ -34,13 +34,28 @@ def ordered(p: Plan, cells: List[exp.Expression]) -> List[exp.Expression]:
     return [named[name] if name in named else empty(p, name) for name in p.types]
 
 
+def shuffle_key(p: Plan) -> exp.Expression:
+    """A pseudo-random sort key of a row: the SHA-256 of the split seed and its row number.
+
+    The train split is written in this order, a uniform shuffle fixed by
+    ``data.split.seed``: a log's file order is usually time order, and
+    batches read in it would each hold a few days and every epoch end on
+    the newest rows (an uncontrolled recency effect). The held-out splits
+    keep file order.
+    """
+    return fill("substr(sha256(P_seed || CAST(_line AS VARCHAR)), 1, 16)",
+                P_seed=lit(f"{p.cfg.data.split.seed}:"))
+
+
 def split_query(p: Plan, split: str) -> exp.Expression:
-    """The rows of ``split``, in file order, as the prepared columns."""
+    """The rows of ``split`` as the prepared columns: train shuffled (:func:`shuffle_key`),
+    the held-out splits in file order."""
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
     cells += history_columns(p)
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
-    return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY _line", P_cells=ordered(p, cells),
-                P_keep=keep)
+    order = [shuffle_key(p), c("_line")] if split == "train" else [c("_line")]
+    return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY P_order",
+                P_cells=ordered(p, cells), P_keep=keep, P_order=order)
 
 
 def queries_query(p: Plan, split: str, portable: bool = False) -> exp.Expression:

@@ -66,15 +66,17 @@ def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]
                 raise DataError(found)
         time = parse_time(c(internal[d.timestamp])) if d.timestamp else fill("0.0")
         cells = [fill("COALESCE(P_x, '')", P_x=c(i)) for i in internal.values()]
+        # one grouped pass per query for its candidates (linear in the rows), and the
+        # latest row by a ranking window: never a whole-partition list per row
         rows = runner.execute(fill("""
+            WITH s AS (SELECT *, P_time AS _t FROM src),
+            agg AS (SELECT P_q AS _q, list(P_i ORDER BY _t DESC, _line DESC)[1:P_cap] AS _items,
+                           list(DISTINCT P_i) AS _seen
+                    FROM s GROUP BY P_q)
             SELECT P_cells, _items, _seen FROM (
-              SELECT *,
-                row_number() OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC) AS _last,
-                list(P_i) OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-                               )[1:P_cap] AS _items,
-                list(DISTINCT P_i) OVER (PARTITION BY P_q) AS _seen
-              FROM (SELECT *, P_time AS _t FROM src))
+              SELECT *, row_number() OVER (PARTITION BY P_q ORDER BY _t DESC, _line DESC)
+                        AS _last
+              FROM s) AS l JOIN agg ON l.P_q = agg._q
             WHERE _last = 1""", P_cells=cells, P_q=q, P_i=item, P_cap=cap, P_time=time),
             path).fetchall()
         runner.con.close()

@@ -1,0 +1,98 @@
+"""What the Trainer reads: the splits' files, the catalog, the fitted rows, held-out sets.
+
+This module is copied verbatim into the generated Trainer module.
+"""
+import numpy as np
+
+from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
+                              QUERY_ID, QUERY_KEY, TEST_SPLIT, TIMESTAMP, TRAIN_SPLIT,
+                              has_test_split, queries_split)
+from trainer.data import (catalog_table, load_arrays, load_pairs, position_table, query_counts,
+                          query_groups)
+from trainer.evaluation import popularity
+from trainer.held_out import HeldOutSet
+from trainer.towers import tower_inputs
+
+
+def split_files(spec, train_files, eval_files, refit=False):
+    """``{split: file patterns}`` of every split the Trainer reads.
+
+    TFX hands the Trainer the train and eval patterns; the catalog, the query
+    snapshots and the test split are their siblings (``Split-<name>``). A
+    refit's train patterns are the train and eval splits (it fits on both),
+    and it reads no eval snapshots (nothing is left to choose on).
+    """
+    files = {TRAIN_SPLIT: list(train_files), EVAL_SPLIT: list(eval_files)}
+    names = [CATALOG_SPLIT] + ([] if refit else [queries_split(EVAL_SPLIT)])
+    if has_test_split(spec["data"]["split"]):
+        names += [TEST_SPLIT, queries_split(TEST_SPLIT)]
+    for name in names:
+        files[name] = [p.replace("Split-" + EVAL_SPLIT, "Split-" + name) for p in eval_files]
+        if files[name] == files[EVAL_SPLIT]:
+            raise ValueError(f"cannot find the {name} split beside the eval files "
+                             f"{list(eval_files)} (expected a Split-{name} folder)")
+    return files
+
+
+def with_time(spec):
+    """Whether rows are loaded with their TIMESTAMP (the demand prior counts by it)."""
+    return spec["model"].get("demand_prior") is not None
+
+
+def load_inputs(spec, tft_output, files):
+    """What a model is built from: the catalog, the fitted rows and popularity.
+
+    Returns:
+      ``{'catalog' (see trainer.data.catalog_table), 'train' (QUERY_ID,
+      CANDIDATE_POSITION and, with a demand prior, TIMESTAMP per fitted row:
+      trainer.data.load_pairs), 'counts' ([num_candidates] fitted interactions
+      per position), 'feature_spec', 'positions' (the id -> position table)}``.
+
+    Raises:
+      ValueError: a training interaction names a candidate outside the catalog.
+    """
+    feature_spec = tft_output.transformed_feature_spec()
+    keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
+    catalog = catalog_table(load_arrays(files[CATALOG_SPLIT], feature_spec), keys)
+    train = load_pairs(files[TRAIN_SPLIT], feature_spec, catalog[CANDIDATE_ID],
+                       with_time=with_time(spec))
+    outside, first = train.pop("outside")
+    if outside:
+        raise ValueError(f"{outside} training interactions name candidates outside the "
+                         f"catalog (first: {first!r}); the catalog split must list them")
+    return {"catalog": catalog, "train": train, "feature_spec": feature_spec,
+            "counts": popularity(train[CANDIDATE_POSITION], len(catalog[CANDIDATE_ID])),
+            "positions": position_table(catalog[CANDIDATE_ID])}
+
+
+def check_cutoffs(spec, num_candidates):
+    """``model.top_k`` and ``pipeline.serving_k`` must fit in the catalog: no silent drop."""
+    too_big = [k for k in spec["model"]["top_k"] if k > num_candidates]
+    if too_big:
+        raise ValueError(f"model.top_k {too_big} exceeds the catalog's {num_candidates} "
+                         f"candidates; use cut-offs of at most {num_candidates}")
+    if spec["pipeline"]["serving_k"] > num_candidates:
+        raise ValueError(f"pipeline.serving_k {spec['pipeline']['serving_k']} exceeds the "
+                         f"catalog's {num_candidates} candidates; lower it")
+    return list(spec["model"]["top_k"])
+
+
+def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_rows):
+    """The :class:`HeldOutSet` of ``split`` and its rows (``load_pairs``, with time if the
+    prior needs it), each query scored without what it had in ``seen_rows`` (the rows
+    before the split: ``{QUERY_ID: [...], CANDIDATE_POSITION: [...]}``)."""
+    rows = load_pairs(files[split], feature_spec, catalog_ids, with_time=with_time(spec))
+    rows.pop("outside")
+    query_keys = [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]
+    snapshots = load_arrays(files[queries_split(split)], feature_spec)
+    held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
+                      rows[CANDIDATE_POSITION],
+                      query_groups(seen_rows[QUERY_ID], seen_rows[CANDIDATE_POSITION]),
+                      query_counts(seen_rows[QUERY_ID], seen_rows[CANDIDATE_POSITION]))
+    return held, rows
+
+
+def concatenate(*parts):
+    """Row dicts (``load_pairs`` outputs) joined, keeping the keys all of them have."""
+    keys = [k for k in (QUERY_ID, CANDIDATE_POSITION, TIMESTAMP) if all(k in p for p in parts)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
