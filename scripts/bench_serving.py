@@ -75,17 +75,18 @@ def measure(signature, inputs, threads: int, seconds: float) -> dict:
 
 
 def recommend_processes(model_root: str, users: int, processes: int, out_dir: str) -> dict:
-    """`twotower recommend` for ``users`` users (split between ``processes`` at once)."""
+    """`twotower recommend` for ``users`` distinct users (the known customers, the rest new),
+    split between ``processes`` running at once; the time includes each one's start."""
     from pipelines.recommend import default_history, find_model, model_config, read_queries
 
     cfg = model_config(find_model(model_root))
     known = read_queries(default_history(model_root, cfg), cfg.data.query_id)
+    ids = (known + [f"new-{i}" for i in range(max(0, users - len(known)))])[:users]
     procs, began = [], time.time()
     for p in range(processes):
         path = os.path.join(out_dir, f"users-{processes}-{p}.csv")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write("user_id\n" + "".join(f"{known[i % len(known)]}\n"
-                                               for i in range(p, users, processes)))
+            handle.write("user_id\n" + "".join(f"{ids[i]}\n" for i in range(p, users, processes)))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "pipelines", "recommend", "--model", model_root, "--users",
              path, "--k", "10", "--out", os.path.join(out_dir, f"recs-{processes}-{p}.csv"),
@@ -108,9 +109,10 @@ def main() -> None:
     parser.add_argument("--model", default=os.path.join(ROOT, "runs", "b2b-demo"))
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--parts", default="signatures,recommend")
     args = parser.parse_args()
     report = {"cores": os.cpu_count(), "signatures": [], "recommend": []}
-    for batch in (1, 64, 512):
+    for batch in (1, 64, 512) if "signatures" in args.parts else ():
         serving, inputs = signature_inputs(args.model, batch)
         model = tf.saved_model.load(serving)
         for name in ("serving_default", "recommend", "query_embedding"):
@@ -122,7 +124,7 @@ def main() -> None:
                       f"{got['requests_per_s']:9.1f} requests/s {got['queries_per_s']:10.0f} "
                       "queries/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
-        for processes in (1, 2):
+        for processes in (1, 2) if "recommend" in args.parts else ():
             got = recommend_processes(args.model, args.users, processes, scratch)
             report["recommend"].append(got)
             print(f"recommend {args.users} users in {processes} process(es): "

@@ -51,11 +51,9 @@ def _remove_what_a_refused_run_wrote(folder: str, new) -> None:
     for name in os.listdir(logs) if os.path.isdir(logs) else []:
         if name.startswith("run") and (name.endswith(".log") or name == "runs.jsonl"):
             os.remove(os.path.join(logs, name))
-    for path in (logs,):
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
     with contextlib.suppress(OSError):
-        if set(os.listdir(folder)) == {LOCK_FILE}:
+        os.rmdir(logs)  # only if nothing else is in it
+        if os.listdir(folder) == [LOCK_FILE]:
             os.remove(os.path.join(folder, LOCK_FILE))
     written.remove_new_folders(new)
 
@@ -133,7 +131,10 @@ def cmd_lr_check(args) -> int:
     from pipelines.console import Console, root_cause
     from pipelines.runners.local import pipeline_dir
 
+    from pipelines.local_paths import check_root
+
     rates = parse_rates(args.rates) if args.rates else None
+    check_root(cfg)  # one line naming pipeline.root: not a folder, not writable
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), output_mode(args),
                       name="lr-check")
     try:
