@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 from typing import List, Optional
 
 from pipelines.data.csvfile import DataError
@@ -81,22 +80,21 @@ def _raise(path: str, handle, offset: int, newlines: int, quoted: bool, what: st
 
 
 def _record_at(handle, offset: int) -> int:
-    """The number of the CSV record holding byte ``offset`` (header = 1), counted by the
-    csv module over the bytes before it (read as Latin-1: one character per byte)."""
+    """The number of the CSV record holding byte ``offset`` (header = 1): one more than the
+    line breaks before it outside quoted cells (a doubled quote inside a cell opens and closes
+    again, so counting quotes keeps the parity). Read in blocks: bounded memory."""
     handle.seek(0)
-    before = handle.read(offset)
-    prefix = io.TextIOWrapper(io.BytesIO(before), encoding="latin-1", newline="")
-    limit = csv.field_size_limit()
-    csv.field_size_limit(2 ** 31 - 1)
-    records = 0
-    try:
-        for _ in csv.reader(prefix):
-            records += 1
-    except csv.Error:  # the prefix ends inside a quoted cell: that record holds the offset
-        return records + 1
-    finally:
-        csv.field_size_limit(limit)
-    return records + 1 if not before or before.endswith(b"\n") else records
+    left, inside, breaks = offset, False, 0
+    while left > 0:
+        block = handle.read(min(left, BLOCK))
+        if not block:
+            break
+        left -= len(block)
+        parts = block.split(b'"')
+        outside = parts[1::2] if inside else parts[0::2]
+        breaks += sum(part.count(b"\n") for part in outside)
+        inside = inside != (len(parts) % 2 == 0)  # an odd number of quotes flips it
+    return breaks + 1
 
 
 def header(path: str) -> Optional[List[str]]:
