@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test test-slow lock bench bench-scale clean
+.PHONY: venv demo test test-slow lock bench bench-scale bench-serving clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -30,6 +30,11 @@ bench: venv
 # How data preparation and the pipeline grow with the data (synthetic 100k/1M/10M purchases).
 bench-scale: venv
 	$(VENV)/bin/python scripts/bench_scale.py
+
+# Serving throughput of the demo's model (run `make demo` first): signatures from 1-8 threads,
+# `twotower recommend` from 1 and 2 processes.
+bench-serving: venv
+	$(VENV)/bin/python scripts/bench_serving.py --model runs/b2b-demo
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv

@@ -16,8 +16,10 @@
     twotower inspect  ROOT [--out DIR] [--query ID] [--candidate ID]
     twotower synth    --out DIR [--customers N --products N --purchases N --seed N]
 
-Exit codes: 0 success, 2 invalid config or data, 1 a pipeline component failed or the
-push gate refused the model (it did not beat popularity by the configured margin).
+Exit codes: 0 success, 2 invalid config or data (or a bad invocation), 1 a pipeline
+component failed or the push gate refused the model (it did not beat popularity by the
+configured margin). Every error is one line on stderr naming the key, file or row
+(:mod:`pipelines.errors`); never a traceback.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
 from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs
 from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
 from pipelines.config import Config, ConfigError
-from pipelines.data.prepare import DataError
 
 
 def _tower_summary(cfg: Config, with_data: bool) -> str:
@@ -63,12 +64,25 @@ def cmd_validate(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pipelines.codegen import write_modules
+    from pipelines import written
+    from pipelines.codegen import TRAINER_FILE, TRANSFORM_FILE, write_modules
 
     cfg = config_from(args)
-    written = write_modules(cfg, args.out)
-    print(f"wrote {written['transform']}\nwrote {written['trainer']}")
+    targets = {f"--out ({name})": os.path.join(args.out, name)
+               for name in (TRANSFORM_FILE, TRAINER_FILE)}
+    written.check(targets, _config_inputs(args, cfg), args.force, make_dirs=True)
+    paths = write_modules(cfg, args.out)
+    written.record(paths.values(), "generate")
+    print(f"wrote {paths['transform']}\nwrote {paths['trainer']}")
     return 0
+
+
+def _config_inputs(args, cfg: Config) -> dict:
+    """What a command given ``--config`` reads: the config and the data files it names."""
+    inputs = {"--config": args.config, "data.path": cfg.data.path or ""}
+    if cfg.data.candidates:
+        inputs["data.candidates.path"] = cfg.data.candidates.path or ""
+    return inputs
 
 
 def cmd_prepare(args) -> int:
@@ -94,6 +108,10 @@ def cmd_prepare(args) -> int:
     from pipelines.data.prepare import prepare
     from pipelines.runners.local import pipeline_dir
 
+    if not args.out:
+        from pipelines.local_paths import check_root
+
+        check_root(cfg)
     out = args.out or os.path.join(pipeline_dir(cfg), "input")
     report = prepare(cfg, out)
     held = ", ".join(f"{report[f'{s}_rows']} {s}" for s in ("train", "eval", "test")
@@ -105,16 +123,30 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from pipelines.data.synthetic import generate
+    from pipelines import written
+    from pipelines.data.synthetic import FILES, generate
 
-    written = generate(args.out, customers=args.customers, products=args.products,
-                       purchases=args.purchases, seed=args.seed)
-    print("\n".join(f"wrote {p}" for p in written.values()))
+    for key in ("customers", "products", "purchases"):
+        if getattr(args, key) < 1:
+            raise ConfigError([(f"--{key}", f"must be at least 1, got {getattr(args, key)}")])
+    written.check({f"--out ({name})": os.path.join(args.out, name) for name in FILES.values()},
+                  force=args.force, make_dirs=True)
+    paths = generate(args.out, customers=args.customers, products=args.products,
+                     purchases=args.purchases, seed=args.seed)
+    written.record(paths.values(), "synth")
+    print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line (exit 2) like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="twotower", description=__doc__.split("\n")[0])
+    top = Parser(prog="twotower", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
 
     def with_config(name, help_text):
@@ -127,8 +159,11 @@ def parser() -> argparse.ArgumentParser:
     p = with_config("validate", "check a config (and its data's columns)")
     p.add_argument("--no-data", action="store_true", help="do not read the data files")
     p.set_defaults(func=cmd_validate)
+    force = dict(action="store_true", help="replace existing files twotower did not write "
+                 "(never an input of the command)")
     p = with_config("generate", "write transform_module.py and trainer_module.py")
     p.add_argument("--out", required=True)
+    p.add_argument("--force", **force)
     p.add_argument("--no-data", action="store_true", help="do not read the data files")
     p.set_defaults(func=cmd_generate)
     p = with_config("prepare", "run (or print) the data preparation SQL program")
@@ -169,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="image", help="folder for the Dockerfile (default: image)")
     p.add_argument("--tag", help="image tag to print in the build command (default: "
                    "twotower-<pipeline.name>:<config fingerprint>)")
+    p.add_argument("--force", **force)
     p.set_defaults(func=cmd_image)
     p = output_flags(with_config("lr-check", "learning-rate range test on the transformed data"))
     p.add_argument("--rates", help="comma-separated rates (default: the configured rate "
@@ -188,6 +224,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--buy-again-out", help="also write, per query, the candidates it already "
                    "had in --history ranked by the model (\"buy again\"), as user_id,item_id,rank")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--force", **force)
+    p.add_argument("--escape-formulas", action=argparse.BooleanOptionalAction, default=True,
+                   help="prefix ids a spreadsheet would run as formulas (=, +, -, @ ...) with "
+                   "' (a reversible rule: docs/outputs.md); --no-escape-formulas writes the "
+                   "ids exactly, for files only programs read")
     p.set_defaults(func=cmd_recommend)
     p = output_flags(sub.add_parser("demo", help="run the pipeline on the embedded synthetic "
                                                  "dataset"))
@@ -215,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--products", type=int, default=400)
     p.add_argument("--purchases", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--force", **force)
     p.set_defaults(func=cmd_synth)
     return top
 
@@ -227,11 +269,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from pipelines.errors import handled
+
+    return handled(args.command, lambda: args.func(args))
 
 
 if __name__ == "__main__":

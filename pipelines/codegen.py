@@ -22,15 +22,15 @@ from typing import Dict, List, Sequence
 
 from pipelines.config import Config
 from pipelines.version import __version__
+from pipelines.written import atomic
 
 INTERNAL = ("transform", "trainer")
 TRANSFORM_SOURCES = ("transform/naming.py", "transform/features.py")
 TRAINER_SOURCES = ("transform/naming.py", "trainer/data.py", "trainer/towers.py",
                    "trainer/prior.py", "trainer/model.py", "trainer/monitoring.py",
-                   "trainer/evaluation.py",
-                   "trainer/held_out.py", "trainer/inputs.py", "trainer/build.py",
-                   "trainer/serving.py", "trainer/runtime.py",
-                   "trainer/training.py")
+                   "trainer/evaluation.py", "trainer/held_out.py", "trainer/inputs.py",
+                   "trainer/build.py", "trainer/export.py", "trainer/serving.py",
+                   "trainer/runtime.py", "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"
 
@@ -178,6 +178,6 @@ def write_modules(config: Config, out_dir: str) -> Dict[str, str]:
              "trainer": os.path.join(out_dir, TRAINER_FILE)}
     for key, text in (("transform", transform_module(config)),
                       ("trainer", trainer_module(config))):
-        with open(paths[key], "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with atomic(paths[key], "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)  # beside the file, renamed over it when whole
     return paths

@@ -37,6 +37,7 @@ OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash", "days", "dates")
 REPEATS = ("keep", "first")
+TIMESTAMP_UNITS = ("s", "ms", "us")  # what a numeric timestamp counts since 1970
 SOFTMAX_MODES = ("auto", "full_catalog", "sampled", "in_batch")
 SERVING_INDEXES = ("exact", "scann")
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
@@ -138,6 +139,9 @@ class DataConfig:
     path: Optional[str] = None
     bigquery: Optional[str] = None          # project.dataset.table, e.g. my-proj.shop.orders
     timestamp: Optional[str] = None
+    # A numeric timestamp (in data.timestamp and in timestamp features) counts seconds ("s"),
+    # milliseconds ("ms") or microseconds ("us") since 1970; ISO 8601 text is read as written.
+    timestamp_unit: str = "s"
     candidates: Optional[CandidateTableConfig] = None
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
 
@@ -542,9 +546,16 @@ def count_values(value: Any, error) -> int:
 
 
 def read_raw(path: str) -> dict:
-    """Reads a YAML or JSON config file into a mapping."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    """Reads a YAML or JSON config file into a mapping (ConfigError naming ``--config`` if
+    it can't be read)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([("--config", f"{path}: cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("--config", f"{path}: not UTF-8 text ({exc.reason}); save it "
+                            "as UTF-8")]) from None
     if path.endswith(".json"):
         def unique(pairs):
             keys = [k for k, _ in pairs]

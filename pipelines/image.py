@@ -18,6 +18,7 @@ import re
 from typing import Dict, List
 
 from pipelines.config import Config
+from pipelines.written import atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = os.path.join(ROOT, "requirements.lock")
@@ -90,7 +91,6 @@ def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(ROOT, relative), target)
     path = os.path.join(out_dir, "Dockerfile")
-    with open(path + ".partial", "w", encoding="utf-8") as handle:
+    with atomic(path, "w", encoding="utf-8") as handle:  # renamed over it when whole
         handle.write(dockerfile(cfg, lock))
-    os.replace(path + ".partial", path)
     return path

@@ -12,18 +12,25 @@ model's trained OOV row and its other inputs take their configured defaults.
 Ids are matched exactly as written. A query that gets fewer than ``k``
 recommendations (its own items excluded from a small catalog) is reported.
 
-Output: CSV ``user_id,item_id,rank`` (rank 1 best), queries in input order.
+Output: CSV ``user_id,item_id,rank`` (rank 1 best), queries in input order, with ids
+escaped for spreadsheets by the reversible rule of :mod:`pipelines.csvsafe` (unless
+``escape_formulas=False``). Before anything is loaded, the outputs are checked
+(:mod:`pipelines.written`): never one of the inputs (``--users``, ``--history``, the
+model's training data, the model's folder), never a file twotower did not write unless
+``force``; they are written beside the target and renamed over it when complete.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
 from typing import Dict, List, Optional
 
+from pipelines import written
 from pipelines.config import Config, ConfigError
+from pipelines.csvsafe import Writer
+from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError, parse_time, read_rows
 from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
 from transform.naming import HISTORY_PREFIX
@@ -33,6 +40,9 @@ HEADER = ("user_id", "item_id", "rank")
 
 def find_model(path: str) -> str:
     """A serving SavedModel directory, given it or a pipeline root."""
+    if not os.path.exists(path):
+        raise ConfigError([("--model", f"{path} does not exist; give a pipeline folder (e.g. "
+                            "runs/b2b-demo) or a serving SavedModel")])
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
     pushed = results(os.path.abspath(path))["serving_model"] if os.path.isdir(path) else ""
@@ -49,8 +59,31 @@ def model_config(model_dir: str) -> Config:
     if not os.path.exists(path):
         raise ConfigError([("--model", f"{model_dir} has no assets.extra/config.json; it was "
                             "exported by an older version: re-run the pipeline")])
-    with open(path, encoding="utf-8") as handle:
-        return Config.from_dict(json.load(handle))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return Config.from_dict(json.load(handle))
+    except (OSError, ValueError) as exc:
+        raise ConfigError([("--model", f"{path}: cannot read the model's config ({exc}); "
+                            "re-run the pipeline")]) from None
+
+
+def training_files(model: str, cfg: Config) -> Dict[str, str]:
+    """``{what: path}`` of the files the model was trained on, where they can be found: the
+    run's own config names them in full when ``model`` is a pipeline folder; a bare model's
+    config.json names them by file name only (found if here)."""
+    found = {}
+    module = os.path.join(model, "modules", "trainer_module.py")
+    if os.path.exists(module):
+        from pipelines.inspect.run import frozen_config
+
+        data = frozen_config(module)["data"]
+        found["the model's training data (data.path)"] = data.get("path") or ""
+        found["the model's candidate table"] = (data.get("candidates") or {}).get("path") or ""
+    for what, path in (("data.path", cfg.data.path),
+                       ("data.candidates.path", cfg.data.candidates and cfg.data.candidates.path)):
+        if path and os.path.exists(path):
+            found.setdefault(f"the model's training data ({what})", path)
+    return {what: path for what, path in found.items() if path}
 
 
 def default_history(model: str, cfg: Config) -> str:
@@ -74,8 +107,10 @@ def default_history(model: str, cfg: Config) -> str:
 
 def read_queries(path: str, column: str) -> List[str]:
     """Distinct query ids of ``path`` (exactly as written) in order of first appearance."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), None) or []
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file (--users)")
+    textcheck.scan(path)  # UTF-8, no NUL, no huge line: named by row
+    header = textcheck.header(path) or []
     name = column if column in header else "user_id"
     if name not in header:
         raise DataError(f"{path}: no column {column!r} (data.query_id) or 'user_id'; "
@@ -125,8 +160,9 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
             values[d["input"]] = value
         elif dtype.startswith("int"):
             default = d.get("default")
-            values[d["input"]] = (int(math.floor(parse_time(value, f"column {column!r} of query "
-                                                                   f"{query!r}")))
+            where = f"column {column!r} of query {query!r}"
+            values[d["input"]] = (int(math.floor(parse_time(value, where,
+                                                            cfg.data.timestamp_unit)))
                                   if value.strip() else int(default or 0))
         else:
             values[d["input"]] = float(value) if value.strip() else math.nan
@@ -134,18 +170,13 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
 
 
 @contextlib.contextmanager
-def atomic_csv(path: str):
-    """A csv writer on ``path.partial``, renamed to ``path`` only when the block succeeds."""
-    tmp = path + ".partial"
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(HEADER)
-            yield writer
-        os.replace(tmp, path)  # a crash leaves no complete-looking file behind
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def atomic_csv(path: str, escape_formulas: bool = True):
+    """A CSV writer (:class:`pipelines.csvsafe.Writer`) on a new file beside ``path``,
+    renamed over it only when the block succeeds: a crash leaves no complete-looking file."""
+    with written.atomic(path, "w", newline="", encoding="utf-8") as handle:
+        writer = Writer(handle, escape_formulas)
+        writer.writerow(HEADER)
+        yield writer
 
 
 def _write(writer, query, values, ids, scores) -> int:
@@ -164,22 +195,32 @@ def _write(writer, query, values, ids, scores) -> int:
 
 def recommend(model: str, users: str, k: int, out: str, history: Optional[str] = None,
               include_seen: bool = False, batch_size: int = 256, log=print,
-              buy_again_out: Optional[str] = None) -> dict:
+              buy_again_out: Optional[str] = None, force: bool = False,
+              escape_formulas: bool = True) -> dict:
     """Writes ``out`` (and ``buy_again_out``); returns ``{'queries', 'rows', 'model', 'cold',
     'short'}`` (and ``'buy_again_rows'``).
 
     ``out`` ranks candidates each query did not have in ``history`` (all of them with
     ``include_seen``); ``buy_again_out`` ranks the candidates it did have, by the model.
+    ``force`` replaces output files twotower did not write (never an input).
     """
-    if not 1 <= k <= 10_000:
+    if isinstance(k, bool) or not 1 <= k <= 10_000:
         raise ConfigError([("--k", f"must be in 1..10000, got {k}")])
+    if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
+        raise ConfigError([("--batch-size", f"must be in 1..100000, got {batch_size}")])
     model_dir = find_model(model)
     cfg = model_config(model_dir)
     history = history or default_history(model, cfg)
+    outputs = {"--out": out, "--buy-again-out": buy_again_out}
+    sources = dict(training_files(model, cfg), **{"--users": users, "--history": history})
+    written.check(outputs, sources, force, folders={"the model": model_dir})
+    if not os.path.isfile(history):
+        raise DataError(f"{history}: no such file (--history)")
     with open(os.path.join(model_dir, "assets.extra", "serving_inputs.json"),
               encoding="utf-8") as handle:
         described = json.load(handle)
     queries = read_queries(users, cfg.data.query_id)
+    textcheck.scan(history)
     seen = query_histories(cfg, history, set(queries))
     log(f"model {model_dir}; {len(queries)} queries, {len(seen)} with rows in {history}")
 
@@ -196,15 +237,16 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         raise ConfigError([("--buy-again-out", f"{model_dir} has no buy_again signature; it "
                             "was exported by an older version: re-run the pipeline")])
     dtypes = {d["input"]: tf.as_dtype(d["dtype"]) for d in described}
-    written, again_written, short = 0, 0, []
+    n_rows, n_again, short = 0, 0, []
 
     def padded(lists):
         width = max(1, max(len(x) for x in lists))
         return tf.constant([x + [""] * (width - len(x)) for x in lists])
 
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(atomic_csv(out))
-        again_writer = stack.enter_context(atomic_csv(buy_again_out)) if buy_again_out else None
+        writer = stack.enter_context(atomic_csv(out, escape_formulas))
+        again_writer = (stack.enter_context(atomic_csv(buy_again_out, escape_formulas))
+                        if buy_again_out else None)
         for start in range(0, len(queries), batch_size):
             chunk = queries[start:start + batch_size]
             rows = [serving_values(cfg, described, q, seen.get(q)) for q in chunk]
@@ -216,20 +258,23 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
             for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
                                                   answer["scores"].numpy()):
                 count = _write(writer, query, values, ids, scores)
-                written += count
+                n_rows += count
                 if count < k:
                     short.append((query, count))
             if again_writer is not None:
                 answer = again(**inputs, had=padded(had), k=tf.constant(k, tf.int32))
                 for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
                                                       answer["scores"].numpy()):
-                    again_written += _write(again_writer, query, values, ids, scores)
-    report = {"queries": len(queries), "rows": written, "model": model_dir,
+                    n_again += _write(again_writer, query, values, ids, scores)
+        # the outputs again, just before the renames: a file put there meanwhile is kept
+        written.check(outputs, sources, force, folders={"the model": model_dir})
+    written.record([p for p in (out, buy_again_out) if p], "recommend")
+    report = {"queries": len(queries), "rows": n_rows, "model": model_dir,
               "cold": len(queries) - len(seen), "short": len(short)}
-    log(f"wrote {written} recommendations for {len(queries)} queries to {out}")
+    log(f"wrote {n_rows} recommendations for {len(queries)} queries to {out}")
     if buy_again_out:
-        report["buy_again_rows"] = again_written
-        log(f"wrote {again_written} buy-again rankings (each query's own items) to "
+        report["buy_again_rows"] = n_again
+        log(f"wrote {n_again} buy-again rankings (each query's own items) to "
             f"{buy_again_out}")
     if short:
         log(f"warning: {len(short)} queries got fewer than {k} recommendations, because the "

@@ -17,12 +17,14 @@ from typing import List
 
 from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
                               OPTIMIZERS, POOLINGS, REPEATS, SERVING_INDEXES, SOFTMAX_MODES,
-                              SPLIT_METHODS, TIMESTAMP_TRANSFORMS, Config, ConfigError,
+                              SPLIT_METHODS, TIMESTAMP_TRANSFORMS, TIMESTAMP_UNITS, Config,
+                              ConfigError,
                               FeatureConfig)
 from pipelines.data.columns import type_conflicts
 from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
+from pipelines.local_paths import path_problems
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -64,7 +66,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     for key in ("query_id", "candidate_id"):
         if not getattr(d, key):
             add(f"data.{key}", "must not be empty")
-    for key, msg in source_problems(d):
+    for key, msg in source_problems(d) + path_problems(cfg):
         add(key, msg)
     if d.bigquery:
         for key, column in configured_columns(cfg):
@@ -75,6 +77,9 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("data.candidate_id", f"is the same column as data.query_id ({d.query_id!r})")
     if d.timestamp is not None and d.timestamp in (d.query_id, d.candidate_id):
         add("data.timestamp", "must differ from the id columns")
+    if d.timestamp_unit not in TIMESTAMP_UNITS:
+        add("data.timestamp_unit", f"{d.timestamp_unit!r}: must be one of "
+            f"{', '.join(TIMESTAMP_UNITS)} (seconds, milliseconds, microseconds since 1970)")
     if d.repeats not in REPEATS:
         add("data.repeats", f"must be one of {', '.join(REPEATS)}")
     if d.split.method not in SPLIT_METHODS:

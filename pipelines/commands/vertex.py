@@ -11,12 +11,18 @@ from pipelines.config import ConfigError
 def cmd_image(args) -> int:
     from pipelines import image
 
+    from pipelines import written
+
     args.no_data = True  # the image depends on the config, not on the data
     cfg = config_from(args)
+    target = os.path.join(args.out, "Dockerfile")
+    written.check({"--out (Dockerfile)": target}, {"--config": args.config}, args.force,
+                  make_dirs=True)
     try:
         path = image.write(cfg, args.out)
     except ValueError as exc:
         raise ConfigError([("--out", str(exc))]) from None
+    written.record([path], "image")
     tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
     print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
           f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "

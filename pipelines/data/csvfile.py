@@ -54,8 +54,12 @@ def read_rows(path: str, columns: List[str]) -> Iterator[Tuple[int, dict]]:
             raise DataError(f"{path} row {line}: not readable as CSV: {exc}") from None
 
 
-def parse_time(text: str, where: str) -> float:
-    """Epoch seconds from epoch seconds or ISO 8601 (naive times are UTC)."""
+UNIT_SECONDS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # data.timestamp_unit
+
+
+def parse_time(text: str, where: str, unit: str = "s") -> float:
+    """Epoch seconds from a number in ``unit`` (``s``, ``ms``, ``us``) or ISO 8601 (naive
+    times are UTC)."""
     try:
         value = float(text)
     except ValueError:
@@ -63,7 +67,7 @@ def parse_time(text: str, where: str) -> float:
     if value is not None:
         if not math.isfinite(value):
             raise DataError(f"{where}: timestamp {text!r} is not a finite number")
-        return value
+        return value / UNIT_SECONDS[unit]
     iso = text.strip()
     if iso.endswith(("Z", "z")):  # Python 3.10's fromisoformat doesn't read 'Z'
         iso = iso[:-1] + "+00:00"

@@ -1,7 +1,6 @@
 """What a config reads: a file or a BigQuery table each, and the columns it names in them."""
 from __future__ import annotations
 
-import csv
 import os
 from typing import List
 
@@ -61,12 +60,13 @@ def read_header(path: str, key: str) -> List[str]:
             return header(path)
         except DataError as exc:
             raise ConfigError([(key, str(exc))]) from None
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError:
-        raise ConfigError([(key, f"{path}: the header is not UTF-8 text; save the file as "
-                            "UTF-8")]) from None
+    from pipelines.data import textcheck
+    from pipelines.data.csvfile import DataError
+
+    try:  # only the header record's bytes: a bad byte in row 42 is row 42's, found later
+        header = textcheck.header(path)
+    except DataError as exc:
+        raise ConfigError([(key, str(exc))]) from None
     if not header:
         raise ConfigError([(key, f"{path} is empty: a CSV with a header row is needed")])
     return header

@@ -30,6 +30,9 @@ import tempfile
 
 import numpy as np
 
+from pipelines.csvsafe import Writer
+from pipelines.written import atomic
+
 SEGMENTS = ("enterprise", "mid-market", "smb")
 BRANDS = ("Acme", "Borealis", "Cobalt", "Dynamo", "Everest", "Fulcrum", "Granite", "Helix")
 NOUNS = ("bolts", "valves", "cable", "gloves", "sensors", "pumps", "filters", "bearings",
@@ -40,6 +43,7 @@ START = 1_735_689_600  # 2025-01-01T00:00:00Z
 DAYS = 365
 YEAR = DAYS * 24 * 3600
 BLOCK = 512  # customers whose affinities are computed at once
+FILES = {"purchases": "purchases.csv", "products": "products.csv"}
 
 
 def generate(out_dir: str, customers: int = 600, products: int = 400, purchases: int = 20_000,
@@ -75,8 +79,7 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
     per_customer = rng.multinomial(purchases, activity / activity.sum())
 
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"purchases": os.path.join(out_dir, "purchases.csv"),
-             "products": os.path.join(out_dir, "products.csv")}
+    paths = {key: os.path.join(out_dir, name) for key, name in FILES.items()}
     scratch = tempfile.mkdtemp(prefix=".synth-", dir=out_dir)
     try:
         days = [open(os.path.join(scratch, f"{d:03d}.csv"), "w", newline="", encoding="utf-8")
@@ -93,9 +96,10 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
                           repeat, segment[c], region[c], writers)
         for handle in days:
             handle.close()
-        tmp = paths["purchases"] + ".partial"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
+        # written beside each file, renamed over it when whole; cells escaped for
+        # spreadsheets like every CSV twotower writes (none of these needs it)
+        with atomic(paths["purchases"], "w", newline="", encoding="utf-8") as handle:
+            writer = Writer(handle)
             writer.writerow(["customer_id", "segment", "region", "product_id", "timestamp",
                              "quantity"])
             for d in range(DAYS):
@@ -104,11 +108,10 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
                     rows = sorted((int(r[0]), r[1], r[2], r[3], r[4], int(r[5]))
                                   for r in csv.reader(day))
                 writer.writerows((r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows)
-        os.replace(tmp, paths["purchases"])
     finally:
         shutil.rmtree(scratch)
-    with open(paths["products"], "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+    with atomic(paths["products"], "w", newline="", encoding="utf-8") as handle:
+        writer = Writer(handle)
         writer.writerow(["product_id", "name", "category", "price"])
         writer.writerows((f"P{p:05d}", names[p], f"cat_{int(product_category[p]):02d}",
                           f"{price[p]:.2f}") for p in range(products))

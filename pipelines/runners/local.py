@@ -20,6 +20,7 @@ from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
+from pipelines.runners.scratch import private_tmp
 
 
 DEFAULT_ROOT = "runs"
@@ -133,8 +134,9 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
 
     before = results(root)["serving_model"]
     log(f"running {component_ids(cfg).index(until) + 1} components with LocalDagRunner")
-    tfx.orchestration.LocalDagRunner().run(
-        build_pipeline(cfg, where["input"], modules, root, until))
+    with private_tmp(root):  # TFX's wheel builds and installs: removed when the run ends
+        tfx.orchestration.LocalDagRunner().run(
+            build_pipeline(cfg, where["input"], modules, root, until))
     out = results(root)
     out["pushed"] = bool(out["serving_model"]) and out["serving_model"] != before
     return out

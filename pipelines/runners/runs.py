@@ -1,9 +1,13 @@
 """Every run under a pipeline root, one line each: `twotower runs ROOT`.
 
 `twotower run`/`demo` append one JSON line to ``<root>/logs/runs.jsonl`` when
-a run ends, however it ends: its start time, config fingerprint, status
-(``pushed``, ``not pushed``, ``stopped``, ``failed``), held-out recall beside
-popularity's, the serving version it pushed, and its log file.
+a run starts (status ``running``, with its process id) and one when it ends,
+however it ends: its start time, config fingerprint, status (``pushed``, ``not
+pushed``, ``stopped``, ``failed``, ``interrupted``), held-out recall beside
+popularity's, the serving version it pushed, and its log file. Both lines carry
+the run's id; the last line of a run is its state. A run whose process is gone
+without an end line (killed with SIGKILL, out of memory, the machine lost) is
+shown as ``killed``.
 """
 from __future__ import annotations
 
@@ -15,15 +19,15 @@ from typing import Dict, List, Optional
 RUNS_FILE = "runs.jsonl"
 
 
-def entry(started: float, fingerprint: str, res: Optional[dict], status: str, log_path: str,
-          error: str = "") -> Dict[str, object]:
+def entry(began: float, fingerprint: str, res: Optional[dict], status: str, log_path: str,
+          error: str = "", run_id: str = "") -> Dict[str, object]:
     """A run's line, from :func:`pipelines.runners.local.results` (None if it never got there)."""
     res = res or {}
     evaluation = (res.get("metrics") or {}).get("evaluation") or {}
     recall = sorted((int(k.rsplit("_", 1)[1]), k) for k in evaluation.get("model", {})
                     if k.startswith("recall_at_"))
-    out = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-           "seconds": round(time.time() - started, 1), "config_fingerprint": fingerprint,
+    out = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
+           "seconds": round(time.time() - began, 1), "config_fingerprint": fingerprint,
            "status": status, "log": log_path,
            "serving_version": os.path.basename(res["serving_model"]) if res.get("pushed") else None}
     if recall:
@@ -33,6 +37,8 @@ def entry(started: float, fingerprint: str, res: Optional[dict], status: str, lo
                    split=evaluation.get("split", "eval"))
     if error:
         out["error"] = error
+    if run_id:
+        out["run"] = run_id
     return out
 
 
@@ -42,18 +48,72 @@ def record(log_dir: str, line: Dict[str, object]) -> None:
         handle.write(json.dumps(line, sort_keys=True) + "\n")
 
 
+def _process_start(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def started(log_dir: str, began: float, fingerprint: str, log_path: str) -> str:
+    """Records a run as ``running`` (with this process's id); returns the run's id."""
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(began))}-{os.getpid()}"
+    record(log_dir, {"run": run_id, "status": "running", "pid": os.getpid(),
+                     "process_start": _process_start(os.getpid()),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
+                     "config_fingerprint": fingerprint, "log": log_path})
+    return run_id
+
+
+def _alive(line: Dict[str, object]) -> bool:
+    """Whether the process that recorded ``line`` still runs (the same process: its start
+    time is compared where the system gives it, so a reused pid is not taken for it)."""
+    pid = line.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    recorded, now = line.get("process_start"), _process_start(pid)
+    return recorded is None or now is None or recorded == now
+
+
 def read(log_dir: str) -> List[Dict[str, object]]:
-    """The recorded runs, newest first (a damaged line is skipped, not fatal)."""
+    """The recorded runs, newest first (a damaged line is skipped, not fatal).
+
+    A run's lines are merged (its last line wins); a ``running`` run whose process is
+    gone is ``killed``.
+    """
     path = os.path.join(log_dir, RUNS_FILE)
     if not os.path.exists(path):
         return []
-    out = []
+    out: List[Dict[str, object]] = []
+    by_id: Dict[str, Dict[str, object]] = {}
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
-                out.append(json.loads(line))
+                found = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(found, dict):
+                continue
+            run_id = found.get("run")
+            if run_id in by_id:
+                by_id[run_id].update(found)
+                continue
+            if run_id:
+                by_id[run_id] = found
+            out.append(found)
+    for found in out:
+        if found.get("status") == "running" and not _alive(found):
+            found["status"] = "killed"
+            found["error"] = ("the run ended without recording how (killed: SIGKILL, out of "
+                              "memory, or the machine stopped); its log may say how far it got")
     return out[::-1]
 
 

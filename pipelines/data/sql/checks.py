@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 from sqlglot import exp
 
-from pipelines.data.sql.program import Plan, c, parse_time
+from pipelines.data.sql.program import Plan, as_double, c, epoch_number, parse_time
 from pipelines.data.sql.template import fill, lit
 
 Check = Tuple[exp.Expression, Callable[[tuple], str]]
@@ -59,17 +59,47 @@ def _one_line(table: str, path: str, cell: exp.Expression, column: str) -> Itera
                      "categorical values must be on one line")
 
 
+# A numeric timestamp must fall in these years once read in data.timestamp_unit (a time in
+# milliseconds read as seconds is in the year ~55,000), and must not have the digits of a
+# coarser unit: since 1973 a time has 9-10 digits in seconds, 12-13 in milliseconds and
+# 15-16 in microseconds, so a number in the band [1e8, 1e11) is a time in seconds (it
+# would read as 1970-1973 in ms), one in [1e11, 1e14) a time in ms. So every mix of units
+# in a column is caught, whatever the declared unit.
+PLAUSIBLE = (-2_208_988_800.0, 16_725_225_600.0)  # 1900-01-01 and 2500-01-01, UTC
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+COARSER_BAND = {"s": None, "ms": 1e11, "us": 1e14}  # |number| in [1e8, this): a coarser unit
+
+
 def _times(table: str, path: str, cell: exp.Expression, column: str,
-           required: bool) -> Iterator[Check]:
-    when = fill("P_t IS NULL", P_t=parse_time(cell))
+           required: bool, unit: str = "s") -> Iterator[Check]:
+    when = fill("P_t IS NULL", P_t=parse_time(cell, unit))
     if not required:
         when = fill("NOT P_blank AND P_w", P_blank=_blank(cell), P_w=when)
     yield (_first(table, when, cell),
            lambda r: f"{path} row {r[0]}, column {column!r}: cannot read timestamp "
-                     f"{r[1] or ''!r}: use epoch seconds or ISO 8601 (2024-05-01T10:00:00)")
-    yield (_first(table, fill("NOT isfinite(P_t)", P_t=parse_time(cell)), cell),
+                     f"{r[1] or ''!r}: use epoch {UNIT_NAMES[unit]} (data.timestamp_unit) or "
+                     "ISO 8601 (2024-05-01T10:00:00)")
+    yield (_first(table, fill("NOT isfinite(P_t)", P_t=parse_time(cell, unit)), cell),
            lambda r: f"{path} row {r[0]}, column {column!r}: timestamp {r[1]!r} is not a "
                      "finite number")
+    number = epoch_number(cell, unit)
+    bad = fill("P_n < P_lo OR P_n >= P_hi", P_n=number, P_lo=as_double(PLAUSIBLE[0]),
+               P_hi=as_double(PLAUSIBLE[1]))
+    if COARSER_BAND[unit]:
+        bad = fill("P_bad OR (abs(P_v) >= P_a AND abs(P_v) < P_b)", P_bad=bad,
+                   P_v=epoch_number(cell), P_a=as_double(1e8), P_b=as_double(COARSER_BAND[unit]))
+    others = " or ".join(UNIT_NAMES[u] for u in UNIT_NAMES if u != unit)
+    digits = {"s": "", "ms": "; a 9- to 11-digit number is a time in seconds",
+              "us": "; a 9- to 14-digit number is a time in seconds or milliseconds"}[unit]
+    yield (fill(f"""SELECT min(_line), arg_min(P_x, _line), count(*), max(_line),
+                          (SELECT count(*) FROM {table} WHERE P_n IS NOT NULL)
+                   FROM {table} WHERE P_bad HAVING count(*) > 0""",
+                P_x=cell, P_n=number, P_bad=bad),
+           lambda r: f"{path} row {r[0]}, column {column!r}: {r[1]!r} is not a plausible time "
+                     f"in {UNIT_NAMES[unit]} since 1970 (years 1900 to 2500{digits}); {r[2]} of "
+                     f"the column's {r[4]} numbers are not (rows {r[0]} to {r[3]}): if the "
+                     f"column counts {others}, set data.timestamp_unit; a column that mixes "
+                     "units must be fixed")
 
 
 def candidate_checks(p: Plan) -> Iterator[Check]:
@@ -126,14 +156,16 @@ def interaction_checks(p: Plan) -> Iterator[Check]:
             yield from _one_line("src", d.source, c(p.col[column]), column)
     for column in p.stamps:
         if column in local:
-            yield from _times("src", d.source, c(p.col[column]), column, required=False)
+            yield from _times("src", d.source, c(p.col[column]), column, required=False,
+                              unit=p.unit)
     for _, separator in dict.fromkeys(p.histories.values()):
         yield (_first("src", fill("strpos(P_i, P_s) > 0", P_i=item, P_s=lit(separator)), item),
                lambda r, separator=separator: (
                    f"{d.source} row {r[0]}: candidate id {r[1]!r} contains the history "
                    f"separator {separator!r}; choose another separator"))
     if d.timestamp:
-        yield from _times("src", d.source, c(p.col[d.timestamp]), d.timestamp, required=True)
+        yield from _times("src", d.source, c(p.col[d.timestamp]), d.timestamp, required=True,
+                          unit=p.unit)
 
 
 def failures(run: Callable[[exp.Expression], Optional[tuple]], checks) -> Optional[str]:

@@ -9,7 +9,6 @@ as text and no type guessing. A row's number is its record number in the file
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -21,12 +20,14 @@ from sqlglot import exp
 
 from pipelines.config import Config
 from pipelines.data.csvfile import DataError
+from pipelines.data import textcheck
 from pipelines.data.output import MARKER, REPORT, claim, swap_in
 from pipelines.data.prepare import SQL_FILE
 from pipelines.data.sql import checks
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import held_queries, outputs
 from pipelines.data.sql.template import fill, ident, lit, render
+from pipelines.written import new_folders, remove_new_folders
 from transform.naming import CATALOG_SPLIT, queries_split
 
 
@@ -45,14 +46,7 @@ def header(path: str) -> List[str]:
             return list(pq.read_schema(path).names)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read as Parquet: {exc}") from None
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            first = next(csv.reader(handle), None)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} near row 1: not UTF-8 text ({exc.reason}); save the file as "
-                        "UTF-8") from None
+    first = textcheck.header(path)  # only the header's bytes: a bad byte below is its row's
     if not first:
         raise DataError(f"{path} is empty: a CSV with a header row is needed")
     return first
@@ -159,12 +153,15 @@ def source_fingerprint(cfg: Config) -> str:
     paths = [cfg.data.path] + ([cfg.data.candidates.path] if cfg.data.candidates else [])
     for path in paths:
         digest.update(b"\0" + os.path.abspath(path).encode("utf-8") + b"\0")
-        try:
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot open: {exc.strerror}") from None
+        if is_parquet(path):
+            try:
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError as exc:
+                raise DataError(f"{path}: cannot open: {exc.strerror}") from None
+        else:  # a CSV's bytes are checked as they are hashed: UTF-8, no NUL, no huge line
+            textcheck.scan(path, digest)
     return digest.hexdigest()
 
 
@@ -208,6 +205,7 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     if found is not None:
         return dict(found, reused=True)
     parent = os.path.dirname(os.path.abspath(out_dir))
+    made = new_folders(parent)  # removed again (when empty) if the preparation fails
     os.makedirs(parent, exist_ok=True)
     _remove_stale(parent, os.path.basename(out_dir))
     tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.partial-{os.getpid()}")
@@ -237,6 +235,7 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+            remove_new_folders(made)  # failed: no empty folders left behind either
     return report
 
 

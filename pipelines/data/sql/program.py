@@ -91,6 +91,11 @@ class Plan:
         return max([n for n, _ in self.histories.values()] or [0])
 
     @property
+    def unit(self) -> str:
+        """What a numeric timestamp counts: ``s``, ``ms`` or ``us`` (data.timestamp_unit)."""
+        return self.cfg.data.timestamp_unit
+
+    @property
     def q(self) -> str:
         return self.col[self.cfg.data.query_id]
 
@@ -141,18 +146,30 @@ def as_double(value: float) -> exp.Expression:
     return exp.cast(lit(float(value)), "DOUBLE")
 
 
-def parse_time(cell: exp.Expression) -> exp.Expression:
-    """Epoch seconds from epoch seconds or ISO 8601 text (naive = UTC: the engine's zone)."""
-    return fill("COALESCE(TRY_CAST(P_x AS DOUBLE), epoch(TRY_CAST(P_x AS TIMESTAMPTZ)))",
-                P_x=cell)
+UNIT_SECONDS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # data.timestamp_unit
 
 
-def typed(cell: exp.Expression, kind: str) -> exp.Expression:
-    """An output cell: NULL when empty, else the column's type."""
+def epoch_number(cell: exp.Expression, unit: str = "s") -> exp.Expression:
+    """A numeric timestamp cell in seconds (NULL if it is not a number)."""
+    number = fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
+    if unit == "s":
+        return number
+    return fill("P_n / P_d", P_n=number, P_d=as_double(UNIT_SECONDS[unit]))
+
+
+def parse_time(cell: exp.Expression, unit: str = "s") -> exp.Expression:
+    """Epoch seconds from a number in ``unit`` or ISO 8601 text (naive = UTC: the engine's
+    zone)."""
+    return fill("COALESCE(P_n, epoch(TRY_CAST(P_x AS TIMESTAMPTZ)))",
+                P_n=epoch_number(cell, unit), P_x=cell)
+
+
+def typed(cell: exp.Expression, kind: str, unit: str = "s") -> exp.Expression:
+    """An output cell: NULL when empty, else the column's type (times in ``unit``)."""
     if kind == FLOAT:
         return fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
     if kind == INT:
-        return fill("CAST(floor(P_t) AS BIGINT)", P_t=parse_time(cell))
+        return fill("CAST(floor(P_t) AS BIGINT)", P_t=parse_time(cell, unit))
     return fill("NULLIF(P_x, '')", P_x=cell)
 
 
@@ -170,7 +187,7 @@ def statements(p: Plan, portable: bool = False) -> List[Tuple[str, exp.Expressio
     wanted = [c_ for c_ in p.base if not d.candidates or c_ not in p.candidate_side]
     out.append(("src", fill("SELECT P_cols, rowid + 2 AS _line FROM raw_interactions", P_cols=[
         exp.alias_(exp.Column(this=ident(name)), p.col[name]) for name in wanted])))
-    time = parse_time(c(p.col[d.timestamp])) if d.timestamp else as_double(0.0)
+    time = parse_time(c(p.col[d.timestamp]), p.unit) if d.timestamp else as_double(0.0)
     if d.candidates:
         joined = [exp.column(p.col[n], "s") for n in wanted] + [
             exp.alias_(exp.column(p.kcol[n], "k"), p.col[n]) for n in p.candidate_side]

@@ -50,7 +50,7 @@ def shuffle_key(p: Plan) -> exp.Expression:
 def split_query(p: Plan, split: str) -> exp.Expression:
     """The rows of ``split`` as the prepared columns: train shuffled (:func:`shuffle_key`),
     the held-out splits in file order."""
-    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base]
+    cells = [exp.alias_(typed(c(p.col[n]), p.types[n], p.unit), ident(n)) for n in p.base]
     cells += history_columns(p)
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
     order = [shuffle_key(p), c("_line")] if split == "train" else [c("_line")]
@@ -65,7 +65,7 @@ def queries_query(p: Plan, split: str, portable: bool = False) -> exp.Expression
     d = p.cfg.data
     query_side = {d.query_id, d.timestamp} | {
         col for t, f in p.cfg.features() if t == "query_tower" for col in raw_columns(f.__dict__)}
-    cells = [exp.alias_(typed(c(p.col[n]), p.types[n]), ident(n)) for n in p.base
+    cells = [exp.alias_(typed(c(p.col[n]), p.types[n], p.unit), ident(n)) for n in p.base
              if n in query_side]
     cells = ordered(p, cells + history_columns(p))
     before = "f._t < q._cutoff" if d.timestamp else "TRUE"
@@ -97,7 +97,7 @@ def catalog_query(p: Plan) -> exp.Expression:
     side = set(p.candidate_side) | {d.candidate_id}
 
     def cells(source):
-        return ordered(p, [exp.alias_(typed(c(source[n]), p.types[n]), ident(n))
+        return ordered(p, [exp.alias_(typed(c(source[n]), p.types[n], p.unit), ident(n))
                            for n in p.base if n in side])
 
     if d.candidates:

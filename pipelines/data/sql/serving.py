@@ -61,10 +61,12 @@ def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]
         q, item = c(internal[d.query_id]), c(internal[d.candidate_id])
         if d.timestamp:
             found = checks.failures(runner.first, checks._times(
-                "src", path, c(internal[d.timestamp]), d.timestamp, required=True))
+                "src", path, c(internal[d.timestamp]), d.timestamp, required=True,
+                unit=d.timestamp_unit))
             if found:
                 raise DataError(found)
-        time = parse_time(c(internal[d.timestamp])) if d.timestamp else fill("0.0")
+        time = (parse_time(c(internal[d.timestamp]), d.timestamp_unit) if d.timestamp
+                else fill("0.0"))
         cells = [fill("COALESCE(P_x, '')", P_x=c(i)) for i in internal.values()]
         # one grouped pass per query for its candidates (linear in the rows), and the
         # latest row by a ranking window: never a whole-partition list per row
