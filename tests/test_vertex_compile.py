@@ -176,7 +176,11 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
     got = {s["name"]: s["pattern"] for s in splits["splits"]}
     assert got == {split: to_bigquery(tree) for split, tree in split_queries(cfg).items()}
     assert set(got) == {"train", "eval", "catalog", "eval_queries"}
-    assert all("FROM `acme-recs`.`shop`.`orders` AS _src" in q for q in got.values())
+    assert all("FROM `acme-recs`.`shop`.`orders`" in q for q in got.values())
+    from pipelines.data.sql import googlesql  # the spec calls only what BigQuery documents
+
+    assert all(googlesql.unknown(q) == [] and "IS_INF(" in q for q in got.values())
+    assert "TIME_TO_UNIX" not in json.dumps(spec) and "to_json(" not in json.dumps(spec)
     [staged] = glob.glob(str(tmp_path / "gcs" / "acme-bucket" / "bq" / "b2b-demo" / "staged" / "*"))
     staged = pathlib.Path(staged)
     assert not (staged / "input").exists()  # nothing was prepared here
