@@ -126,8 +126,10 @@ def test_runtime_parameters_rerun_a_compiled_spec_with_new_values(tmp_path, raw_
 
 
 @pytest.mark.parametrize("param, message", [
-    ("epochs=0", "epochs: '0' is out of range"),
-    ("epochs=many", "epochs: 'many' is not a int"),
+    ("epochs=0", "epochs: 0 is out of range: use 1..1000"),
+    ("epochs=5000", "epochs: 5000 is out of range: use 1..1000"),
+    ("batch_size=1", "batch_size: 1 is out of range: use 2..65536"),
+    ("epochs=many", "epochs: 'many' is not a whole number"),
     ("momentum=0.9", "the parameters are epochs=VALUE"),
     ("learning_rate=0.1", "learning_rate: 0.1 is above 0.01"),
 ])

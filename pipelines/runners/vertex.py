@@ -194,35 +194,31 @@ def read_spec(path: str) -> dict:
 def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
     """``--param NAME=VALUE`` items as typed pipeline parameter values, checked.
 
+    The rows of the runtime parameters' table (:mod:`trainer.parameters`), as
+    validation and the Trainer check them: what one refuses, all refuse.
+
     Raises:
       ConfigError: an unknown name, a value of the wrong type or range, or a
-        learning rate above what the config's towers take (as validation says).
+        learning rate above what the config's towers take.
     """
-    from pipelines.builder import PARAMETERS
     from pipelines.learning_rate import learning_rate_ceiling
+    from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 
     out, found = {}, []
     for item in items:
         name, _, text = item.partition("=")
-        kind = PARAMETERS.get(name)
-        if kind is None:
+        if name not in RUNTIME_PARAMETERS:
             found.append(("--param", f"{item!r}: the parameters are "
-                          f"{', '.join(f'{n}=VALUE' for n in PARAMETERS)}"))
+                          f"{', '.join(f'{n}=VALUE' for n in RUNTIME_PARAMETERS)}"))
             continue
         try:
-            value = kind(text)
-        except ValueError:
-            found.append(("--param", f"{name}: {text!r} is not a {kind.__name__}"))
+            value = parameter_value(name, text)
+        except ValueError as exc:
+            found.append(("--param", f"{name}: {exc}"))
             continue
-        if (kind is int and value < 1) or (kind is float and not 0.0 < value < 1.0):
-            found.append(("--param", f"{name}: {text!r} is out of range ("
-                          + ("a positive integer" if kind is int else "in (0, 1)") + ")"))
-            continue
-        ceiling = learning_rate_ceiling(cfg)
-        if name == "learning_rate" and ceiling is not None and value > ceiling:
-            found.append(("--param", f"learning_rate: {value:g} is above {ceiling:g}, the "
-                          "highest rate these towers take without "
-                          "training.allow_risky_learning_rate"))
+        problem = parameter_problem(name, value, learning_rate_ceiling(cfg))
+        if problem:
+            found.append(("--param", f"{name}: {problem}"))
             continue
         out[name] = value
     if found:

@@ -2,7 +2,7 @@
 
 Regenerate with `twotower generate --config CONFIG --out DIR`. Frozen config
 fingerprint: 24334469c4b33b86ee9af178159e2e0367b42a458f7a022eaa00e50b582fa804
-Assembled from: transform/naming.py, trainer/data.py, trainer/towers.py, trainer/model.py, trainer/monitoring.py, trainer/evaluation.py, trainer/held_out.py, trainer/serving.py, trainer/runtime.py, trainer/training.py.
+Assembled from: transform/naming.py, trainer/parameters.py, trainer/data.py, trainer/towers.py, trainer/model.py, trainer/monitoring.py, trainer/evaluation.py, trainer/held_out.py, trainer/serving.py, trainer/runtime.py, trainer/training.py.
 """
 
 
@@ -427,6 +427,90 @@ def uses_embedding(feature):
     return dense_width(feature) == 0
 
 
+# ---- trainer/parameters.py -------------------------------------------------
+
+# name -> the training key it sets, its type, and its range (inclusive unless "open").
+RUNTIME_PARAMETERS = {
+    "epochs": {"key": "epochs", "type": int, "min": 1, "max": 1000},
+    "learning_rate": {"key": "learning_rate", "type": float, "min": 0.0, "max": 10.0,
+                      "open": True},
+    "batch_size": {"key": "batch_size", "type": int, "min": 2, "max": 65536,
+                   "why": "in-batch negatives need 2 or more"},
+}
+
+# The learning-rate ceiling: above it a run is refused unless
+# training.allow_risky_learning_rate. In the field, Adagrad at 0.1 with a 3-4 layer
+# tower collapsed to zero gradients after one epoch, and the same model learned at 0.01.
+SAFE_LEARNING_RATE = {"adam": 0.01, "adagrad": 0.05, "sgd": 0.05}
+DEEP_TOWER = 3             # dense layers, output layer included
+USUAL_LEARNING_RATE = 0.5  # shallow Adagrad/SGD: far above the usual range beyond it
+
+
+def rate_ceiling(optimizer, depth, allow_risky):
+    """The highest learning rate accepted, or None when any rate in range is.
+
+    Args:
+      optimizer: ``training.optimizer``.
+      depth: the deeper tower's dense layers, its output layer included.
+      allow_risky: ``training.allow_risky_learning_rate``.
+    """
+    if allow_risky or optimizer not in SAFE_LEARNING_RATE:
+        return None
+    if optimizer == "adam" or depth >= DEEP_TOWER:
+        return SAFE_LEARNING_RATE[optimizer]
+    return USUAL_LEARNING_RATE
+
+
+def parameter_range(name):
+    """The accepted values of parameter ``name`` as text, e.g. ``1..1000`` or ``(0, 10)``."""
+    row = RUNTIME_PARAMETERS[name]
+    if row.get("open"):
+        return f"({row['min']:g}, {row['max']:g})"
+    return f"{row['min']}..{row['max']}"
+
+
+def parameter_value(name, raw):
+    """``raw`` (text from a command line, or a JSON number) as parameter ``name``'s type.
+
+    A whole float (``64.0``: Vertex AI sends integer parameters as JSON
+    numbers) is an integer; ``2.5``, ``True``, ``'many'`` and non-finite
+    numbers are not.
+
+    Raises:
+      KeyError: ``name`` is not a runtime parameter.
+      ValueError: the value is not of the type, naming what it should be.
+    """
+    kind = RUNTIME_PARAMETERS[name]["type"]
+    word = "a whole number" if kind is int else "a number"
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not {word}")
+    try:
+        number = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not {word}") from None
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        raise ValueError(f"{raw!r} is not {word}")
+    return int(number) if kind is int else number
+
+
+def parameter_problem(name, value, ceiling=None):
+    """Why ``value`` is refused for parameter ``name`` (without the name), or None.
+
+    ``ceiling``: the learning-rate ceiling (:func:`rate_ceiling`) for ``learning_rate``.
+    """
+    row = RUNTIME_PARAMETERS[name]
+    low, high = row["min"], row["max"]
+    inside = low < value < high if row.get("open") else low <= value <= high
+    if not inside:
+        why = f" ({row['why']})" if row.get("why") else ""
+        return f"{value!r} is out of range: use {parameter_range(name)}{why}"
+    if name == "learning_rate" and ceiling is not None and value > ceiling:
+        return (f"{value:g} is above {ceiling:g}, the highest rate these towers and optimizer "
+                "take without training.allow_risky_learning_rate (gradients can collapse to "
+                "zero; measure rates with `twotower lr-check`)")
+    return None
+
+
 # ---- trainer/data.py -------------------------------------------------------
 
 def list_files(patterns):
@@ -788,10 +872,13 @@ def make_optimizer(training):
     Raises:
       ValueError: the learning rate is not a positive finite number.
     """
-    rate = training["learning_rate"]
-    if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate)
-            or rate <= 0):
-        raise ValueError(f"training.learning_rate must be a positive finite number, got {rate!r}")
+    try:  # the runtime parameters' table: its type and range (trainer.parameters)
+        rate = parameter_value("learning_rate", training["learning_rate"])
+        problem = parameter_problem("learning_rate", rate)
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        raise ValueError(f"training.learning_rate: {problem}")
     classes = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
                "sgd": tf.keras.optimizers.SGD}
     clip = {"global_norm": "global_clipnorm", "norm": "clipnorm", "value": "clipvalue"}
@@ -1743,10 +1830,6 @@ class RetrievalServer(tf.Module):
 # ---- trainer/runtime.py ----------------------------------------------------
 
 GPUS_KEY = "twotower_gpus_requested"
-# runtime parameter -> (config section, key, type)
-RUNTIME_PARAMETERS = {"epochs": ("training", "epochs", int),
-                      "learning_rate": ("training", "learning_rate", float),
-                      "batch_size": ("training", "batch_size", int)}
 
 
 class NoGpuError(RuntimeError):
@@ -1783,10 +1866,10 @@ def choose_strategy(gpus_requested=0, visible_gpus=None):
 def apply_runtime(spec, values, learning_rate_ceiling=None):
     """``spec`` with the runtime parameters' values (``fn_args.hyperparameters``).
 
-    Values are checked like the config's own before anything trains: a
-    positive integer epoch count and batch size, a learning rate in (0, 1)
-    and, unless the config allowed risky rates, at most the ceiling the
-    config's validation computed for these towers and optimizer.
+    Each value is checked by the table validation and ``submit --param`` use
+    (:mod:`trainer.parameters`) before anything trains: its type, its range
+    and, for ``learning_rate``, ``learning_rate_ceiling`` (the config's, from
+    META; None when the config allows risky rates).
 
     Raises:
       ValueError: naming the parameter and the accepted values.
@@ -1799,23 +1882,14 @@ def apply_runtime(spec, values, learning_rate_ceiling=None):
     out = {section: dict(part) if isinstance(part, dict) else part
            for section, part in spec.items()}
     for name, raw in values.items():
-        section, key, kind = RUNTIME_PARAMETERS[name]
         try:
-            value = kind(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"runtime parameter {name}: {raw!r} is not a {kind.__name__}") \
-                from None
-        if kind is int and (isinstance(raw, bool) or value != float(raw) or value < 1):
-            raise ValueError(f"runtime parameter {name}: {raw!r} is not a positive integer")
-        if name == "learning_rate":
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"runtime parameter learning_rate: {raw!r} is not in (0, 1)")
-            if learning_rate_ceiling is not None and value > learning_rate_ceiling:
-                raise ValueError(
-                    f"runtime parameter learning_rate: {value:g} is above {learning_rate_ceiling:g}, "
-                    "the highest rate these towers and optimizer take without "
-                    "training.allow_risky_learning_rate (gradients can collapse to zero)")
-        out[section][key] = value
+            value = parameter_value(name, raw)
+        except ValueError as exc:
+            raise ValueError(f"runtime parameter {name}: {exc}") from None
+        problem = parameter_problem(name, value, learning_rate_ceiling)
+        if problem:
+            raise ValueError(f"runtime parameter {name}: {problem}")
+        out["training"][RUNTIME_PARAMETERS[name]["key"]] = value
     return out
 
 
