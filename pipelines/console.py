@@ -219,6 +219,9 @@ def result_lines(res: dict) -> List[str]:
                      f"{gate['reason']}")
     if res.get("pushed"):
         lines.append(f"serving model: {res.get('serving_model')}")
+    elif res.get("reused_push"):
+        lines.append(f"serving model: {res.get('serving_model')} (unchanged input and config: "
+                     "the run was served from ML Metadata's cache, pipeline.enable_cache)")
     else:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")

@@ -150,7 +150,7 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     from pipelines.components.model_upload import upload
 
     name = upload("acme-recs", "europe-west4", "gs://acme-bucket/twotower/serving/1700000000",
-                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
                   {"team": "growth"}, api_endpoint=standin.endpoint)
     assert name == "projects/acme-recs/locations/europe-west4/models/1"
     call = vertex_calls(standin)[0]
@@ -159,7 +159,7 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     model = call["body"]["model"]
     assert model["displayName"] == "b2b-demo"
     assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000"
-    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-15:latest")
+    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-16:latest")
     assert model["labels"] == {"team": "growth"}
     assert not [c for c in vertex_calls(standin) if "endpoints" in c["path"]]  # no deployment
 

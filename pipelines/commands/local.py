@@ -71,6 +71,8 @@ def _run_held(cfg: Config, args, started: float) -> int:
     elif not gate.get("blessed", False):
         code, status = 1, "not pushed"
         why = f"not pushed: {gate.get('reason', 'the push gate did not run')}"
+    elif res.get("reused_push"):
+        status = "cached"  # nothing changed: the earlier push is the serving model
     elif not res.get("pushed"):
         code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
     runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
