@@ -148,10 +148,17 @@ PREBUILT_TF = re.compile(r"[a-z0-9-]+-docker\.pkg\.dev/vertex-ai/prediction/"
 
 
 def training_tensorflow() -> str:
-    """The TensorFlow version the model trains with (requirements.lock: the image's)."""
-    from pipelines.image import locked
+    """The TensorFlow version the model trains with: the image's, pinned by requirements.lock
+    (an installed copy of this library without the lock: the TensorFlow installed beside it,
+    read from its metadata, without importing it)."""
+    import importlib.metadata
+    import os
 
-    return locked(["tensorflow"])["tensorflow"]
+    from pipelines.image import LOCK, locked
+
+    if os.path.exists(LOCK):
+        return locked(["tensorflow"])["tensorflow"]
+    return importlib.metadata.version("tensorflow")
 
 
 def serving_tf_problem(image: str, training_tf: str) -> Optional[str]:

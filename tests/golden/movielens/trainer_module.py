@@ -721,13 +721,17 @@ def make_optimizer(training):
     """The configured optimizer, with gradient clipping inside it.
 
     Raises:
-      ValueError: the learning rate is not a positive finite number.
+      ValueError: the learning rate is not a number in the runtime parameters' range, (0, 10).
     """
-    try:  # the runtime parameters' table: its type and range (trainer.parameters)
-        rate = parameter_value("learning_rate", training["learning_rate"])
-        problem = parameter_problem("learning_rate", rate)
-    except ValueError as exc:
-        problem = str(exc)
+    rate = training["learning_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        problem = f"{rate!r} is not a number"
+    else:  # the runtime parameters' table: its range (trainer.parameters)
+        try:
+            rate = parameter_value("learning_rate", rate)
+            problem = parameter_problem("learning_rate", rate)
+        except ValueError as exc:
+            problem = str(exc)
     if problem:
         raise ValueError(f"training.learning_rate: {problem}")
     classes = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
