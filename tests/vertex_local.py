@@ -29,7 +29,6 @@ root DAG, in dependency order:
 Not emulated: Vertex AI's validation of the job, its cache, IAM, quotas,
 image pulls and machines (every task runs on this machine, one at a time).
 """
-import json
 import os
 import subprocess
 import time
