@@ -15,9 +15,10 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest -m "not slow"
 
-# The slow fault tests (FAULTS.md: a run killed and resumed, two pipelines at once under one
-# root, a full disk while pushing, a model the push gate refuses, a failing component): CI
-# runs them.
+# The slow tests: the fault tests (FAULTS.md: a run killed and resumed, two pipelines at once
+# under one root, a full disk while pushing, a model the push gate refuses, a failing
+# component) and the compiled Vertex AI pipeline executed task by task here
+# (tests/test_vertex_executed.py, about 10 minutes): CI runs them.
 test-slow: venv
 	$(VENV)/bin/python -m pytest -m slow
 

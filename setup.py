@@ -13,6 +13,7 @@ setup(
     version=version["__version__"],
     description="Generate and run TFX + TFRS two-tower retrieval pipelines from one config",
     packages=find_packages(include=["pipelines", "pipelines.*", "trainer", "transform"]),
+    package_data={"pipelines.data.sql": ["googlesql_functions.txt"]},
     python_requires=">=3.10,<3.11",
     install_requires=[
         "tfx[kfp]==1.16.0",

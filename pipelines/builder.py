@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from pipelines.config import Config
 from pipelines.gate import cutoffs as gate_cutoffs
 from pipelines.data.columns import schema_text
+from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT, TRAIN_SPLIT,
                               has_test_split, queries_split)
 
@@ -195,14 +196,10 @@ def runtime_parameters(cfg: Config):
     from pipelines.components.runtime_parameters import RuntimeParameters
 
     param = tfx.dsl.experimental.RuntimeParameter
-    t = cfg.training
-    return RuntimeParameters(
-        epochs=param(name="epochs", ptype=int, default=t.epochs),
-        learning_rate=param(name="learning_rate", ptype=float, default=float(t.learning_rate)),
-        batch_size=param(name="batch_size", ptype=int, default=t.batch_size))
+    return RuntimeParameters(**{
+        name: param(name=name, ptype=RUNTIME_PARAMETERS[name]["type"], default=value)
+        for name, value in parameter_values(cfg).items()})
 
-
-PARAMETERS = {"epochs": int, "learning_rate": float, "batch_size": int}
 
 
 def model_upload(cfg: Config, pusher):
@@ -219,10 +216,33 @@ def model_upload(cfg: Config, pusher):
 
 
 def parameter_values(cfg: Config) -> Dict[str, object]:
-    """The pipeline parameters' values from the config (what a compiled spec starts with)."""
-    t = cfg.training
-    return {"epochs": t.epochs, "learning_rate": float(t.learning_rate),
-            "batch_size": t.batch_size}
+    """The pipeline parameters' values from the config (what a compiled spec starts with).
+
+    Each is checked by the runtime parameters' table (:mod:`trainer.parameters`)
+    with the config's learning-rate ceiling, as the Trainer will check it: a
+    default the Trainer would refuse is never compiled.
+
+    Raises:
+      ConfigError: naming the ``training`` key.
+    """
+    from pipelines.config import ConfigError
+    from pipelines.learning_rate import learning_rate_ceiling
+
+    out, found = {}, []
+    for name, row in RUNTIME_PARAMETERS.items():
+        key = f"training.{row['key']}"
+        try:
+            value = parameter_value(name, getattr(cfg.training, row["key"]))
+        except ValueError as exc:
+            found.append((key, str(exc)))
+            continue
+        problem = parameter_problem(name, value, learning_rate_ceiling(cfg))
+        if problem:
+            found.append((key, problem))
+        out[name] = value
+    if found:
+        raise ConfigError(found)
+    return out
 
 
 def beam_args(cfg: Config) -> List[str]:

@@ -26,10 +26,11 @@ from pipelines.written import atomic
 
 INTERNAL = ("transform", "trainer")
 TRANSFORM_SOURCES = ("transform/naming.py", "transform/features.py")
-TRAINER_SOURCES = ("transform/naming.py", "trainer/data.py", "trainer/towers.py",
-                   "trainer/prior.py", "trainer/model.py", "trainer/monitoring.py",
-                   "trainer/evaluation.py", "trainer/held_out.py", "trainer/inputs.py",
-                   "trainer/build.py", "trainer/export.py", "trainer/serving.py",
+TRAINER_SOURCES = ("transform/naming.py", "trainer/parameters.py", "trainer/data.py",
+                   "trainer/towers.py", "trainer/prior.py", "trainer/model.py",
+                   "trainer/monitoring.py", "trainer/evaluation.py", "trainer/held_out.py",
+                   "trainer/inputs.py", "trainer/build.py", "trainer/export.py",
+                   "trainer/serving.py",
                    "trainer/runtime.py", "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"

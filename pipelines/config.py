@@ -244,7 +244,9 @@ class PipelineConfig:
     # "exact": brute-force top-k over the catalog; "scann": an approximate ScaNN index in
     # serving_default (needs the scann package where the model trains and is served).
     serving_index: str = "exact"
-    enable_cache: bool = False
+    # ML Metadata's cache (TFX's convention): a rerun with unchanged input and config reuses
+    # each component's earlier result; false re-executes every component on every run.
+    enable_cache: bool = True
     # Push gate: the model is pushed only if its full-catalog recall on the held-out split
     # (test if configured, else eval) is above this multiple of popularity's at every
     # cut-off it serves (gate_k); null switches the gate off (every completed model is pushed).
@@ -262,6 +264,7 @@ class DataflowConfig:
     temp_location: Optional[str] = None     # gs://...; default <vertex.pipeline_root>/beam-temp
     machine_type: str = "n1-standard-4"
     max_workers: int = 10
+    disk_size_gb: int = 50                  # a worker's disk: it unpacks the ~12 GB image
     service_account: Optional[str] = None   # default: vertex.service_account
     network: Optional[str] = None
     subnetwork: Optional[str] = None        # e.g. regions/europe-west4/subnetworks/default
@@ -279,7 +282,7 @@ class VertexTrainingConfig:
 @dataclasses.dataclass
 class ModelUploadConfig:
     """After a push, the model registered in Vertex AI Model Registry (not deployed)."""
-    # The serving container, e.g. us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest
+    # The serving container, e.g. us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest
     # (a prebuilt TensorFlow one as new as the training TensorFlow, 2.16, or your own).
     serving_image: str
     display_name: Optional[str] = None      # default: pipeline.name
@@ -293,7 +296,7 @@ class VertexConfig:
     pipeline_root: Optional[str] = None     # gs://bucket/path: artifacts of every run
     service_account: Optional[str] = None   # the job runs as it (default: Compute default)
     labels: Dict[str, str] = dataclasses.field(default_factory=dict)
-    enable_caching: bool = False
+    enable_caching: bool = True              # Vertex AI's cache, like pipeline.enable_cache
     # Another API endpoint (a regional or Private Service Connect one); an http:// endpoint is
     # a local stand-in of the REST API: anonymous credentials, REST transport.
     api_endpoint: Optional[str] = None

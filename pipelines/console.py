@@ -222,6 +222,9 @@ def result_lines(res: dict) -> List[str]:
         lines.append(f"serving model: {res.get('serving_model')}" + (
             f" (refit on train + eval: {refit['epochs']} epochs over {refit['rows']} rows)"
             if refit else ""))
+    elif res.get("reused_push"):
+        lines.append(f"serving model: {res.get('serving_model')} (unchanged input and config: "
+                     "the run was served from ML Metadata's cache, pipeline.enable_cache)")
     else:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")

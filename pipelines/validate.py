@@ -25,6 +25,7 @@ from pipelines.data.sources import check_columns, configured_columns, source_pro
 from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
+from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
@@ -162,12 +163,15 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("model.top_k", "must be distinct, increasing values in 1..1000")
 
     t = cfg.training
-    if not math.isfinite(t.learning_rate) or not 0.0 < t.learning_rate < 10.0:
-        add("training.learning_rate", f"{t.learning_rate!r} is impossible: use a rate in (0, 10)")
-    if not 1 <= t.epochs <= 1000:
-        add("training.epochs", "must be in 1..1000")
-    if not 2 <= t.batch_size <= 65536:
-        add("training.batch_size", "must be in 2..65536 (in-batch negatives need 2 or more)")
+    for name, row in RUNTIME_PARAMETERS.items():  # the rows submit --param and the Trainer use
+        try:
+            value = parameter_value(name, getattr(t, row["key"]))
+        except ValueError as exc:
+            add(f"training.{row['key']}", str(exc))
+            continue
+        problem = parameter_problem(name, value)
+        if problem:
+            add(f"training.{row['key']}", problem)
     if t.optimizer not in OPTIMIZERS:
         add("training.optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     if t.clipping not in CLIPPING:

@@ -63,11 +63,22 @@ def configs(tmp_path, overrides):
     return local, cloud
 
 
+def farm_fingerprint(text):
+    """BigQuery's FARM_FINGERPRINT: FarmHash Fingerprint64 of the UTF-8 bytes, as a signed
+    INT64 (pyfarmhash, in the lock; checked against BigQuery's documented examples below)."""
+    import farmhash
+
+    value = farmhash.fingerprint64(text)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
 def duckdb_with_tables(tmp_path):
-    """DuckDB with my-proj.shop.orders and .products holding the CSVs' cells as text."""
+    """DuckDB with my-proj.shop.orders and .products holding the CSVs' cells as text, and
+    BigQuery's FARM_FINGERPRINT (DuckDB has none) as a function of the same definition."""
     import duckdb
 
     con = duckdb.connect()
+    con.create_function("farm_fingerprint", farm_fingerprint, ["VARCHAR"], "BIGINT")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("ATTACH ':memory:' AS \"my-proj\"")
     con.execute("CREATE SCHEMA \"my-proj\".shop")

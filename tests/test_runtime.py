@@ -28,10 +28,11 @@ def test_runtime_values_replace_the_frozen_ones_typed():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"epochs": 0}, "epochs: 0 is not a positive integer"),
-    ({"epochs": 2.5}, "epochs: 2.5 is not a positive integer"),
-    ({"batch_size": "many"}, "batch_size: 'many' is not a int"),
-    ({"learning_rate": 1.5}, r"learning_rate: 1.5 is not in \(0, 1\)"),
+    ({"epochs": 0}, r"epochs: 0 is out of range: use 1\.\.1000"),
+    ({"epochs": 2.5}, "epochs: 2.5 is not a whole number"),
+    ({"batch_size": "many"}, "batch_size: 'many' is not a whole number"),
+    ({"batch_size": 1}, r"batch_size: 1 is out of range: use 2\.\.65536"),
+    ({"learning_rate": 10.0}, r"learning_rate: 10\.0 is out of range: use \(0, 10\)"),
     ({"learning_rate": 0.1}, "above 0.01"),
     ({"momentum": 0.9}, r"unknown runtime parameter\(s\) \['momentum'\]"),
 ])

@@ -107,8 +107,9 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "vertex.pipeline_root=gs://acme-bucket/flow",
         "vertex.service_account=runner@acme-recs.iam.gserviceaccount.com",
         "vertex.dataflow={max_workers: 25, subnetwork: regions/europe-west4/subnetworks/ml}",
+        "vertex.labels={team: growth, cost-center: b2b-01}",
         "vertex.model_upload={serving_image: us-docker.pkg.dev/vertex-ai/prediction/"
-        "tf2-cpu.2-15:latest}"]))
+        "tf2-cpu.2-16:latest}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
     compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
@@ -118,11 +119,12 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
     assert upload["inputs"]["artifacts"]["pushed_model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "pushed_model", "producerTask": "Pusher"}
     assert upload["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constantValue"][
-        "stringValue"].endswith("tf2-cpu.2-15:latest")
+        "stringValue"].endswith("tf2-cpu.2-16:latest")
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     expected = ["--runner=DataflowRunner", "--project=acme-recs", "--region=europe-west4",
                 "--temp_location=gs://acme-bucket/flow/beam-temp", "--max_num_workers=25",
-                f"--sdk_container_image={IMAGE}",
+                f"--sdk_container_image={IMAGE}", "--disk_size_gb=50",
+                "--labels=cost-center=b2b-01", "--labels=team=growth",
                 "--service_account_email=runner@acme-recs.iam.gserviceaccount.com",
                 "--subnetwork=regions/europe-west4/subnetworks/ml"]
     for name in ("ParquetExampleGen", "StatisticsGen", "Transform"):
@@ -154,7 +156,7 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
         "data.bigquery=acme-recs.shop.orders", "data.candidates.path=null",
         "data.candidates.bigquery=acme-recs.shop.products",
         "vertex.training={machine_type: n1-standard-16, accelerator_type: NVIDIA_TESLA_T4, "
-        "accelerator_count: 2}"]))
+        "accelerator_count: 2}", "vertex.labels={team: growth}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
     compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
@@ -178,13 +180,18 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
         "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-16",
                                                 "accelerator_type": "NVIDIA_TESLA_T4",
                                                 "accelerator_count": 2},
-                               "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]}}
+                               "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]},
+        "labels": {"team": "growth"}}  # the CustomJob's labels
     params = tasks["BigQueryExampleGen"]["inputs"]["parameters"]
     splits = json.loads(params["input_config"]["runtimeValue"]["constantValue"]["stringValue"])
     got = {s["name"]: s["pattern"] for s in splits["splits"]}
     assert got == {split: to_bigquery(tree) for split, tree in split_queries(cfg).items()}
     assert set(got) == {"train", "eval", "catalog", "eval_queries"}
-    assert all("FROM `acme-recs`.`shop`.`orders` AS _src" in q for q in got.values())
+    assert all("FROM `acme-recs`.`shop`.`orders`" in q for q in got.values())
+    from pipelines.data.sql import googlesql  # the spec calls only what BigQuery documents
+
+    assert all(googlesql.unknown(q) == [] and "IS_INF(" in q for q in got.values())
+    assert "TIME_TO_UNIX" not in json.dumps(spec) and "to_json(" not in json.dumps(spec)
     [staged] = glob.glob(str(tmp_path / "gcs" / "acme-bucket" / "bq" / "b2b-demo" / "staged" / "*"))
     staged = pathlib.Path(staged)
     assert not (staged / "input").exists()  # nothing was prepared here

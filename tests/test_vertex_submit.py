@@ -126,8 +126,10 @@ def test_runtime_parameters_rerun_a_compiled_spec_with_new_values(tmp_path, raw_
 
 
 @pytest.mark.parametrize("param, message", [
-    ("epochs=0", "epochs: '0' is out of range"),
-    ("epochs=many", "epochs: 'many' is not a int"),
+    ("epochs=0", "epochs: 0 is out of range: use 1..1000"),
+    ("epochs=5000", "epochs: 5000 is out of range: use 1..1000"),
+    ("batch_size=1", "batch_size: 1 is out of range: use 2..65536"),
+    ("epochs=many", "epochs: 'many' is not a whole number"),
     ("momentum=0.9", "the parameters are epochs=VALUE"),
     ("learning_rate=0.1", "learning_rate: 0.1 is above 0.01"),
 ])
@@ -148,7 +150,7 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     from pipelines.components.model_upload import upload
 
     name = upload("acme-recs", "europe-west4", "gs://acme-bucket/twotower/serving/1700000000",
-                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
                   {"team": "growth"}, api_endpoint=standin.endpoint)
     assert name == "projects/acme-recs/locations/europe-west4/models/1"
     call = vertex_calls(standin)[0]
@@ -157,7 +159,7 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     model = call["body"]["model"]
     assert model["displayName"] == "b2b-demo"
     assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000"
-    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-15:latest")
+    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-16:latest")
     assert model["labels"] == {"team": "growth"}
     assert not [c for c in vertex_calls(standin) if "endpoints" in c["path"]]  # no deployment
 

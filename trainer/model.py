@@ -2,11 +2,10 @@
 
 This module is copied verbatim into the generated Trainer module.
 """
-import math
-
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from trainer.parameters import parameter_problem, parameter_value
 from transform.naming import CANDIDATE_POSITION, TIMESTAMP
 from trainer.towers import embed_table
 
@@ -23,12 +22,19 @@ def make_optimizer(training):
     """The configured optimizer, with gradient clipping inside it.
 
     Raises:
-      ValueError: the learning rate is not a positive finite number.
+      ValueError: the learning rate is not a number in the runtime parameters' range, (0, 10).
     """
     rate = training["learning_rate"]
-    if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate)
-            or rate <= 0):
-        raise ValueError(f"training.learning_rate must be a positive finite number, got {rate!r}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        problem = f"{rate!r} is not a number"
+    else:  # the runtime parameters' table: its range (trainer.parameters)
+        try:
+            rate = parameter_value("learning_rate", rate)
+            problem = parameter_problem("learning_rate", rate)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        raise ValueError(f"training.learning_rate: {problem}")
     classes = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
                "sgd": tf.keras.optimizers.SGD}
     clip = {"global_norm": "global_clipnorm", "norm": "clipnorm", "value": "clipvalue"}

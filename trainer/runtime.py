@@ -8,11 +8,9 @@ rate and batch size at submission without recompiling (``twotower submit
 """
 import tensorflow as tf
 
+from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+
 GPUS_KEY = "twotower_gpus_requested"
-# runtime parameter -> (config section, key, type)
-RUNTIME_PARAMETERS = {"epochs": ("training", "epochs", int),
-                      "learning_rate": ("training", "learning_rate", float),
-                      "batch_size": ("training", "batch_size", int)}
 
 
 class NoGpuError(RuntimeError):
@@ -49,10 +47,10 @@ def choose_strategy(gpus_requested=0, visible_gpus=None):
 def apply_runtime(spec, values, learning_rate_ceiling=None):
     """``spec`` with the runtime parameters' values (``fn_args.hyperparameters``).
 
-    Values are checked like the config's own before anything trains: a
-    positive integer epoch count and batch size, a learning rate in (0, 1)
-    and, unless the config allowed risky rates, at most the ceiling the
-    config's validation computed for these towers and optimizer.
+    Each value is checked by the table validation and ``submit --param`` use
+    (:mod:`trainer.parameters`) before anything trains: its type, its range
+    and, for ``learning_rate``, ``learning_rate_ceiling`` (the config's, from
+    META; None when the config allows risky rates).
 
     Raises:
       ValueError: naming the parameter and the accepted values.
@@ -65,21 +63,12 @@ def apply_runtime(spec, values, learning_rate_ceiling=None):
     out = {section: dict(part) if isinstance(part, dict) else part
            for section, part in spec.items()}
     for name, raw in values.items():
-        section, key, kind = RUNTIME_PARAMETERS[name]
         try:
-            value = kind(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"runtime parameter {name}: {raw!r} is not a {kind.__name__}") \
-                from None
-        if kind is int and (isinstance(raw, bool) or value != float(raw) or value < 1):
-            raise ValueError(f"runtime parameter {name}: {raw!r} is not a positive integer")
-        if name == "learning_rate":
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"runtime parameter learning_rate: {raw!r} is not in (0, 1)")
-            if learning_rate_ceiling is not None and value > learning_rate_ceiling:
-                raise ValueError(
-                    f"runtime parameter learning_rate: {value:g} is above {learning_rate_ceiling:g}, "
-                    "the highest rate these towers and optimizer take without "
-                    "training.allow_risky_learning_rate (gradients can collapse to zero)")
-        out[section][key] = value
+            value = parameter_value(name, raw)
+        except ValueError as exc:
+            raise ValueError(f"runtime parameter {name}: {exc}") from None
+        problem = parameter_problem(name, value, learning_rate_ceiling)
+        if problem:
+            raise ValueError(f"runtime parameter {name}: {problem}")
+        out["training"][RUNTIME_PARAMETERS[name]["key"]] = value
     return out

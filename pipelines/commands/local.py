@@ -58,6 +58,21 @@ def _remove_what_a_refused_run_wrote(folder: str, new) -> None:
     written.remove_new_folders(new)
 
 
+def outcome(res: dict):
+    """``(exit code, status, why)`` of a finished local run (``why``: the line to print)."""
+    gate = res.get("gate") or {}
+    if (res.get("metrics") or {}).get("status") != "completed":
+        return (1, (res.get("metrics") or {}).get("status") or "failed",
+                "pipeline finished without a completed model")
+    if not gate.get("blessed", False):
+        return 1, "not pushed", f"not pushed: {gate.get('reason', 'the push gate did not run')}"
+    if res.get("reused_push"):  # nothing changed: the cached push is the serving model
+        return 0, "cached", ""
+    if not res.get("pushed"):
+        return 1, "not pushed", "pipeline finished without pushing a model"
+    return 0, "pushed", ""
+
+
 def _run_held(cfg: Config, args, started: float) -> int:
     import traceback
 
@@ -95,16 +110,7 @@ def _run_held(cfg: Config, args, started: float) -> int:
                                             console.log_path, error, run_id))
     for line in result_lines(res):
         console.result(line)
-    gate = res.get("gate") or {}
-    code, status, why = 0, "pushed", ""
-    if (res.get("metrics") or {}).get("status") != "completed":
-        code, status = 1, (res.get("metrics") or {}).get("status") or "failed"
-        why = "pipeline finished without a completed model"
-    elif not gate.get("blessed", False):
-        code, status = 1, "not pushed"
-        why = f"not pushed: {gate.get('reason', 'the push gate did not run')}"
-    elif not res.get("pushed"):
-        code, status, why = 1, "not pushed", "pipeline finished without pushing a model"
+    code, status, why = outcome(res)
     runs.record(log_dir, runs.entry(started, cfg.fingerprint(), res, status, console.log_path,
                                     why, run_id))
     if why:

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import os
 import sys
+from shlex import quote
 
 from pipelines.commands.common import config_from
 from pipelines.config import ConfigError
 
 
 def cmd_image(args) -> int:
-    from pipelines import image
-
-    from pipelines import written
+    from pipelines import image, written
+    from pipelines.runners.cloud import image_problem
 
     args.no_data = True  # the image depends on the config, not on the data
     cfg = config_from(args)
+    if args.tag and image_problem(args.tag):
+        raise ConfigError([("--tag", image_problem(args.tag))])
     target = os.path.join(args.out, "Dockerfile")
     written.check({"--out (Dockerfile)": target}, {"--config": args.config}, args.force,
                   make_dirs=True)
@@ -23,10 +25,11 @@ def cmd_image(args) -> int:
     except ValueError as exc:
         raise ConfigError([("--out", str(exc))]) from None
     written.record([path], "image")
-    tag = args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}"
-    print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {args.out} && "
-          f"docker push {tag}\n(tag it for your Artifact Registry, e.g. "
-          "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG)")
+    tag = quote(args.tag or f"twotower-{cfg.pipeline.name}:{cfg.fingerprint()[:12]}")
+    print(f"wrote {path}\nbuild and push it with:\n  docker build -t {tag} {quote(args.out)} "
+          f"&& docker push {tag}\n(tag it for your Artifact Registry, e.g. "
+          "REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG, and compile with the pushed "
+          "image's digest: NAME@sha256:...)")
     return 0
 
 
@@ -42,7 +45,8 @@ def cmd_compile(args) -> int:
     if args.stage_dir:
         bucket = cfg.vertex.pipeline_root[len("gs://"):].split("/")[0]
         print(f"staged under {args.stage_dir}: copy it to Cloud Storage before submitting, e.g. "
-              f"gsutil -m rsync -r {os.path.join(args.stage_dir, bucket)} gs://{bucket}")
+              f"gsutil -m rsync -r {quote(os.path.join(args.stage_dir, bucket))} "
+              f"{quote('gs://' + bucket)}")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tempfile
 
 from pipelines.config import Config, ConfigError
@@ -62,9 +63,13 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     Raises:
       ConfigError: missing ``vertex`` values or image.
     """
+    from pipelines.runners.cloud import image_problem
+
     found = vertex.problems(cfg, submitting=True)
     if not image:
         found.append(("--image", "the training image is needed (see `twotower image`)"))
+    elif image_problem(image):  # a tag or, better, a digest: NAME@sha256:...
+        found.append(("--image", image_problem(image)))
     if found:
         raise ConfigError(found)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -108,5 +113,5 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=out)
     runner.run(pipeline, parameter_values=parameter_values(cfg), write_out=True)
-    log(f"wrote {out}: submit it with `twotower submit --config ... --spec {out}`")
+    log(f"wrote {out}: submit it with `twotower submit --config ... --spec {shlex.quote(out)}`")
     return {"spec": out, **staged}

@@ -139,6 +139,9 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
             build_pipeline(cfg, where["input"], modules, root, until))
     out = results(root)
     out["pushed"] = bool(out["serving_model"]) and out["serving_model"] != before
+    out["cached"] = cached_components(where["metadata"], cfg.pipeline.name)
+    # unchanged input and config: the Pusher's earlier push is reused (pipeline.enable_cache)
+    out["reused_push"] = "Pusher" in out["cached"] and bool(out["serving_model"])
     return out
 
 
@@ -180,6 +183,7 @@ def pushed_models(metadata_path: str) -> List[str]:
     store = _store(metadata_path)
     artifacts = store.get_artifacts_by_type("PushedModel")  # [] before any push
     complete = metadata_store_pb2.Execution.COMPLETE
+    cached = metadata_store_pb2.Execution.CACHED  # a rerun reusing the push (the cache)
     out = []
     for artifact in artifacts:
         props = artifact.custom_properties
@@ -188,8 +192,8 @@ def pushed_models(metadata_path: str) -> List[str]:
         events = store.get_events_by_artifact_ids([artifact.id])
         producers = [e.execution_id for e in events
                      if e.type == metadata_store_pb2.Event.OUTPUT]
-        if producers and all(x.last_known_state == complete
-                             for x in store.get_executions_by_id(producers)):
+        states = [x.last_known_state for x in store.get_executions_by_id(producers)]
+        if complete in states and all(state in (complete, cached) for state in states):
             out.append(props["pushed_destination"].string_value)
     return out
 
@@ -207,6 +211,22 @@ def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float
                 if execution.id > newest.get(name, (-1, 0.0))[0]:
                     newest[name] = (execution.id, seconds)
     return {name: seconds for name, (_, seconds) in newest.items()}
+
+
+def cached_components(metadata_path: str, pipeline_name: str) -> List[str]:
+    """Component ids whose newest execution ML Metadata records as CACHED (reused)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    newest: Dict[str, tuple] = {}
+    for execution in store.get_executions():
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.name.startswith(pipeline_name + "."):
+                name = context.name[len(pipeline_name) + 1:]
+                if execution.id > newest.get(name, (-1, 0))[0]:
+                    newest[name] = (execution.id, execution.last_known_state)
+    return sorted(name for name, (_, state) in newest.items()
+                  if state == metadata_store_pb2.Execution.CACHED)
 
 
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:

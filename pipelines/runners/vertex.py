@@ -15,6 +15,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from pipelines.config import Config, ConfigError
+from pipelines.runners import cloud
 
 PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
 REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+\Z")
@@ -64,6 +65,10 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
                         "location"))
         if not 1 <= f.max_workers <= 1000:
             out.append(("vertex.dataflow.max_workers", f"must be in 1..1000, got {f.max_workers}"))
+        if isinstance(f.disk_size_gb, bool) or not 30 <= f.disk_size_gb <= 65536:
+            out.append(("vertex.dataflow.disk_size_gb", f"must be in 30..65536 GB, got "
+                        f"{f.disk_size_gb}: a worker unpacks the ~12 GB training image (50 GB "
+                        "by default; Dataflow's own default, 25, is too small)"))
         if not re.match(r"[a-z][a-z0-9-]{1,62}\Z", f.machine_type or ""):
             out.append(("vertex.dataflow.machine_type", f"{f.machine_type!r} is not a machine "
                         "type, e.g. n1-standard-4"))
@@ -76,11 +81,10 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         out += _training_problems(v.training)
     if v.model_upload is not None:
         u = v.model_upload
-        if not re.match(r"[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})?"
-                        r"\Z", u.serving_image or "") or ".." in u.serving_image:
-            out.append(("vertex.model_upload.serving_image", f"{u.serving_image!r} is not a "
-                        "container image, e.g. us-docker.pkg.dev/vertex-ai/prediction/"
-                        "tf2-cpu.2-15:latest"))
+        wrong = cloud.image_problem(u.serving_image) or cloud.serving_tf_problem(
+            u.serving_image, cloud.training_tensorflow())
+        if wrong:
+            out.append(("vertex.model_upload.serving_image", wrong))
         if cfg.pipeline.serving_index == "scann":
             out.append(("vertex.model_upload", "a ScaNN model needs ScaNN's ops in the serving "
                         "container: use pipeline.serving_index: exact, or your own image"))
@@ -106,6 +110,10 @@ def _training_problems(t) -> List[Tuple[str, str]]:
     if t.accelerator_type and not t.accelerator_count:
         out.append(("vertex.training.accelerator_count", f"is 0 but accelerator_type is "
                     f"{t.accelerator_type}: set how many"))
+    wrong = None if out else cloud.gpu_problem(t.machine_type, t.accelerator_type,
+                                               t.accelerator_count)
+    if wrong:  # the machine can't take these GPUs (or comes with GPUs not asked for)
+        out.append(wrong)
     if t.replica_count != 1:
         out.append(("vertex.training.replica_count", "must be 1: training runs on one machine "
                     "(up to 8 GPUs with MirroredStrategy); multi-worker training is not "
@@ -123,14 +131,19 @@ def dataflow_args(cfg: Config, image: str) -> List[str]:
     """``beam_pipeline_args`` that run the Beam components on Dataflow.
 
     The workers use the training image (``--sdk_container_image``): it holds the
-    custom ExampleGen's executor, which runs on them.
+    custom ExampleGen's executor, which runs on them, and sets
+    ``RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1`` (:mod:`pipelines.image`). Their
+    disks hold that ~12 GB image (``--disk_size_gb``, 50 by default); the jobs
+    carry ``vertex.labels``.
     """
     v, f = cfg.vertex, cfg.vertex.dataflow
     root = (v.pipeline_root or "").rstrip("/")
     args = ["--runner=DataflowRunner", f"--project={v.project}", f"--region={v.region}",
             f"--temp_location={f.temp_location or root + '/beam-temp'}",
             f"--machine_type={f.machine_type}", f"--max_num_workers={f.max_workers}",
-            f"--sdk_container_image={image}", "--experiments=use_runner_v2"]
+            f"--disk_size_gb={f.disk_size_gb}", f"--sdk_container_image={image}",
+            "--experiments=use_runner_v2"]
+    args += [f"--labels={key}={value}" for key, value in sorted(v.labels.items())]
     account = f.service_account or v.service_account
     if account:
         args.append(f"--service_account_email={account}")
@@ -173,8 +186,11 @@ def training_custom_config(cfg: Config, image: str) -> dict:
                                   "container_spec": {"image_uri": image}}]}
     if v.service_account:
         job["service_account"] = v.service_account
+    args = {"project": v.project, "job_spec": job}
+    if v.labels:  # the CustomJob's own labels (TFX adds its telemetry labels beside them)
+        args["labels"] = dict(v.labels)
     return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
-            vx.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job},
+            vx.TRAINING_ARGS_KEY: args,
             GPUS_KEY: t.accelerator_count}
 
 
@@ -194,35 +210,31 @@ def read_spec(path: str) -> dict:
 def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
     """``--param NAME=VALUE`` items as typed pipeline parameter values, checked.
 
+    The rows of the runtime parameters' table (:mod:`trainer.parameters`), as
+    validation and the Trainer check them: what one refuses, all refuse.
+
     Raises:
       ConfigError: an unknown name, a value of the wrong type or range, or a
-        learning rate above what the config's towers take (as validation says).
+        learning rate above what the config's towers take.
     """
-    from pipelines.builder import PARAMETERS
     from pipelines.learning_rate import learning_rate_ceiling
+    from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 
     out, found = {}, []
     for item in items:
         name, _, text = item.partition("=")
-        kind = PARAMETERS.get(name)
-        if kind is None:
+        if name not in RUNTIME_PARAMETERS:
             found.append(("--param", f"{item!r}: the parameters are "
-                          f"{', '.join(f'{n}=VALUE' for n in PARAMETERS)}"))
+                          f"{', '.join(f'{n}=VALUE' for n in RUNTIME_PARAMETERS)}"))
             continue
         try:
-            value = kind(text)
-        except ValueError:
-            found.append(("--param", f"{name}: {text!r} is not a {kind.__name__}"))
+            value = parameter_value(name, text)
+        except ValueError as exc:
+            found.append(("--param", f"{name}: {exc}"))
             continue
-        if (kind is int and value < 1) or (kind is float and not 0.0 < value < 1.0):
-            found.append(("--param", f"{name}: {text!r} is out of range ("
-                          + ("a positive integer" if kind is int else "in (0, 1)") + ")"))
-            continue
-        ceiling = learning_rate_ceiling(cfg)
-        if name == "learning_rate" and ceiling is not None and value > ceiling:
-            found.append(("--param", f"learning_rate: {value:g} is above {ceiling:g}, the "
-                          "highest rate these towers take without "
-                          "training.allow_risky_learning_rate"))
+        problem = parameter_problem(name, value, learning_rate_ceiling(cfg))
+        if problem:
+            found.append(("--param", f"{name}: {problem}"))
             continue
         out[name] = value
     if found:
@@ -265,8 +277,8 @@ def submit(cfg: Config, spec_path: str, wait: bool = False, log=print,
     try:
         job.submit(service_account=v.service_account)
     except exceptions.GoogleAPICallError as exc:
-        hint = {403: "check that the APIs are enabled and that you (and vertex.service_account) "
-                     "have roles/aiplatform.user and access to vertex.pipeline_root",
+        hint = {403: "check that the APIs are enabled and the roles granted: "
+                     + cloud.roles_line(cfg),
                 404: "check vertex.project and vertex.region"}.get(exc.code or 0,
                                                                   "retry; if it persists, see "
                                                                   "the Vertex AI status page")

@@ -9,11 +9,14 @@ the tests run these very queries on DuckDB (transpiled back) and compare them
 with the local outputs.
 
 The tables are read the way the local path reads files: every cell as text
-(``CAST(... AS STRING)``), and the record index ``rowid`` taken from the row's
-content (``ROW_NUMBER`` over ``TO_JSON_STRING`` of the row), because a table has
-no row order; it orders ties and makes the hash split repeatable. The table
-names (``project.dataset.table``) and columns reach SQL only as identifiers
-quoted by sqlglot, after validation (:func:`table_problems`).
+(``CAST(... AS STRING)``). A table has no row order, so where the local path
+has the record index, each row here has a key computed from the row alone
+(:func:`raw`: ``FARM_FINGERPRINT`` of its length-prefixed cells and which
+repeat of them it is): it orders ties and names rows in messages, and every
+worker computes it for its own rows (no global sort: numbering all rows with
+an unpartitioned ``ROW_NUMBER() OVER (ORDER BY ...)`` puts the whole table on
+one worker). The table names (``project.dataset.table``) and columns reach SQL
+only as identifiers quoted by sqlglot, after validation (:func:`table_problems`).
 
 Each split's query recomputes the program (BigQuery bills the bytes each query
 scans: about 7 scans of the source columns per run).
@@ -26,7 +29,7 @@ from typing import Dict, List, Tuple
 from sqlglot import exp
 
 from pipelines.config import Config
-from pipelines.data.sql import checks
+from pipelines.data.sql import checks, googlesql
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import outputs
 from pipelines.data.sql.template import fill, ident, render
@@ -65,16 +68,42 @@ def source_columns(p: Plan) -> Tuple[List[str], List[str]]:
     return interactions, list(p.kcol)
 
 
+def row_text(cells: List[exp.Expression]) -> exp.Expression:
+    """The cells as one text, each ``<length>:<cell>`` (``-`` when NULL): no two rows alike.
+
+    Read left to right, a length says where its cell ends, so two different
+    rows never give the same text. ``LENGTH`` counts characters (code points)
+    on BigQuery and DuckDB alike.
+    """
+    parts = [fill("COALESCE(CAST(length(P_x) AS VARCHAR) || ':' || P_x, '-')", P_x=cell)
+             for cell in cells]
+    text = parts[0]
+    for part in parts[1:]:
+        text = exp.DPipe(this=text, expression=part)
+    return text
+
+
 def raw(name: str, columns: List[str]) -> exp.Expression:
-    """The table's needed columns as text, and ``rowid`` from each row's content."""
-    cells = [exp.alias_(exp.cast(exp.Column(this=ident(c)), "VARCHAR"), ident(c))
-             for c in columns]
-    tree = fill("SELECT P_cells, row_number() OVER (ORDER BY to_json(_src)) - 1 AS rowid "
-                "FROM P_table AS _src", P_cells=cells, P_table=table(name))
-    return tree
+    """The table's needed columns as text, and ``rowid``: a key computed from the row.
+
+    ``rowid`` is ``FARM_FINGERPRINT`` (a signed 64-bit FarmHash) of which
+    repeat of its cells the row is (``ROW_NUMBER`` partitioned by the cells:
+    each group of identical rows is numbered apart, in parallel) and of
+    :func:`row_text`. Identical rows are interchangeable, so the numbering
+    within a group changes no output. Two different rows could share a key
+    only by a 64-bit collision; :func:`guard` refuses that rather than let
+    two rows pass for one.
+    """
+    cells = [exp.cast(exp.Column(this=ident(c)), "VARCHAR") for c in columns]
+    text = row_text(cells)
+    return fill("SELECT P_cells, farm_fingerprint(CAST(row_number() OVER (PARTITION BY P_text) "
+                "AS VARCHAR) || ':' || P_text) AS rowid FROM P_table",
+                P_cells=[exp.alias_(cell, ident(c)) for cell, c in zip(cells, columns)],
+                P_text=text, P_table=table(name))
 
 
 MARK = re.compile(r"('?)\u27e6(\d+)\u27e7'?")  # ⟦i⟧: where a check's message shows value i
+ROW = re.compile("row (\u27e6\\d+\u27e7)")  # where a message names a row by its _line
 
 
 def message_cell(message, values: int) -> exp.Expression:
@@ -82,9 +111,11 @@ def message_cell(message, values: int) -> exp.Expression:
 
     The message function (:mod:`.checks`) is called with markers for the
     values, and the text between them becomes literals, so BigQuery's error
-    reads like the local one (with row numbers counting rows in content order).
+    reads like the local one, a row named by its key (:func:`raw`) where the
+    local message has its line number.
     """
     text = message(tuple(f"\u27e6{i}\u27e7" for i in range(values)))
+    text = ROW.sub("row with key \\1", text)  # the row's key (raw), not a line number
     parts: List[exp.Expression] = []
     at = 0
     for found in MARK.finditer(text):
@@ -103,6 +134,25 @@ def _empty(table: str, where: str, message: str) -> exp.Expression:
                 "WHERE n = 0", P_m=exp.Literal.string(message))
 
 
+def key_checks(p: Plan):
+    """``(query, message)``: two different rows of a table with one key (:func:`raw`).
+
+    Keys order ties and join a row to its histories, so a 64-bit collision
+    (odds about n^2 / 2^65 for n rows) stops the query rather than merging two rows.
+    """
+    d = p.cfg.data
+    tables = [("raw_interactions", d.source)]
+    if d.candidates:
+        tables.insert(0, ("raw_candidates", d.candidates.source))
+    for name, source in tables:
+        yield (fill(f"SELECT rowid, count(*) FROM {name} GROUP BY rowid HAVING count(*) > 1 "
+                    "ORDER BY rowid LIMIT 1"),
+               lambda r, source=source: (
+                   f"{source}: {r[1]} different rows have the same key {r[0]} (a collision of "
+                   "64-bit fingerprints, odds about 1 in 2^64 per pair of rows), so their order "
+                   "can't be decided; change or drop one of them"))
+
+
 def guard(p: Plan) -> exp.Expression:
     """``SELECT _ok``: TRUE, or BigQuery's ``ERROR`` with the first failed check's message.
 
@@ -111,7 +161,8 @@ def guard(p: Plan) -> exp.Expression:
     line instead of training on it.
     """
     d = p.cfg.data
-    found = list(checks.candidate_checks(p)) if d.candidates else []
+    found = list(key_checks(p))
+    found += list(checks.candidate_checks(p)) if d.candidates else []
     parts = []
     for k, (query, message) in enumerate(found + list(checks.interaction_checks(p))):
         query = query.copy()
@@ -146,7 +197,7 @@ def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
     ctes = [("raw_interactions", raw(d.bigquery, interactions))]
     if d.candidates:
         ctes.append(("raw_candidates", raw(d.candidates.bigquery, candidate_columns)))
-    ctes += statements(p, portable=True)
+    ctes += statements(p, portable=True, keyed=True)
     ctes.append(("_guard", guard(p)))
     out = {}
     for split, query in outputs(p, portable=True).items():
@@ -160,8 +211,18 @@ def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
 
 
 def to_bigquery(tree: exp.Expression, pretty: bool = False) -> str:
-    """A query of :func:`split_queries` as BigQuery SQL text."""
-    return render(tree, "bigquery", pretty=pretty)
+    """A query of :func:`split_queries` as BigQuery SQL text.
+
+    Refuses text that calls a function BigQuery's documentation does not list
+    (:mod:`.googlesql`): such a query would fail at its first run on Vertex AI.
+    """
+    text = render(tree, "bigquery", pretty=pretty)
+    missing = googlesql.unknown(text)
+    if missing:
+        raise ValueError(f"the BigQuery query calls {', '.join(missing)}, which BigQuery does "
+                         f"not have (not in {googlesql.LIST}); the DuckDB -> BigQuery rewrite "
+                         "(pipelines/data/sql/template.py) needs a rule for it")
+    return text
 
 
 def program_text(cfg: Config) -> str:

@@ -173,19 +173,25 @@ def typed(cell: exp.Expression, kind: str, unit: str = "s") -> exp.Expression:
     return fill("NULLIF(P_x, '')", P_x=cell)
 
 
-def statements(p: Plan, portable: bool = False) -> List[Tuple[str, exp.Expression]]:
+def statements(p: Plan, portable: bool = False,
+               keyed: bool = False) -> List[Tuple[str, exp.Expression]]:
     """``[(table, SELECT)]``: the tables the program creates, in order.
 
     ``portable``: the BigQuery-valid history formulation (:mod:`.histories`).
+    ``keyed``: the raw tables' ``rowid`` is a key computed from each row (a
+    BigQuery table has no row order: :func:`pipelines.data.sql.bigquery.raw`),
+    and ``_line`` is that key; else ``rowid`` is the record index and
+    ``_line`` the file's row number (``rowid + 2``: the header is row 1).
     """
     d = p.cfg.data
+    line = "rowid" if keyed else "rowid + 2"
     out = []
     if d.candidates:
-        out.append(("cand", fill("SELECT P_cols, rowid + 2 AS _line FROM raw_candidates", P_cols=[
+        out.append(("cand", fill(f"SELECT P_cols, {line} AS _line FROM raw_candidates", P_cols=[
             exp.alias_(exp.Column(this=ident(name)), internal)
             for name, internal in p.kcol.items()])))
     wanted = [c_ for c_ in p.base if not d.candidates or c_ not in p.candidate_side]
-    out.append(("src", fill("SELECT P_cols, rowid + 2 AS _line FROM raw_interactions", P_cols=[
+    out.append(("src", fill(f"SELECT P_cols, {line} AS _line FROM raw_interactions", P_cols=[
         exp.alias_(exp.Column(this=ident(name)), p.col[name]) for name in wanted])))
     time = parse_time(c(p.col[d.timestamp]), p.unit) if d.timestamp else as_double(0.0)
     if d.candidates:

@@ -120,10 +120,31 @@ def _bigquery(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def rewrite(tree: exp.Expression, fun) -> exp.Expression:
+    """A copy of ``tree`` with ``fun`` applied to every node, children before parents.
+
+    Unlike sqlglot's ``transform`` (which does not descend into a node it has
+    just replaced), every node is visited however deep, and a node is rewritten
+    after its children: ``isfinite(epoch(t))`` has its ``epoch`` rewritten
+    before ``isfinite`` copies it into ``IS_INF(...)`` and ``IS_NAN(...)``.
+    (Nodes ``fun`` creates are not visited again.)
+    """
+    tree = tree.copy()
+    for node in reversed(list(tree.walk(bfs=False))):  # pre-order reversed: children first
+        new = fun(node)
+        if new is node:
+            continue
+        if node is tree:
+            tree = new
+        else:
+            node.replace(new)
+    return tree
+
+
 def render(tree: exp.Expression, dialect: str = "duckdb", pretty: bool = False) -> str:
     """The tree as SQL text for ``dialect`` (``duckdb`` or ``bigquery``)."""
     if dialect == "bigquery":
-        tree = tree.copy().transform(_bigquery)
+        tree = rewrite(tree, _bigquery)
         dotted = sorted({n.name for n in tree.find_all(exp.Identifier) if "." in n.name})
         if dotted:  # validation refuses these first, for BigQuery sources
             raise ValueError(f"{dotted[0]!r}: BigQuery reads a quoted name with a dot as a "

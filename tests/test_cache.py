@@ -1,0 +1,89 @@
+"""Caching is on by default (TFX's convention): a rerun with unchanged input is served from it.
+
+The demo config, with nothing about caching in it, run twice up to StatisticsGen
+on the same files: ML Metadata records the second run's executions as CACHED
+(the first's COMPLETE), and no component's output is written again. The same
+default holds on Vertex AI (`vertex.enable_caching`).
+"""
+import os
+
+import pytest
+
+from pipelines.config import Config
+from tests.conftest import demo_raw
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_cache_is_on_by_default_locally_and_on_vertex(raw_config):
+    cfg = Config.from_dict(raw_config)
+    assert "enable_cache" not in raw_config.get("pipeline", {})
+    assert cfg.pipeline.enable_cache is True and cfg.vertex.enable_caching is True
+
+
+def test_a_rerun_of_an_unchanged_pipeline_is_served_from_the_cache(tmp_path, small_data):
+    from pipelines.builder import paths
+    from pipelines.runners.local import cached_components, run_local
+    from test_resume import states
+
+    raw = demo_raw(small_data)
+    raw["pipeline"].update(root=str(tmp_path), name="cache-test")
+    cfg = Config.from_dict(raw)
+    root = str(tmp_path / "cache-test")
+    run_local(cfg, log=lambda *_: None, until="StatisticsGen")
+    outputs = sorted(os.listdir(os.path.join(root, "tfx", "StatisticsGen", "statistics")))
+    run_local(cfg, log=lambda *_: None, until="StatisticsGen")
+    metadata = paths(root)["metadata"]
+    found = states(metadata, "cache-test")
+    assert found["ParquetExampleGen"] == ["COMPLETE", "CACHED"], found
+    assert found["StatisticsGen"] == ["COMPLETE", "CACHED"], found
+    assert cached_components(metadata, "cache-test") == ["ParquetExampleGen", "StatisticsGen"]
+    # nothing was computed again: the cached execution reuses the first one's output
+    assert sorted(os.listdir(os.path.join(root, "tfx", "StatisticsGen", "statistics"))) == outputs
+
+
+def test_a_rerun_the_cache_serves_whole_exits_0_with_the_model_it_had():
+    from pipelines.commands.local import outcome
+    from pipelines.console import result_lines
+
+    done = {"metrics": {"status": "completed"}, "gate": {"blessed": True, "reason": "r"},
+            "serving_model": "/r/serving/17", "metrics_file": "m"}
+    assert outcome(dict(done, pushed=True)) == (0, "pushed", "")
+    cached = dict(done, pushed=False, reused_push=True)
+    assert outcome(cached) == (0, "cached", "")
+    assert "serving model: /r/serving/17 (unchanged input and config: the run was served from " \
+           "ML Metadata's cache, pipeline.enable_cache)" in result_lines(cached)
+    assert outcome(dict(done, pushed=False))[0] == 1  # a push expected and not made
+
+
+def test_a_push_reused_by_a_cached_pusher_is_still_served(tmp_path):
+    """ML Metadata after a rerun the cache served: the PushedModel has two producers, the
+    Pusher that COMPLETED and the CACHED one that reused it; the version stays served. A
+    producer that never completed (a push cut short) still keeps it out."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    from pipelines.runners.local import pushed_models
+
+    path = str(tmp_path / "metadata.sqlite")
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    kind = store.put_artifact_type(mlmd.ArtifactType(name="PushedModel"))
+    run = store.put_execution_type(mlmd.ExecutionType(name="Pusher"))
+
+    def pushed(where, *states):
+        artifact = mlmd.Artifact(type_id=kind, uri=where)
+        artifact.custom_properties["pushed"].int_value = 1
+        artifact.custom_properties["pushed_destination"].string_value = where
+        [artifact_id] = store.put_artifacts([artifact])
+        for state in states:
+            [execution_id] = store.put_executions([mlmd.Execution(type_id=run,
+                                                                  last_known_state=state)])
+            store.put_events([mlmd.Event(artifact_id=artifact_id, execution_id=execution_id,
+                                         type=mlmd.Event.OUTPUT)])
+
+    pushed("/r/serving/1", mlmd.Execution.COMPLETE, mlmd.Execution.CACHED)
+    pushed("/r/serving/2", mlmd.Execution.RUNNING, mlmd.Execution.CACHED)
+    assert pushed_models(path) == ["/r/serving/1"]
