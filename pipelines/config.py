@@ -32,7 +32,7 @@ KIND_DEFAULTS = {
     "text": {"max_length": 16},
     "history": {"max_length": 20, "pooling": "mean"},
 }
-POOLINGS = ("mean", "recency")
+POOLINGS = ("mean", "recency", "attention")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash", "days", "dates")
@@ -75,8 +75,9 @@ class FeatureConfig:
     num_buckets: int = 10                      # numeric/timestamp with transform bucketize
     hash_buckets: int = 1000                   # cross
     default: Optional[Union[str, float]] = None  # value used where the column is empty
-    # history: "mean" of the items' embeddings, or "recency": a weighted mean whose weight
-    # per position (newest first) is learned
+    # history: "mean" of the items' embeddings, "recency": a weighted mean whose weight per
+    # position (newest first) is learned, or "attention": one small self-attention block over
+    # the items and their positions (trainer.towers.HistoryAttention), then the mean
     pooling: Optional[str] = None
 
     def fill_kind_defaults(self) -> None:

@@ -98,6 +98,13 @@ class Console:
 
     _log = None
 
+    def restart_count(self) -> None:
+        """Numbers the next components from 1 again (one pipeline after another)."""
+        if self._capture is not None:
+            self._capture.handler.started = {}
+
+    _capture = None
+
     def capture(self, components: List[str]):
         """Context manager: the process's stdout/stderr into the log while it is open."""
         return _Capture(self, components)
@@ -143,6 +150,7 @@ class _Capture:
             logger.setLevel(logging.INFO)
             logger.setLevel = lambda level: None
         self.handler = _Progress(c, self.components)
+        c._capture = self
         logging.getLogger().addHandler(self.handler)
         # every INFO record in the log, whatever the libraries' own handlers do with it
         self.to_log = logging.StreamHandler(self.file)

@@ -71,4 +71,5 @@ def test_two_windows_run_and_each_is_scored_on_its_own_slice(small_data, tmp_pat
                for w in (0, 1)]
     assert reports[1]["rows_after_window"] == reports[0]["eval_rows"]
     assert "mean" in done.stdout and "recall@10 model / popularity" in done.stdout
+    assert done.stdout.count("[1/5] ImportSchemaGen") == 2  # each window numbered from 1
     assert not os.path.exists(tmp_path / "root" / "bt-w0" / "serving")  # up to the Trainer

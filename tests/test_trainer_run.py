@@ -63,7 +63,7 @@ OPTIONS = [
      "training.early_stopping_metric=ndcg_at_5"],
     ["model.candidate_bias=true", "model.softmax=in_batch"],
     ["model.softmax=sampled", "model.sampled_negatives=3"],
-    ["model.demand_prior={windows: [1, 2]}"],
+    ["model.demand_prior={windows: [1, 2]}", "query_tower.features.7.pooling=attention"],
     ["model.demand_prior={windows: [1], all_time: false}", "model.softmax=sampled",
      "model.sampled_negatives=3", "model.candidate_bias=true"],
 ]

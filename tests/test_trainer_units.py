@@ -176,6 +176,23 @@ def test_multi_valued_input_mean_pools_real_values_only():
     np.testing.assert_array_equal(encoded[:, 32:40], category[[0, 2, 3]])
 
 
+def test_attention_pooling_ignores_padding_and_pools_an_empty_history_to_zeros():
+    from trainer.towers import HistoryAttention
+
+    tf.keras.utils.set_random_seed(1)
+    block = HistoryAttention(4, 3)
+    items = tf.random.normal([3, 3, 4])
+    mask = tf.constant([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    other = tf.concat([items[:1, :2], 100.0 + tf.zeros([1, 1, 4])], axis=1)  # another pad value
+    pooled = block(items, mask).numpy()
+    np.testing.assert_allclose(block(other, mask[:1]).numpy()[0], pooled[0], rtol=1e-5)
+    np.testing.assert_array_equal(pooled[2], np.zeros(4))
+    assert np.isfinite(pooled).all()
+    # the order matters (positions are embedded): swapping the two real items changes it
+    swapped = tf.stack([items[0, 1], items[0, 0], items[0, 2]])[tf.newaxis]
+    assert not np.allclose(block(swapped, mask[:1]).numpy()[0], pooled[0])
+
+
 # ---------------------------------------------------------------- monitoring
 
 def logs(loss=1.0, query=0.0, candidate=0.0, clipped=0.0):

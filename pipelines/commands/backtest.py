@@ -103,6 +103,7 @@ def cmd_backtest(args) -> int:
             for w, window_cfg in enumerate(configs):
                 console.say(f"== window {w} of {len(configs)}: pipeline "
                             f"{window_cfg.pipeline.name}")
+                console.restart_count()
                 root = pipeline_dir(window_cfg)
                 with holding(root, window_cfg.pipeline.name):
                     res = run_local(window_cfg, log=console.say, root=root, until="Trainer")
