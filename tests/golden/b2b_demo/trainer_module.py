@@ -679,6 +679,33 @@ def embed_table(tower, table, batch_size=4096):
     return np.concatenate(parts, axis=0)
 
 
+class HistoryAttention(tf.keras.layers.Layer):
+    """One self-attention block over a history: ``[batch, L, d]`` -> ``[batch, d]``.
+
+    Each item's embedding plus a learned embedding of its position (newest
+    first) attends to the real items of its row (two heads, a padding mask),
+    with a residual connection and layer normalisation; the result is the
+    mean over the real positions (an all-padding row pools to zeros).
+    """
+
+    def __init__(self, dim, max_length, name="history_attention"):
+        super().__init__(name=name)
+        self.positions = tf.keras.layers.Embedding(max_length, dim, name=f"{name}_positions")
+        self.attention = tf.keras.layers.MultiHeadAttention(
+            num_heads=2, key_dim=max(1, dim // 2), name=f"{name}_heads")
+        self.norm = tf.keras.layers.LayerNormalization(name=f"{name}_norm")
+
+    def call(self, vectors, mask, training=False):
+        """``vectors`` ``[batch, L, d]``; ``mask`` ``[batch, L]`` float, 1 for real items."""
+        length = tf.shape(vectors)[1]
+        x = vectors + self.positions(tf.range(length))[tf.newaxis, :, :]
+        pairs = tf.cast(mask[:, :, tf.newaxis] * mask[:, tf.newaxis, :], tf.bool)
+        x = self.norm(x + self.attention(x, x, attention_mask=pairs, training=training))
+        weights = mask[:, :, tf.newaxis]
+        return tf.math.divide_no_nan(tf.reduce_sum(x * weights, axis=1),
+                                     tf.reduce_sum(weights, axis=1))
+
+
 class Tower(tf.keras.Model):
     """Maps transformed features to an embedding ``[batch, output_dim]``.
 
@@ -686,7 +713,8 @@ class Tower(tf.keras.Model):
     inputs (``[batch, L]``, padded with -1) are embedded and mean-pooled over
     their real values (an all-padding row pools to zeros), or, for a history
     with ``pooling: recency``, averaged with a learned weight per position
-    (newest first; the weights start equal); numeric inputs
+    (newest first; the weights start equal), or with ``pooling: attention``
+    passed through a :class:`HistoryAttention` block first; numeric inputs
     (``[batch]`` float32) enter as they are. The concatenation goes through
     ``layers`` dense layers with dropout, then a linear output layer, then
     optional L2 normalisation. In training, ``oov_dropout`` of every
@@ -706,6 +734,10 @@ class Tower(tf.keras.Model):
             self.add_weight(name=f"{i['name']}_position_logits", shape=(i["max_length"],),
                             initializer="zeros") if i["pooling"] == "recency" else None
             for i in self.inputs_info]
+        self.attention = [
+            HistoryAttention(info["embedding_dim"], info["max_length"],
+                             name=f"{info['name']}_attention")
+            if info["pooling"] == "attention" else None for info in self.inputs_info]
         self.embeddings = []
         for info in self.inputs_info:
             if not info["embedded"]:
@@ -730,13 +762,17 @@ class Tower(tf.keras.Model):
     def encode_inputs(self, features, training=False):
         """The concatenated input vector ``[batch, input_width]``."""
         parts = []
-        for info, embedding, oov, logits in zip(self.inputs_info, self.embeddings, self.oov,
-                                                self.position_logits):
+        for info, embedding, oov, logits, attention in zip(
+                self.inputs_info, self.embeddings, self.oov, self.position_logits,
+                self.attention):
             x = features[info["key"]]
             if training and oov is not None and self.oov_dropout > 0:
                 x = drop_to_oov(x, oov[0], oov[1], self.oov_dropout)
             if embedding is None:
                 parts.append(tf.reshape(tf.cast(x, tf.float32), [-1, info["width"]]))
+            elif attention is not None:  # a history through one self-attention block
+                parts.append(attention(embedding(tf.maximum(x, 0)),
+                                       tf.cast(x >= 0, tf.float32), training=training))
             elif info["multi"]:
                 mask = tf.cast(x >= 0, tf.float32)[:, :, tf.newaxis]
                 if logits is not None:  # learned weights by position, newest first
