@@ -146,15 +146,24 @@ def serving_latency(model_dir, history, users, repeats=300):
             "catalog": int(model.candidate_ids.shape[0])}
 
 
-def bench(name, use_cache):
-    """One dataset: its split (or each rolling window's), every system, the scores."""
+def bench(name, use_cache, only=None):
+    """One dataset: its split (or each rolling window's), every system, the scores.
+
+    ``only``: the rolling windows to run now; every other window's report is read back from
+    its ``window-N/bench.json`` of an earlier run (marked ``reused``) when there is one."""
     spec = DATASETS[name]
     if not os.path.exists(spec["data"]) or not os.path.isdir(BENCH):
         sys.exit(f"bench: needs {spec['data']} and {BENCH} (the shared data and protocol)")
     if "windows" not in spec:
         return bench_split(name, spec, os.path.join(OUT, name), None, use_cache)
-    reports = [bench_split(name, spec, os.path.join(OUT, name, f"window-{w}"), w, use_cache)
-               for w in spec["windows"]]
+    reports = []
+    for w in spec["windows"]:
+        out = os.path.join(OUT, name, f"window-{w}")
+        if only is None or w in only:
+            reports.append(bench_split(name, spec, out, w, use_cache))
+        elif os.path.exists(os.path.join(out, "bench.json")):
+            with open(os.path.join(out, "bench.json"), encoding="utf-8") as handle:
+                reports.append(dict(json.load(handle), reused=True))
     report = {"dataset": name, "title": spec["title"], "windows": reports}
     with open(os.path.join(OUT, name, "bench.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
@@ -211,6 +220,7 @@ def bench_split(name, spec, out, window, use_cache):
             users = sorted({line.split(",")[0] for line in handle.read().splitlines()[1:]})
         latency = serving_latency(found["serving_model"], train, users)
     report = {"dataset": name, "title": spec["title"], "window": window, "results": results,
+              "measured": time.strftime("%Y-%m-%d %H:%M"),
               "pipeline_seconds": pipeline_seconds, "recommend_seconds": recommend_seconds,
               "components": component_seconds(paths(root)["metadata"], pipeline_name),
               "examples_per_second": speed, "baselines": extra, "serving_latency": latency,
@@ -234,7 +244,8 @@ def window_table(report):
              "|---" * 11 + "|"]
     for r in rows:
         t, p, e = (r["results"][k] for k in ("twotower", "popularity", "ease"))
-        lines.append(f"| {r['window']} | {t['test_users']} | {t['recall@20']:.4f} | "
+        when = f" (run {r.get('measured', 'earlier')})" if r.get("reused") else ""
+        lines.append(f"| {r['window']}{when} | {t['test_users']} | {t['recall@20']:.4f} | "
                      f"{p['recall@20']:.4f} | {e['recall@20']:.4f} | "
                      f"{t['recall@20'] / p['recall@20']:.2f}x | "
                      f"{t['recall@20'] / e['recall@20']:.2f}x | {t['recall@100']:.4f} | "
@@ -248,7 +259,10 @@ def window_table(report):
     lines += [f"| mean | | {mean['twotower']:.4f} | {mean['popularity']:.4f} | "
               f"{mean['ease']:.4f} | | | | | | |", "",
               f"mean recall@20 {mean['twotower'] / best:.2f}x the better baseline mean (goal "
-              f">= 1.1x); the lowest window {worst:.2f}x popularity (goal >= 0.9x)"]
+              f">= 1.1x); the lowest window {worst:.2f}x popularity (goal >= 0.9x)"
+              + ("" if len(rows) == len(DATASETS[report["dataset"]]["windows"]) else
+                 f"; over {len(rows)} of {len(DATASETS[report['dataset']]['windows'])} windows "
+                 "(the others have no report yet)")]
     for r in rows:
         if "tfrs-tutorial" in r["results"]:
             tutorial = r["results"]["tfrs-tutorial"]
@@ -307,9 +321,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS) + ["all"], default="all")
     parser.add_argument("--no-cache", action="store_true", help="recompute cached baselines")
+    parser.add_argument("--windows", default=None,
+                        help="rolling windows to run now, e.g. 2,3 (default: every window); "
+                             "the others are read back from an earlier run's window-N/bench.json")
     args = parser.parse_args(argv)
+    only = None if args.windows is None else {int(w) for w in args.windows.split(",")}
     names = sorted(DATASETS) if args.dataset == "all" else [args.dataset]
-    reports = [bench(name, not args.no_cache) for name in names]
+    reports = [bench(name, not args.no_cache, only) for name in names]
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "bench.json"), "w", encoding="utf-8") as handle:
         json.dump({r["dataset"]: r for r in reports}, handle, indent=2, sort_keys=True)
