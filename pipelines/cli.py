@@ -30,7 +30,7 @@ import sys
 from pipelines.commands.backtest import cmd_backtest
 from pipelines.commands.common import config_from
 from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
-from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs
+from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs, cmd_tensorboard
 from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
 from pipelines.config import Config, ConfigError
 
@@ -250,6 +250,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="the pipeline folder (<pipeline.root>/<pipeline.name>, e.g. "
                    "runs/b2b-demo)")
     p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("tensorboard", help="serve the newest training run's TensorBoard logs")
+    p.add_argument("root", metavar="RUN", help="the pipeline folder, e.g. runs/b2b-demo")
+    p.add_argument("--port", type=int, default=6006, help="port to serve on (default: 6006)")
+    p.add_argument("--host", default="localhost", help="address to serve on (default: "
+                   "localhost; 0.0.0.0 for every interface)")
+    p.add_argument("--print-logdir", action="store_true", help="print the log folder and "
+                   "exit (for `tensorboard --logdir $(twotower tensorboard RUN --print-logdir)`)")
+    p.set_defaults(func=cmd_tensorboard)
     p = sub.add_parser("synth", help="write the synthetic B2B dataset")
     p.add_argument("--out", required=True)
     p.add_argument("--customers", type=int, default=600)

@@ -237,4 +237,7 @@ def result_lines(res: dict) -> List[str]:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")
     lines.append(f"training metrics: {res.get('metrics_file')}")
+    if res.get("metrics_file"):
+        logs = os.path.join(os.path.dirname(res["metrics_file"]), "logs")
+        lines.append(f"TensorBoard logs: {logs} (twotower tensorboard {res.get('root') or logs})")
     return lines

@@ -179,7 +179,8 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
     callbacks += [
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
-        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower}),
+        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower},
+                        log_dir=os.path.join(run_dir, "logs")),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
     if held_out is not None and training["early_stopping_patience"]:

@@ -44,6 +44,45 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def tensorboard_logs(root: str) -> str:
+    """The TensorBoard folder of the newest training run under a pipeline folder:
+    ``<run>/tfx/Trainer/model_run/<id>/logs`` (``train``/``validation``: Keras' per-epoch
+    scalars; ``steps``: loss, gradient norms per tower, clip rate and learning rate every
+    few steps and per epoch, trainer/monitoring.py)."""
+    from pipelines.inspect.run import load
+
+    if not os.path.exists(root):
+        raise ConfigError([("RUN", f"{root} does not exist; give a pipeline folder (e.g. "
+                            "runs/b2b-demo)")])
+    run_dir = load(root)["model_run"]
+    logs = os.path.join(run_dir, "logs") if run_dir else ""
+    if not logs or not os.path.isdir(logs):
+        raise FileNotFoundError(f"{root}: no training run with TensorBoard logs yet; run the "
+                                "pipeline first (twotower run --config C)")
+    return logs
+
+
+def cmd_tensorboard(args) -> int:
+    import warnings
+
+    try:
+        logs = tensorboard_logs(args.root)
+    except FileNotFoundError as exc:
+        print(f"twotower tensorboard: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    if args.print_logdir:
+        print(logs)
+        return 0
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(logdir=logs, host=args.host, port=args.port)
+    print(f"TensorBoard on {logs}: http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+          flush=True)
+    return board.main() or 0
+
+
 def cmd_runs(args) -> int:
     from pipelines.runners import runs
     from pipelines.runners.local import resolve_pipeline_dir
