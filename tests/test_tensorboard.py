@@ -7,7 +7,6 @@ loss, gradient norms per tower, clip rate and learning rate every ``SCALARS_EVER
 and once per epoch, with the epoch values of ``training_metrics.json``.
 """
 import json
-import os
 import socket
 import time
 import urllib.parse
@@ -104,5 +103,5 @@ def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     (tmp_path / "modules" / "trainer_module.py").write_text("SPEC = {}\n")
     assert cli.main(["tensorboard", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("twotower tensorboard: ") and "run the pipeline first" in err
+    assert err.startswith("error: twotower tensorboard: ") and "run the pipeline first" in err
     assert len(err.strip().splitlines()) == 1

@@ -24,17 +24,21 @@ def cmd_inspect(args) -> int:
     from pipelines.inspect.run import load
 
     if not os.path.exists(args.root):
-        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline folder (e.g. "
+        raise ConfigError([("RUN", f"{args.root} does not exist; give a pipeline folder (e.g. "
                             "runs/b2b-demo) or a generated trainer_module.py")])
     try:
         root = load(args.root)["root"]
-        console = Console(os.path.join(root, "logs"), output_mode(args), name="inspect")
+        # With --out, everything (the report, the log of TensorFlow's chatter) goes there:
+        # the run's folder is left byte for byte as it was.
+        out = args.out or os.path.join(root, "inspect")
+        console = Console(out if args.out else os.path.join(root, "logs"), output_mode(args),
+                          name="inspect")
         with console.capture([]):  # TensorFlow's chatter goes to the log
             found = report.gather(args.root, query=args.query, candidate=args.candidate,
                                   k=args.k)
-            written = report.write(found, args.out or os.path.join(root, "inspect"))
+            written = report.write(found, out)
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        print(f"error: twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
     for line in report.summary(found):
         console.result(line)
@@ -68,7 +72,7 @@ def cmd_tensorboard(args) -> int:
     try:
         logs = tensorboard_logs(args.root)
     except FileNotFoundError as exc:
-        print(f"twotower tensorboard: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        print(f"error: twotower tensorboard: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
     if args.print_logdir:
         print(logs)
@@ -88,7 +92,7 @@ def cmd_runs(args) -> int:
     from pipelines.runners.local import resolve_pipeline_dir
 
     if not os.path.isdir(args.root):
-        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline folder, e.g. "
+        raise ConfigError([("RUN", f"{args.root} is not a folder; give a pipeline folder, e.g. "
                             "runs/b2b-demo")])
     found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
     print(runs.table(found))
