@@ -1561,6 +1561,41 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
         logging.getLogger(PROGRESS_LOGGER).info(epoch_line(self.record["epochs"][-1], epochs))
 
 
+STEPS_LOGGER = "twotower.progress.steps"  # a run's terminal draws a step bar (pipelines/progress)
+
+
+class StepProgress(tf.keras.callbacks.Callback):
+    """Reports each training step to ``STEPS_LOGGER`` (at most ``per_second`` a second).
+
+    A record's ``step`` attribute is ``(epoch, epochs, step, steps)``: epoch from 1, the
+    step within it, and the steps per epoch (from ``fit``, else the first epoch's count, else
+    None). Silent unless a handler listens on that logger: nothing is logged per step
+    anywhere else.
+    """
+
+    def __init__(self, per_second=10.0):
+        super().__init__()
+        self.gap, self.sent, self.known = 1.0 / per_second, 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.count = epoch + 1, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count = batch + 1
+        logger = logging.getLogger(STEPS_LOGGER)
+        now = time.monotonic()
+        if not logger.handlers or now - self.sent < self.gap:
+            return
+        self.sent = now
+        params = getattr(self, "params", None) or {}
+        steps = params.get("steps") or self.known
+        logger.info("step %d", self.count, extra={
+            "step": (self.epoch, params.get("epochs"), self.count, steps)})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.known = self.known or self.count
+
+
 class BestEpoch(tf.keras.callbacks.Callback):
     """Early stopping on a held-out metric, keeping the best epoch's weights.
 
@@ -2501,6 +2536,7 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
                         training["learning_rate"], ratio=training["collapse_ratio"]),
         MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower},
                         log_dir=os.path.join(run_dir, "logs")),
+        StepProgress(),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
     if held_out is not None and training["early_stopping_patience"]:
