@@ -9,11 +9,22 @@ anywhere else.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from tqdm import tqdm
 
 STEPS_LOGGER = "twotower.progress.steps"  # records with a ``step`` attribute: see below
+
+
+def width(stream) -> dict:
+    """tqdm's width options: follow the terminal's width, or 100 columns where the terminal
+    reports none (a pseudo-terminal of 0 x 0, as `script` or a CI runner makes)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    return {"dynamic_ncols": True} if columns else {"ncols": 100}
 
 
 class Ticker:
@@ -22,7 +33,7 @@ class Ticker:
     def __init__(self, stream, text: str, every: float = 1.0):
         self.text = text
         self.bar = tqdm(total=None, desc=text, bar_format="{desc} {elapsed}", file=stream,
-                        leave=False, dynamic_ncols=True)
+                        leave=False, **width(stream))
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._tick, args=(every,), daemon=True)
         self.thread.start()
@@ -45,7 +56,7 @@ class StepBar:
         self.epoch = epoch
         desc = f"    epoch {epoch}" + (f"/{epochs}" if epochs else "")
         self.bar = tqdm(total=steps or None, desc=desc, unit="step", file=stream, leave=False,
-                        dynamic_ncols=True, mininterval=0.25)
+                        mininterval=0.25, **width(stream))
 
     def step(self, record) -> bool:
         """Moves to the record's step; False when the record is another epoch's."""

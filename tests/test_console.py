@@ -89,7 +89,8 @@ def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path,
     assert runs.read(os.path.join(tmp_path, "root", "b2b-demo", "logs"))[0]["status"] == "failed"
 
 
-def test_a_terminal_gets_a_ticker_and_a_step_bar_and_the_log_does_not(tmp_path):
+@pytest.mark.parametrize("columns", [120, 0])  # 0: a pseudo-terminal that reports no size
+def test_a_terminal_gets_a_ticker_and_a_step_bar_and_the_log_does_not(tmp_path, columns):
     """On a TTY: the running component's elapsed time, the Trainer's steps with steps/s and
     ETA; the log holds exactly the lines a pipe would get."""
     import pty
@@ -103,7 +104,7 @@ def test_a_terminal_gets_a_ticker_and_a_step_bar_and_the_log_does_not(tmp_path):
     import termios
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     terminal = os.fdopen(slave, "w", encoding="utf-8")
     console = Console(str(tmp_path / "logs"), stream=terminal)
     steps = logging.getLogger(STEPS_LOGGER)

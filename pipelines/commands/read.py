@@ -39,8 +39,10 @@ def cmd_recommend(args) -> int:
     if sys.stderr.isatty():  # a bar over the users on a terminal; nothing in a pipe or log
         from tqdm import tqdm
 
+        from pipelines.progress import width
+
         bar = tqdm(unit="user", desc="recommending", leave=False, file=sys.stderr,
-                   dynamic_ncols=True)
+                   **width(sys.stderr))
 
     def progress(answered, queries):
         if bar.total != queries:
