@@ -24,6 +24,10 @@ def _figure(title: str, xlabel: str = "epoch", ylabel: str = ""):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    if xlabel == "epoch":  # whole epochs: 1, 2, 3, never 1.2
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, ax
 
 
