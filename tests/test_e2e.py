@@ -424,6 +424,15 @@ def test_inspect_cli_writes_the_report_and_every_figure(run, tmp_path):
     for heading in ("What code ran", "Did it learn?", "Did a tower collapse?",
                     "Are the recommendations sensible?"):
         assert heading in html
+    import html as escape
+
+    from pipelines.inspect import data
+    from pipelines.inspect.run import load
+
+    table = data.candidate_table(load(run["root"]))  # the run's products.csv
+    named = [c for c in table if escape.escape(data.describe(c, table)) in html]
+    assert table and len(named) >= 10, "the report names products from the candidate table"
+    assert "good: most hits" in html and "Its history before the eval split" in html
 
 
 def test_inspection_rebuilds_the_towers_that_ran(run):
