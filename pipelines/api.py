@@ -13,6 +13,8 @@ library, except the demo's config, found inside the installed library.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from typing import Dict, List, Optional
@@ -80,9 +82,29 @@ def compile(cfg: Config, out: str, image: str,  # noqa: A001 (the command's name
         gcs_on_disk.register(os.path.abspath(stage_dir))
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), "quiet", stream=sys.stdout,
                       name="compile")
-    with console.capture([]):
+    with console.capture([]), _handlers_to_log():
         done = compile_vertex(cfg, out, image, log=console.say)
     return done
+
+
+@contextlib.contextmanager
+def _handlers_to_log():
+    """Points the root and absl loggers' stream handlers at ``sys.stderr`` (inside a
+    capture: the log) while it lasts: a notebook's kernel gave them its own output stream,
+    so TFX's INFO records would land in the notebook's cells."""
+    moved = []
+    for logger in (logging.getLogger(), logging.getLogger("absl")):
+        for handler in logger.handlers:
+            target = getattr(handler, "_python_handler", handler)  # absl wraps its handler
+            if isinstance(target, logging.StreamHandler) and not isinstance(
+                    target, logging.FileHandler) and target.stream is not sys.stderr:
+                moved.append((target, target.stream))
+                target.stream = sys.stderr
+    try:
+        yield
+    finally:
+        for target, stream in moved:
+            target.stream = stream
 
 
 def recommend(model: str, users: str, out: str, k: int = 100, **options) -> dict:
@@ -103,7 +125,7 @@ def inspect(root: str, query: Optional[str] = None, candidate: Optional[str] = N
 
     log_dir = os.path.join(os.path.abspath(root), "logs") if os.path.isdir(root) else "."
     console = Console(log_dir, "quiet", stream=sys.stdout, name="inspect")
-    with console.capture([]):
+    with console.capture([]), _handlers_to_log():
         found = report.gather(root, query=query, candidate=candidate, k=k)
     found["summary"] = report.summary(found)
     return found

@@ -40,7 +40,7 @@ def render(name: str, workdir: str, env: dict, out_dir: str) -> str:
     nbclient.NotebookClient(notebook, timeout=1800, kernel_name="python3",
                             resources={"metadata": {"path": workdir}}).execute()
     body, _ = HTMLExporter().from_notebook_node(notebook)
-    body = body.replace(workdir, "<working directory>")  # no machine's temporary path
+    body = body.replace(workdir, "&lt;working directory&gt;")  # no machine's temporary path
     tag = f'<meta name="{HASH_META}" content="sha256:{source_hash(path)}">'
     body = body.replace("<head>", "<head>\n" + tag, 1)
     target = os.path.join(out_dir, name.replace(".ipynb", ".html"))
