@@ -39,6 +39,10 @@ def render(name: str, workdir: str, env: dict, out_dir: str) -> str:
     os.environ.update(env)
     nbclient.NotebookClient(notebook, timeout=1800, kernel_name="python3",
                             resources={"metadata": {"path": workdir}}).execute()
+    for cell in notebook.cells:  # Beam's interactive display: scripts fetched from a CDN
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if "interactive_beam" not in json.dumps(
+                o.get("data", {}))]
     body, _ = HTMLExporter().from_notebook_node(notebook)
     body = body.replace(workdir, "&lt;working directory&gt;")  # no machine's temporary path
     tag = f'<meta name="{HASH_META}" content="sha256:{source_hash(path)}">'
