@@ -41,8 +41,17 @@ def render(name: str, workdir: str, env: dict, out_dir: str) -> str:
                             resources={"metadata": {"path": workdir}}).execute()
     for cell in notebook.cells:  # Beam's interactive display: scripts fetched from a CDN
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if "interactive_beam" not in json.dumps(
+            kept = [o for o in cell.outputs if "interactive_beam" not in json.dumps(
                 o.get("data", {}))]
+            cell.outputs = []
+            for output in kept:  # a stream cut in two by what was left out: one again
+                last = cell.outputs[-1] if cell.outputs else None
+                if (last is not None and output.get("output_type") == "stream"
+                        and last.get("output_type") == "stream"
+                        and last.get("name") == output.get("name")):
+                    last["text"] += output["text"]
+                else:
+                    cell.outputs.append(output)
     body, _ = HTMLExporter().from_notebook_node(notebook)
     body = body.replace(workdir, "&lt;working directory&gt;")  # no machine's temporary path
     tag = f'<meta name="{HASH_META}" content="sha256:{source_hash(path)}">'
