@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test test-slow lock bench bench-scale bench-serving clean
+.PHONY: venv demo test test-slow lock bench bench-scale bench-serving notebooks clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -36,6 +36,11 @@ bench-scale: venv
 # `twotower recommend` from 1 and 2 processes.
 bench-serving: venv
 	$(VENV)/bin/python scripts/bench_serving.py --model runs/b2b-demo
+
+# Execute both notebooks (the quickstart trains a pipeline: minutes) and render them to
+# docs/notebooks/*.html; tests/test_notebooks.py checks the pages match the notebooks.
+notebooks: venv
+	nice -n 10 $(VENV)/bin/python scripts/render_notebooks.py
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv

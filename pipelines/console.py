@@ -43,6 +43,7 @@ class _Progress(logging.Handler):
                 self.started[name] = (len(self.started) + 1, time.time())
                 head = f"[{len(self.started)}/{len(self.components)}] {name}"
                 self.console.say(f"{head} ...", end="")
+                self.console.tick()
                 return
             n, began = self.started.get(name, ("?", time.time()))
             done = f"done in {time.time() - began:.0f} s"
@@ -70,6 +71,49 @@ class Console:
         self.stream = stream or sys.stdout
         self.own_stream = stream is None  # else (a notebook's output) kept during capture
         self.line_open = False
+        self.open_text = ""  # the open line's text (written again after a ticker clears it)
+        self.live = None  # the ticker or step bar now drawn (pipelines/progress.py)
+
+    def live_allowed(self) -> bool:
+        """Tickers and bars only on a terminal, in the normal mode (never in a log or pipe)."""
+        isatty = getattr(self.stream, "isatty", None)
+        return self.mode == "normal" and bool(isatty and isatty())
+
+    def tick(self) -> None:
+        """An elapsed-time ticker on the open line until the next line is written."""
+        from pipelines.progress import Ticker
+
+        self._settle()
+        if self.line_open and self.live_allowed():
+            self.live = Ticker(self.stream, self.open_text)
+
+    def show_step(self, record) -> None:
+        """A Trainer step (``record.step``: epoch, epochs, step, steps) on the step bar."""
+        from pipelines.progress import StepBar
+
+        if not self.live_allowed():
+            return
+        if isinstance(self.live, StepBar) and self.live.step(record):
+            return
+        self._settle()
+        if self.line_open:  # "[5/9] Trainer ..." stays above the bar
+            self.stream.write("\n")
+            self.line_open = False
+        epoch, epochs, _, steps = record.step
+        self.live = StepBar(self.stream, epoch, epochs, steps)
+        self.live.step(record)
+
+    def _settle(self) -> None:
+        """Clears the ticker or bar; the open line a ticker drew over is written again."""
+        from pipelines.progress import Ticker
+
+        live, self.live = self.live, None
+        if live is None:
+            return
+        live.close()
+        if isinstance(live, Ticker) and self.line_open:
+            self.stream.write(self.open_text)
+        self.stream.flush()
 
     def say(self, text: str, end: str = "\n", continued: bool = False) -> None:
         """A line for the terminal (not in quiet mode); also written to the log."""
@@ -77,14 +121,17 @@ class Console:
             self._log.write((text if continued else "\n" + text).lstrip("\n") + "\n")
         if self.mode == "quiet":
             return
+        self._settle()
         if self.line_open and not continued:
             self.stream.write("\n")
         self.stream.write(text + end)
         self.stream.flush()
+        self.open_text = (self.open_text if continued else "") + text if end == "" else ""
         self.line_open = end == ""
 
     def result(self, text: str) -> None:
         """A result line: shown in every mode."""
+        self._settle()
         if self.line_open:
             self.stream.write("\n")
             self.line_open = False
@@ -152,6 +199,13 @@ class _Capture:
         self.handler = _Progress(c, self.components)
         c._capture = self
         logging.getLogger().addHandler(self.handler)
+        from pipelines.progress import STEPS_LOGGER, StepHandler
+
+        # the Trainer's steps reach the live bar only: not the log, not the root logger
+        self.steps = logging.getLogger(STEPS_LOGGER)
+        self.steps_handler = StepHandler(c)
+        self.steps.addHandler(self.steps_handler)
+        self.steps.propagate = False
         # every INFO record in the log, whatever the libraries' own handlers do with it
         self.to_log = logging.StreamHandler(self.file)
         self.to_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
@@ -172,6 +226,9 @@ class _Capture:
                     self.console.stream.flush()
 
     def __exit__(self, *exc) -> Optional[bool]:
+        self.console._settle()
+        self.steps.removeHandler(self.steps_handler)
+        self.steps.propagate = True
         logging.getLogger().removeHandler(self.handler)
         logging.getLogger().removeHandler(self.to_log)
         for logger, level in self.pinned:
@@ -237,4 +294,7 @@ def result_lines(res: dict) -> List[str]:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")
     lines.append(f"training metrics: {res.get('metrics_file')}")
+    if res.get("metrics_file"):
+        logs = os.path.join(os.path.dirname(res["metrics_file"]), "logs")
+        lines.append(f"TensorBoard logs: {logs} (twotower tensorboard {res.get('root') or logs})")
     return lines

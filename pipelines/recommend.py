@@ -196,13 +196,15 @@ def _write(writer, query, values, ids, scores) -> int:
 def recommend(model: str, users: str, k: int, out: str, history: Optional[str] = None,
               include_seen: bool = False, batch_size: int = 256, log=print,
               buy_again_out: Optional[str] = None, force: bool = False,
-              escape_formulas: bool = True) -> dict:
+              escape_formulas: bool = True, progress=None) -> dict:
     """Writes ``out`` (and ``buy_again_out``); returns ``{'queries', 'rows', 'model', 'cold',
     'short'}`` (and ``'buy_again_rows'``).
 
     ``out`` ranks candidates each query did not have in ``history`` (all of them with
     ``include_seen``); ``buy_again_out`` ranks the candidates it did have, by the model.
     ``force`` replaces output files twotower did not write (never an input).
+    ``progress``, if given, is called as ``progress(answered, queries)`` before the first
+    batch and after each one.
     """
     if isinstance(k, bool) or not 1 <= k <= 10_000:
         raise ConfigError([("--k", f"must be in 1..10000, got {k}")])
@@ -243,6 +245,8 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         width = max(1, max(len(x) for x in lists))
         return tf.constant([x + [""] * (width - len(x)) for x in lists])
 
+    if progress is not None:
+        progress(0, len(queries))
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(atomic_csv(out, escape_formulas))
         again_writer = (stack.enter_context(atomic_csv(buy_again_out, escape_formulas))
@@ -266,6 +270,8 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
                 for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
                                                       answer["scores"].numpy()):
                     n_again += _write(again_writer, query, values, ids, scores)
+            if progress is not None:
+                progress(start + len(chunk), len(queries))
         # the outputs again, just before the renames: a file put there meanwhile is kept
         written.check(outputs, sources, force, folders={"the model": model_dir})
     written.record([p for p in (out, buy_again_out) if p], "recommend")

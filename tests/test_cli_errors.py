@@ -134,8 +134,8 @@ ROWS = [
     ("image over a user's Dockerfile", lambda c: [
         "image", "--config", c.config(), "--out", os.path.dirname(c.file("img/Dockerfile"))],
      2, ["Dockerfile", "did not write", "--force"]),
-    ("runs of no folder", lambda c: ["runs", c.p("nowhere")], 2, ["ROOT", "nowhere"]),
-    ("inspect of no folder", lambda c: ["inspect", c.p("nowhere")], 2, ["ROOT", "nowhere"]),
+    ("runs of no folder", lambda c: ["runs", c.p("nowhere")], 2, ["RUN", "nowhere"]),
+    ("inspect of no folder", lambda c: ["inspect", c.p("nowhere")], 2, ["RUN", "nowhere"]),
     ("recommend of no model", lambda c: ["recommend", "--model", c.p("nowhere"), "--users",
                                          c.file("u.csv"), "--out", c.p("r.csv")], 2,
      ["--model", "nowhere"]),

@@ -87,3 +87,55 @@ def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path,
     from pipelines.runners import runs
 
     assert runs.read(os.path.join(tmp_path, "root", "b2b-demo", "logs"))[0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("columns", [120, 0])  # 0: a pseudo-terminal that reports no size
+def test_a_terminal_gets_a_ticker_and_a_step_bar_and_the_log_does_not(tmp_path, columns):
+    """On a TTY: the running component's elapsed time, the Trainer's steps with steps/s and
+    ETA; the log holds exactly the lines a pipe would get."""
+    import pty
+    import select
+    import time
+
+    from pipelines.progress import STEPS_LOGGER
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    terminal = os.fdopen(slave, "w", encoding="utf-8")
+    console = Console(str(tmp_path / "logs"), stream=terminal)
+    steps = logging.getLogger(STEPS_LOGGER)
+    with console.capture(["Transform", "Trainer"]):
+        logging.getLogger("absl").info("Component %s is running.", "Transform")
+        time.sleep(2.3)  # the ticker redraws every second
+        logging.getLogger("absl").info("Component %s is finished.", "Transform")
+        logging.getLogger("absl").info("Component %s is running.", "Trainer")
+        for step in range(1, 9):
+            steps.info("step %d", step, extra={"step": (1, 2, step, 20)})
+            time.sleep(0.05)
+        logging.getLogger(PROGRESS_LOGGER).info("epoch 1/2: loss 1.0")
+        logging.getLogger("absl").info("Component %s is finished.", "Trainer")
+    assert not steps.handlers and steps.propagate  # nobody listens after the run
+    terminal.close()
+    shown = b""
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    text = shown.decode("utf-8", errors="replace")
+    assert "[1/2] Transform ... 00:02" in text, text  # the ticker, at 2 s
+    assert "/20 [" in text and "step/s" in text and "epoch 1/2" in text, text  # tqdm's bar
+    assert "[1/2] Transform ... done in 2 s" in text  # the line written again after it
+    log = open(os.path.join(tmp_path, "logs", "run.log"), encoding="utf-8").read()
+    mine = [line for line in log.splitlines() if not line[:4].isdigit()]  # not a record's
+    assert mine == ["[1/2] Transform ...", " done in 2 s", "[2/2] Trainer ...",
+                    "    epoch 1/2: loss 1.0", "[2/2] Trainer done in 0 s"], log
+    assert "step/s" not in log and "00:0" not in log and "step 3" not in log

@@ -386,11 +386,33 @@ def test_inspect_trainer_notebook_answers_the_four_questions(run):
     assert images == 6  # recall, loss, gradient norms, embedding norms, clipping, learning rate
 
 
+def tree_hashes(root):
+    """{relative path: sha256 of the bytes, or the link's target, or 'dir'} of a tree."""
+    import hashlib
+
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                found[rel] = "link:" + os.readlink(path)
+            elif os.path.isdir(path):
+                found[rel] = "dir"
+            else:
+                with open(path, "rb") as handle:
+                    found[rel] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
 def test_inspect_cli_writes_the_report_and_every_figure(run, tmp_path):
     out = tmp_path / "report"
+    before = tree_hashes(run["root"])
     done = subprocess.run([sys.executable, "-m", "pipelines", "inspect", run["root"], "--out",
                            str(out)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert tree_hashes(run["root"]) == before  # --out: not a byte, link or folder added there
+    assert any(p.name.startswith("inspect-") for p in out.iterdir())  # the log went to --out
     assert len(done.stdout.splitlines()) <= 8 and not done.stderr.strip(), done.stdout + done.stderr
     for name in ("loss", "recall", "gradient_norms", "clip_rate", "learning_rate",
                  "embedding_norms"):
@@ -402,6 +424,15 @@ def test_inspect_cli_writes_the_report_and_every_figure(run, tmp_path):
     for heading in ("What code ran", "Did it learn?", "Did a tower collapse?",
                     "Are the recommendations sensible?"):
         assert heading in html
+    import html as escape
+
+    from pipelines.inspect import data
+    from pipelines.inspect.run import load
+
+    table = data.candidate_table(load(run["root"]))  # the run's products.csv
+    named = [c for c in table if escape.escape(data.describe(c, table)) in html]
+    assert table and len(named) >= 10, "the report names products from the candidate table"
+    assert "good: most hits" in html and "Its history before the eval split" in html
 
 
 def test_inspection_rebuilds_the_towers_that_ran(run):

@@ -4,7 +4,7 @@ GPUs against machine types (an L4 needs a g2 machine, which comes with a fixed
 number), the Dataflow workers' disk and SDK environment, the serving
 container's TensorFlow against the training one, image references (a digest
 is accepted, a shell payload is refused) and printed commands that survive a
-shell, the IAM roles in the README and in a 403's message (`pipelines/runners/cloud.py`).
+shell, the IAM roles in docs/vertex.md and in a 403's message (`pipelines/runners/cloud.py`).
 """
 import copy
 import os
@@ -152,11 +152,11 @@ def test_compile_takes_an_image_by_digest_and_refuses_a_bad_one(tmp_path, raw_co
     assert images == {DIGEST}
 
 
-def test_the_readme_names_every_role_a_run_needs():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+def test_the_vertex_docs_name_every_role_a_run_needs():
+    with open(os.path.join(ROOT, "docs", "vertex.md"), encoding="utf-8") as handle:
         text = handle.read()
-    section = text[text.index("### What you need in Google Cloud"):]
-    section = section[:section.index("\n### ", 5)]
+    section = text[text.index("## What you need in Google Cloud"):]
+    section = section[:section.index("\n## ", 5)]
     for feature, who, role, where, _ in cloud.ROLES:
         line = [l for l in section.splitlines() if role in l and (feature or "") in l]
         assert line, (feature, who, role)

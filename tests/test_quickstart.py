@@ -29,7 +29,9 @@ def test_quickstart_runs_from_config_to_a_compiled_vertex_pipeline(tmp_path):
     assert "tasks: ['ImportSchemaGen', 'ParquetExampleGen', 'PopularityGate', 'Pusher', " \
            "'RefitTrainer', 'RefitTransform', 'RuntimeParameters', 'StatisticsGen', 'Trainer', " \
            "'Transform']" in text
+    assert "Building wheel" not in text and "Successfully built" not in text  # a quiet compile
     folder = tmp_path / "runs" / "quickstart"  # <pipeline.root>/<pipeline.name>
     assert (folder / "recommendations.csv").exists() and (folder / "metadata.sqlite").exists()
+    assert (folder / "logs" / "runs.jsonl").exists()  # recorded like `twotower run`
     assert list((folder / "bucket" / "my-bucket" / "quickstart" / "quickstart" / "staged").glob(
         "*/modules/trainer_module.py"))

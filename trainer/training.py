@@ -31,7 +31,8 @@ from trainer.held_out import METRIC_PREFIX, HeldOutMetrics
 from trainer.inputs import concatenate, held_out_set, load_inputs, split_files
 from trainer.build import build_model, served_prior
 from trainer.model import make_optimizer, require_legacy_keras
-from trainer.monitoring import BestEpoch, CollapseMonitor, MetricsRecorder, TrainingStopped
+from trainer.monitoring import (BestEpoch, CollapseMonitor, MetricsRecorder, StepProgress,
+                                TrainingStopped)
 from trainer.runtime import GPUS_KEY, apply_runtime, choose_strategy
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
                              require_scann, serving_inputs)
@@ -179,7 +180,9 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
     callbacks += [
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
-        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower}),
+        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower},
+                        log_dir=os.path.join(run_dir, "logs")),
+        StepProgress(),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
     if held_out is not None and training["early_stopping_patience"]:

@@ -19,8 +19,9 @@ DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "examples", "b2b_demo.yaml")
 
 
-def _run(cfg: Config, args) -> int:
-    """Runs the local pipeline with a quiet terminal and the full log on disk."""
+def _run(cfg: Config, args, stream=None) -> int:
+    """Runs the local pipeline with a quiet terminal and the full log on disk (``stream``:
+    where the terminal's lines go, e.g. a notebook's ``sys.stdout``; default the terminal)."""
     import time
 
     from pipelines import written
@@ -34,7 +35,7 @@ def _run(cfg: Config, args) -> int:
     # Held before the log opens: a refused second run writes nothing in the folder.
     with holding(folder, cfg.pipeline.name):
         try:
-            return _run_held(cfg, args, time.time())
+            return _run_held(cfg, args, time.time(), stream)
         except (ConfigError, DataError):
             if new:  # the data or config was refused before anything ran: leave no folder
                 _remove_what_a_refused_run_wrote(folder, new)
@@ -73,7 +74,7 @@ def outcome(res: dict):
     return 0, "pushed", ""
 
 
-def _run_held(cfg: Config, args, started: float) -> int:
+def _run_held(cfg: Config, args, started: float, stream=None) -> int:
     import traceback
 
     from pipelines.builder import component_ids
@@ -83,7 +84,7 @@ def _run_held(cfg: Config, args, started: float) -> int:
 
     mode = output_mode(args)
     log_dir = os.path.join(pipeline_dir(cfg), "logs")
-    console = Console(log_dir, mode)
+    console = Console(log_dir, mode, stream=stream)
     res, status, error, run_id = None, "failed", "", ""
     try:
         with console.capture(list(component_ids(cfg))):

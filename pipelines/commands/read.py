@@ -8,13 +8,59 @@ from pipelines.commands.common import output_mode
 from pipelines.config import ConfigError
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its native start-up lines (cuFFT/cuDNN/cuBLAS factories,
+    TF-TRT, CUDA drivers) kept off the terminal; they are shown only if the import fails."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow
+
+            del tensorflow  # loaded once: recommend() uses it
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def cmd_recommend(args) -> int:
     from pipelines.recommend import recommend
 
-    recommend(args.model, args.users, args.k, args.out, history=args.history,
-              include_seen=args.include_seen, batch_size=args.batch_size,
-              buy_again_out=args.buy_again_out, force=args.force,
-              escape_formulas=args.escape_formulas)
+    _import_tensorflow_quietly()
+    bar = None
+    if sys.stderr.isatty():  # a bar over the users on a terminal; nothing in a pipe or log
+        from tqdm import tqdm
+
+        from pipelines.progress import width
+
+        bar = tqdm(unit="user", desc="recommending", leave=False, file=sys.stderr,
+                   **width(sys.stderr))
+
+    def progress(answered, queries):
+        if bar.total != queries:
+            bar.reset(total=queries)
+        bar.update(answered - bar.n)
+
+    def log(text):  # recommend()'s lines, printed above the bar
+        bar.write(text, file=sys.stdout)
+
+    try:
+        recommend(args.model, args.users, args.k, args.out, history=args.history,
+                  include_seen=args.include_seen, batch_size=args.batch_size,
+                  buy_again_out=args.buy_again_out, force=args.force,
+                  escape_formulas=args.escape_formulas,
+                  **({"progress": progress, "log": log} if bar is not None else {}))
+    finally:
+        if bar is not None:
+            bar.close()
     return 0
 
 
@@ -24,17 +70,21 @@ def cmd_inspect(args) -> int:
     from pipelines.inspect.run import load
 
     if not os.path.exists(args.root):
-        raise ConfigError([("ROOT", f"{args.root} does not exist; give a pipeline folder (e.g. "
+        raise ConfigError([("RUN", f"{args.root} does not exist; give a pipeline folder (e.g. "
                             "runs/b2b-demo) or a generated trainer_module.py")])
     try:
         root = load(args.root)["root"]
-        console = Console(os.path.join(root, "logs"), output_mode(args), name="inspect")
+        # With --out, everything (the report, the log of TensorFlow's chatter) goes there:
+        # the run's folder is left byte for byte as it was.
+        out = args.out or os.path.join(root, "inspect")
+        console = Console(out if args.out else os.path.join(root, "logs"), output_mode(args),
+                          name="inspect")
         with console.capture([]):  # TensorFlow's chatter goes to the log
             found = report.gather(args.root, query=args.query, candidate=args.candidate,
                                   k=args.k)
-            written = report.write(found, args.out or os.path.join(root, "inspect"))
+            written = report.write(found, out)
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        print(f"error: twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
     for line in report.summary(found):
         console.result(line)
@@ -44,12 +94,51 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def tensorboard_logs(root: str) -> str:
+    """The TensorBoard folder of the newest training run under a pipeline folder:
+    ``<run>/tfx/Trainer/model_run/<id>/logs`` (``train``/``validation``: Keras' per-epoch
+    scalars; ``steps``: loss, gradient norms per tower, clip rate and learning rate every
+    few steps and per epoch, trainer/monitoring.py)."""
+    from pipelines.inspect.run import load
+
+    if not os.path.exists(root):
+        raise ConfigError([("RUN", f"{root} does not exist; give a pipeline folder (e.g. "
+                            "runs/b2b-demo)")])
+    run_dir = load(root)["model_run"]
+    logs = os.path.join(run_dir, "logs") if run_dir else ""
+    if not logs or not os.path.isdir(logs):
+        raise FileNotFoundError(f"{root}: no training run with TensorBoard logs yet; run the "
+                                "pipeline first (twotower run --config C)")
+    return logs
+
+
+def cmd_tensorboard(args) -> int:
+    import warnings
+
+    try:
+        logs = tensorboard_logs(args.root)
+    except FileNotFoundError as exc:
+        print(f"error: twotower tensorboard: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    if args.print_logdir:
+        print(logs)
+        return 0
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(logdir=logs, host=args.host, port=args.port)
+    print(f"TensorBoard on {logs}: http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+          flush=True)
+    return board.main() or 0
+
+
 def cmd_runs(args) -> int:
     from pipelines.runners import runs
     from pipelines.runners.local import resolve_pipeline_dir
 
     if not os.path.isdir(args.root):
-        raise ConfigError([("ROOT", f"{args.root} is not a folder; give a pipeline folder, e.g. "
+        raise ConfigError([("RUN", f"{args.root} is not a folder; give a pipeline folder, e.g. "
                             "runs/b2b-demo")])
     found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
     print(runs.table(found))

@@ -59,7 +59,7 @@ def cmd_submit(args) -> int:
         done = vertex.submit(cfg, args.spec, wait=args.wait,
                              params=vertex.parse_params(cfg, args.param))
     except RuntimeError as exc:
-        print(f"twotower submit: {exc}", file=sys.stderr)
+        print(f"error: twotower submit: {exc}", file=sys.stderr)
         return 1
     if args.wait and done["state"] != "PIPELINE_STATE_SUCCEEDED":
         return 1

@@ -1,6 +1,6 @@
 """A seeded generator of synthetic B2B purchase logs: the embedded demo dataset.
 
-Generative process (documented in the README):
+Generative process (documented in docs/data.md, "The demo dataset"):
 
 1. ``categories`` product categories, each with a centroid in a latent taste
    space of ``dim`` dimensions and a typical price (log-normal).

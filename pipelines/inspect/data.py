@@ -75,3 +75,42 @@ def sample(run: dict, split: str = "train", rows: int = 5) -> List[Dict[str, obj
                 row[info["name"]] = value.tolist() if hasattr(value, "tolist") else value
         out.append(row)
     return out
+
+
+def candidate_table(run: dict, limit: int = 200_000) -> Dict[str, Dict[str, str]]:
+    """``{candidate id: {column: raw value}}`` from the config's candidate table
+    (``data.candidates.path``, a CSV), else from the prepared catalog split; {} if neither
+    is there. Values are the raw text as the file has it (names, categories, prices)."""
+    import csv
+
+    d = run["spec"]["data"]
+    table = d.get("candidates") or {}
+    path, key = table.get("path"), table.get("id") or d["candidate_id"]
+    if path and os.path.isfile(path) and path.endswith(".csv"):
+        out = {}
+        with open(path, newline="", encoding="utf-8") as handle:
+            for n, row in enumerate(csv.DictReader(handle)):
+                if n >= limit:
+                    break
+                out[str(row.get(key, ""))] = {c: v for c, v in row.items() if c != key}
+        return out
+    catalog = os.path.join(run["root"], "input", "catalog")
+    if not os.path.isdir(catalog):
+        return {}
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(catalog).to_pylist()[:limit]
+    key = key if rows and key in rows[0] else d["candidate_id"]
+    return {str(r.get(key)): {c: "" if v is None else str(v) for c, v in r.items() if c != key}
+            for r in rows}
+
+
+def describe(candidate: str, table: Dict[str, Dict[str, str]], width: int = 80) -> str:
+    """A candidate's name and attributes in one short line: ``name · category · price``."""
+    row = table.get(candidate)
+    if not row:
+        return ""
+    first = [row[c] for c in ("name", "title") if row.get(c)]
+    rest = [f"{c} {v}" for c, v in row.items() if c not in ("name", "title") and v != ""]
+    text = " · ".join(first + rest)
+    return text if len(text) <= width else text[:width - 1] + "…"

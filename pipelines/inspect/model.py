@@ -195,7 +195,7 @@ class Towers:
         order = [i for i in np.argsort(-score, kind="stable")
                  if self.candidate_ids[i] not in had][:k]
         return {"query": query_id, "split": split, "held_out": sorted(truth),
-                "already_had": len(had),
+                "already_had": len(had), "had": sorted(had),
                 "top": [{"rank": r + 1, "candidate": self.candidate_ids[i],
                          "score": float(score[i]), "hit": self.candidate_ids[i] in truth}
                         for r, i in enumerate(order)]}

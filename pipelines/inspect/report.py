@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 from pipelines.inspect import data, plots
 from pipelines.inspect.run import load
-from transform.naming import QUERY_ID
+from transform.naming import CANDIDATE_VOCAB, QUERY_ID
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
 background:#f6f7f9;color:#1d2330}main{max-width:1040px;margin:0 auto;padding:24px}
@@ -76,16 +76,47 @@ def gather(root: str, query: Optional[str] = None, candidate: Optional[str] = No
         out["towers"] = towers
         out["parameters"] = towers.parameters()
         out["norms"] = towers.norms()
-        candidate = candidate or towers.candidate_ids[0]
+        candidate = candidate or most_frequent(out["vocabularies"], towers.candidate_ids)
         out["nearest"] = {"candidate": candidate, "rows": towers.nearest(candidate, k)}
-        queries = towers.held_out_queries()
-        ids = [v.decode("utf-8") for v in queries[QUERY_ID]]
-        for q in ([query] if query else ids):
-            found = towers.query_top_k(q, k)
-            if found["held_out"] or query:
-                out["query_top_k"] = found
-                break
+        out["queries"] = chosen_queries(towers, query, k)
+        if out["queries"]:
+            out["query_top_k"] = out["queries"][0][1]
+    out["candidates"] = data.candidate_table(run)
     out["figures"] = plots.all_figures(run, out.get("norms"))
+    return out
+
+
+def most_frequent(vocabularies: Dict[str, dict], candidate_ids: List[str]) -> str:
+    """The candidate seen most in training (the id vocabulary is most frequent first)."""
+    known = set(candidate_ids)
+    top = (vocabularies.get(CANDIDATE_VOCAB) or {}).get("top") or []
+    return next((c for c in top if c in known), candidate_ids[0])
+
+
+def chosen_queries(towers, query: Optional[str], k: int, pool: int = 40):
+    """``[(label, top-k)]``: the asked query, or among the first ``pool`` held-out queries
+    with held-out items a good one (most hits in its top k), a typical one (the median
+    number of hits) and a bad one (fewest hits)."""
+    if query:
+        return [("asked for", towers.query_top_k(query, k))]
+    ids = [v.decode("utf-8") for v in towers.held_out_queries()[QUERY_ID]]
+    scored = []
+    for q in ids:
+        found = towers.query_top_k(q, k)
+        if found["held_out"]:
+            scored.append((sum(r["hit"] for r in found["top"]), len(scored), found))
+        if len(scored) >= pool:
+            break
+    if not scored:
+        return []
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    picks = [("good: most hits", scored[0]), ("typical: median hits", scored[len(scored) // 2]),
+             ("bad: fewest hits", scored[-1])]
+    out, seen = [], set()
+    for label, (hits, _, found) in picks:
+        if found["query"] not in seen:
+            seen.add(found["query"])
+            out.append((f"{label} ({hits} of {k})", found))
     return out
 
 

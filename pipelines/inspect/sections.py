@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
+from pipelines.inspect.data import describe
+
 
 def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
              table: Callable) -> str:
@@ -65,23 +67,34 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
 
     # --- are the recommendations sensible?
     parts.append("<h2>Are the recommendations sensible?</h2>")
-    top = found.get("query_top_k")
-    if top:
-        parts.append(f"<p>Query <code>{e(top['query'])}</code> of the {e(top['split'])} split "
-                     f"(it had {e(top['already_had'])} items before; they are excluded). "
-                     f"What it actually had in {e(top['split'])}: "
-                     f"{e(', '.join(top['held_out']) or 'nothing')}. Hits are shaded.</p>")
-        parts.append("<table><tr><th>rank</th><th>candidate</th><th>score</th></tr>" + "".join(
-            f"<tr class='{'hit' if r['hit'] else ''}'><td class='n'>{r['rank']}</td>"
-            f"<td>{e(r['candidate'])}</td><td class='n'>{r['score']:.3f}</td></tr>"
-            for r in top["top"]) + "</table>")
+    names = found.get("candidates") or {}
+
+    def named(ids, most=15):
+        shown = [f"{c} ({describe(c, names, 50)})" if describe(c, names) else c
+                 for c in ids[:most]]
+        return ", ".join(shown) + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")
+
+    for label, top in found.get("queries") or []:
+        parts.append(f"<h3>Query <code>{e(top['query'])}</code>: {e(label)}</h3>"
+                     f"<p>Its history before the {e(top['split'])} split ({e(top['already_had'])}"
+                     f" items, excluded from the ranking): {e(named(top['had']) or 'none')}.</p>"
+                     f"<p>What it actually had in {e(top['split'])}: "
+                     f"{e(named(top['held_out']) or 'nothing')}. Hits are shaded.</p>")
+        parts.append("<table><tr><th>rank</th><th>candidate</th><th>name and attributes</th>"
+                     "<th>score</th></tr>" + "".join(
+                         f"<tr class='{'hit' if r['hit'] else ''}'><td class='n'>{r['rank']}"
+                         f"</td><td>{e(r['candidate'])}</td><td>"
+                         f"{e(describe(r['candidate'], names))}</td><td class='n'>"
+                         f"{r['score']:.3f}</td></tr>" for r in top["top"]) + "</table>")
     near = found.get("nearest")
     if near:
-        parts.append(f"<p>Nearest candidates of <code>{e(near['candidate'])}</code> (cosine of "
-                     "the candidate embeddings):</p>"
-                     + table(["rank", "candidate", "cosine"],
-                             [[r["rank"], r["candidate"], f"{r['cosine']:.3f}"]
-                              for r in near["rows"]], numeric=(0, 2)))
+        parts.append(f"<p>Nearest candidates of <code>{e(near['candidate'])}</code> "
+                     f"({e(describe(near['candidate'], names) or 'not in the candidate table')};"
+                     " the most frequent in training unless --candidate chose it), by cosine "
+                     "of the candidate embeddings:</p>"
+                     + table(["rank", "candidate", "name and attributes", "cosine"],
+                             [[r["rank"], r["candidate"], describe(r["candidate"], names),
+                               f"{r['cosine']:.3f}"] for r in near["rows"]], numeric=(0, 3)))
     if not found.get("towers"):
         parts.append("<p>No towers were saved by this run, so no embeddings to look at.</p>")
 
@@ -116,9 +129,27 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
             numeric=(1,)))
     if found.get("sample"):
         keys = list(found["sample"][0])
-        parts.append("<p>Transformed training examples, decoded back to raw values:</p>"
-                     + table(keys, [[_short(row[k]) for k in keys] for row in found["sample"]]))
+        raw = _raw_columns(spec, found["sample"], names)
+        parts.append("<p>Transformed training examples: ids and tokens decoded from their "
+                     "vocabularies; a candidate numeric feature as <i>raw &rarr; transformed"
+                     "</i> (raw from the candidate table); other numbers as transformed:</p>"
+                     + table(keys, [[raw.get((n, k)) or _short(row[k]) for k in keys]
+                                    for n, row in enumerate(found["sample"])]))
     return "".join(parts)
+
+
+def _raw_columns(spec, sample, names) -> Dict[tuple, str]:
+    """``{(row, feature): 'raw → transformed'}`` for the candidate tower's numeric features,
+    the raw value read from the candidate table by the row's candidate id."""
+    out = {}
+    numeric = [f for f in spec["candidate_tower"]["features"] if f["kind"] == "numeric"]
+    for n, row in enumerate(sample):
+        record = names.get(str(row.get("candidate_id"))) or {}
+        for f in numeric:
+            value = record.get(f.get("column") or "")
+            if value not in (None, "") and f["name"] in row:
+                out[(n, f["name"])] = f"{value} \u2192 {_short(row[f['name']])}"
+    return out
 
 
 def metric_names(values) -> List[str]:

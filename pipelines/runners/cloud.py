@@ -2,7 +2,7 @@
 
 Each table is read by validation (a config breaking one is refused with one
 line before anything is staged), by the refusal messages of `submit`, and by
-the tests that check the README names every role.
+the tests that check docs/vertex.md names every role.
 
 - :data:`GPU_MACHINES`: which machine types take which GPU, and how many
   (Vertex AI Training's GPU compatibility: an L4 needs a g2 machine, an A100

@@ -1471,23 +1471,49 @@ def epoch_line(entry, epochs=None):
     return ", ".join(parts)
 
 
+SCALARS_EVERY = 10  # training steps between two TensorBoard points of the step scalars
+STEP_SCALARS = "steps"  # their folder under the run's logs/ (logs/train: Keras' own)
+
+
 class MetricsRecorder(tf.keras.callbacks.Callback):
-    """Appends one entry per epoch to ``record['epochs']``.
+    """Appends one entry per epoch to ``record['epochs']``; writes TensorBoard scalars.
 
     An entry has the epoch's mean loss, the eval metrics (``val_`` logs),
     per-tower and global gradient-norm statistics over the epoch's steps
     (before clipping), the share of steps whose gradients clipping changed
     (``clip_rate``), per-tower weight norms at the epoch's end and the
     learning rate.
+
+    With ``log_dir``, TensorBoard scalars go to ``log_dir/steps``: every
+    ``every`` steps (x axis: the global step) ``step/loss``, ``step/grad_norm/<tower>``
+    (the mean of those steps' norms, before clipping), ``step/clip_rate`` (the share
+    of those steps clipped) and ``step/learning_rate``; at each epoch's end (x axis:
+    the epoch, from 1) the same under ``epoch/`` with the epoch entry's values.
     """
 
-    def __init__(self, record, towers):
+    def __init__(self, record, towers, log_dir=None, every=SCALARS_EVERY):
         super().__init__()
         self.record = record
         self.towers = towers
         self.norms = {name: [] for name in list(towers) + ["global"]}
         self.clipped = []
         self.record.setdefault("epochs", [])
+        self.every, self.step, self.window = max(1, int(every)), 0, []
+        self.writer = (tf.summary.create_file_writer(os.path.join(log_dir, STEP_SCALARS))
+                       if log_dir else None)
+
+    def _learning_rate(self):
+        return float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
+
+    def _scalars(self, prefix, step, values):
+        """Writes ``{name: value}`` under ``prefix/`` at ``step`` (None values skipped)."""
+        if self.writer is None:
+            return
+        with self.writer.as_default():
+            for name, value in values.items():
+                if value is not None and math.isfinite(value):
+                    tf.summary.scalar(f"{prefix}/{name}", value, step=step)
+        self.writer.flush()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.norms = {name: [] for name in list(self.towers) + ["global"]}
@@ -1500,10 +1526,20 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             self.norms[name].append(float(logs[f"{name}_grad_norm"]))
         self.norms["global"].append(float(logs["grad_norm"]))
         self.clipped.append(float(logs["clipped"]))
+        self.step += 1
+        self.window.append([float(logs["batch_loss"]), float(logs["clipped"])]
+                           + [float(logs[f"{name}_grad_norm"]) for name in self.towers])
+        if self.step % self.every == 0:
+            means = np.mean(np.asarray(self.window, dtype=np.float64), axis=0)
+            self.window = []
+            values = {"loss": means[0], "clip_rate": means[1],
+                      "learning_rate": self._learning_rate()}
+            values.update({f"grad_norm/{name}": means[2 + i]
+                           for i, name in enumerate(self.towers)})
+            self._scalars("step", self.step, values)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        rate = self.model.optimizer.learning_rate
         self.record["epochs"].append({
             "epoch": epoch + 1,
             "loss": float(logs["loss"]) if "loss" in logs else None,
@@ -1511,12 +1547,53 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "grad_norm": {name: _stats(v) for name, v in self.norms.items()},
             "clip_rate": float(np.mean(self.clipped)) if self.clipped else None,
             "weight_norm": {name: weight_norm(m) for name, m in self.towers.items()},
-            "learning_rate": float(tf.keras.backend.get_value(rate)),
+            "learning_rate": self._learning_rate(),
             "steps": len(self.clipped),
             "seconds": time.time() - getattr(self, "started", time.time()),
         })
+        entry = self.record["epochs"][-1]
+        values = {"loss": entry["loss"], "clip_rate": entry["clip_rate"],
+                  "learning_rate": entry["learning_rate"]}
+        values.update({f"grad_norm/{name}": entry["grad_norm"][name]["mean"]
+                       for name in self.towers})
+        self._scalars("epoch", epoch + 1, values)
         epochs = (getattr(self, "params", None) or {}).get("epochs")  # set by fit()
         logging.getLogger(PROGRESS_LOGGER).info(epoch_line(self.record["epochs"][-1], epochs))
+
+
+STEPS_LOGGER = "twotower.progress.steps"  # a run's terminal draws a step bar (pipelines/progress)
+
+
+class StepProgress(tf.keras.callbacks.Callback):
+    """Reports each training step to ``STEPS_LOGGER`` (at most ``per_second`` a second).
+
+    A record's ``step`` attribute is ``(epoch, epochs, step, steps)``: epoch from 1, the
+    step within it, and the steps per epoch (from ``fit``, else the first epoch's count, else
+    None). Silent unless a handler listens on that logger: nothing is logged per step
+    anywhere else.
+    """
+
+    def __init__(self, per_second=10.0):
+        super().__init__()
+        self.gap, self.sent, self.known = 1.0 / per_second, 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.count = epoch + 1, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count = batch + 1
+        logger = logging.getLogger(STEPS_LOGGER)
+        now = time.monotonic()
+        if not logger.handlers or now - self.sent < self.gap:
+            return
+        self.sent = now
+        params = getattr(self, "params", None) or {}
+        steps = params.get("steps") or self.known
+        logger.info("step %d", self.count, extra={
+            "step": (self.epoch, params.get("epochs"), self.count, steps)})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.known = self.known or self.count
 
 
 class BestEpoch(tf.keras.callbacks.Callback):
@@ -2457,7 +2534,9 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
     callbacks += [
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
-        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower}),
+        MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower},
+                        log_dir=os.path.join(run_dir, "logs")),
+        StepProgress(),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
     if held_out is not None and training["early_stopping_patience"]:

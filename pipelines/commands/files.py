@@ -1,0 +1,111 @@
+"""`twotower validate`, `generate`, `prepare` and `synth`: a config or data in, files out."""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipelines.commands.common import config_from
+from pipelines.config import Config, ConfigError
+
+
+def _tower_summary(cfg: Config, with_data: bool) -> str:
+    from pipelines.summary import estimate_vocabularies, tower_summary
+    from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
+
+    sizes = estimate_vocabularies(cfg) if with_data and cfg.data.path else {}
+    lines = []
+    if sizes:
+        lines.append(f"data: {sizes[QUERY_VOCAB]} query ids, {sizes[CANDIDATE_VOCAB]} candidate "
+                     "ids (vocabulary sizes estimated from the CSV files)")
+    for tower in ("query_tower", "candidate_tower"):
+        tc = getattr(cfg, tower)
+        got = tower_summary(cfg, tower, lambda name: sizes.get(name, 0))
+        params = (f"{got['parameters']:,} parameters ({got['embedding_parameters']:,} in "
+                  f"embeddings)" if sizes else
+                  f"{got['dense_parameters']:,} dense parameters (embeddings need the data)")
+        names = ", ".join(f"{f.name} ({f.kind})" for f in tc.features)
+        lines.append(f"{tower}: input width {got['input_width']}, {params}, layers "
+                     f"{list(tc.layers)} -> {cfg.model.output_dim}; features: {names}")
+    return "\n".join(lines)
+
+
+def cmd_validate(args) -> int:
+    cfg = config_from(args)
+    print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
+    print(_tower_summary(cfg, with_data=not args.no_data))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from pipelines import written
+    from pipelines.codegen import TRAINER_FILE, TRANSFORM_FILE, write_modules
+
+    cfg = config_from(args)
+    targets = {f"--out ({name})": os.path.join(args.out, name)
+               for name in (TRANSFORM_FILE, TRAINER_FILE)}
+    written.check(targets, _config_inputs(args, cfg), args.force, make_dirs=True)
+    paths = write_modules(cfg, args.out)
+    written.record(paths.values(), "generate")
+    print(f"wrote {paths['transform']}\nwrote {paths['trainer']}")
+    return 0
+
+
+def _config_inputs(args, cfg: Config) -> dict:
+    """What a command given ``--config`` reads: the config and the data files it names."""
+    inputs = {"--config": args.config, "data.path": cfg.data.path or ""}
+    if cfg.data.candidates:
+        inputs["data.candidates.path"] = cfg.data.candidates.path or ""
+    return inputs
+
+
+def cmd_prepare(args) -> int:
+    from pipelines.data.sql.duck import program_text
+
+    cfg = config_from(args)
+    if args.print_sql and cfg.data.bigquery:  # the queries BigQueryExampleGen runs
+        from pipelines.data.sql import bigquery
+
+        sys.stdout.write(bigquery.program_text(cfg))
+        return 0
+    if args.print_sql or args.engine == "bigquery":
+        if args.engine == "bigquery" and not args.print_sql:
+            print("error: twotower prepare: BigQuery runs this program from the Vertex AI "
+                  "pipeline; here it can only be printed: add --print-sql", file=sys.stderr)
+            return 2
+        try:
+            text = program_text(cfg, args.engine)
+        except ValueError as exc:  # a name BigQuery can't quote as one column
+            raise ConfigError([("--engine", f"{args.engine}: {exc}")]) from None
+        sys.stdout.write(text)
+        return 0
+    from pipelines.data.prepare import prepare
+    from pipelines.runners.local import pipeline_dir
+
+    if not args.out:
+        from pipelines.local_paths import check_root
+
+        check_root(cfg)
+    out = args.out or os.path.join(pipeline_dir(cfg), "input")
+    report = prepare(cfg, out)
+    held = ", ".join(f"{report[f'{s}_rows']} {s}" for s in ("train", "eval", "test")
+                     if f"{s}_rows" in report)
+    print(f"prepared {report['rows']} interactions: {held} ({report['split_method']} split), "
+          f"{report['catalog_candidates']} catalog candidates -> {out} (the SQL that ran: "
+          f"{os.path.join(out, 'prepare.sql')})")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from pipelines import written
+    from pipelines.data.synthetic import FILES, generate
+
+    for key in ("customers", "products", "purchases"):
+        if getattr(args, key) < 1:
+            raise ConfigError([(f"--{key}", f"must be at least 1, got {getattr(args, key)}")])
+    written.check({f"--out ({name})": os.path.join(args.out, name) for name in FILES.values()},
+                  force=args.force, make_dirs=True)
+    paths = generate(args.out, customers=args.customers, products=args.products,
+                     purchases=args.purchases, seed=args.seed)
+    written.record(paths.values(), "synth")
+    print("\n".join(f"wrote {p}" for p in paths.values()))
+    return 0
