@@ -237,6 +237,15 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class ScannConfig:
+    """ScaNN's index with ``serving_index: scann``; null: the rule measured on 10k-1M
+    candidates (BENCHMARKS.md, "Catalogs up to a million candidates")."""
+    num_leaves: Optional[int] = None        # k-means leaves; null: ~sqrt(catalog size)
+    leaves_to_search: Optional[int] = None  # leaves a query scores; null: a third, at most 30
+    reorder: Optional[int] = None           # candidates re-ranked exactly; null: max(4k, 250)
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     name: str = "twotower"
     # The folder holding pipelines (default "runs"); this one's files go to <root>/<name>.
@@ -245,6 +254,7 @@ class PipelineConfig:
     # "exact": brute-force top-k over the catalog; "scann": an approximate ScaNN index in
     # serving_default (needs the scann package where the model trains and is served).
     serving_index: str = "exact"
+    scann: ScannConfig = dataclasses.field(default_factory=ScannConfig)
     # ML Metadata's cache (TFX's convention): a rerun with unchanged input and config reuses
     # each component's earlier result; false re-executes every component on every run.
     enable_cache: bool = True
