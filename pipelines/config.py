@@ -300,6 +300,20 @@ class ModelUploadConfig:
 
 
 @dataclasses.dataclass
+class VectorSearchConfig:
+    """After a push, the catalog in a Vertex AI Vector Search index on an index endpoint and
+    the query tower on a Vertex AI endpoint (both billed per node hour while deployed)."""
+    serving_image: str                      # the query tower's container (as model_upload's)
+    display_name: Optional[str] = None      # index, endpoints, model; default: pipeline.name
+    index_machine_type: str = "e2-standard-2"
+    endpoint_machine_type: str = "n1-standard-2"
+    min_replica_count: int = 1
+    max_replica_count: int = 1
+    approximate_neighbors_count: int = 150  # tree-AH's candidates before re-ranking
+    leaf_nodes_to_search_percent: int = 10
+
+
+@dataclasses.dataclass
 class VertexConfig:
     """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
     project: Optional[str] = None           # Google Cloud project id
@@ -319,6 +333,8 @@ class VertexConfig:
     training: Optional[VertexTrainingConfig] = None
     # Set to upload each pushed model to Vertex AI Model Registry; null: no upload.
     model_upload: Optional[ModelUploadConfig] = None
+    # Set to deploy each pushed model for Vector Search (index + query tower); null: not.
+    vector_search: Optional[VectorSearchConfig] = None
 
 
 @dataclasses.dataclass

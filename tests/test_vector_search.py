@@ -1,0 +1,102 @@
+"""Vector Search on Vertex AI (``vertex.vector_search``): the real aiplatform client against
+the loopback stand-in of the REST API; the requests are what the service is asked."""
+import pytest
+
+from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.runners import vector_search
+from pipelines.validate import validate
+from vertex_standin import StandIn
+
+IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
+SETTINGS = {"serving_image": IMAGE, "display_name": None, "index_machine_type": "e2-standard-2",
+            "endpoint_machine_type": "n1-standard-2", "min_replica_count": 1,
+            "max_replica_count": 2, "approximate_neighbors_count": 150,
+            "leaf_nodes_to_search_percent": 10}
+PARENT = "/v1/projects/acme-recs/locations/europe-west4"
+
+
+@pytest.fixture
+def standin():
+    server = StandIn()
+    yield server
+    server.close()
+
+
+def calls(server, method=None):
+    return [(r["method"], r["path"]) for r in server.requests
+            if method is None or r["method"] == method]
+
+
+def body(server, method, path):
+    return [r["body"] for r in server.requests if (r["method"], r["path"]) == (method, path)][-1]
+
+
+def deploy(standin, version="1700000000"):
+    return vector_search.deploy("acme-recs", "europe-west4",
+                                f"gs://acme-bucket/twotower/serving/{version}", 65, "b2b-demo",
+                                SETTINGS, {"team": "growth"}, api_endpoint=standin.endpoint)
+
+
+def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin):
+    got = deploy(standin)
+    assert got == {"index": "projects/acme-recs/locations/europe-west4/indexes/1",
+                   "index_endpoint": "projects/acme-recs/locations/europe-west4/indexEndpoints/2",
+                   "deployed_index_id": "idx_b2b_demo",
+                   "model": "projects/acme-recs/locations/europe-west4/models/1",
+                   "endpoint": "projects/acme-recs/locations/europe-west4/endpoints/3"}
+    posts = calls(standin, "POST")
+    assert posts == [
+        ("POST", f"{PARENT}/indexes"), ("POST", f"{PARENT}/indexEndpoints"),
+        ("POST", f"{PARENT}/indexEndpoints/2:deployIndex"), ("POST", f"{PARENT}/models:upload"),
+        ("POST", f"{PARENT}/endpoints"), ("POST", f"{PARENT}/endpoints/3:deployModel")]
+    index = body(standin, "POST", f"{PARENT}/indexes")
+    assert index["displayName"] == "b2b-demo" and index["labels"] == {"team": "growth"}
+    meta = index["metadata"]
+    assert meta["contentsDeltaUri"] == "gs://acme-bucket/twotower/serving/1700000000/vector_search/"
+    tree = meta["config"]
+    assert (tree["dimensions"], tree["approximateNeighborsCount"], tree["distanceMeasureType"]) == (
+        65, 150, "DOT_PRODUCT_DISTANCE")
+    assert tree["algorithmConfig"]["treeAhConfig"]["leafNodesToSearchPercent"] == 10
+    assert body(standin, "POST", f"{PARENT}/indexEndpoints")["publicEndpointEnabled"] is True
+    deployed = body(standin, "POST", f"{PARENT}/indexEndpoints/2:deployIndex")["deployedIndex"]
+    assert deployed["id"] == "idx_b2b_demo" and deployed["index"].endswith("/indexes/1")
+    assert deployed["dedicatedResources"]["machineSpec"]["machineType"] == "e2-standard-2"
+    assert deployed["dedicatedResources"]["maxReplicaCount"] == 2
+    model = body(standin, "POST", f"{PARENT}/models:upload")["model"]
+    assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000/query_tower"
+    assert model["containerSpec"]["imageUri"] == IMAGE
+    served = body(standin, "POST", f"{PARENT}/endpoints/3:deployModel")
+    assert served["deployedModel"]["model"].endswith("/models/1")
+    assert served["deployedModel"]["dedicatedResources"]["machineSpec"]["machineType"] == (
+        "n1-standard-2")
+    assert served["trafficSplit"] == {"0": 100}
+
+
+def test_a_second_deploy_overwrites_the_index_and_reuses_the_endpoints(standin):
+    deploy(standin)
+    before = len(standin.requests)
+    got = deploy(standin, "1700009999")
+    later = [(r["method"], r["path"]) for r in standin.requests[before:] if r["method"] != "GET"]
+    assert later == [("PATCH", f"{PARENT}/indexes/1"), ("POST", f"{PARENT}/models:upload"),
+                     ("POST", f"{PARENT}/endpoints/3:deployModel")]  # no second deployIndex
+    patch = [r for r in standin.requests[before:] if r["method"] == "PATCH"][0]
+    assert patch["body"]["metadata"]["contentsDeltaUri"].endswith("/1700009999/vector_search/")
+    assert patch["body"]["metadata"]["isCompleteOverwrite"] is True
+    assert got["index_endpoint"].endswith("/indexEndpoints/2")
+    assert got["model"].endswith("/models/2")
+
+
+@pytest.mark.parametrize("override,key", [
+    ("vertex.vector_search={serving_image: 'not an image'}", "vertex.vector_search.serving_image"),
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', min_replica_count: 3, "
+     "max_replica_count: 2}", "vertex.vector_search.max_replica_count"),
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', approximate_neighbors_count: 5}}",
+     "vertex.vector_search.approximate_neighbors_count"),
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', index_machine_type: 'E2 big'}}",
+     "vertex.vector_search.index_machine_type"),
+])
+def test_vector_search_settings_are_checked(raw_config, override, key):
+    cfg = Config.from_dict(apply_overrides(raw_config, [override]))
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg, check_data=False)
+    assert key in {k for k, _ in exc.value.problems}
