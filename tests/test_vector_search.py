@@ -100,3 +100,33 @@ def test_vector_search_settings_are_checked(raw_config, override, key):
     with pytest.raises(ConfigError) as exc:
         validate(cfg, check_data=False)
     assert key in {k for k, _ in exc.value.problems}
+
+
+def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path, raw_config):
+    import json
+
+    from pipelines.runners import gcs_on_disk
+    from pipelines.runners.compile import compile_vertex
+
+    gcs_on_disk.register(tmp_path / "gcs")
+    base = ["vertex.project=acme-recs", "vertex.region=europe-west4",
+            "vertex.pipeline_root=gs://acme-bucket/flow"]
+    tasks = {}
+    for name, extra in (("off", []), ("on", [
+            f"vertex.vector_search={{serving_image: '{IMAGE}', max_replica_count: 3}}"])):
+        cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(raw_config)), base + extra))
+        validate(cfg)
+        out = tmp_path / f"{name}.json"
+        compile_vertex(cfg, str(out), "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1",
+                       log=lambda *_: None)
+        tasks[name] = json.loads(out.read_text(encoding="utf-8"))["pipelineSpec"]["root"][
+            "dag"]["tasks"]
+    assert "VectorSearchDeploy" not in tasks["off"]  # billed by the hour: off by default
+    step = tasks["on"]["VectorSearchDeploy"]
+    assert step["inputs"]["artifacts"]["pushed_model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "pushed_model", "producerTask": "Pusher"}
+    params = {k: v["runtimeValue"]["constantValue"]["stringValue"]
+              for k, v in step["inputs"]["parameters"].items()}
+    assert params["display_name"] == "b2b-demo" and params["project"] == "acme-recs"
+    settings = json.loads(params["settings"])
+    assert settings["serving_image"] == IMAGE and settings["max_replica_count"] == 3
