@@ -32,6 +32,7 @@ from pipelines.commands.common import config_from
 from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
 from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs
 from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
+from pipelines.commands import serve
 from pipelines.config import Config, ConfigError
 
 
@@ -230,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
                    "' (a reversible rule: docs/outputs.md); --no-escape-formulas writes the "
                    "ids exactly, for files only programs read")
     p.set_defaults(func=cmd_recommend)
+    serve.add_parser(sub)
     p = output_flags(sub.add_parser("demo", help="run the pipeline on the embedded synthetic "
                                                  "dataset"))
     p.add_argument("--root", default="runs", help="the pipeline root (default runs): the demo "

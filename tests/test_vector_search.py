@@ -130,3 +130,45 @@ def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path
     assert params["display_name"] == "b2b-demo" and params["project"] == "acme-recs"
     settings = json.loads(params["settings"])
     assert settings["serving_image"] == IMAGE and settings["max_replica_count"] == 3
+
+
+def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin, tmp_path):
+    import csv
+    import json
+
+    from pipelines.cli import main
+
+    deployed = deploy(standin)
+    catalog = {"007": [1.0, 0.0], "7": [0.0, 1.0], "a b": [0.6, 0.6]}
+    standin.predict = lambda name, body: {"predictions": [
+        {"embedding": [1.0, 0.1] if i["query_id"] == "c-1" else [0.0, 2.0]}
+        for i in body["instances"]]}
+
+    def find(name, body):  # exact dot products over the catalog, as the index would
+        out = []
+        for query in body["queries"]:
+            q = query["datapoint"]["featureVector"]
+            scored = sorted(((sum(a * b for a, b in zip(q, v)), k) for k, v in catalog.items()),
+                            reverse=True)[:query["neighborCount"]]
+            out.append({"id": query["datapoint"].get("datapointId", ""), "neighbors": [
+                {"datapoint": {"datapointId": k}, "distance": s} for s, k in scored]})
+        return {"nearestNeighbors": out}
+    standin.find = find
+    (tmp_path / "deployed.json").write_text(json.dumps(deployed))
+    (tmp_path / "q.jsonl").write_text('{"query_id": "c-1", "segment": "smb"}\n'
+                                      '{"query_id": "c-2", "segment": ""}\n')
+    out = tmp_path / "n.csv"
+    assert main(["neighbours", "--deployment", str(tmp_path / "deployed.json"), "--instances",
+                 str(tmp_path / "q.jsonl"), "--k", "2", "--out", str(out),
+                 "--api-endpoint", standin.endpoint]) == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    # by hand: c-1 = [1, .1]: 007 scores 1.0, "a b" .66; c-2 = [0, 2]: 7 scores 2, "a b" 1.2
+    assert [(r["query"], r["rank"], r["candidate_id"]) for r in rows] == [
+        ("c-1", "1", "007"), ("c-1", "2", "a b"), ("c-2", "1", "7"), ("c-2", "2", "a b")]
+    assert abs(float(rows[0]["score"]) - 1.0) < 1e-6
+    predict = [r for r in standin.requests if r["path"].endswith(":predict")][0]
+    assert predict["path"].endswith("/endpoints/3:predict")
+    assert predict["body"]["instances"][0] == {"query_id": "c-1", "segment": "smb"}
+    found = [r for r in standin.requests if r["path"].endswith(":findNeighbors")][0]
+    assert found["path"].endswith("/indexEndpoints/2:findNeighbors")
+    assert found["body"]["deployedIndexId"] == "idx_b2b_demo"

@@ -6,8 +6,9 @@ Only what `twotower submit` uses: create a PipelineJob (POST
 Model (POST ``.../models:upload``, answered with a finished operation) and read
 it back (GET ``.../models/ID``); and what the VectorSearchDeploy step uses: create, list
 (by display name), read and update Vector Search indexes, index endpoints and endpoints,
-deploy an index or a model to them, and predict on an endpoint (``predict``: a function
-of the endpoint's name and the request body). ``fail`` makes every Vertex AI call answer that
+deploy an index or a model to them, predict on an endpoint and find neighbours on an index
+endpoint (whose public domain is the stand-in itself); ``predict`` and ``find`` answer those
+two, functions of the resource's name and the request body. ``fail`` makes every Vertex AI call answer that
 HTTP status with a Google API error body.
 
 It also answers the Cloud Storage JSON API calls the client library makes
@@ -33,6 +34,7 @@ class StandIn:
         self.models = {}
         self.resources = {}  # Vector Search indexes, index endpoints, endpoints by name
         self.predict = lambda name, body: {"predictions": []}
+        self.find = lambda name, body: {"nearestNeighbors": []}  # an index endpoint's match
         self.buckets = set()
         owner = self
 
@@ -75,7 +77,8 @@ class StandIn:
                             "@type": "type.googleapis.com/google.cloud.aiplatform.v1."
                                      "UploadModelResponse", "model": name}})
                 name = url.path[len("/v1/"):]
-                served = self._serving(method, name, urllib.parse.parse_qs(url.query), body)
+                served = self._serving(method, url.path.split("/", 2)[2],  # v1 or v1beta1
+                                       urllib.parse.parse_qs(url.query), body)
                 if served is not None:
                     return served
                 if method == "GET" and name in owner.models:
@@ -100,7 +103,7 @@ class StandIn:
                     owner.resources[created] = dict(body, name=created,
                                                     createTime="2026-01-01T00:00:00Z")
                     if collection == "indexEndpoints":
-                        owner.resources[created]["publicEndpointDomainName"] = "127.0.0.1"
+                        owner.resources[created]["publicEndpointDomainName"] = owner.endpoint
                     return self._operation(KINDS[collection], owner.resources[created])
                 if collection in KINDS and method == "GET":
                     wanted = (query.get("filter") or [""])[0]
@@ -128,6 +131,8 @@ class StandIn:
                     return self._operation("DeployModelResponse", {"deployedModel": deployed})
                 if verb == "predict":
                     return self._answer(200, owner.predict(base, body))
+                if verb == "findNeighbors":
+                    return self._answer(200, owner.find(base, body))
                 return None
 
             def do_PATCH(self):
