@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test test-slow lock bench bench-scale bench-serving clean
+.PHONY: venv demo test test-slow lock bench bench-scale bench-serving bench-catalog clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -36,6 +36,11 @@ bench-scale: venv
 # `twotower recommend` from 1 and 2 processes.
 bench-serving: venv
 	$(VENV)/bin/python scripts/bench_serving.py --model runs/b2b-demo
+
+# Exact search and ScaNN over synthetic catalogs of 10k, 100k and 1M candidates (a few
+# minutes; BENCHMARKS.md, "Catalogs up to a million candidates").
+bench-catalog: venv
+	nice -n 10 $(VENV)/bin/python scripts/bench_catalog.py
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv
