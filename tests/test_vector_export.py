@@ -83,8 +83,8 @@ def queries(described):
 
 @pytest.mark.parametrize("overrides", [[], ["model.candidate_bias=true"]],
                          ids=["defaults", "candidate_bias"])
-def test_exported_vectors_searched_exactly_give_the_models_top_k(transformed, tmp_path,  # noqa: F811
-                                                                  overrides):
+def test_exported_vectors_searched_exactly_give_the_models_top_k(
+        transformed, tmp_path, overrides):  # noqa: F811
     serving, record = trained(transformed, tmp_path, overrides + ["pipeline.serving_k=5"])
     with open(os.path.join(serving, "assets.extra", "vector_search.json"), encoding="utf-8") as f:
         manifest = json.load(f)

@@ -8,8 +8,8 @@ it back (GET ``.../models/ID``); and what the VectorSearchDeploy step uses: crea
 (by display name), read and update Vector Search indexes, index endpoints and endpoints,
 deploy an index or a model to them, predict on an endpoint and find neighbours on an index
 endpoint (whose public domain is the stand-in itself); ``predict`` and ``find`` answer those
-two, functions of the resource's name and the request body. ``fail`` makes every Vertex AI call answer that
-HTTP status with a Google API error body.
+two, functions of the resource's name and the request body. ``fail`` makes every Vertex AI
+call answer that HTTP status with a Google API error body.
 
 It also answers the Cloud Storage JSON API calls the client library makes
 before submitting (is the pipeline root's bucket there? create it, grant the
