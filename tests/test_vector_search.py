@@ -31,10 +31,14 @@ def body(server, method, path):
     return [r["body"] for r in server.requests if (r["method"], r["path"]) == (method, path)][-1]
 
 
+TOWER = "gs://acme-bucket/twotower/tfx/Pusher/pushed_model/9/query_tower"
+
+
 def deploy(standin, version="1700000000"):
     return vector_search.deploy("acme-recs", "europe-west4",
                                 f"gs://acme-bucket/twotower/serving/{version}", 65, "b2b-demo",
-                                SETTINGS, {"team": "growth"}, api_endpoint=standin.endpoint)
+                                SETTINGS, {"team": "growth"}, api_endpoint=standin.endpoint,
+                                query_tower_uri=TOWER)
 
 
 def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin):
@@ -63,7 +67,7 @@ def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin)
     assert deployed["dedicatedResources"]["machineSpec"]["machineType"] == "e2-standard-2"
     assert deployed["dedicatedResources"]["maxReplicaCount"] == 2
     model = body(standin, "POST", f"{PARENT}/models:upload")["model"]
-    assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000/query_tower"
+    assert model["artifactUri"] == TOWER  # the artifact's whole copy (see deploy)
     assert model["containerSpec"]["imageUri"] == IMAGE
     served = body(standin, "POST", f"{PARENT}/endpoints/3:deployModel")
     assert served["deployedModel"]["model"].endswith("/models/1")

@@ -15,7 +15,9 @@ folder (so the Pusher pushes them with it):
   unseen in the analysed split, are out-of-vocabulary and not listed).
   ``query_tower/``: a SavedModel whose ``serving_default`` takes the serving inputs
   (``assets.extra/serving_inputs.json``, the same as the full model's) and returns
-  ``embedding`` ``[batch, d]`` only, the query's scoring vector.
+  ``embedding`` ``[batch, d]`` only, the query's scoring vector. (TFX's Pusher copies only
+  the top ``saved_model.pb`` to the serving folder: there ``query_tower/`` lacks its graph;
+  the PushedModel artifact's copy and the Trainer's model are whole.)
   ``assets.extra/vector_search.json``: ``{"dimensions", "count", "files",
   "distance_measure", "namespaces"}`` for creating the index.
 

@@ -7,7 +7,7 @@ created from the pushed model's ``vector_search/`` folder (a tree-AH index, dot 
 the export's dimensions), or, if it exists, its embeddings are overwritten by it; the index
 endpoint of that name is created (public) if missing and the index deployed to it (once:
 a deployed index is updated in place by the index update); the query tower
-(``query_tower/``) is uploaded as a Model and deployed to the endpoint of that name.
+(``query_tower/``, from the PushedModel artifact) is uploaded as a Model and deployed to the endpoint of that name.
 :func:`neighbours` queries such a pair (`twotower neighbours`). Checked without Google
 Cloud against the loopback stand-in of the REST API (tests/test_vector_search.py).
 
@@ -90,12 +90,16 @@ def deployed_index_id(display_name: str) -> str:
 
 
 def deploy(project: str, region: str, model_uri: str, dimensions: int, display_name: str,
-           settings: dict, labels: Optional[dict] = None, api_endpoint: str = "") -> dict:
+           settings: dict, labels: Optional[dict] = None, api_endpoint: str = "",
+           query_tower_uri: str = "") -> dict:
     """Creates or updates the index, deploys it and the query tower (see above); returns
     ``{'index', 'index_endpoint', 'deployed_index_id', 'model', 'endpoint'}`` resource names.
 
-    ``model_uri``: the pushed serving model folder (``gs://...``); ``settings``:
-    ``vertex.vector_search`` as a dict."""
+    ``model_uri``: the pushed serving model folder (``gs://...``); ``query_tower_uri``: the
+    query tower SavedModel (default ``model_uri/query_tower``; the pipeline passes the
+    PushedModel artifact's copy: TFX's Pusher leaves every nested ``saved_model.pb`` out of
+    the serving folder, so ``query_tower/`` there has its variables but not its graph);
+    ``settings``: ``vertex.vector_search`` as a dict."""
     aiplatform = init(project, region, api_endpoint)
     vectors = model_uri.rstrip("/") + "/" + VECTOR_DIR + "/"
     index = _named(aiplatform.MatchingEngineIndex, display_name)
@@ -120,7 +124,7 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
                                    max_replica_count=settings["max_replica_count"])
     model = aiplatform.Model.upload(
         display_name=f"{display_name}-query-tower",
-        artifact_uri=model_uri.rstrip("/") + "/" + QUERY_TOWER_DIR,
+        artifact_uri=query_tower_uri or model_uri.rstrip("/") + "/" + QUERY_TOWER_DIR,
         serving_container_image_uri=settings["serving_image"], labels=labels or None, sync=True)
     endpoint = _named(aiplatform.Endpoint, display_name) or aiplatform.Endpoint.create(
         display_name=display_name, labels=labels or None, sync=True)
