@@ -4,7 +4,7 @@ VENV := .venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test test-slow lock bench bench-scale bench-serving notebooks clean
+.PHONY: venv demo test test-slow lock bench bench-scale bench-serving notebooks bench-catalog clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -41,6 +41,11 @@ bench-serving: venv
 # docs/notebooks/*.html; tests/test_notebooks.py checks the pages match the notebooks.
 notebooks: venv
 	nice -n 10 $(VENV)/bin/python scripts/render_notebooks.py
+
+# Exact search and ScaNN over synthetic catalogs of 10k, 100k and 1M candidates (a few
+# minutes; BENCHMARKS.md, "Catalogs up to a million candidates").
+bench-catalog: venv
+	nice -n 10 $(VENV)/bin/python scripts/bench_catalog.py
 
 # Re-resolve the lock file (needs network; ~1 min with uv).
 lock: venv

@@ -158,6 +158,8 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     components.append(pusher)
     if image and cfg.vertex.model_upload is not None:
         components.append(model_upload(cfg, pusher))
+    if image and cfg.vertex.vector_search is not None:
+        components.append(vector_search_deploy(cfg, pusher))
     ids = [c.id for c in components]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
@@ -213,6 +215,20 @@ def model_upload(cfg: Config, pusher):
                        region=v.region, display_name=u.display_name or cfg.pipeline.name,
                        serving_image=u.serving_image, labels=json.dumps(dict(v.labels)),
                        api_endpoint=v.api_endpoint or "")
+
+
+def vector_search_deploy(cfg: Config, pusher):
+    """The VectorSearchDeploy step after the Pusher (``vertex.vector_search``)."""
+    import dataclasses
+    import json
+
+    from pipelines.components.vector_search import VectorSearchDeploy
+
+    v, s = cfg.vertex, cfg.vertex.vector_search
+    return VectorSearchDeploy(pushed_model=pusher.outputs["pushed_model"], project=v.project,
+                              region=v.region, display_name=s.display_name or cfg.pipeline.name,
+                              settings=json.dumps(dataclasses.asdict(s), sort_keys=True),
+                              labels=json.dumps(dict(v.labels)), api_endpoint=v.api_endpoint or "")
 
 
 def parameter_values(cfg: Config) -> Dict[str, object]:

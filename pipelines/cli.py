@@ -27,6 +27,7 @@ from pipelines.commands.local import cmd_demo, cmd_lr_check, cmd_run
 from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs, cmd_tensorboard
 from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
 from pipelines.version import __version__
+from pipelines.commands import serve
 
 
 class Help(argparse.RawDescriptionHelpFormatter):
@@ -161,6 +162,7 @@ def _read_commands(sub) -> None:
                    "' (a reversible rule: docs/outputs.md); --no-escape-formulas writes the "
                    "ids exactly, for files only programs read")
     p.set_defaults(func=cmd_recommend)
+    serve.add_parser(sub, Help)
     p = sub.add_parser("inspect", help="figures, an HTML report and a summary of a run",
                        formatter_class=Help)
     p.add_argument("root", metavar="RUN", help=RUN_HELP + ", or a generated trainer_module.py")

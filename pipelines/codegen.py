@@ -30,7 +30,7 @@ TRAINER_SOURCES = ("transform/naming.py", "trainer/parameters.py", "trainer/data
                    "trainer/towers.py", "trainer/prior.py", "trainer/model.py",
                    "trainer/monitoring.py", "trainer/evaluation.py", "trainer/held_out.py",
                    "trainer/inputs.py", "trainer/build.py", "trainer/export.py",
-                   "trainer/serving.py",
+                   "trainer/serving.py", "trainer/vector_export.py",
                    "trainer/runtime.py", "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"

@@ -237,6 +237,15 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class ScannConfig:
+    """ScaNN's index with ``serving_index: scann``; null: the rule measured on 10k-1M
+    candidates (BENCHMARKS.md, "Catalogs up to a million candidates")."""
+    num_leaves: Optional[int] = None        # k-means leaves; null: ~sqrt(catalog size)
+    leaves_to_search: Optional[int] = None  # leaves a query scores; null: a third, at most 30
+    reorder: Optional[int] = None           # candidates re-ranked exactly; null: max(4k, 250)
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     name: str = "twotower"
     # The folder holding pipelines (default "runs"); this one's files go to <root>/<name>.
@@ -245,6 +254,7 @@ class PipelineConfig:
     # "exact": brute-force top-k over the catalog; "scann": an approximate ScaNN index in
     # serving_default (needs the scann package where the model trains and is served).
     serving_index: str = "exact"
+    scann: ScannConfig = dataclasses.field(default_factory=ScannConfig)
     # ML Metadata's cache (TFX's convention): a rerun with unchanged input and config reuses
     # each component's earlier result; false re-executes every component on every run.
     enable_cache: bool = True
@@ -290,6 +300,20 @@ class ModelUploadConfig:
 
 
 @dataclasses.dataclass
+class VectorSearchConfig:
+    """After a push, the catalog in a Vertex AI Vector Search index on an index endpoint and
+    the query tower on a Vertex AI endpoint (both billed per node hour while deployed)."""
+    serving_image: str                      # the query tower's container (as model_upload's)
+    display_name: Optional[str] = None      # index, endpoints, model; default: pipeline.name
+    index_machine_type: str = "e2-standard-2"
+    endpoint_machine_type: str = "n1-standard-2"
+    min_replica_count: int = 1
+    max_replica_count: int = 1
+    approximate_neighbors_count: int = 150  # tree-AH's candidates before re-ranking
+    leaf_nodes_to_search_percent: int = 10
+
+
+@dataclasses.dataclass
 class VertexConfig:
     """Where `twotower submit` sends the compiled pipeline (Vertex AI Pipelines)."""
     project: Optional[str] = None           # Google Cloud project id
@@ -309,6 +333,8 @@ class VertexConfig:
     training: Optional[VertexTrainingConfig] = None
     # Set to upload each pushed model to Vertex AI Model Registry; null: no upload.
     model_upload: Optional[ModelUploadConfig] = None
+    # Set to deploy each pushed model for Vector Search (index + query tower); null: not.
+    vector_search: Optional[VectorSearchConfig] = None
 
 
 @dataclasses.dataclass

@@ -226,6 +226,17 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:
         add("pipeline.serving_index", "'scann' needs the scann package (pip install "
             "scann==1.3.2), here and in the serving image; or use 'exact'")
+    for key, value in dataclasses.asdict(p.scann).items():
+        if value is not None and not 1 <= value <= 1_000_000_000:
+            add(f"pipeline.scann.{key}", f"must be a positive count, or null for the measured "
+                f"rule; got {value}")
+    sc = p.scann
+    if sc.num_leaves and sc.leaves_to_search and sc.leaves_to_search > sc.num_leaves:
+        add("pipeline.scann.leaves_to_search", f"{sc.leaves_to_search} exceeds num_leaves "
+            f"{sc.num_leaves}: a query cannot search more leaves than the index has")
+    if sc.reorder is not None and sc.reorder < p.serving_k:
+        add("pipeline.scann.reorder", f"{sc.reorder} is below pipeline.serving_k {p.serving_k}: "
+            "re-rank at least as many candidates as are served")
 
     if not problems:  # types are only meaningful once each feature is well-formed
         for key, msg in type_conflicts(cfg):

@@ -4,8 +4,12 @@ Only what `twotower submit` uses: create a PipelineJob (POST
 ``/v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID``) and read it back
 (GET ``.../pipelineJobs/ID``); and what the ModelUpload step uses: upload a
 Model (POST ``.../models:upload``, answered with a finished operation) and read
-it back (GET ``.../models/ID``). ``fail`` makes every Vertex AI call answer that
-HTTP status with a Google API error body.
+it back (GET ``.../models/ID``); and what the VectorSearchDeploy step uses: create, list
+(by display name), read and update Vector Search indexes, index endpoints and endpoints,
+deploy an index or a model to them, predict on an endpoint and find neighbours on an index
+endpoint (whose public domain is the stand-in itself); ``predict`` and ``find`` answer those
+two, functions of the resource's name and the request body. ``fail`` makes every Vertex AI
+call answer that HTTP status with a Google API error body.
 
 It also answers the Cloud Storage JSON API calls the client library makes
 before submitting (is the pipeline root's bucket there? create it, grant the
@@ -20,10 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
 
 
+TYPE_URL = "type.googleapis.com/google.cloud.aiplatform.v1"
+KINDS = {"indexes": "Index", "indexEndpoints": "IndexEndpoint", "endpoints": "Endpoint"}
+
+
 class StandIn:
     def __init__(self, fail=None, final_state="PIPELINE_STATE_SUCCEEDED"):
         self.requests, self.fail, self.final_state, self.jobs = [], fail, final_state, {}
         self.models = {}
+        self.resources = {}  # Vector Search indexes, index endpoints, endpoints by name
+        self.predict = lambda name, body: {"predictions": []}
+        self.find = lambda name, body: {"nearestNeighbors": []}  # an index endpoint's match
         self.buckets = set()
         owner = self
 
@@ -59,12 +70,17 @@ class StandIn:
                 if method == "POST" and url.path.endswith("/models:upload"):
                     parent = url.path[len("/v1/"):-len("/models:upload")]
                     name = f"{parent}/models/{len(owner.models) + 1}"
-                    owner.models[name] = dict(body["model"], name=name)
+                    owner.models[name] = dict(body["model"], name=name,  # as the service
+                                              supportedDeploymentResourcesTypes=[1])  # dedicated
                     return self._answer(200, {
                         "name": f"{name}/operations/1", "done": True, "response": {
                             "@type": "type.googleapis.com/google.cloud.aiplatform.v1."
                                      "UploadModelResponse", "model": name}})
                 name = url.path[len("/v1/"):]
+                served = self._serving(method, url.path.split("/", 2)[2],  # v1 or v1beta1
+                                       urllib.parse.parse_qs(url.query), body)
+                if served is not None:
+                    return served
                 if method == "GET" and name in owner.models:
                     return self._answer(200, owner.models[name])
                 if method == "GET" and name in owner.jobs:
@@ -72,6 +88,55 @@ class StandIn:
                     return self._answer(200, owner.jobs[name])
                 return self._answer(404, {"error": {"code": 404, "message": "no such job",
                                                     "status": "NOT_FOUND"}})
+
+            def _operation(self, kind, response):
+                return self._answer(200, {"name": f"{owner.next_name('operations')}", "done": True,
+                                          "response": dict(response, **{
+                                              "@type": f"{TYPE_URL}.{kind}"})})
+
+            def _serving(self, method, name, query, body):
+                """Vector Search indexes and index endpoints, endpoints: create, list, get,
+                update, deploy, predict (``None``: not one of these calls)."""
+                parent, _, collection = name.rpartition("/")
+                if collection in KINDS and method == "POST":
+                    created = f"{name}/{len(owner.resources) + 1}"
+                    owner.resources[created] = dict(body, name=created,
+                                                    createTime="2026-01-01T00:00:00Z")
+                    if collection == "indexEndpoints":
+                        owner.resources[created]["publicEndpointDomainName"] = owner.endpoint
+                    return self._operation(KINDS[collection], owner.resources[created])
+                if collection in KINDS and method == "GET":
+                    wanted = (query.get("filter") or [""])[0]
+                    found = [r for n, r in sorted(owner.resources.items())
+                             if n.startswith(name + "/") and (
+                                 not wanted or wanted == f'display_name="{r["displayName"]}"')]
+                    return self._answer(200, {collection: found})
+                base, _, verb = name.partition(":")
+                kind = KINDS.get(base.rsplit("/", 2)[-2] if base.count("/") >= 2 else "")
+                if base not in owner.resources:
+                    return None
+                resource = owner.resources[base]
+                if method == "GET":
+                    return self._answer(200, resource)
+                if method == "PATCH":
+                    resource.update(body)
+                    return self._operation(kind, resource)
+                if verb == "deployIndex":
+                    resource.setdefault("deployedIndexes", []).append(body["deployedIndex"])
+                    return self._operation("DeployIndexResponse",
+                                           {"deployedIndex": body["deployedIndex"]})
+                if verb == "deployModel":
+                    deployed = dict(body["deployedModel"], id=str(len(owner.requests)))
+                    resource.setdefault("deployedModels", []).append(deployed)
+                    return self._operation("DeployModelResponse", {"deployedModel": deployed})
+                if verb == "predict":
+                    return self._answer(200, owner.predict(base, body))
+                if verb == "findNeighbors":
+                    return self._answer(200, owner.find(base, body))
+                return None
+
+            def do_PATCH(self):
+                self._handle("PATCH")
 
             def _storage(self, method, path, body):
                 parts = path[len("/storage/v1/b"):].strip("/").split("/")
@@ -96,6 +161,10 @@ class StandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def next_name(self, what):
+        self.counter = getattr(self, "counter", 0) + 1
+        return f"{what}/{self.counter}"
 
     def close(self):
         self.server.shutdown()

@@ -122,17 +122,30 @@ def require_scann():
     return scann
 
 
-def scann_index(candidate_embeddings, candidate_ids, k):
-    """A TFRS ScaNN layer over ``[n, dim]`` embeddings: ~sqrt(n) leaves, a third of them
-    searched, exact re-ranking of the best ``max(4k, 100)``."""
+def scann_parameters(n, k, num_leaves=None, leaves_to_search=None, reorder=None):
+    """``{'num_leaves', 'leaves_to_search', 'reorder'}`` for a ScaNN index over ``n``
+    candidates serving ``k``; each None (``pipeline.scann``'s nulls) is filled by the rule
+    measured in BENCHMARKS.md ("Catalogs up to a million candidates"): ~sqrt(n) leaves,
+    about a third of them searched up to 30, exact re-ranking of the best ``max(4k, 250)``.
+    Values are clipped to the catalog (no more leaves than candidates)."""
+    leaves = min(n, num_leaves or max(1, int(round(n ** 0.5))))
+    searched = min(leaves, leaves_to_search or max(1, min(leaves // 3, 30)))
+    ranked = min(n, max(k, reorder or max(4 * k, 250)))
+    return {"num_leaves": leaves, "leaves_to_search": searched, "reorder": ranked}
+
+
+def scann_index(candidate_embeddings, candidate_ids, k, options=None):
+    """A TFRS ScaNN layer over ``[n, dim]`` embeddings, with :func:`scann_parameters`
+    (``options``: ``pipeline.scann``, its nulls filled by the measured rule)."""
     require_scann()
     import tensorflow_recommenders as tfrs
 
-    n = len(candidate_ids)
-    leaves = max(1, int(round(n ** 0.5)))
+    options = options or {}
+    chosen = scann_parameters(len(candidate_ids), k, options.get("num_leaves"),
+                              options.get("leaves_to_search"), options.get("reorder"))
     layer = tfrs.layers.factorized_top_k.ScaNN(
-        k=k, num_leaves=leaves, num_leaves_to_search=max(1, leaves // 3),
-        num_reordering_candidates=min(n, max(4 * k, 100)))
+        k=k, num_leaves=chosen["num_leaves"], num_leaves_to_search=chosen["leaves_to_search"],
+        num_reordering_candidates=chosen["reorder"])
     return layer.index(tf.constant(candidate_embeddings), tf.constant(candidate_ids))
 
 
@@ -140,7 +153,7 @@ class RetrievalServer(tf.Module):
     """Wraps the Transform layer, the query tower and the frozen candidate table."""
 
     def __init__(self, tft_layer, query_tower, raw_feature_spec, inputs, candidate_embeddings,
-                 candidate_ids, k, index="exact", defaults=None, query_scale=None):
+                 candidate_ids, k, index="exact", defaults=None, query_scale=None, scann=None):
         super().__init__(name="retrieval_server")
         self.tft_layer = tft_layer
         self.query_tower = query_tower
@@ -153,7 +166,7 @@ class RetrievalServer(tf.Module):
         if not 1 <= k <= len(candidate_ids):
             raise ValueError(f"serving k {k} must be in 1..{len(candidate_ids)} (the catalog)")
         self.k = k
-        self.scann = scann_index(candidate_embeddings, candidate_ids, self.k) if (
+        self.scann = scann_index(candidate_embeddings, candidate_ids, self.k, scann) if (
             index == "scann") else None
         self.inputs = list(inputs)
         self.defaults = dict(defaults or {})

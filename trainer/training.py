@@ -36,6 +36,7 @@ from trainer.monitoring import (BestEpoch, CollapseMonitor, MetricsRecorder, Ste
 from trainer.runtime import GPUS_KEY, apply_runtime, choose_strategy
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
                              require_scann, serving_inputs)
+from trainer.vector_export import export_for_vector_search
 
 METRICS_FILE = "training_metrics.json"
 # In a serving model's assets.extra: what the selection chose, for the refit that follows it.
@@ -259,10 +260,12 @@ def _export(spec, record, tft_output, model, table, catalog_ids, serving_dir):
                              tft_output.raw_feature_spec(), serving_inputs(spec),
                              model.catalog_vectors(table), raw_ids,
                              spec["pipeline"]["serving_k"], spec["pipeline"]["serving_index"],
-                             input_defaults(spec),
+                             input_defaults(spec), scann=spec["pipeline"].get("scann"),
                              query_scale=(model.temperature or 1.0) if model.has_offset
                              else None)
     server.save(serving_dir, spec)
+    record["vector_search"] = export_for_vector_search(spec, tft_output, server, table,
+                                                       serving_dir)
     if record["role"] == "selection":
         extra = os.path.join(serving_dir, "assets.extra")
         with tf.io.gfile.GFile(os.path.join(extra, SELECTION_FILE), "w") as handle:

@@ -88,6 +88,9 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         if cfg.pipeline.serving_index == "scann":
             out.append(("vertex.model_upload", "a ScaNN model needs ScaNN's ops in the serving "
                         "container: use pipeline.serving_index: exact, or your own image"))
+    from pipelines.runners.vector_search import problems as vector_search_problems
+
+    out += vector_search_problems(cfg)
     if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
                                        r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",
                                        v.api_endpoint):
