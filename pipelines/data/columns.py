@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from pipelines.config import Config
-from transform.naming import raw_columns
+from transform.kinds import raw_columns
 
 STRING, FLOAT, INT = "string", "float", "int"
 _NUMBER_KINDS = {"numeric": FLOAT, "timestamp": INT}

@@ -65,7 +65,8 @@ from pipelines.data.columns import FLOAT, INT, column_types, output_columns
 from pipelines.data.sql.histories import c, final
 from pipelines.data.sql.template import fill, ident, lit
 from pipelines.data.windows import DAY, day_start
-from transform.naming import has_test_split, history_column, raw_columns
+from transform.kinds import raw_columns
+from transform.naming import has_test_split, history_column
 
 HELD = {"eval": 1, "test": 2}
 

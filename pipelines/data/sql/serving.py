@@ -20,7 +20,7 @@ from pipelines.data.sql import checks
 from pipelines.data.sql.duck import Runner, source
 from pipelines.data.sql.program import c, parse_time
 from pipelines.data.sql.template import fill, ident, lit
-from transform.naming import raw_columns
+from transform.kinds import raw_columns
 
 
 def query_columns(cfg: Config) -> List[str]:
