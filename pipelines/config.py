@@ -19,20 +19,10 @@ import json
 import typing
 from typing import Any, Dict, List, Optional, Union
 
-FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric", "text", "timestamp",
-                 "cross", "history")
-NUMERIC_TRANSFORMS = ("zscore", "minmax", "log", "bucketize")
-TIMESTAMP_TRANSFORMS = ("cyclical", "bucketize")
+from transform.kinds import KINDS  # no TensorFlow: the kinds' TF parts import it when they run
+
+FEATURE_KINDS = tuple(KINDS)  # one module per kind (transform/kinds/)
 NORMS = ("none", "batch", "layer")
-# Filled in at parse time where a feature leaves them null, so the frozen config is explicit.
-KIND_DEFAULTS = {
-    "numeric": {"transform": "zscore"},
-    "timestamp": {"transform": "cyclical"},
-    "multi_categorical": {"max_length": 8},
-    "text": {"max_length": 16},
-    "history": {"max_length": 20, "pooling": "mean"},
-}
-POOLINGS = ("mean", "recency", "attention")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash", "days", "dates")
@@ -59,7 +49,8 @@ class FeatureConfig:
     ``name`` is the feature's identifier in generated code and in the naming
     contract; ``column`` is the raw column, which may be any string (``cross``
     reads ``columns`` instead; ``history`` reads the query's earlier candidate
-    ids and no column). Options that don't apply to a kind must stay unset.
+    ids and no column). Options that don't apply to a kind must stay unset;
+    which apply, and their rules, are the kind's (``transform/kinds/``).
     """
     name: str
     kind: str
@@ -81,7 +72,10 @@ class FeatureConfig:
     pooling: Optional[str] = None
 
     def fill_kind_defaults(self) -> None:
-        for key, value in KIND_DEFAULTS.get(self.kind, {}).items():
+        """Fills the kind's defaults where the config leaves them null, so the frozen config
+        is explicit."""
+        kind = KINDS.get(self.kind)  # an unknown kind is validation's to report
+        for key, value in (kind.defaults if kind else {}).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
 
