@@ -23,6 +23,7 @@ from pipelines.data.sources import check_columns, configured_columns, source_pro
 from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
+from pipelines.vertex_checks import problems as vertex_problems
 from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 from transform.kinds import FLOAT, INT, KINDS
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
@@ -207,9 +208,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if not 1 <= p.beam_workers <= 64:
         add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
             f"got {p.beam_workers}")
-    from pipelines.runners import vertex
-
-    problems.extend(vertex.problems(cfg))
+    problems.extend(vertex_problems(cfg))
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:
