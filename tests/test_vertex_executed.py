@@ -113,7 +113,8 @@ def _check_the_run(job, results, read, gcs, vertex, storage):
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert set(results) == set(tasks) == {
         "ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-        "RuntimeParameters", "Trainer", "PopularityGate", "Pusher", "ModelUpload"}
+        "RuntimeParameters", "Trainer", "PopularityGate", "RefitTransform", "RefitTrainer",
+        "Pusher", "ModelUpload"}  # training.refit (the default) adds the refit pair
     # artifacts flowed: each input is its producer's output, written under the job's root
     root = job["runtimeConfig"]["gcsOutputDirectory"]
     for name, task in tasks.items():
