@@ -30,8 +30,10 @@ import json
 import os
 from typing import Dict, List, Optional, Tuple, Union
 
-from pipelines.config import Config
+from pipelines.beam import direct_args
+from pipelines.config import Config, ConfigError
 from pipelines.gate import cutoffs as gate_cutoffs
+from pipelines.learning_rate import learning_rate_ceiling
 from pipelines.data.columns import schema_text
 from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT, TRAIN_SPLIT,
@@ -100,7 +102,7 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     """The TFX pipeline object (imports TFX), its components up to ``until`` (default: all).
 
     ``source``: see :func:`example_gen`. ``beam``: the Beam components'
-    ``beam_pipeline_args`` (default: the local DirectRunner's, :func:`beam_args`).
+    ``beam_pipeline_args`` (default: the local DirectRunner's, :func:`pipelines.beam.direct_args`).
     ``image``: the Vertex AI training image, for a pipeline compiled for Vertex
     AI: it adds the ``RuntimeParameters`` step (epochs, learning rate and batch
     size set at submission) and, with ``vertex.training``, runs the Trainer as
@@ -167,7 +169,7 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]),
-        beam_pipeline_args=beam_args(cfg) if beam is None else beam)
+        beam_pipeline_args=direct_args(cfg) if beam is None else beam)
 
 
 def make_trainer(cfg: Config, image: Optional[str], args: dict, refit: bool = False):
@@ -177,8 +179,6 @@ def make_trainer(cfg: Config, image: Optional[str], args: dict, refit: bool = Fa
 
     custom = {REFIT_KEY: True} if refit else {}
     if image and cfg.vertex.training is not None:
-        from pipelines.runners.vertex import training_custom_config
-
         custom.update(training_custom_config(cfg, image))
         return tfx.extensions.google_cloud_ai_platform.Trainer(custom_config=custom, **args)
     return tfx.components.Trainer(custom_config=custom or None, **args)
@@ -241,9 +241,6 @@ def parameter_values(cfg: Config) -> Dict[str, object]:
     Raises:
       ConfigError: naming the ``training`` key.
     """
-    from pipelines.config import ConfigError
-    from pipelines.learning_rate import learning_rate_ceiling
-
     out, found = {}, []
     for name, row in RUNTIME_PARAMETERS.items():
         key = f"training.{row['key']}"
@@ -261,8 +258,33 @@ def parameter_values(cfg: Config) -> Dict[str, object]:
     return out
 
 
-def beam_args(cfg: Config) -> List[str]:
-    """DirectRunner options: in memory with one worker, or N worker processes."""
-    workers = cfg.pipeline.beam_workers
-    mode = "in_memory" if workers == 1 else "multi_processing"
-    return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+def pipeline_folder(cfg: Config) -> str:
+    """``<vertex.pipeline_root>/<pipeline.name>``: this pipeline's part of a shared root on
+    Vertex AI (its staged files, its job's artifacts under ``tfx/``, its pushed models)."""
+    return f"{cfg.vertex.pipeline_root.rstrip('/')}/{cfg.pipeline.name}"
+
+
+def training_custom_config(cfg: Config, image: str) -> dict:
+    """The Vertex AI Training Trainer's ``custom_config``: one machine, maybe GPUs, our image.
+
+    The number of GPUs asked for travels to ``run_fn`` too
+    (:func:`trainer.runtime.choose_strategy` fails if they are not visible).
+    """
+    from tfx import v1 as tfx  # heavy (~20 s): only when a pipeline is built
+
+    from trainer.runtime import GPUS_KEY  # imports TensorFlow
+
+    vx, v, t = tfx.extensions.google_cloud_ai_platform, cfg.vertex, cfg.vertex.training
+    machine = {"machine_type": t.machine_type}
+    if t.accelerator_count:
+        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+    job = {"worker_pool_specs": [{"machine_spec": machine, "replica_count": t.replica_count,
+                                  "container_spec": {"image_uri": image}}]}
+    if v.service_account:
+        job["service_account"] = v.service_account
+    args = {"project": v.project, "job_spec": job}
+    if v.labels:  # the CustomJob's own labels (TFX adds its telemetry labels beside them)
+        args["labels"] = dict(v.labels)
+    return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
+            vx.TRAINING_ARGS_KEY: args,
+            GPUS_KEY: t.accelerator_count}

@@ -1,51 +1,44 @@
-"""Assembles the Transform and Trainer module files that TFX runs.
+"""Writes the Transform and Trainer module files that TFX runs: thin modules over the runtime.
 
-A generated module is the frozen config (a Python literal) plus the verbatim
-bodies of this library's tested runtime modules, in dependency order, plus a
-two-line entry point. Imports between those modules are dropped (the names
-they import are defined above them in the same file); third-party imports are
-hoisted, deduplicated and sorted. The result needs only TensorFlow, TFT and
-TFRS, so it runs where this library is not installed (a Vertex AI image), and
-what a user reads is exactly what ran.
+A generated module is what a user opens to see what ran: a header (what
+generated it, the library version, the digest of the runtime's sources), the
+entry point TFX calls (``preprocessing_fn`` or ``run_fn``) and the frozen
+config ``SPEC``, with only the options that apply to each feature's kind
+(:func:`frozen_spec`). The code it runs is the runtime, the packages
+``transform`` and ``trainer`` (:mod:`transform.runtime_digest`), imported
+where the module runs: locally from this library's installation; in the
+user-module wheel TFX builds from a module file (``udf_utils`` packages only
+the ``.py`` files of the module's folder, as top-level modules) from the
+environment the step runs in; on Vertex AI from the training image, which
+holds a copy of the runtime (:mod:`pipelines.image`). The module checks at
+import that the runtime it finds is the one it was generated against, and
+fails in one line otherwise.
 
 Nothing from the config reaches the code except through ``repr()`` of plain
 data, so any column name, quote or brace in it stays a string literal.
-Output is deterministic: the same config gives the same bytes.
+Output is deterministic: the same config (and runtime) gives the same bytes.
 """
 from __future__ import annotations
 
-import ast
-import importlib.util
 import math
 import os
-from typing import Dict, List, Sequence
+from typing import Dict
 
 from pipelines.config import Config
+from pipelines.learning_rate import learning_rate_ceiling
 from pipelines.version import __version__
 from pipelines.written import atomic
+from transform.kinds import frozen_feature
+from transform.runtime_digest import RUNTIME_PACKAGES, runtime_digest
 
-INTERNAL = ("transform", "trainer")
-TRANSFORM_SOURCES = ("transform/naming.py", "transform/features.py")
-TRAINER_SOURCES = ("transform/naming.py", "trainer/parameters.py", "trainer/data.py",
-                   "trainer/towers.py", "trainer/prior.py", "trainer/model.py",
-                   "trainer/monitoring.py", "trainer/evaluation.py", "trainer/held_out.py",
-                   "trainer/inputs.py", "trainer/build.py", "trainer/export.py",
-                   "trainer/serving.py", "trainer/vector_export.py",
-                   "trainer/runtime.py", "trainer/training.py")
 TRANSFORM_FILE = "transform_module.py"
 TRAINER_FILE = "trainer_module.py"
+# Config sections the runtime never reads (the Vertex AI section is the runners').
+UNREAD_SECTIONS = ("vertex",)
 
 
 class CodegenError(RuntimeError):
-    """A runtime source breaks the assembly rules (a bug in this library)."""
-
-
-def source_path(relative: str) -> str:
-    package, filename = relative.split("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CodegenError(f"package {package!r} is not importable")
-    return os.path.join(list(spec.submodule_search_locations)[0], filename)
+    """A config value can't be frozen into generated code (a bug in validation)."""
 
 
 def render_literal(value, indent: int = 0) -> str:
@@ -70,106 +63,101 @@ def render_literal(value, indent: int = 0) -> str:
     raise CodegenError(f"cannot freeze a {type(value).__name__} into generated code")
 
 
-def _defined_names(tree: ast.Module) -> List[str]:
-    names = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.append(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.extend(t.id for t in targets if isinstance(t, ast.Name))
-    return names
+def frozen_spec(config: Config) -> dict:
+    """The config as the runtime reads it: every section but :data:`UNREAD_SECTIONS`, each
+    feature with only the options of its kind (``transform.kinds``).
 
-
-def _split_source(relative: str, text: str, defined: Dict[str, str]):
-    """Returns (external import lines, body text); checks the assembly rules."""
-    tree = ast.parse(text, filename=relative)
-    lines = text.splitlines()
-    drop = set()
-    imports = []
-    body = tree.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        drop.update(range(body[0].lineno - 1, body[0].end_lineno))  # module docstring
-    for node in body:
-        if not isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        drop.update(range(node.lineno - 1, node.end_lineno))
-        if isinstance(node, ast.ImportFrom) and node.level:
-            raise CodegenError(f"{relative}: relative imports can't be assembled")
-        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
-        if any(m.split(".")[0] == "pipelines" for m in modules):
-            raise CodegenError(f"{relative}: runtime code must not import pipelines")
-        if any(m.split(".")[0] in INTERNAL for m in modules):
-            if isinstance(node, ast.Import):
-                raise CodegenError(f"{relative}: use 'from {modules[0]} import name'")
-            for alias in node.names:
-                if alias.asname or defined.get(alias.name) != node.module.replace(".", "/") + ".py":
-                    raise CodegenError(f"{relative}: {node.module}.{alias.name} must be defined "
-                                       "by an earlier source, and imported without 'as'")
-            continue
-        imports.append(ast.unparse(node))
-    for name in _defined_names(tree):
-        if name in defined:
-            raise CodegenError(f"{relative}: {name!r} is also defined in {defined[name]}")
-        defined[name] = relative
-    kept = [line for i, line in enumerate(lines) if i not in drop]
-    return imports, "\n".join(kept).strip("\n")
-
-
-def assemble(sources: Sequence[str], header: str, frozen: Dict[str, object], entry: str) -> str:
-    """Concatenates ``sources`` under one import block, with frozen constants and ``entry``."""
-    defined: Dict[str, str] = {name: "<frozen>" for name in frozen}
-    imports, bodies = set(), []
-    for relative in sources:
-        with open(source_path(relative), encoding="utf-8") as handle:
-            found, body = _split_source(relative, handle.read(), defined)
-        imports.update(found)
-        bodies.append(f"# ---- {relative} " + "-" * max(3, 70 - len(relative)) + "\n\n" + body)
-    plain = sorted(i for i in imports if i.startswith("import "))
-    froms = sorted(i for i in imports if i.startswith("from "))
-    constants = "\n\n".join(f"{name} = {render_literal(value)}" for name, value in frozen.items())
-    parts = [header, "\n".join(plain + froms), constants] + bodies + [
-        "# ---- entry point " + "-" * 52 + "\n\n" + entry]
-    text = "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
-    compile(text, "<generated>", "exec")  # never write a module that doesn't parse
-    return text
-
-
-def _header(kind: str, config: Config, sources: Sequence[str]) -> str:
-    return "\n".join([
-        f'"""TFX {kind} module generated by twotower {__version__}. Do not edit by hand.',
-        "",
-        "Regenerate with `twotower generate --config CONFIG --out DIR`. Frozen config",
-        f"fingerprint: {config.fingerprint()}",
-        "Assembled from: " + ", ".join(sources) + ".",
-        '"""',
-    ])
+    For a validated config nothing is lost: an option that does not apply to a
+    kind must keep its default, so ``Config.from_dict(frozen_spec(c))`` equals
+    ``c`` but for the unread sections' defaults.
+    """
+    spec = {k: v for k, v in config.to_dict().items() if k not in UNREAD_SECTIONS}
+    for tower in ("query_tower", "candidate_tower"):
+        spec[tower]["features"] = [frozen_feature(f) for f in spec[tower]["features"]]
+    return spec
 
 
 def _meta(config: Config) -> Dict[str, object]:
-    from pipelines.learning_rate import learning_rate_ceiling
-
     # the ceiling bounds a learning rate given at submission (trainer.runtime.apply_runtime)
     return {"config_fingerprint": config.fingerprint(), "library_version": __version__,
             "learning_rate_ceiling": learning_rate_ceiling(config)}
 
 
+def _header(kind: str, config: Config, digest: str, what: str) -> str:
+    return "\n".join([
+        f'"""TFX {kind} module of pipeline {config.pipeline.name!r}, generated by twotower '
+        f"{__version__}. Do not edit by hand.",
+        "",
+        what,
+        "",
+        "Regenerate with `twotower generate --config CONFIG --out DIR`.",
+        f"Config fingerprint: {config.fingerprint()}",
+        f"Runtime: {digest} (the packages {' and '.join(RUNTIME_PACKAGES)}; checked at import)",
+        '"""',
+    ])
+
+
+def _runtime_check(filename: str, digest: str) -> str:
+    packages = " and ".join(RUNTIME_PACKAGES)
+    return "\n".join([
+        f"LIBRARY_VERSION = {__version__!r}",
+        f"RUNTIME_DIGEST = {digest!r}",
+        "try:",
+        "    from transform.runtime_digest import check_runtime",
+        "except ImportError:",
+        f"    raise ImportError({filename!r} + ' needs the twotower runtime (the packages "
+        f"{packages}) of twotower ' + LIBRARY_VERSION + ', which is not importable here: "
+        "install twotower, or run in the image `twotower image` builds') from None",
+        f"check_runtime(RUNTIME_DIGEST, {filename!r}, LIBRARY_VERSION)",
+    ])
+
+
+def _module(header: str, check: str, imports: str, entry: str, frozen: Dict[str, object]) -> str:
+    constants = "\n\n".join(f"{name} = {render_literal(value)}" for name, value in frozen.items())
+    text = "\n\n".join([header, check, imports, "", entry, "", constants]) + "\n"
+    compile(text, "<generated>", "exec")  # never write a module that doesn't parse
+    return text
+
+
 def transform_module(config: Config) -> str:
     """Source of the Transform module (defines ``preprocessing_fn``)."""
+    digest = runtime_digest()
     entry = ('def preprocessing_fn(inputs):\n'
-             '    """TFX Transform entry point: raw features -> transformed features."""\n'
-             '    return transform_all(inputs, SPEC)\n')
-    return assemble(TRANSFORM_SOURCES, _header("Transform", config, TRANSFORM_SOURCES),
-                    {"SPEC": config.to_dict()}, entry)
+             '    """TFX Transform entry point: raw features -> transformed features.\n\n'
+             '    ``inputs``: ``{column: [batch, 1] Tensor or SparseTensor}`` of the prepared\n'
+             '    columns; returns ``{name: [batch, ...] Tensor}`` named by the naming contract\n'
+             '    (``transform.naming``): the reserved id keys and one output per feature.\n'
+             '    """\n'
+             '    return transform_all(inputs, SPEC)')
+    what = ("TFX calls `preprocessing_fn` (below) on the prepared columns; the work is the\n"
+            "runtime's `transform.preprocess.transform_all`, one transform per feature kind\n"
+            "(`transform.kinds`), for the config `SPEC` at the end of this file.")
+    imports = ("# TensorFlow Transform is imported here, after the runtime check\n"
+               "from transform.preprocess import transform_all  # noqa: E402")
+    return _module(_header("Transform", config, digest, what),
+                   _runtime_check(TRANSFORM_FILE, digest), imports, entry,
+                   {"SPEC": frozen_spec(config)})
 
 
 def trainer_module(config: Config) -> str:
     """Source of the Trainer module (defines ``run_fn``)."""
+    digest = runtime_digest()
     entry = ('def run_fn(fn_args):\n'
-             '    """TFX Trainer entry point: trains, evaluates and exports the model."""\n'
-             '    return run_from_fn_args(fn_args, SPEC, META)\n')
-    return assemble(TRAINER_SOURCES, _header("Trainer", config, TRAINER_SOURCES),
-                    {"SPEC": config.to_dict(), "META": _meta(config)}, entry)
+             '    """TFX Trainer entry point: trains, evaluates and exports the model.\n\n'
+             '    ``fn_args``: TFX\'s ``FnArgs`` (train/eval files, the transform graph, the\n'
+             '    serving and run folders, the runtime parameters); returns the training\n'
+             '    record that ``training_metrics.json`` in the run folder also holds.\n'
+             '    """\n'
+             '    return run_from_fn_args(fn_args, SPEC, META)')
+    what = ("TFX calls `run_fn` (below); the work is the runtime's\n"
+            "`trainer.training.run_from_fn_args`: the two towers the config `SPEC` (at the\n"
+            "end of this file) describes are built, trained, evaluated against popularity\n"
+            "and exported with a serving signature. `META` records what generated it.")
+    imports = ("# TensorFlow and TFRS are imported here, after the runtime check\n"
+               "from trainer.training import run_from_fn_args  # noqa: E402")
+    return _module(_header("Trainer", config, digest, what),
+                   _runtime_check(TRAINER_FILE, digest), imports, entry,
+                   {"META": _meta(config), "SPEC": frozen_spec(config)})
 
 
 def write_modules(config: Config, out_dir: str) -> Dict[str, str]:

@@ -6,6 +6,9 @@ a missing required key is reported with its dotted path, e.g.
 ``training.learning_rate: expected a number, got 'fast'``. All problems are
 collected and raised together as one :class:`ConfigError`.
 
+This module is the schema; the typed parser is :mod:`pipelines.config_parse`,
+reading files and ``--set`` overrides :mod:`pipelines.config_loading` (both
+re-exported here: ``ConfigError``, ``read_raw``, ``apply_overrides``).
 Semantic rules (ranges, options that can't go together, columns that must
 exist in the data) live in :mod:`pipelines.validate`.
 
@@ -16,23 +19,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import typing
 from typing import Any, Dict, List, Optional, Union
 
-FEATURE_KINDS = ("id", "categorical", "multi_categorical", "numeric", "text", "timestamp",
-                 "cross", "history")
-NUMERIC_TRANSFORMS = ("zscore", "minmax", "log", "bucketize")
-TIMESTAMP_TRANSFORMS = ("cyclical", "bucketize")
+# Loading and the typed parser live beside the schema; re-exported here, where callers find them.
+from pipelines.config_loading import apply_overrides, read_raw
+from pipelines.config_parse import ConfigError, parse_value
+from transform.kinds import KINDS  # no TensorFlow: the kinds' TF parts import it when they run
+
+FEATURE_KINDS = tuple(KINDS)  # one module per kind (transform/kinds/)
 NORMS = ("none", "batch", "layer")
-# Filled in at parse time where a feature leaves them null, so the frozen config is explicit.
-KIND_DEFAULTS = {
-    "numeric": {"transform": "zscore"},
-    "timestamp": {"transform": "cyclical"},
-    "multi_categorical": {"max_length": 8},
-    "text": {"max_length": 16},
-    "history": {"max_length": 20, "pooling": "mean"},
-}
-POOLINGS = ("mean", "recency", "attention")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 CLIPPING = ("global_norm", "norm", "value", "none")
 SPLIT_METHODS = ("auto", "time", "user_time", "hash", "days", "dates")
@@ -43,15 +38,6 @@ SERVING_INDEXES = ("exact", "scann")
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
 
 
-class ConfigError(ValueError):
-    """A config is invalid. ``problems`` holds ``(dotted_key, message)`` pairs."""
-
-    def __init__(self, problems: List[tuple]):
-        self.problems = list(problems)
-        lines = [f"{key}: {msg}" if key else msg for key, msg in self.problems]
-        super().__init__("invalid config:\n  " + "\n  ".join(lines))
-
-
 @dataclasses.dataclass
 class FeatureConfig:
     """One input of a tower.
@@ -59,7 +45,8 @@ class FeatureConfig:
     ``name`` is the feature's identifier in generated code and in the naming
     contract; ``column`` is the raw column, which may be any string (``cross``
     reads ``columns`` instead; ``history`` reads the query's earlier candidate
-    ids and no column). Options that don't apply to a kind must stay unset.
+    ids and no column). Options that don't apply to a kind must stay unset;
+    which apply, and their rules, are the kind's (``transform/kinds/``).
     """
     name: str
     kind: str
@@ -81,7 +68,10 @@ class FeatureConfig:
     pooling: Optional[str] = None
 
     def fill_kind_defaults(self) -> None:
-        for key, value in KIND_DEFAULTS.get(self.kind, {}).items():
+        """Fills the kind's defaults where the config leaves them null, so the frozen config
+        is explicit."""
+        kind = KINDS.get(self.kind)  # an unknown kind is validation's to report
+        for key, value in (kind.defaults if kind else {}).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
 
@@ -350,7 +340,7 @@ class Config:
     @classmethod
     def from_dict(cls, raw: Any) -> "Config":
         problems: List[tuple] = []
-        cfg = _parse(cls, raw, "", problems)
+        cfg = parse_value(cls, raw, "", problems)
         if problems:
             raise ConfigError(problems)
         for _, feature in cfg.features():
@@ -377,237 +367,6 @@ class Config:
         for tower in ("query_tower", "candidate_tower"):
             for feature in getattr(self, tower).features:
                 yield tower, feature
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _parse(tp: Any, value: Any, path: str, problems: List[tuple]) -> Any:
-    """Checks ``value`` against the annotation ``tp``; records problems."""
-    origin = typing.get_origin(tp)
-    if origin is Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        if len(args) == 1:
-            return _parse(args[0], value, path, problems)
-        for arg in args:  # Union[str, float]: accept the first that fits
-            if arg is str and isinstance(value, str):
-                return value
-            if arg is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        problems.append((path, f"expected a string or a number, got {_describe(value)}"))
-        return None
-    if origin in (list, List):
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            problems.append((path, f"expected a list, got {_describe(value)}"))
-            return []
-        return [_parse(item_tp, v, _join(path, i), problems) for i, v in enumerate(value)]
-    if origin in (dict, Dict):
-        key_tp, item_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            problems.append((path, f"expected a mapping, got {_describe(value)}"))
-            return {}
-        return {_parse(key_tp, k, path, problems): _parse(item_tp, v, _join(path, k), problems)
-                for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return _parse_dataclass(tp, value, path, problems)
-    if tp is bool:
-        if not isinstance(value, bool):
-            problems.append((path, f"expected true or false, got {_describe(value)}"))
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append((path, f"expected an integer, got {_describe(value)}"))
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append((path, f"expected a number, got {_describe(value)}"))
-            return value
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            problems.append((path, f"expected a string, got {_describe(value)}"))
-        return value
-    raise TypeError(f"unsupported annotation {tp!r} at {path}")  # a bug here, not in the config
-
-
-def _parse_dataclass(cls: Any, value: Any, path: str, problems: List[tuple]) -> Any:
-    if not isinstance(value, dict):
-        problems.append((path, f"expected a mapping, got {_describe(value)}"))
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in value:
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            problems.append((_join(path, key), f"unknown key (known keys: {known})"))
-    kwargs = {}
-    for name, field in fields.items():
-        key_path = _join(path, name)
-        if name in value:
-            kwargs[name] = _parse(hints[name], value[name], key_path, problems)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            problems.append((key_path, "required key is missing"))
-    try:
-        return cls(**kwargs)
-    except TypeError:  # a required key was missing: already reported
-        return None
-
-
-def apply_overrides(raw: dict, overrides) -> dict:
-    """Applies ``key.path=value`` overrides to a raw config mapping, in place.
-
-    The value is read as YAML, so ``0.01`` is a number, ``true`` a bool,
-    ``[64, 32]`` a list and ``abc`` a string. List items are addressed by
-    index: ``query_tower.features.0.embedding_dim=16``; the index one past the
-    end appends: ``query_tower.features.3={name: x, column: x, kind: categorical}``.
-    """
-    import yaml
-
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError([("--set", f"expected KEY=VALUE, got {item!r}")])
-        dotted, text = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        if not all(keys):
-            raise ConfigError([("--set", f"malformed key {dotted!r}")])
-        try:
-            value = load_yaml(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError([(dotted, f"cannot read value {text!r}: {yaml_problem(exc)}")]) \
-                from None
-        node: Any = raw
-        for depth, key in enumerate(keys[:-1]):
-            here = ".".join(keys[: depth + 1])
-            if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    raise ConfigError([(here, f"no list item {key!r} (the list has {len(node)})")])
-                node = node[int(key)]
-            elif isinstance(node, dict):
-                node = node.setdefault(key, {})
-            else:
-                raise ConfigError([(here, "is not a mapping or a list")])
-        last = keys[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) > len(node):
-                raise ConfigError([(dotted, f"no list item {last!r} (the list has {len(node)}; "
-                                    f"index {len(node)} appends)")])
-            if int(last) == len(node):
-                node.append(value)
-            else:
-                node[int(last)] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError([(dotted, "its parent is not a mapping or a list")])
-    return raw
-
-
-MAX_VALUES = 100_000  # a config is a few hundred values; more is a mistake or an attack
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with three guards: dates stay text, a key may appear once per
-    mapping, and aliases may not expand the config past :data:`MAX_VALUES` values.
-
-    PyYAML turns an unquoted ``2024-03-01`` into a date (and raises a bare
-    ValueError on ``2024-02-30``); the config's dates are strings validation
-    reads. It keeps the last of two equal keys silently, and an alias bomb (a
-    few lines whose aliases nest into billions of values) would make walking
-    the config take forever. Tags that construct objects (``!!python/object``)
-    are refused by the safe loader itself.
-
-    Raises:
-      yaml.YAMLError: not YAML, a duplicate key, a tag, or too many values.
-    """
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at line "
-                        f"{seen[key].line + 1})", key_node.start_mark)
-                seen[key] = key_node.start_mark
-            return super().construct_mapping(node, deep=deep)
-
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers
-                if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-    value = yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
-    count_values(value, lambda: yaml.YAMLError(
-        f"the config expands to more than {MAX_VALUES:,} values (nested YAML aliases?)"))
-    return value
-
-
-def yaml_problem(exc) -> str:
-    """A YAML error in one line: what, and the line it is on."""
-    mark = getattr(exc, "problem_mark", None)
-    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{what} (line {mark.line + 1})" if mark is not None else what
-
-
-def count_values(value: Any, error) -> int:
-    """Counts values, shared ones each time they are reached, up to :data:`MAX_VALUES`."""
-    stack, count = [value], 0
-    while stack:
-        item = stack.pop()
-        count += 1
-        if count > MAX_VALUES:
-            raise error()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return count
-
-
-def read_raw(path: str) -> dict:
-    """Reads a YAML or JSON config file into a mapping (ConfigError naming ``--config`` if
-    it can't be read)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError([("--config", f"{path}: cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([("--config", f"{path}: not UTF-8 text ({exc.reason}); save it "
-                            "as UTF-8")]) from None
-    if path.endswith(".json"):
-        def unique(pairs):
-            keys = [k for k, _ in pairs]
-            twice = sorted({k for k in keys if keys.count(k) > 1})
-            if twice:
-                raise ValueError(f"duplicate key(s) {twice} in one object")
-            return dict(pairs)
-
-        try:
-            raw = json.loads(text, object_pairs_hook=unique)
-        except ValueError as exc:  # JSONDecodeError is a ValueError
-            raise ConfigError([("", f"{path}: not valid JSON: {exc}")]) from None
-    else:
-        import yaml
-
-        try:
-            raw = load_yaml(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError([("", f"{path}: not valid YAML: {yaml_problem(exc)}")]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([("", f"{path}: the top level must be a mapping")])
-    return raw
 
 
 def load_config(path: str, overrides=()) -> Config:

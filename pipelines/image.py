@@ -1,13 +1,15 @@
 """The training image for Vertex AI: the TFX base image plus what the generated modules import.
 
-The generated modules are self-contained (:mod:`pipelines.codegen`): they need
-TensorFlow, TensorFlow Transform and NumPy, which the TFX image has, plus
-TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
+The generated modules are thin (:mod:`pipelines.codegen`): they import the
+runtime, the packages ``transform`` and ``trainer``, which the image holds a
+copy of (TFX's user-module wheel holds only the modules' own folder). The
+runtime needs TensorFlow, TensorFlow Transform and NumPy, which the TFX image
+has, plus TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
 ``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
-ScaNN. Of this library, only the pipeline's custom TFX components go in
+ScaNN. Of ``pipelines``, only the pipeline's custom TFX components go in
 (``pipelines/components/``: the exact Parquet ExampleGen, the runtime
 parameters, the push gate, with ``pipelines/gate.py``, which the gate uses,
-and the model upload): they import nothing else of it.
+and the model upload): they import nothing else of it but the runtime.
 Every version is the one ``requirements.lock`` pins, so the image trains with
 what the tests ran.
 """
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from typing import Dict, List
 
 from pipelines.config import Config
 from pipelines.written import atomic
+from transform.runtime_digest import runtime_files as digest_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = os.path.join(ROOT, "requirements.lock")
@@ -31,6 +35,17 @@ COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/comp
                    "pipelines/components/model_upload.py")
 IMAGE_CODE = "/opt/twotower"
 MARKER = ".twotower-image"
+
+
+def runtime_files() -> List[str]:
+    """The runtime's files (every ``.py`` of ``transform/`` and ``trainer/``), relative to ROOT:
+    the same files whose digest the generated modules check at import."""
+    return [relative for relative, _ in digest_files()]
+
+
+def image_files() -> List[str]:
+    """Every file of this library the image holds: the components and the runtime."""
+    return list(COMPONENT_FILES) + runtime_files()
 
 
 def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:
@@ -71,14 +86,13 @@ def dockerfile(cfg: Config, lock: str = LOCK) -> str:
             f"ENV PYTHONPATH={IMAGE_CODE}\n"
             "RUN python -c \"import tensorflow_recommenders, tf_keras, "
             "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate, "
-            "pipelines.components.runtime_parameters, pipelines.components.model_upload\"\n")
+            "pipelines.components.runtime_parameters, pipelines.components.model_upload, "
+            "transform.features, trainer.training\"\n")
 
 
 def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
     """Writes the build context: ``out_dir/Dockerfile`` and ``out_dir/twotower/`` (the custom
-    components' code); returns the Dockerfile's path."""
-    import shutil
-
+    components' code and the runtime); returns the Dockerfile's path."""
     os.makedirs(out_dir, exist_ok=True)
     code = os.path.join(out_dir, "twotower")
     if os.path.exists(code):  # replaced only if this function wrote it
@@ -89,10 +103,11 @@ def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
     os.makedirs(code)
     with open(os.path.join(code, MARKER), "w", encoding="utf-8") as handle:
         handle.write("written by twotower image; replaced on each run\n")
-    for relative in COMPONENT_FILES:
+    sources = [(r, os.path.join(ROOT, r)) for r in COMPONENT_FILES] + digest_files()
+    for relative, source in sources:  # the runtime byte for byte: its digest is checked
         target = os.path.join(code, relative)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(os.path.join(ROOT, relative), target)
+        shutil.copyfile(source, target)
     path = os.path.join(out_dir, "Dockerfile")
     with atomic(path, "w", encoding="utf-8") as handle:  # renamed over it when whole
         handle.write(dockerfile(cfg, lock))

@@ -33,6 +33,7 @@ from pipelines.csvsafe import Writer
 from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError, parse_time, read_rows
 from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
+from transform.kinds import kind_of
 from transform.naming import HISTORY_PREFIX
 
 HEADER = ("user_id", "item_id", "rank")
@@ -145,7 +146,8 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
     which the model replaces by the feature's configured default, exactly as
     training did for empty cells; an int64 (timestamp) input gets the default.
     """
-    history = {HISTORY_PREFIX + f.name: f for _, f in cfg.features() if f.kind == "history"}
+    history = {HISTORY_PREFIX + f.name: f for _, f in cfg.features()
+               if kind_of(f.__dict__).reads == "history"}
     values = {}
     for d in described:
         column, dtype = d["column"], d["dtype"]

@@ -8,32 +8,24 @@ checks it against the built Keras model); vocabulary sizes come from
 from __future__ import annotations
 
 import csv
-import re
 from typing import Callable, Dict, Optional
 
 from pipelines.config import Config
-from transform.naming import CANDIDATE_VOCAB, CYCLES, QUERY_VOCAB, vocabulary_name
-
-CYCLICAL_WIDTH = 2 * len(CYCLES)  # sin and cos of each period
-_WORDS = re.compile(r"[^\W_]+")  # runs of letters or digits, as the Transform's \pL\pN
+from transform.kinds import dense_width, feature_vocabulary, kind_of, uses_embedding
+from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB, vocabulary_name
 
 
 def _feature_rows(cfg: Config, f, vocabulary_size: Callable[[str], int]) -> Optional[int]:
     """Embedding rows of a feature, None when it enters as values."""
-    d = cfg.data
-    if f.kind == "numeric" and f.transform != "bucketize":
+    feature = f.__dict__
+    if not uses_embedding(feature):
         return None
-    if f.kind == "timestamp" and f.transform == "cyclical":
-        return None
-    if f.kind in ("numeric", "timestamp"):
-        return f.num_buckets + 1
-    if f.kind == "cross":
-        return f.hash_buckets
-    if f.kind == "history" or (f.kind == "id" and f.column == d.candidate_id):
-        return vocabulary_size(CANDIDATE_VOCAB) + 1
-    if f.kind == "id" and f.column == d.query_id:
-        return vocabulary_size(QUERY_VOCAB) + 1
-    return vocabulary_size(vocabulary_name(f.name)) + f.oov_buckets
+    vocabulary = feature_vocabulary(feature, cfg.to_dict()["data"])
+    if vocabulary is None:
+        return kind_of(feature).table_rows(feature)  # buckets or hashes
+    if vocabulary in (QUERY_VOCAB, CANDIDATE_VOCAB):  # the shared tables: one OOV row
+        return vocabulary_size(vocabulary) + 1
+    return vocabulary_size(vocabulary) + f.oov_buckets
 
 
 def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]) -> dict:
@@ -42,16 +34,16 @@ def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]
     Counts trainable parameters the tower uses; the candidate-id table shared
     with a history feature counts in both towers.
     """
-    tc = getattr(cfg, tower)
+    tc, data = getattr(cfg, tower), cfg.to_dict()["data"]
     width, embedding, seen_shared = 0, 0, False
     for f in tc.features:
         rows = _feature_rows(cfg, f, vocabulary_size)
         if rows is None:
-            width += 1 if f.kind == "numeric" else CYCLICAL_WIDTH
+            width += dense_width(f.__dict__)
             continue
         dim = f.embedding_dim or cfg.model.embedding_dim
         width += dim
-        shared = f.kind == "history" or (f.kind == "id" and f.column == cfg.data.candidate_id)
+        shared = feature_vocabulary(f.__dict__, data) == CANDIDATE_VOCAB
         if shared and seen_shared:
             continue
         seen_shared = seen_shared or shared
@@ -65,12 +57,9 @@ def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]
             "dense_parameters": dense, "parameters": embedding + dense}
 
 
-def _tokens(cfg: Config, f, value: str):
-    if f.kind == "multi_categorical":
-        return [t.strip() for t in value.split(f.separator) if t.strip()]
-    if f.kind == "text":
-        return _WORDS.findall(value.lower())
-    return [value]
+def _tokens(f, value: str):
+    """The vocabulary entries of one cell, as the feature's kind splits it (empty: default)."""
+    return kind_of(f.__dict__).tokens(f.__dict__, value or (f.default or ""))
 
 
 def _rows(path: str):
@@ -91,7 +80,7 @@ def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
     d = cfg.data
     values: Dict[str, set] = {QUERY_VOCAB: set(), CANDIDATE_VOCAB: set()}
     vocab_features = [(t, f) for t, f in cfg.features()
-                      if f.kind in ("id", "categorical", "multi_categorical", "text")
+                      if kind_of(f.__dict__).vocabulary == "own"
                       and f.column not in (d.query_id, d.candidate_id)]
     table_columns = set()
     if d.candidates is not None:
@@ -101,7 +90,7 @@ def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
             if t == "candidate_tower" and f.column in table_columns:
                 bucket = values.setdefault(vocabulary_name(f.name), set())
                 for row in rows:
-                    bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
+                    bucket.update(_tokens(f, row[f.column]))
     for row in _rows(d.path)[1]:
         values[QUERY_VOCAB].add(row[d.query_id].strip())
         values[CANDIDATE_VOCAB].add(row[d.candidate_id].strip())
@@ -109,7 +98,7 @@ def estimate_vocabularies(cfg: Config) -> Dict[str, int]:
             if t == "candidate_tower" and f.column in table_columns:
                 continue
             bucket = values.setdefault(vocabulary_name(f.name), set())
-            bucket.update(_tokens(cfg, f, row[f.column] or (f.default or "")))
+            bucket.update(_tokens(f, row[f.column]))
     sizes = {name: len(found) for name, found in values.items()}
     for _, f in vocab_features:
         if f.max_vocab_size is not None:

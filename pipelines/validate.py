@@ -15,35 +15,25 @@ import os
 import re
 from typing import List
 
-from pipelines.config import (ACTIVATIONS, CLIPPING, FEATURE_KINDS, NORMS, NUMERIC_TRANSFORMS,
-                              OPTIMIZERS, POOLINGS, REPEATS, SERVING_INDEXES, SOFTMAX_MODES,
-                              SPLIT_METHODS, TIMESTAMP_TRANSFORMS, TIMESTAMP_UNITS, Config,
-                              ConfigError,
-                              FeatureConfig)
+from pipelines.config import (ACTIVATIONS, CLIPPING, NORMS, OPTIMIZERS, REPEATS,
+                              SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS, TIMESTAMP_UNITS,
+                              Config, ConfigError, FeatureConfig)
 from pipelines.data.columns import type_conflicts
 from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
+from pipelines.vertex_checks import problems as vertex_problems
 from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from transform.kinds import FLOAT, INT, KINDS
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
-VOCAB_KINDS = ("id", "categorical", "multi_categorical", "text")
 _FEATURE_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else
                               f.default_factory())
                      for f in dataclasses.fields(FeatureConfig)
-                     if f.name not in ("name", "kind", "column", "default")}
-# Which kinds each kind-specific option applies to.
-_OPTION_KINDS = {
-    "columns": ("cross",), "hash_buckets": ("cross",),
-    "max_vocab_size": VOCAB_KINDS, "frequency_threshold": VOCAB_KINDS,
-    "oov_buckets": VOCAB_KINDS, "separator": ("multi_categorical", "history"),
-    "max_length": ("multi_categorical", "text", "history"),
-    "transform": ("numeric", "timestamp"), "num_buckets": ("numeric", "timestamp"),
-    "pooling": ("history",),
-}
+                     if f.name not in ("name", "kind", "column")}
 
 
 def check_identifier(name: str) -> str:
@@ -218,9 +208,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if not 1 <= p.beam_workers <= 64:
         add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
             f"got {p.beam_workers}")
-    from pipelines.runners import vertex
-
-    problems.extend(vertex.problems(cfg))
+    problems.extend(vertex_problems(cfg))
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:
@@ -257,15 +245,13 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.name", f"feature {f.name!r} is listed twice (also {seen_names[f.name]})")
     else:
         seen_names[f.name] = key
-    if f.kind not in FEATURE_KINDS:
-        add(f"{key}.kind", f"{f.kind!r} is not one of {', '.join(FEATURE_KINDS)}")
+    if f.kind not in KINDS:
+        add(f"{key}.kind", f"{f.kind!r} is not one of {', '.join(KINDS)}")
         return
-    d = cfg.data
-    if f.kind in ("cross", "history"):
+    kind, d, spec = KINDS[f.kind], cfg.data, cfg.to_dict()
+    if kind.reads != "column":
         if f.column is not None:
-            add(f"{key}.column", f"a {f.kind} feature has no 'column'" +
-                ("; list the crossed columns in 'columns'" if f.kind == "cross" else
-                 ": it reads the query's earlier candidate ids"))
+            add(f"{key}.column", f"a {f.kind} feature has no 'column'{kind.column_hint}")
     elif not isinstance(f.column, str) or not f.column:
         add(f"{key}.column", "required: the raw column this feature reads")
     columns = [f.column] if f.column else list(f.columns)
@@ -273,12 +259,12 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         if isinstance(column, str) and column.startswith(RESERVED_COLUMN_PREFIX):
             add(f"{key}.column", f"columns starting with {RESERVED_COLUMN_PREFIX!r} are reserved")
     signature = (tower, f.column, tuple(f.columns), f.kind, f.transform, f.max_length)
-    if f.kind != "history" and signature in seen_inputs:
+    if kind.reads != "history" and signature in seen_inputs:
         add(key, f"{f.kind} feature on {columns} is listed twice in {tower} "
             f"(also {seen_inputs[signature]})")
     seen_inputs[signature] = key
-    for option, kinds in _OPTION_KINDS.items():
-        if f.kind not in kinds and getattr(f, option) != _FEATURE_DEFAULTS[option]:
+    for option, default in _FEATURE_DEFAULTS.items():
+        if not kind.applies(option) and getattr(f, option) != default:
             add(f"{key}.{option}", f"does not apply to kind {f.kind!r}")
     if tower == "query_tower" and d.candidate_id in columns:
         add(f"{key}.column", "the query tower must not see the candidate id (label leak); "
@@ -286,60 +272,18 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
     if tower == "candidate_tower" and d.query_id in columns:
         add(f"{key}.column", "the candidate tower must not see the query id")
     if tower == "candidate_tower" and (
-            f.kind in ("timestamp", "history") or (d.timestamp and d.timestamp in columns)):
-        add(key, f"a {'timestamp' if f.kind != 'history' else 'history'} describes the "
-            "interaction or the query, not the candidate; use it in the query tower")
-    is_key = (f.kind == "id" and f.column in (d.query_id, d.candidate_id))
-    if is_key and (f.max_vocab_size is not None or f.frequency_threshold or f.oov_buckets != 1):
-        add(key, "an id feature on data.query_id/data.candidate_id uses the shared id "
-            "vocabulary; remove max_vocab_size, frequency_threshold and oov_buckets")
-    if f.kind == "numeric" and f.transform != "bucketize" and f.embedding_dim is not None:
-        add(f"{key}.embedding_dim", "a numeric feature enters as a value; embedding_dim needs "
-            "transform: bucketize")
+            kind.query_only or (d.timestamp and d.timestamp in columns)):
+        add(key, f"a {f.kind if kind.query_only else 'timestamp'} describes the interaction or "
+            "the query, not the candidate; use it in the query tower")
     if f.embedding_dim is not None and not 1 <= f.embedding_dim <= 1024:
         add(f"{key}.embedding_dim", "must be in 1..1024")
-    if f.max_vocab_size is not None and f.max_vocab_size < 1:
-        add(f"{key}.max_vocab_size", "must be at least 1")
-    if f.frequency_threshold < 0:
-        add(f"{key}.frequency_threshold", "must be at least 0")
-    if not 1 <= f.oov_buckets <= 1000:
-        add(f"{key}.oov_buckets", "must be in 1..1000")
-    if f.kind in ("multi_categorical", "history") and not f.separator:
-        add(f"{key}.separator", "must not be empty")
-    if f.max_length is not None and not 1 <= f.max_length <= 256:
-        add(f"{key}.max_length", "must be in 1..256")
-    if f.kind == "history" and f.pooling not in POOLINGS:
-        add(f"{key}.pooling", f"must be one of {', '.join(POOLINGS)}")
-    if f.kind == "numeric" and f.transform not in NUMERIC_TRANSFORMS:
-        add(f"{key}.transform", f"must be one of {', '.join(NUMERIC_TRANSFORMS)}")
-    if f.kind == "timestamp" and f.transform not in TIMESTAMP_TRANSFORMS:
-        add(f"{key}.transform", f"must be one of {', '.join(TIMESTAMP_TRANSFORMS)}")
-    if not 2 <= f.num_buckets <= 1000:
-        add(f"{key}.num_buckets", "must be in 2..1000")
-    if f.kind == "cross":
-        if len(f.columns) < 2 or len(set(f.columns)) != len(f.columns) or not all(f.columns):
-            add(f"{key}.columns", "a cross needs two or more distinct, non-empty columns")
-        if not 2 <= f.hash_buckets <= 1_000_000:
-            add(f"{key}.hash_buckets", "must be in 2..1000000")
-    if f.kind == "history":
-        if tower != "query_tower":
-            add(key, "a history feature belongs in the query tower")
-        if d.timestamp is None:
-            add(key, "a history holds the query's earlier interactions, so it needs "
-                "data.timestamp: without one, 'earlier' would be file order and a history "
-                "could hold held-out interactions; set data.timestamp or drop the feature")
-        ids = [g for g in cfg.candidate_tower.features
-               if g.kind == "id" and g.column == d.candidate_id]
-        dim = f.embedding_dim or cfg.model.embedding_dim
-        if ids and (ids[0].embedding_dim or cfg.model.embedding_dim) != dim:
-            add(f"{key}.embedding_dim", "a history shares the candidate id embedding table: "
-                "its embedding_dim must equal the candidate id feature's")
-    if f.kind in ("numeric", "timestamp"):
+    feature = spec[tower]["features"][i]
+    for option, msg in kind.problems(feature) + kind.context_problems(feature, tower, spec):
+        add(f"{key}.{option}" if option else key, msg)
+    if kind.value_type in (FLOAT, INT):
         if f.default is not None and not isinstance(f.default, float):
             add(f"{key}.default", f"a {f.kind} feature needs a numeric default")
         elif f.default is not None and not math.isfinite(f.default):
             add(f"{key}.default", f"{f.default!r} is not a finite number")
     elif f.default is not None and not isinstance(f.default, str):
         add(f"{key}.default", f"a {f.kind} feature needs a string default")
-
-

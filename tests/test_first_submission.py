@@ -70,7 +70,7 @@ def test_machines_with_the_gpus_they_take_pass(raw_config, training):
 
 
 def test_dataflow_workers_get_a_disk_for_the_image_and_the_labels(raw_config):
-    from pipelines.runners.vertex import dataflow_args
+    from pipelines.beam import dataflow_args
 
     cfg = vertex_cfg(raw_config, "vertex.dataflow={}", "vertex.labels={team: growth}")
     args = dataflow_args(cfg, DIGEST)

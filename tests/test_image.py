@@ -1,4 +1,5 @@
-"""The Vertex AI training image: pinned like the lock file, and holding what the modules import."""
+"""The Vertex AI training image: pinned like the lock file, and holding what the modules import
+(the runtime, and the packages it imports)."""
 import ast
 import os
 import re
@@ -39,8 +40,14 @@ def test_the_dockerfile_pins_what_the_lock_pins(raw_config, index):
 @pytest.mark.parametrize("index", ["exact", "scann"])
 def test_the_image_holds_every_package_the_generated_modules_import(raw_config, index):
     cfg = Config.from_dict(apply_overrides(raw_config, [f"pipeline.serving_index={index}"]))
-    provided = BASE_IMAGE | {IMPORT_NAMES[p] for p in packages(cfg)}
-    for name, text in (("transform", transform_module(cfg)), ("trainer", trainer_module(cfg))):
+    from transform.runtime_digest import RUNTIME_PACKAGES, runtime_files
+
+    # the image's copy of the runtime provides its packages (test below); what they import
+    # in turn must be in the image too
+    provided = BASE_IMAGE | {IMPORT_NAMES[p] for p in packages(cfg)} | set(RUNTIME_PACKAGES)
+    sources = [("transform", transform_module(cfg)), ("trainer", trainer_module(cfg))] + [
+        (relative, open(path, encoding="utf-8").read()) for relative, path in runtime_files()]
+    for name, text in sources:
         tree = ast.parse(text)
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
@@ -76,20 +83,34 @@ def test_image_cli_writes_the_dockerfile_and_prints_the_build_command(tmp_path, 
     assert "docker build -t eu-docker.pkg.dev/p/r/t:1" in done.stdout
 
 
-def test_the_image_code_is_the_custom_components_and_needs_nothing_else(tmp_path, raw_config):
+def test_the_image_code_is_the_components_and_the_runtime_and_needs_nothing_else(tmp_path,
+                                                                                 raw_config):
     from pipelines.image import COMPONENT_FILES, write
+    from transform.runtime_digest import runtime_digest, runtime_files
 
     write(Config.from_dict(raw_config), str(tmp_path))
     copied = sorted(str(p.relative_to(tmp_path / "twotower"))
                     for p in (tmp_path / "twotower").rglob("*.py"))
-    assert copied == sorted(COMPONENT_FILES)
-    own = {f[:-3].replace("/", ".").replace(".__init__", "") for f in COMPONENT_FILES}
-    for relative in COMPONENT_FILES:
+    runtime = [relative for relative, _ in runtime_files()]
+    assert copied == sorted(list(COMPONENT_FILES) + runtime)
+    assert {r.split("/")[0] for r in runtime} == {"transform", "trainer"}
+    assert "trainer/training.py" in runtime and "transform/kinds/numeric.py" in runtime
+    own = {f[:-3].replace("/", ".").replace(".__init__", "") for f in copied}
+    for relative in copied:
         tree = ast.parse((tmp_path / "twotower" / relative).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module.startswith("pipelines"):
+            if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] in (
+                    "pipelines", "trainer", "transform"):
                 assert node.module in own, f"{relative} imports {node.module}, not in the image"
             if isinstance(node, ast.Import):
-                assert not any(a.name.startswith("pipelines") and a.name not in own
-                               for a in node.names)
+                assert not any(a.name.split(".")[0] in ("pipelines", "trainer", "transform")
+                               and a.name not in own for a in node.names)
     assert "COPY twotower /opt/twotower" in (tmp_path / "Dockerfile").read_text(encoding="utf-8")
+    # the copy is the runtime the generated modules check for, byte for byte
+    assert runtime_digest() == subprocess.run(
+        [sys.executable, "-c", "import sys; sys.meta_path[:] = [f for f in sys.meta_path if not "
+         "getattr(f, '__module__', '').startswith('__editable___twotower')]; "
+         "sys.path.insert(0, sys.argv[1]); from transform.runtime_digest import runtime_digest, "
+         "runtime_location; assert runtime_location() == sys.argv[1]; print(runtime_digest())",
+         str(tmp_path / "twotower")], capture_output=True, text=True, check=True,
+        cwd=str(tmp_path)).stdout.strip()

@@ -4,6 +4,7 @@ Column names are arbitrary unicode (quotes, braces, backslashes, newlines...),
 feature names arbitrary identifiers that aren't keywords.
 """
 import copy
+import dataclasses
 import keyword
 
 import pyflakes.api
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines import codegen
-from pipelines.config import Config, ConfigError
+from pipelines.config import Config, ConfigError, VertexConfig
 from pipelines.validate import validate
 
 NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
@@ -120,7 +121,12 @@ def test_any_valid_config_yields_modules_that_import_and_freeze_it(raw):
         assert flakes(text) == []
         namespace = {"__name__": "generated"}
         exec(compile(text, "generated.py", "exec"), namespace)
-        assert namespace["SPEC"] == cfg.to_dict()  # the config survives the trip through code
+        # the config survives the trip through code: what applies to each kind, all but the
+        # section the runtime never reads
+        assert namespace["SPEC"] == codegen.frozen_spec(cfg)
+        assert Config.from_dict(namespace["SPEC"]).to_dict() == dict(
+            cfg.to_dict(), vertex=dataclasses.asdict(VertexConfig()))
+        assert "vertex" not in namespace["SPEC"]
     assert codegen.trainer_module(Config.from_dict(copy.deepcopy(raw))) == text
 
 

@@ -6,7 +6,8 @@ epochs=2` sends it to the REST stand-in; the PipelineJob it received is then
 run task by task by `tests/vertex_local.py`: each task's own container command
 from the spec (TFX's ``kubeflow_v2_run_executor`` and ExampleGen's driver),
 the ExecutorInput Vertex AI would pass, KFP's placeholder resolution, the
-custom components imported from the image's copy (`twotower image`), the
+custom components and the runtime imported from the image's copy (`twotower
+image`), the
 module wheels installed from their staged ``gs://`` location, and ``gs://``
 served from a local folder to TensorFlow, Beam and TFX alike
 (`tests/gcs_standin.py`). Then the pushed model is loaded from the serving
@@ -87,12 +88,15 @@ def test_the_submitted_pipeline_runs_every_task_and_serves_the_pushed_model(
         env = _image_env(storage, str(tmp_path / "image" / "twotower"))
         probe = subprocess.run([sys.executable, "-c", (
             "import pipelines.components.parquet_example_gen as m; print(m.__file__)\n"
-            "import importlib.util as u; print(u.find_spec('trainer'), "
+            "import importlib.util as u; print(u.find_spec('trainer').origin, "
             "u.find_spec('pipelines.data'))")], env=env, capture_output=True, text=True,
             cwd=str(tmp_path))
+        # the components and the runtime (which the thin modules import) from the image's copy
         assert probe.stdout.split() == [
             str(tmp_path / "image" / "twotower" / "pipelines" / "components" /
-                "parquet_example_gen.py"), "None", "None"], probe.stderr[-2000:]
+                "parquet_example_gen.py"),
+            str(tmp_path / "image" / "twotower" / "trainer" / "__init__.py"), "None"], \
+            probe.stderr[-2000:]
 
         def read(uri):
             assert uri.startswith("gs://"), uri
@@ -109,7 +113,8 @@ def _check_the_run(job, results, read, gcs, vertex, storage):
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert set(results) == set(tasks) == {
         "ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-        "RuntimeParameters", "Trainer", "PopularityGate", "Pusher", "ModelUpload"}
+        "RuntimeParameters", "Trainer", "PopularityGate", "RefitTransform", "RefitTrainer",
+        "Pusher", "ModelUpload"}  # training.refit (the default) adds the refit pair
     # artifacts flowed: each input is its producer's output, written under the job's root
     root = job["runtimeConfig"]["gcsOutputDirectory"]
     for name, task in tasks.items():

@@ -1,6 +1,6 @@
 """Building the two-tower model from a config and the Trainer's inputs.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 

@@ -10,7 +10,7 @@ identify candidates in the loss, the index, the metrics and serving: the
 vocabulary only covers candidates with training interactions (the others
 share its OOV row), while the catalog covers them all.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 import tensorflow as tf

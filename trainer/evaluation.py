@@ -5,7 +5,7 @@ over the whole deduplicated catalog (candidates are catalog positions), each
 query's earlier candidates are excluded, and Recall, NDCG and HitRate are
 averaged over queries.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 

@@ -13,7 +13,7 @@ appends ``_load_<n>`` to each; the file itself is an asset, found by the asset m
 a digest of the whole path (``asset:_query_id#1a2b3c4d``): still one name per table,
 without the folder. Nothing else in ``saved_model.pb`` holds a path (checked by the tests).
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import hashlib
 import re

@@ -7,7 +7,7 @@ therefore never reach a model input of what is scored. It is ranked against
 the whole catalog, without the candidates it already had, and popularity is
 ranked on the same queries, so every figure has its baseline beside it.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 import tensorflow as tf

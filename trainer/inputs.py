@@ -1,6 +1,6 @@
 """What the Trainer reads: the splits' files, the catalog, the fitted rows, held-out sets.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 

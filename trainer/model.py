@@ -1,6 +1,6 @@
 """The TFRS two-tower model, its exact candidate index and its optimizer.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import tensorflow as tf
 import tensorflow_recommenders as tfrs

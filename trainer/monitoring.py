@@ -4,7 +4,7 @@ Each callback keeps its own state and only reads the step's logs, so their
 order can't make one reset statistics another one needs. Both write into one
 ``record`` dict (the future ``training_metrics.json``), each under its own keys.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import logging
 import math

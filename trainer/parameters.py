@@ -9,8 +9,8 @@ learning-rate ceiling, so a value is accepted everywhere or nowhere:
 spec declares, and their defaults), ``pipelines.runners.vertex.parse_params``
 (``--param``) and :func:`trainer.runtime.apply_runtime` (``run_fn``).
 
-No TensorFlow: validation imports this module, and it is copied verbatim into
-the generated Trainer module.
+No TensorFlow: validation imports this module, and so does the runtime the
+generated Trainer module imports.
 """
 import math
 

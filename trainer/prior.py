@@ -19,7 +19,7 @@ Time is kept in buckets of whole days: one day each, unless the table
 buckets widen (a log over decades), and a window of ``w`` days covers
 ``ceil(w / width)`` buckets.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import math
 

@@ -28,7 +28,7 @@ Candidate ids are the catalog's raw ids, exactly as written (never
 vocabulary indices); every catalog candidate is servable, including those
 without training interactions, and the embeddings are frozen into the model.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import json
 import os
@@ -36,7 +36,7 @@ import os
 import tensorflow as tf
 
 from trainer.export import strip_local_paths
-from transform.naming import raw_columns
+from transform.kinds import raw_columns
 
 QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"

@@ -1,12 +1,12 @@
 """One tower of the two-tower model: feature embeddings, a dense stack, an output.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import numpy as np
 import tensorflow as tf
 
-from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, SEQUENCE_KINDS, dense_width,
-                              feature_input, feature_vocabulary, uses_embedding)
+from transform.kinds import dense_width, feature_vocabulary, kind_of, uses_embedding
+from transform.naming import CANDIDATE_KEY, CANDIDATE_VOCAB, feature_input
 
 SHARED_CANDIDATE_EMBEDDING = "candidate_id"
 
@@ -22,19 +22,17 @@ def tower_inputs(spec, tower):
     data, default_dim = spec["data"], spec["model"]["embedding_dim"]
     described = []
     for feature in spec[tower]["features"]:
-        key = feature_input(feature, data)
+        key, kind = feature_input(feature, data), kind_of(feature)
         described.append({
             "name": feature["name"],
             "key": key,
             "vocabulary": feature_vocabulary(feature, data),
             "embedded": uses_embedding(feature),
             "width": dense_width(feature),
-            "rows": (feature["hash_buckets"] if feature["kind"] == "cross" else
-                     feature["num_buckets"] + 1 if feature["kind"] in ("numeric", "timestamp")
-                     else None),
-            "oov_buckets": feature["oov_buckets"],
-            "multi": feature["kind"] in SEQUENCE_KINDS,
-            "shared": feature["kind"] == "history" or key == CANDIDATE_KEY,
+            "rows": kind.table_rows(feature),
+            "oov_buckets": feature["oov_buckets"] if kind.vocabulary == "own" else 1,
+            "multi": kind.sequence,
+            "shared": kind.vocabulary == "candidate" or key == CANDIDATE_KEY,
             "embedding_dim": feature["embedding_dim"] or default_dim,
             "pooling": feature.get("pooling") or "mean",
             "max_length": feature.get("max_length"),

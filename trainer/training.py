@@ -13,7 +13,7 @@ interactions are the most predictive, and a candidate first bought in them
 is no longer out of vocabulary), and is the model pushed. With
 ``training.refit: false`` the selection is pushed.
 
-This module is copied verbatim into the generated Trainer module.
+Part of the runtime the generated Trainer module imports.
 """
 import json
 import math

@@ -1,19 +1,17 @@
-"""Per-feature TensorFlow Transform logic, one function per feature kind.
+"""TensorFlow Transform building blocks that the feature kinds' transforms use.
 
 Inputs come from TFX as dense ``[batch, 1]`` tensors (columns present in every
 row) or ``SparseTensor``s of dense shape ``[batch, 1]`` (nullable columns).
 Every function returns a dense tensor with a leading batch dimension.
 
-This module is copied verbatim into the generated Transform module.
+Part of the runtime the generated Transform module imports.
 """
 import math
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transform.naming import (CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_VOCAB, CYCLES, PADDING,
-                              QUERY_ID, QUERY_KEY, QUERY_VOCAB, TIMESTAMP, history_column, shared_key,
-                              transformed_name, vocabulary_name)
+from transform.naming import CYCLES, PADDING
 
 
 def densify(x, default):
@@ -142,73 +140,3 @@ def numeric_value(x, transform, num_buckets):
     if transform == "bucketize":
         return tft.bucketize(x, num_buckets)
     raise ValueError(f"unknown numeric transform {transform!r}")
-
-
-def transform_feature(inputs, feature, candidate_vocabulary=None):
-    """The Transform output of one configured feature (see the naming contract).
-
-    ``candidate_vocabulary`` is the deferred candidate-id vocabulary, which a
-    history feature indexes into (so it shares the candidate ids' indices).
-    """
-    kind = feature["kind"]
-    if kind == "cross":
-        return crossed(inputs, feature["columns"], feature["hash_buckets"])
-    if kind == "history":
-        tokens = split_tokens(string_column(inputs[history_column(feature["name"])], None),
-                              feature["separator"], strip=False)
-        indices = tft.apply_vocabulary(tokens.to_sparse(), candidate_vocabulary,
-                                       num_oov_buckets=1)
-        return padded(indices, feature["max_length"])
-    x = inputs[feature["column"]]
-    if kind == "numeric":
-        return numeric_value(float_column(x, feature["default"]), feature["transform"],
-                             feature["num_buckets"])
-    if kind == "timestamp":
-        seconds = tf.cast(float_column(x, feature["default"]), tf.float64)
-        if feature["transform"] == "cyclical":
-            return cyclical_time(seconds)
-        return tft.bucketize(tf.cast(seconds, tf.float32), feature["num_buckets"])
-    text = string_column(x, feature["default"])
-    options = dict(top_k=feature["max_vocab_size"],
-                   frequency_threshold=feature["frequency_threshold"],
-                   oov_buckets=feature["oov_buckets"])
-    if kind in ("id", "categorical"):
-        return id_index(text, vocabulary_name(feature["name"]), **options)
-    if kind == "multi_categorical":
-        return multi_index(split_tokens(text, feature["separator"]),
-                           vocabulary_name(feature["name"]), feature["max_length"], **options)
-    if kind == "text":
-        return multi_index(word_tokens(text), vocabulary_name(feature["name"]),
-                           feature["max_length"], **options)
-    raise ValueError(f"unknown feature kind {kind!r} for feature {feature['name']!r}")
-
-
-def transform_all(inputs, spec):
-    """All Transform outputs for a frozen config ``spec`` (``Config.to_dict()``).
-
-    Always emits the reserved QUERY_KEY and CANDIDATE_KEY (indices in the
-    shared id vocabularies, which the analysed split, train, defines), the raw
-    ids QUERY_ID and CANDIDATE_ID (strings, exactly as written: evaluation
-    groups queries and the Trainer finds catalog rows by them), the row's time
-    TIMESTAMP (int64 epoch seconds, -1 where empty) when ``data.timestamp`` is
-    set, plus one output per feature that does not reuse one of the keys.
-    """
-    data = spec["data"]
-    queries = string_column(inputs[data["query_id"]], None)
-    candidates = string_column(inputs[data["candidate_id"]], None)
-    candidate_vocabulary = tft.vocabulary(candidates, vocab_filename=CANDIDATE_VOCAB)
-    outputs = {
-        QUERY_KEY: id_index(queries, QUERY_VOCAB),
-        CANDIDATE_KEY: tft.apply_vocabulary(candidates, candidate_vocabulary, num_oov_buckets=1),
-        QUERY_ID: queries,
-        CANDIDATE_ID: candidates,
-    }
-    if data.get("timestamp"):
-        seconds = inputs[data["timestamp"]]
-        outputs[TIMESTAMP] = tf.cast(densify(seconds, tf.constant(-1, seconds.dtype)), tf.int64)
-    for tower in ("query_tower", "candidate_tower"):
-        for feature in spec[tower]["features"]:
-            if shared_key(feature, data) is None:
-                outputs[transformed_name(feature["name"])] = transform_feature(
-                    inputs, feature, candidate_vocabulary)
-    return outputs

@@ -1,10 +1,11 @@
 """The naming contract shared by the Transform and the Trainer.
 
 Every transformed feature and every vocabulary file gets its name here, and
-nowhere else. Feature names are validated identifiers that never start with
+nowhere else (what a feature of each kind reads and how it enters a tower is
+its kind's, :mod:`transform.kinds`). Feature names are validated identifiers that never start with
 '_', so the reserved keys below (which do) can never collide with them.
 
-This module is copied verbatim into both generated modules.
+Part of the runtime both generated modules import.
 """
 
 QUERY_KEY = "_query_key"            # int64 [batch]: index of the raw query id
@@ -24,7 +25,6 @@ CANDIDATE_VOCAB = "_candidate_id"   # vocabulary file of raw candidate ids (dedu
 PADDING = -1                        # pads multi-valued features; never a vocabulary index
 HISTORY_PREFIX = "__twotower_history_"  # prepared column holding a history feature's ids
 CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical timestamp periods
-SEQUENCE_KINDS = ("multi_categorical", "text", "history")
 
 # The refit Trainer's custom_config flag (pipelines.builder sets it, trainer.training reads it).
 REFIT_KEY = "twotower_refit"
@@ -82,41 +82,6 @@ def feature_input(feature, data):
     return shared_key(feature, data) or transformed_name(feature["name"])
 
 
-def feature_vocabulary(feature, data):
-    """The vocabulary file behind ``feature``, or None (numeric, timestamp, cross)."""
-    key = shared_key(feature, data)
-    if key == QUERY_KEY:
-        return QUERY_VOCAB
-    if key == CANDIDATE_KEY or feature["kind"] == "history":
-        return CANDIDATE_VOCAB
-    if feature["kind"] in ("id", "categorical", "multi_categorical", "text"):
-        return vocabulary_name(feature["name"])
-    return None
-
-
 def history_column(feature_name):
     """The prepared column of a history feature: the query's earlier candidate ids."""
     return HISTORY_PREFIX + feature_name
-
-
-def raw_columns(feature):
-    """The raw columns a feature reads, in order."""
-    if feature["kind"] == "history":
-        return [history_column(feature["name"])]
-    if feature["kind"] == "cross":
-        return list(feature["columns"])
-    return [feature["column"]]
-
-
-def dense_width(feature):
-    """Width of a feature that enters the tower as values, 0 if it is embedded."""
-    if feature["kind"] == "numeric" and feature["transform"] != "bucketize":
-        return 1
-    if feature["kind"] == "timestamp" and feature["transform"] == "cyclical":
-        return 2 * len(CYCLES)
-    return 0
-
-
-def uses_embedding(feature):
-    """Whether the Trainer embeds this feature (else it is a dense float input)."""
-    return dense_width(feature) == 0

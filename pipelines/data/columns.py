@@ -15,11 +15,8 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from pipelines.config import Config
-from transform.naming import raw_columns
+from transform.kinds import FLOAT, INT, STRING, kind_of, raw_columns
 
-STRING, FLOAT, INT = "string", "float", "int"
-_NUMBER_KINDS = {"numeric": FLOAT, "timestamp": INT}
-_STRING_KINDS = ("id", "categorical", "multi_categorical", "text", "history")
 
 
 def output_columns(cfg: Config) -> List[str]:
@@ -44,12 +41,10 @@ def type_conflicts(cfg: Config) -> List[Tuple[str, str]]:
     problems = []
     for tower, feature in cfg.features():
         key = f"{tower}.features.{getattr(cfg, tower).features.index(feature)}"
-        if feature.kind in _NUMBER_KINDS:
-            kind = "number"
-        elif feature.kind in _STRING_KINDS:
-            kind = "string"
-        else:
-            continue  # a cross hashes its columns' values, whatever their type
+        value_type = kind_of(feature.__dict__).value_type
+        if value_type is None:
+            continue  # e.g. a cross hashes its columns' values, whatever their type
+        kind = "string" if value_type == STRING else "number"
         for column in raw_columns(feature.__dict__):
             first = uses.setdefault(column, {})
             other = "string" if kind == "number" else "number"
@@ -71,11 +66,12 @@ def column_types(cfg: Config) -> Dict[str, str]:
     types = {column: STRING for column in output_columns(cfg)}
     numbers = {}
     for _, feature in cfg.features():
-        if feature.kind in _NUMBER_KINDS:
+        value_type = kind_of(feature.__dict__).value_type
+        if value_type in (FLOAT, INT):
             for column in raw_columns(feature.__dict__):
                 # a column read both as a timestamp and as a numeric value stays INT
                 if numbers.get(column) != INT:
-                    numbers[column] = _NUMBER_KINDS[feature.kind]
+                    numbers[column] = value_type
     if cfg.data.timestamp:
         numbers[cfg.data.timestamp] = INT
     types.update(numbers)

@@ -8,6 +8,7 @@ from pipelines.data.csvfile import DataError
 
 MARKER = ".twotower-prepared"
 REPORT = "prepare_report.json"
+SQL_FILE = "prepare.sql"  # the data preparation program, beside the splits it wrote
 
 
 def claim(out_dir: str) -> None:

@@ -28,9 +28,8 @@ from __future__ import annotations
 from pipelines.config import Config
 from pipelines.data.columns import output_columns
 from pipelines.data.csvfile import DataError, parse_time
-from pipelines.data.output import MARKER, REPORT
-
-SQL_FILE = "prepare.sql"
+from pipelines.data.output import MARKER, REPORT, SQL_FILE
+from pipelines.data.sql import duck
 
 __all__ = ["DataError", "MARKER", "REPORT", "SQL_FILE", "output_columns", "prepare",
            "parse_time"]
@@ -38,8 +37,6 @@ __all__ = ["DataError", "MARKER", "REPORT", "SQL_FILE", "output_columns", "prepa
 
 def prepare(cfg: Config, out_dir: str) -> dict:
     """Writes the typed splits under ``out_dir``; returns the report (also as JSON)."""
-    from pipelines.data.sql import duck
-
     if cfg.data.bigquery:
         raise DataError(f"data.bigquery ({cfg.data.bigquery}) is read on Vertex AI by "
                         "BigQueryExampleGen: compile it with `twotower compile --target "

@@ -6,6 +6,7 @@ from typing import List
 
 from pipelines.config import Config, ConfigError
 from pipelines.data.sql.bigquery import table_problems
+from transform.kinds import kind_of
 
 
 def source_problems(d) -> List[tuple]:
@@ -96,7 +97,7 @@ def check_columns(cfg: Config) -> None:
                              "rename them in one so that each feature has one source"))
     for tower, f in cfg.features():
         i = getattr(cfg, tower).features.index(f)
-        key = f"{tower}.features.{i}.column" + ("s" if f.kind == "cross" else "")
+        key = f"{tower}.features.{i}.column" + ("s" if kind_of(f.__dict__).reads == "columns" else "")
         for column in ([f.column] if f.column else f.columns):
             if (tower == "candidate_tower" and d.candidates is not None
                     and column != d.candidate_id):

@@ -17,8 +17,15 @@ import os
 import shlex
 import tempfile
 
+from pipelines.beam import vertex_args
+from pipelines.builder import build_pipeline, parameter_values, pipeline_folder, write_schema
+from pipelines.codegen import write_modules
 from pipelines.config import Config, ConfigError
-from pipelines.runners import vertex
+from pipelines.data.output import SQL_FILE
+from pipelines.data.prepare import prepare
+from pipelines.data.sql import bigquery
+from pipelines.runners.cloud import image_problem
+from pipelines.vertex_checks import problems
 
 
 def stage(local_dir: str, remote_dir: str) -> int:
@@ -63,9 +70,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     Raises:
       ConfigError: missing ``vertex`` values or image.
     """
-    from pipelines.runners.cloud import image_problem
-
-    found = vertex.problems(cfg, submitting=True)
+    found = problems(cfg, submitting=True)
     if not image:
         found.append(("--image", "the training image is needed (see `twotower image`)"))
     elif image_problem(image):  # a tag or, better, a digest: NAME@sha256:...
@@ -73,14 +78,9 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     if found:
         raise ConfigError(found)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from tfx import v1 as tfx
+    from tfx import v1 as tfx  # heavy (~20 s): only when compiling
 
-    from pipelines.codegen import write_modules
-    from pipelines.data.sql import bigquery
-    from pipelines.data.prepare import SQL_FILE, prepare
-    from pipelines.builder import build_pipeline, parameter_values, write_schema
-
-    folder = vertex.pipeline_folder(cfg)
+    folder = pipeline_folder(cfg)
     with tempfile.TemporaryDirectory(prefix="twotower-compile-") as tmp:
         modules_dir = os.path.join(tmp, "modules")
         write_modules(cfg, modules_dir)
@@ -107,7 +107,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
                "schema": f"{staged['modules']}/schema.pbtxt"}
-    pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex.beam_args(cfg, image),
+    pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex_args(cfg, image),
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),

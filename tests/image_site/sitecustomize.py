@@ -1,13 +1,13 @@
 """Makes a Python process see this library the way the training image does.
 
-The image holds only the custom components' code (`pipelines/components/`,
-copied to a folder on PYTHONPATH by `twotower image`), never the installed
-library. Here the library is installed in development mode, which adds an
-import finder for `pipelines`, `trainer` and `transform`; a task process of
-the executed-spec test starts with this folder on PYTHONPATH, and this file
-(run by Python's `site` at start-up) removes that finder, so `pipelines` comes
-from the image's copy and `trainer`/`transform` are not importable at all, as
-in the image.
+The image holds only the custom components' code (`pipelines/components/`) and
+the runtime the generated modules import (`transform/`, `trainer/`), copied to
+a folder on PYTHONPATH by `twotower image`, never the installed library. Here
+the library is installed in development mode, which adds an import finder for
+`pipelines`, `trainer` and `transform`; a task process of the executed-spec
+test starts with this folder on PYTHONPATH, and this file (run by Python's
+`site` at start-up) removes that finder, so all three come from the image's
+copy (and the rest of `pipelines` is not importable at all), as in the image.
 """
 import sys
 

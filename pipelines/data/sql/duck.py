@@ -21,8 +21,7 @@ from sqlglot import exp
 from pipelines.config import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data import textcheck
-from pipelines.data.output import MARKER, REPORT, claim, swap_in
-from pipelines.data.prepare import SQL_FILE
+from pipelines.data.output import MARKER, REPORT, SQL_FILE, claim, swap_in
 from pipelines.data.sql import checks
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import held_queries, outputs

@@ -65,7 +65,8 @@ from pipelines.data.columns import FLOAT, INT, column_types, output_columns
 from pipelines.data.sql.histories import c, final
 from pipelines.data.sql.template import fill, ident, lit
 from pipelines.data.windows import DAY, day_start
-from transform.naming import has_test_split, history_column, raw_columns
+from transform.kinds import kind_of, raw_columns
+from transform.naming import has_test_split, history_column
 
 HELD = {"eval": 1, "test": 2}
 
@@ -116,7 +117,7 @@ def plan(cfg: Config) -> Plan:
     d = cfg.data
     types = column_types(cfg)
     histories = {history_column(f.name): (f.max_length, f.separator)
-                 for _, f in cfg.features() if f.kind == "history"}
+                 for _, f in cfg.features() if kind_of(f.__dict__).reads == "history"}
     base = [c for c in output_columns(cfg) if c not in histories]
     tower_columns = [c for t, f in cfg.features() if t == "candidate_tower"
                      for c in raw_columns(f.__dict__)]

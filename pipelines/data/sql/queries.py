@@ -14,7 +14,8 @@ from pipelines.data.columns import FLOAT, INT
 from pipelines.data.sql.histories import snapshot_histories
 from pipelines.data.sql.program import HELD, Plan, c, typed
 from pipelines.data.sql.template import fill, ident, lit
-from transform.naming import CATALOG_SPLIT, queries_split, raw_columns
+from transform.kinds import raw_columns
+from transform.naming import CATALOG_SPLIT, queries_split
 
 
 def history_columns(p: Plan) -> List[exp.Expression]:

@@ -1,0 +1,130 @@
+"""The import graph of ``pipelines/``, ``trainer/`` and ``transform/`` has no circle.
+
+Every import counts, at a module's top or inside a function: an import moved
+into a function to dodge a circle still makes one (the two modules still need
+each other). Only imports under ``if TYPE_CHECKING:`` don't: they never run. Dependencies point one way: pipelines -> trainer -> transform.
+"""
+import ast
+import os
+
+from conftest import ROOT
+
+PACKAGES = ("pipelines", "trainer", "transform")
+LAYER = {"transform": 0, "trainer": 1, "pipelines": 2}
+
+
+def modules(root=ROOT, packages=PACKAGES):
+    """``{dotted module name: path}`` of every ``.py`` file of the packages."""
+    found = {}
+    for package in packages:
+        for base, dirs, files in os.walk(os.path.join(root, package)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    relative = os.path.relpath(os.path.join(base, name), root)[:-3]
+                    dotted = relative.replace(os.sep, ".")
+                    found[dotted[:-len(".__init__")] if dotted.endswith(".__init__")
+                          else dotted] = os.path.join(base, name)
+    return found
+
+
+def _target(name, known):
+    """The project module ``name`` refers to: itself, or its nearest known parent."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _type_only(tree):
+    """The import nodes under ``if TYPE_CHECKING:`` (for type checkers; never executed)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                    "typing.TYPE_CHECKING"):
+            found |= {id(n) for part in node.body for n in ast.walk(part)}
+    return found
+
+
+def graph(known):
+    """``{module: {module it imports}}`` over every import statement, nested ones included."""
+    edges = {}
+    for module, path in known.items():
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+        targets, skip = set(), _type_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets |= {_target(a.name, known) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up level - 1
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                for alias in node.names:  # `from a import b` may import the module a.b
+                    targets.add(_target(f"{base}.{alias.name}", known) if
+                                f"{base}.{alias.name}" in known else _target(base, known))
+        edges[module] = {t for t in targets if t and t != module}
+    return edges
+
+
+def cycles(edges):
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                item = stack.pop()
+                on_stack.discard(item)
+                component.append(item)
+                if item == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_circle_hidden_in_a_function(tmp_path):
+    """The check can fail: a package whose b imports a inside a function has a circle."""
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    (tmp_path / "pipelines" / "a.py").write_text("from pipelines.b import f\n")
+    (tmp_path / "pipelines" / "b.py").write_text(
+        "def f():\n    from pipelines import a\n    return a\n")
+    (tmp_path / "pipelines" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom . import a\nif TYPE_CHECKING:\n"
+        "    from pipelines.d import T\n")
+    (tmp_path / "pipelines" / "d.py").write_text("from pipelines.c import a\nT = int\n")
+    edges = graph(modules(str(tmp_path), ("pipelines",)))
+    assert edges["pipelines.a"] == {"pipelines.b"} and edges["pipelines.c"] == {"pipelines.a"}
+    assert cycles(edges) == [["pipelines.a", "pipelines.b"]]
+
+
+def test_the_import_graph_has_no_circle():
+    found = cycles(graph(modules()))
+    assert found == [], "import circles (each a set of modules that import each other): " + \
+        "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_dependencies_point_one_way():
+    """transform imports neither trainer nor pipelines; trainer never imports pipelines."""
+    wrong = sorted((m, t) for m, ts in graph(modules()).items() for t in ts
+                   if LAYER[t.split(".")[0]] > LAYER[m.split(".")[0]])
+    assert wrong == [], f"imports against the layering: {wrong}"

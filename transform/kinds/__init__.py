@@ -1,0 +1,80 @@
+"""The feature kinds: one module per kind, each defining ``KIND`` (a :class:`FeatureKind`).
+
+Adding a kind is adding one module here (and its tests): the config's list of
+kinds, validation, the prepared column types, the summary, the Transform and
+the towers read this registry. No TensorFlow: the config imports it.
+"""
+import importlib
+import pkgutil
+
+from transform.kinds.base import COMMON_OPTIONS, FLOAT, INT, STRING, FeatureKind
+from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_KEY, QUERY_VOCAB,
+                              history_column, shared_key, vocabulary_name)
+
+__all__ = ["COMMON_OPTIONS", "FLOAT", "INT", "STRING", "FeatureKind", "KINDS", "kind_of",
+           "frozen_feature", "feature_vocabulary", "raw_columns", "dense_width",
+           "uses_embedding"]
+
+
+def _discover():
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base" and not info.name.startswith("_"):
+            kind = importlib.import_module(f"{__name__}.{info.name}").KIND
+            found.append(kind)
+    return {kind.name: kind for kind in sorted(found, key=lambda k: k.order)}
+
+
+KINDS = _discover()
+
+
+def kind_of(feature):
+    """The :class:`FeatureKind` of a feature dict.
+
+    Raises:
+      KeyError: naming the unknown kind (validation reports it before this runs).
+    """
+    try:
+        return KINDS[feature["kind"]]
+    except KeyError:
+        raise KeyError(f"unknown feature kind {feature['kind']!r}; known: "
+                       f"{', '.join(KINDS)}") from None
+
+
+def frozen_feature(feature):
+    """The feature with only the options that apply to its kind, in the config's order."""
+    kind = kind_of(feature)
+    return {k: v for k, v in feature.items() if kind.applies(k)}
+
+
+def feature_vocabulary(feature, data):
+    """The vocabulary file behind ``feature``, or None (numeric, timestamp, cross).
+
+    ``data``: the config's ``data`` section (an id feature on an id column
+    reads the shared id vocabulary, :func:`transform.naming.shared_key`).
+    """
+    key = shared_key(feature, data)
+    if key == QUERY_KEY:
+        return QUERY_VOCAB
+    vocabulary = kind_of(feature).vocabulary
+    if key == CANDIDATE_KEY or vocabulary == "candidate":
+        return CANDIDATE_VOCAB
+    return vocabulary_name(feature["name"]) if vocabulary == "own" else None
+
+
+def raw_columns(feature):
+    """The raw (prepared) columns a feature reads, in order."""
+    reads = kind_of(feature).reads
+    if reads == "history":
+        return [history_column(feature["name"])]
+    return list(feature["columns"]) if reads == "columns" else [feature["column"]]
+
+
+def dense_width(feature):
+    """Width of a feature that enters the tower as values, 0 if it is embedded."""
+    return kind_of(feature).dense_width(feature)
+
+
+def uses_embedding(feature):
+    """Whether the Trainer embeds this feature (else it is a dense float input)."""
+    return dense_width(feature) == 0

@@ -1,0 +1,9 @@
+"""``categorical``: one string value per row, embedded from its own vocabulary."""
+from transform.kinds.id import Id
+
+
+class Categorical(Id):
+    name, order = "categorical", 20
+
+
+KIND = Categorical()

@@ -1,0 +1,55 @@
+"""``history``: the query's earlier candidate ids (newest first, at most ``max_length``),
+embedded with the candidate id table and pooled (``pooling``)."""
+from transform.kinds.base import STRING, FeatureKind, length_problems
+from transform.naming import CANDIDATE_KEY, history_column, shared_key
+
+POOLINGS = ("mean", "recency", "attention")
+
+
+class History(FeatureKind):
+    name, order = "history", 80
+    reads = "history"
+    options = ("separator", "max_length", "pooling")
+    defaults = {"max_length": 20, "pooling": "mean"}
+    choices = {"pooling": POOLINGS}
+    value_type, vocabulary, sequence, query_only = STRING, "candidate", True, True
+    column_hint = ": it reads the query's earlier candidate ids"
+
+    def problems(self, feature):
+        found = super().problems(feature) + length_problems(feature)
+        if not feature.get("separator"):
+            found.append(("separator", "must not be empty"))
+        return found
+
+    def context_problems(self, feature, tower, spec):
+        found = []
+        if tower != "query_tower":
+            found.append(("", "a history feature belongs in the query tower"))
+        data, model_dim = spec["data"], spec["model"]["embedding_dim"]
+        if data.get("timestamp") is None:
+            found.append(("", "a history holds the query's earlier interactions, so it needs "
+                          "data.timestamp: without one, 'earlier' would be file order and a "
+                          "history could hold held-out interactions; set data.timestamp or drop "
+                          "the feature"))
+        ids = [g for g in spec["candidate_tower"]["features"]
+               if shared_key(g, data) == CANDIDATE_KEY]
+        dim = feature.get("embedding_dim") or model_dim
+        if ids and (ids[0].get("embedding_dim") or model_dim) != dim:
+            found.append(("embedding_dim", "a history shares the candidate id embedding table: "
+                          "its embedding_dim must equal the candidate id feature's"))
+        return found
+
+    def transform(self, inputs, feature, context):
+        import tensorflow_transform as tft  # TensorFlow: only when a Transform runs
+
+        from transform import features as tf_parts
+
+        tokens = tf_parts.split_tokens(
+            tf_parts.string_column(inputs[history_column(feature["name"])], None),
+            feature["separator"], strip=False)
+        indices = tft.apply_vocabulary(tokens.to_sparse(), context["candidate_vocabulary"],
+                                       num_oov_buckets=1)
+        return tf_parts.padded(indices, feature["max_length"])
+
+
+KIND = History()
