@@ -25,6 +25,8 @@ import contextlib
 import json
 import math
 import os
+import sys
+import tempfile
 from typing import Dict, List, Optional
 
 from pipelines import written
@@ -195,6 +197,27 @@ def _write(writer, query, values, ids, scores) -> int:
     return rank
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its native start-up lines (cuFFT/cuDNN/cuBLAS factories,
+    TF-TRT, CUDA drivers) kept off the terminal; they are shown only if the import fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow
+
+            del tensorflow  # loaded once: recommend() uses it
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def recommend(model: str, users: str, k: int, out: str, history: Optional[str] = None,
               include_seen: bool = False, batch_size: int = 256, log=print,
               buy_again_out: Optional[str] = None, force: bool = False,
@@ -229,6 +252,7 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
     log(f"model {model_dir}; {len(queries)} queries, {len(seen)} with rows in {history}")
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    _import_tensorflow_quietly()  # only now: a bad invocation is refused before TF loads
     import tensorflow as tf
 
     if cfg.pipeline.serving_index == "scann":

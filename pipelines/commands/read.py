@@ -8,33 +8,9 @@ from pipelines.commands.common import output_mode
 from pipelines.config import ConfigError
 
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its native start-up lines (cuFFT/cuDNN/cuBLAS factories,
-    TF-TRT, CUDA drivers) kept off the terminal; they are shown only if the import fails."""
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow
-
-            del tensorflow  # loaded once: recommend() uses it
-        except BaseException:
-            os.dup2(saved, 2)
-            caught.seek(0)
-            sys.stderr.write(caught.read().decode("utf-8", errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def cmd_recommend(args) -> int:
     from pipelines.recommend import recommend
 
-    _import_tensorflow_quietly()
     bar = None
     if sys.stderr.isatty():  # a bar over the users on a terminal; nothing in a pipe or log
         from tqdm import tqdm
