@@ -6,7 +6,7 @@ import sys
 from conftest import ROOT
 
 IMPORT = "import tensorflow"
-QUIET = ("from pipelines.commands.read import _import_tensorflow_quietly; "
+QUIET = ("from pipelines.recommend import _import_tensorflow_quietly; "
          "_import_tensorflow_quietly(); import tensorflow as tf; print(tf.__version__)")
 
 
