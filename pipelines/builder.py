@@ -19,13 +19,15 @@ never a folder::
     modules/prepare.sql            the same program, beside the modules it feeds
     modules/transform_module.py    generated Transform module
     modules/trainer_module.py      generated Trainer module
-    modules/schema.pbtxt           the explicit schema ImportSchemaGen imports
+    modules/schema-<digest>.pbtxt  the explicit schema ImportSchemaGen imports, named by
+                                   its content (its path is the component's cache key)
     tfx/                           TFX artifacts, one folder per component
     metadata.sqlite                ML Metadata (local runs)
     serving/<version>/             the pushed serving SavedModel (if the gate blessed it)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Dict, List, Optional, Tuple, Union
@@ -50,7 +52,7 @@ COMPONENTS = SELECTION + REFIT + ("Pusher",)  # with the default training.refit:
 def component_ids(cfg: Config) -> Tuple[str, ...]:
     """The pipeline's components in execution order, for this config."""
     return SELECTION + (REFIT if cfg.training.refit else ()) + ("Pusher",)
-SCHEMA_FILE = "schema.pbtxt"
+SCHEMA_PREFIX, SCHEMA_SUFFIX = "schema-", ".pbtxt"
 
 
 def paths(root: str) -> Dict[str, str]:
@@ -67,10 +69,25 @@ def split_names(cfg: Config) -> List[str]:
 
 
 def write_schema(cfg: Config, modules_dir: str) -> str:
+    """Writes the config's schema as ``schema-<sha256 prefix>.pbtxt`` and returns its path.
+
+    ImportSchemaGen's only property is the file's path, so TFX's cache (and Vertex AI's) keys
+    on the path, not the text: a schema written over under one name would let a rerun reuse
+    the old schema after a feature was added (its Transform then fails on a missing column,
+    or, worse, trains without it). Named by content, a changed schema is a new path and the
+    cache misses. Older ``schema-*.pbtxt`` files this function wrote there are removed.
+    """
+    text = schema_text(cfg)
+    name = f"{SCHEMA_PREFIX}{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}{SCHEMA_SUFFIX}"
     os.makedirs(modules_dir, exist_ok=True)
-    path = os.path.join(modules_dir, SCHEMA_FILE)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(schema_text(cfg))
+    path = os.path.join(modules_dir, name)
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+    for old in os.listdir(modules_dir):
+        if old != name and old.startswith(SCHEMA_PREFIX) and old.endswith(SCHEMA_SUFFIX):
+            os.remove(os.path.join(modules_dir, old))
     return path
 
 

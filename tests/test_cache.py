@@ -42,6 +42,31 @@ def test_a_rerun_of_an_unchanged_pipeline_is_served_from_the_cache(tmp_path, sma
     assert sorted(os.listdir(os.path.join(root, "tfx", "StatisticsGen", "statistics"))) == outputs
 
 
+def test_a_feature_added_between_runs_reaches_the_schema_the_rerun_imports(tmp_path, small_data):
+    """ImportSchemaGen's cache key is its file's path: the schema is named by its content, so
+    a config with one more feature imports the new schema instead of the cached old one (which
+    made the rerun's Transform fail on the new history column)."""
+    from pipelines.builder import paths
+    from test_resume import states
+
+    from pipelines.runners.local import run_local
+
+    raw = demo_raw(small_data)
+    raw["pipeline"].update(root=str(tmp_path), name="schema-cache")
+    run_local(Config.from_dict(raw), log=lambda *_: None, until="ImportSchemaGen")
+    raw["query_tower"]["features"].append({"name": "last", "kind": "history", "max_length": 3})
+    run_local(Config.from_dict(raw), log=lambda *_: None, until="ImportSchemaGen")
+    root = str(tmp_path / "schema-cache")
+    assert states(paths(root)["metadata"], "schema-cache")["ImportSchemaGen"] == [
+        "COMPLETE", "COMPLETE"]
+    imported = sorted(os.listdir(os.path.join(root, "tfx", "ImportSchemaGen", "schema")))
+    with open(os.path.join(root, "tfx", "ImportSchemaGen", "schema", max(imported, key=int),
+                           "schema.pbtxt"), encoding="utf-8") as handle:
+        assert '"__twotower_history_last"' in handle.read()
+    schemas = [n for n in os.listdir(paths(root)["modules"]) if n.startswith("schema")]
+    assert len(schemas) == 1, schemas  # the older schema file is gone
+
+
 def test_a_rerun_the_cache_serves_whole_exits_0_with_the_model_it_had():
     from pipelines.commands.local import outcome
     from pipelines.console import result_lines

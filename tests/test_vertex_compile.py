@@ -54,11 +54,13 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
     assert done["input"] in text  # ExampleGen reads the staged splits
     assert job["runtimeConfig"]["gcsOutputDirectory"] == folder + "/tfx"
     staged = tmp_path / "gcs" / done["input"][len("gs://"):-len("/input")]
-    for name in ("transform_module.py", "trainer_module.py", "schema.pbtxt", "prepare.sql"):
+    for name in ("transform_module.py", "trainer_module.py", "prepare.sql"):
         assert (staged / "modules" / name).exists(), name
+    schemas = [p.name for p in (staged / "modules").glob("schema-*.pbtxt")]
+    assert len(schemas) == 1, schemas  # named by its content: ImportSchemaGen's cache key
     for split in ("train", "eval", "catalog", "eval_queries"):
         assert (staged / "input" / split / "data.parquet").exists(), split
-    assert done["modules"] + "/schema.pbtxt" in text
+    assert f'{done["modules"]}/{schemas[0]}' in text
     assert folder + "/serving" in text  # the Pusher's destination
     # the generated modules travel as user-code wheels, written under the gs:// root
     for task, module in (("Trainer", "trainer_module"), ("Transform", "transform_module")):

@@ -84,7 +84,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="twotower-compile-") as tmp:
         modules_dir = os.path.join(tmp, "modules")
         write_modules(cfg, modules_dir)
-        write_schema(cfg, modules_dir)
+        schema = os.path.basename(write_schema(cfg, modules_dir))
         if cfg.data.bigquery:  # BigQueryExampleGen runs the program, one query per split
             source = {split: bigquery.to_bigquery(tree)
                       for split, tree in bigquery.split_queries(cfg).items()}
@@ -106,7 +106,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
         stage(modules_dir, staged["modules"])
     modules = {"transform": f"{staged['modules']}/transform_module.py",
                "trainer": f"{staged['modules']}/trainer_module.py",
-               "schema": f"{staged['modules']}/schema.pbtxt"}
+               "schema": f"{staged['modules']}/{schema}"}
     pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex_args(cfg, image),
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
