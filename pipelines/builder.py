@@ -52,6 +52,8 @@ COMPONENTS = SELECTION + REFIT + ("Pusher",)  # with the default training.refit:
 def component_ids(cfg: Config) -> Tuple[str, ...]:
     """The pipeline's components in execution order, for this config."""
     return SELECTION + (REFIT if cfg.training.refit else ()) + ("Pusher",)
+
+
 SCHEMA_PREFIX, SCHEMA_SUFFIX = "schema-", ".pbtxt"
 
 
