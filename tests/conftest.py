@@ -44,3 +44,14 @@ def e2e_run(tmp_path_factory):
     from e2e_helpers import run_pipeline
 
     return run_pipeline(tmp_path_factory.mktemp("e2e"), "e2e-test", ["training.epochs=6"])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist (`make test` runs ``-n auto --dist loadgroup``): each test file
+    runs on one worker, so its module fixtures (a pipeline run, a Transform output) are built
+    once, and every test on the shared pipeline run (``e2e_run``) goes with them, wherever
+    it is written. Without xdist the marks do nothing."""
+    for item in items:
+        uses_run = "e2e_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("e2e_run" if uses_run else item.nodeid.split("::")[0]))
