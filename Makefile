@@ -12,10 +12,10 @@ venv:
 demo: venv
 	$(VENV)/bin/twotower demo
 
-# Two or more workers (pytest-xdist, at most 4): each test file on one worker, the tests on
+# Two or more workers (pytest-xdist, at most 4): each test file on one worker, the files on
 # the shared pipeline run together (tests/conftest.py); `-p no:xdist` runs them in one process.
 test: venv
-	$(VENV)/bin/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadgroup
+	$(VENV)/bin/python -m pytest -m "not slow" -n auto --maxprocesses 4
 
 # The slow tests: the fault tests (FAULTS.md: a run killed and resumed, two pipelines at once
 # under one root, a full disk while pushing, a model the push gate refuses, a failing

@@ -46,12 +46,31 @@ def e2e_run(tmp_path_factory):
     return run_pipeline(tmp_path_factory.mktemp("e2e"), "e2e-test", ["training.epochs=6"])
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist (`make test` runs ``-n auto --dist loadgroup``): each test file
-    runs on one worker, so its module fixtures (a pipeline run, a Transform output) are built
-    once, and every test on the shared pipeline run (``e2e_run``) goes with them, wherever
-    it is written. Without xdist the marks do nothing."""
-    for item in items:
-        uses_run = "e2e_run" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("e2e_run" if uses_run else item.nodeid.split("::")[0]))
+def _files_on_the_shared_run():
+    """The test files that use ``e2e_run`` (read from their text, so a new one joins)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = set()
+    for name in sorted(os.listdir(here)):
+        if name.startswith("test_") and name.endswith(".py"):
+            with open(os.path.join(here, name), encoding="utf-8") as handle:
+                if "e2e_run" in handle.read():
+                    found.add(f"tests/{name}")
+    return found
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs on pytest-xdist workers (``-n auto``): each test file goes to one
+    worker, so its module fixtures (a pipeline run, a Transform output) are built once, and
+    the files that use the shared pipeline run (``e2e_run``) go to one worker together, so
+    that run is built once too."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = _files_on_the_shared_run()
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::")[0]
+            return "e2e_run" if path in shared else path
+
+    return ByFile(config, log)
