@@ -58,7 +58,7 @@ OPTIONS = [
      "model.softmax=full_catalog"],
     ["training.optimizer=sgd", "training.clipping=value", "training.clip_value=0.5"],
     ["training.clipping=none", "query_tower.layers=[]", "model.activation=gelu"],
-    ["model.candidate_bias=true", "query_tower.features.7.pooling=recency",
+    ["model.candidate_bias=true", "query_tower.features.7.pooling=mean",
      "training.epochs=2", "training.early_stopping_patience=1",
      "training.early_stopping_metric=ndcg_at_5"],
     ["model.candidate_bias=true", "model.softmax=in_batch"],

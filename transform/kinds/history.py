@@ -10,7 +10,7 @@ class History(FeatureKind):
     name, order = "history", 80
     reads = "history"
     options = ("separator", "max_length", "pooling")
-    defaults = {"max_length": 20, "pooling": "mean"}
+    defaults = {"max_length": 20, "pooling": "recency"}  # docs/config.md, "Defaults, and why"
     choices = {"pooling": POOLINGS}
     value_type, vocabulary, sequence, query_only = STRING, "candidate", True, True
     column_hint = ": it reads the query's earlier candidate ids"

@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: eff50dbaa2271624cd45605af93b64dac99c139192ac15b0b21f9a8b98e5b517
-Runtime: sha256:d08853664ac303cc90ac2321b2cec36be1fc123170277884d6a6c1a1b7385912 (the packages transform and trainer; checked at import)
+Config fingerprint: b5546760e296d75a7d334cfd64949a29786c54b1f9cecd5f3006aa265ce4fefd
+Runtime: sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:d08853664ac303cc90ac2321b2cec36be1fc123170277884d6a6c1a1b7385912'
+RUNTIME_DIGEST = 'sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': 'eff50dbaa2271624cd45605af93b64dac99c139192ac15b0b21f9a8b98e5b517',
+    'config_fingerprint': 'b5546760e296d75a7d334cfd64949a29786c54b1f9cecd5f3006aa265ce4fefd',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -133,7 +133,7 @@ SPEC = {
                 'embedding_dim': 8,
                 'separator': '|',
                 'max_length': 4,
-                'pooling': 'mean',
+                'pooling': 'recency',
             },
         ],
         'layers': [16],

@@ -5,12 +5,12 @@ runtime's `transform.preprocess.transform_all`, one transform per feature kind
 (`transform.kinds`), for the config `SPEC` at the end of this file.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: eff50dbaa2271624cd45605af93b64dac99c139192ac15b0b21f9a8b98e5b517
-Runtime: sha256:d08853664ac303cc90ac2321b2cec36be1fc123170277884d6a6c1a1b7385912 (the packages transform and trainer; checked at import)
+Config fingerprint: b5546760e296d75a7d334cfd64949a29786c54b1f9cecd5f3006aa265ce4fefd
+Runtime: sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:d08853664ac303cc90ac2321b2cec36be1fc123170277884d6a6c1a1b7385912'
+RUNTIME_DIGEST = 'sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -126,7 +126,7 @@ SPEC = {
                 'embedding_dim': 8,
                 'separator': '|',
                 'max_length': 4,
-                'pooling': 'mean',
+                'pooling': 'recency',
             },
         ],
         'layers': [16],
