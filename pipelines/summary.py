@@ -28,14 +28,30 @@ def _feature_rows(cfg: Config, f, vocabulary_size: Callable[[str], int]) -> Opti
     return vocabulary_size(vocabulary) + f.oov_buckets
 
 
+def _pooling_parameters(f, dim: int) -> int:
+    """Weights a history's pooling learns (``trainer.towers``): none for ``mean``, a logit
+    per position for ``recency``; for ``attention`` a position table ``[L, d]``, two heads of
+    ``key_dim = d // 2`` (query, key and value ``[d, 2, k]`` + bias each, output ``[2, k, d]``
+    + bias) and a layer normalisation (``2 d``)."""
+    pooling = getattr(f, "pooling", None)
+    if pooling == "recency":
+        return f.max_length
+    if pooling == "attention":
+        heads, key = 2, max(1, dim // 2)
+        return f.max_length * dim + 3 * (dim * heads * key + heads * key) \
+            + heads * key * dim + dim + 2 * dim
+    return 0
+
+
 def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]) -> dict:
     """``{'input_width', 'embedding_parameters', 'dense_parameters', 'parameters'}``.
 
     Counts trainable parameters the tower uses; the candidate-id table shared
-    with a history feature counts in both towers.
+    with a history feature counts in both towers; a history's pooling weights
+    count as dense parameters.
     """
     tc, data = getattr(cfg, tower), cfg.to_dict()["data"]
-    width, embedding, seen_shared = 0, 0, False
+    width, embedding, pooling, seen_shared = 0, 0, 0, False
     for f in tc.features:
         rows = _feature_rows(cfg, f, vocabulary_size)
         if rows is None:
@@ -43,12 +59,13 @@ def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]
             continue
         dim = f.embedding_dim or cfg.model.embedding_dim
         width += dim
+        pooling += _pooling_parameters(f, dim)
         shared = feature_vocabulary(f.__dict__, data) == CANDIDATE_VOCAB
         if shared and seen_shared:
             continue
         seen_shared = seen_shared or shared
         embedding += rows * dim
-    dense, previous = 0, width
+    dense, previous = pooling, width
     for units in tc.layers:
         dense += previous * units + units + (2 * units if tc.norm != "none" else 0)
         previous = units

@@ -27,7 +27,9 @@ def dummy_inputs(spec, tower):
 
 
 @pytest.mark.parametrize("overrides", [[], ["query_tower.norm=batch", "query_tower.layers=[8, 4]"],
-                                       ["candidate_tower.norm=layer", "candidate_tower.layers=[]"]])
+                                       ["candidate_tower.norm=layer", "candidate_tower.layers=[]"],
+                                       ["query_tower.features.7.pooling=mean"],
+                                       ["query_tower.features.7.pooling=attention"]])
 def test_summary_counts_equal_the_keras_towers(overrides):
     cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(BASE)), overrides))
     spec = cfg.to_dict()
