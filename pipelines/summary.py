@@ -12,6 +12,7 @@ from typing import Callable, Dict, Optional
 
 from pipelines.config import Config
 from transform.kinds import dense_width, feature_vocabulary, kind_of, uses_embedding
+from transform.kinds.history import pooling_parameters
 from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB, vocabulary_name
 
 
@@ -26,21 +27,6 @@ def _feature_rows(cfg: Config, f, vocabulary_size: Callable[[str], int]) -> Opti
     if vocabulary in (QUERY_VOCAB, CANDIDATE_VOCAB):  # the shared tables: one OOV row
         return vocabulary_size(vocabulary) + 1
     return vocabulary_size(vocabulary) + f.oov_buckets
-
-
-def _pooling_parameters(f, dim: int) -> int:
-    """Weights a history's pooling learns (``trainer.towers``): none for ``mean``, a logit
-    per position for ``recency``; for ``attention`` a position table ``[L, d]``, two heads of
-    ``key_dim = d // 2`` (query, key and value ``[d, 2, k]`` + bias each, output ``[2, k, d]``
-    + bias) and a layer normalisation (``2 d``)."""
-    pooling = getattr(f, "pooling", None)
-    if pooling == "recency":
-        return f.max_length
-    if pooling == "attention":
-        heads, key = 2, max(1, dim // 2)
-        return f.max_length * dim + 3 * (dim * heads * key + heads * key) \
-            + heads * key * dim + dim + 2 * dim
-    return 0
 
 
 def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]) -> dict:
@@ -59,7 +45,8 @@ def tower_summary(cfg: Config, tower: str, vocabulary_size: Callable[[str], int]
             continue
         dim = f.embedding_dim or cfg.model.embedding_dim
         width += dim
-        pooling += _pooling_parameters(f, dim)
+        if getattr(f, "pooling", None):
+            pooling += pooling_parameters(f.pooling, f.max_length, dim)
         shared = feature_vocabulary(f.__dict__, data) == CANDIDATE_VOCAB
         if shared and seen_shared:
             continue

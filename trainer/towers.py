@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from transform.kinds import dense_width, feature_vocabulary, kind_of, uses_embedding
+from transform.kinds.history import ATTENTION_HEADS, attention_key_dim
 from transform.naming import CANDIDATE_KEY, CANDIDATE_VOCAB, feature_input
 
 SHARED_CANDIDATE_EMBEDDING = "candidate_id"
@@ -96,7 +97,7 @@ class HistoryAttention(tf.keras.layers.Layer):
         super().__init__(name=name)
         self.positions = tf.keras.layers.Embedding(max_length, dim, name=f"{name}_positions")
         self.attention = tf.keras.layers.MultiHeadAttention(
-            num_heads=2, key_dim=max(1, dim // 2), name=f"{name}_heads")
+            num_heads=ATTENTION_HEADS, key_dim=attention_key_dim(dim), name=f"{name}_heads")
         self.norm = tf.keras.layers.LayerNormalization(name=f"{name}_norm")
 
     def call(self, vectors, mask, training=False):

@@ -4,6 +4,26 @@ from transform.kinds.base import STRING, FeatureKind, length_problems
 from transform.naming import CANDIDATE_KEY, history_column, shared_key
 
 POOLINGS = ("mean", "recency", "attention")
+ATTENTION_HEADS = 2  # trainer.towers.HistoryAttention: heads of attention_key_dim(d) each
+
+
+def attention_key_dim(dim: int) -> int:
+    """Width of each attention head over ``dim``-wide history embeddings."""
+    return max(1, dim // 2)
+
+
+def pooling_parameters(pooling: str, max_length: int, dim: int) -> int:
+    """Weights a history's pooling learns (``trainer.towers``): none for ``mean``, a logit
+    per position for ``recency``; for ``attention`` a position table ``[L, d]``, the heads
+    (query, key and value ``[d, h, k]`` with a bias each, output ``[h, k, d]`` with a bias)
+    and a layer normalisation (``2 d``)."""
+    if pooling == "recency":
+        return max_length
+    if pooling == "attention":
+        heads, key = ATTENTION_HEADS, attention_key_dim(dim)
+        return max_length * dim + 3 * (dim * heads * key + heads * key) \
+            + heads * key * dim + dim + 2 * dim
+    return 0
 
 
 class History(FeatureKind):

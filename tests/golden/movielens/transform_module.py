@@ -6,11 +6,11 @@ runtime's `transform.preprocess.transform_all`, one transform per feature kind
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60
-Runtime: sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b (the packages transform and trainer; checked at import)
+Runtime: sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:b07de43d5d042f7b6521bed0ead5906b91e4f34e0a4009e9309ba2dcc967c61b'
+RUNTIME_DIGEST = 'sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
