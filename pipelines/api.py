@@ -108,7 +108,7 @@ def _handlers_to_log():
 
 
 def recommend(model: str, users: str, out: str, k: int = 100, **options) -> dict:
-    """``twotower recommend``: writes ``out`` (user_id,item_id,rank); see
+    """``twotower recommend``: writes ``out`` (user_id,item_id,rank,score,cold,...); see
     :func:`pipelines.recommend.recommend` for ``options``."""
     from pipelines.recommend import recommend as _recommend
 

@@ -154,7 +154,8 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     gate = PopularityGate(model_run=trainer.outputs["model_run"],
                           min_lift=1.0 if lift is None else float(lift),
                           enabled=int(lift is not None),
-                          cutoffs=json.dumps(gate_cutoffs(cfg.to_dict())))
+                          cutoffs=json.dumps(gate_cutoffs(cfg.to_dict())),
+                          against=cfg.pipeline.gate_against)
     components = steps + [trainer, gate]
     served = trainer
     if cfg.training.refit:

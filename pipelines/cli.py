@@ -148,13 +148,17 @@ def _read_commands(sub) -> None:
     p.add_argument("--users", required=True, help="CSV with the data.query_id (or user_id) "
                    "column; each distinct id gets recommendations")
     p.add_argument("--k", type=int, default=100, help="recommendations per query")
-    p.add_argument("--out", required=True, help="output CSV: user_id,item_id,rank")
+    p.add_argument("--out", required=True, help="output CSV: user_id,item_id,rank,score,cold "
+                   "and the candidate table's columns")
     p.add_argument("--history", help="interactions CSV the queries' features, histories and "
                    "exclusions come from (default: the model's data.path)")
     p.add_argument("--include-seen", action="store_true",
                    help="do not exclude the candidates a query already has in --history")
     p.add_argument("--buy-again-out", help="also write, per query, the candidates it already "
-                   "had in --history ranked by the model (\"buy again\"), as user_id,item_id,rank")
+                   "had in --history ranked by the model (\"buy again\"), with --out's columns")
+    p.add_argument("--columns", type=lambda text: [c for c in text.split(",") if c],
+                   default=None, help="the candidate table's columns to add to each row, e.g. "
+                   "name,category (default: all of them; '' for none)")
     p.add_argument("--batch-size", type=int, default=256, help="queries per model call")
     p.add_argument("--force", **FORCE)
     p.add_argument("--escape-formulas", action=argparse.BooleanOptionalAction, default=True,

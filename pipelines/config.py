@@ -35,6 +35,7 @@ REPEATS = ("keep", "first")
 TIMESTAMP_UNITS = ("s", "ms", "us")  # what a numeric timestamp counts since 1970
 SOFTMAX_MODES = ("auto", "full_catalog", "sampled", "in_batch")
 SERVING_INDEXES = ("exact", "scann")
+GATE_AGAINST = ("popularity", "best")  # pipeline.gate_against
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
 
 
@@ -236,6 +237,15 @@ class ScannConfig:
 
 
 @dataclasses.dataclass
+class BaselinesConfig:
+    """The baselines every held-out evaluation ranks beside the model (trainer.baselines)."""
+    recent_days: int = 28                   # recent popularity: the last N days before the cut
+    item_item_memory_mb: int = 512          # EASE covers the most-bought items that fit this
+    ease_l2: float = 500.0                  # EASE's lambda
+    recency_half_life_days: float = 28.0    # buy again: an interaction's weight halves each
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     name: str = "twotower"
     # The folder holding pipelines (default "runs"); this one's files go to <root>/<name>.
@@ -254,6 +264,10 @@ class PipelineConfig:
     min_lift_over_popularity: Optional[float] = 1.0
     # The one cut-off the gate compares at; null: every model.top_k up to serving_k.
     gate_k: Optional[int] = None
+    # What the gate compares the model with: "popularity" (global popularity), or "best"
+    # (every baseline: popularity, recent popularity, EASE; the model must beat each).
+    gate_against: str = "popularity"
+    baselines: BaselinesConfig = dataclasses.field(default_factory=BaselinesConfig)
     # Beam's DirectRunner (ExampleGen, StatisticsGen, Transform): 1 runs in memory in one
     # process; N > 1 runs N worker processes (direct_running_mode=multi_processing).
     beam_workers: int = 1

@@ -259,8 +259,11 @@ def root_cause(exc: BaseException) -> str:
 
 
 def result_lines(res: dict) -> List[str]:
-    """A finished run in a few lines: the held-out evaluation beside popularity, the gate,
-    the serving model and where the details are."""
+    """A finished run on one screen: the held-out evaluation beside every baseline, the
+    strongest named with the ratio, buy-again, how training ended, coverage, the gate, the
+    serving model and where the details are."""
+    from pipelines.inspect import verdict
+
     metrics = res.get("metrics") or {}
     lines = ["", f"== result: training {metrics.get('status')}"]
     if metrics.get("stopped"):
@@ -269,15 +272,26 @@ def result_lines(res: dict) -> List[str]:
     if evaluation:
         left_out = evaluation.get("cold_queries", 0) + evaluation.get(
             "queries_without_new_items", 0)
-        lines.append(f"held-out {evaluation.get('split', 'eval')} split: {evaluation['queries']} "
+        when = verdict.period(evaluation)
+        lines.append(f"held-out {evaluation.get('split', 'eval')} split"
+                     + (f" ({when})" if when else "") + f": {evaluation['queries']} "
                      f"queries ranked against the whole catalog, without the items each already "
                      f"had ({left_out} left out: no earlier interaction, or nothing new)")
-        names = sorted((n for n in evaluation["model"] if n.startswith(("recall", "ndcg"))),
-                       key=lambda n: (not n.startswith("recall"), int(n.rsplit("_", 1)[1])))
-        lines.append(f"  {'metric':<16}{'model':>10}{'popularity':>12}")
-        for name in names:
-            lines.append(f"  {name:<16}{evaluation['model'][name]:>10.4f}"
-                         f"{evaluation['popularity'][name]:>12.4f}")
+        # recall at every cut-off, NDCG at the first (the rest: training_metrics.json)
+        recalls = sorted((n for n in evaluation["model"] if n.startswith("recall_at_")),
+                         key=lambda n: int(n.rsplit("_", 1)[1]))
+        ndcg = "ndcg_at_" + recalls[0].rsplit("_", 1)[1] if recalls else ""
+        lines += verdict.table(evaluation, recalls + ([ndcg] if ndcg in evaluation["model"]
+                                                      else []))
+        about = evaluation.get("baselines_about") or {}
+        lines.append("model vs baselines: " + verdict.headline(evaluation) + (
+            f" (EASE over the {about['ease_items']:,} most-bought of {about['catalog']:,} "
+            f"candidates, {about['ease_memory_mb']:g} MiB)" if "ease_items" in about else ""))
+        lines += verdict.buy_again(evaluation)
+        if verdict.coverage(evaluation):
+            lines.append(verdict.coverage(evaluation))
+    if metrics.get("epochs"):
+        lines.append(verdict.early_stop(metrics, res.get("refit")))
     gate = res.get("gate") or {}
     if gate:
         lines.append(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: "
@@ -285,8 +299,7 @@ def result_lines(res: dict) -> List[str]:
     refit = (res.get("refit") or {}).get("refit")
     if res.get("pushed"):
         lines.append(f"serving model: {res.get('serving_model')}" + (
-            f" (refit on train + eval: {refit['epochs']} epochs over {refit['rows']} rows)"
-            if refit else ""))
+            " (the refit on train + eval)" if refit else ""))
     elif res.get("reused_push"):
         lines.append(f"serving model: {res.get('serving_model')} (unchanged input and config: "
                      "the run was served from ML Metadata's cache, pipeline.enable_cache)")

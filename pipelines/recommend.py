@@ -12,9 +12,12 @@ model's trained OOV row and its other inputs take their configured defaults.
 Ids are matched exactly as written. A query that gets fewer than ``k``
 recommendations (its own items excluded from a small catalog) is reported.
 
-Output: CSV ``user_id,item_id,rank`` (rank 1 best), queries in input order, with ids
-escaped for spreadsheets by the reversible rule of :mod:`pipelines.csvsafe` (unless
-``escape_formulas=False``). Before anything is loaded, the outputs are checked
+Output: CSV ``user_id,item_id,rank,score,cold`` (rank 1 best; ``score`` the model's;
+``cold`` 1 for a query with no rows in the history, whose list is therefore the
+cold-start answer the model gives any query it never saw), then the candidate
+table's columns (all of them, or ``columns``), queries in input order, with ids
+and values escaped for spreadsheets by the reversible rule of
+:mod:`pipelines.csvsafe` (unless ``escape_formulas=False``). Before anything is loaded, the outputs are checked
 (:mod:`pipelines.written`): never one of the inputs (``--users``, ``--history``, the
 model's training data, the model's folder), never a file twotower did not write unless
 ``force``; they are written beside the target and renamed over it when complete.
@@ -38,7 +41,38 @@ from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
 from transform.kinds import kind_of
 from transform.naming import HISTORY_PREFIX
 
-HEADER = ("user_id", "item_id", "rank")
+HEADER = ("user_id", "item_id", "rank", "score", "cold")
+
+
+def candidate_table(model: str, cfg: Config, columns: Optional[List[str]]):
+    """``(names, {raw id: [values]})`` of the candidate table's columns for the output.
+
+    ``columns`` None: every column but the id, if the table can be found (else none);
+    a list: those columns, and the table must be found. A column whose name the output
+    already uses is written as ``item_<name>``.
+
+    Raises:
+      ConfigError: ``--columns`` names a column the table lacks, or no table is found.
+    """
+    table = cfg.data.candidates
+    path = training_files(model, cfg).get("the model's candidate table") if table else None
+    if not path or not os.path.isfile(path):
+        if columns:
+            raise ConfigError([("--columns", "the model's candidate table is not here "
+                                f"({(table.path if table else None) or 'no data.candidates'}): "
+                                "give the pipeline folder as --model, or leave --columns out")])
+        return [], {}
+    header = textcheck.header(path) or []
+    wanted = [c for c in header if c != table.id] if columns is None else columns
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise ConfigError([("--columns", f"{missing[0]!r} is not a column of {path}; its columns "
+                            f"are {', '.join(header)}")])
+    values = {}
+    for _, row in read_rows(path, [table.id] + [c for c in wanted if c != table.id]):
+        values.setdefault(row[table.id], [row[c] for c in wanted])
+    names = [f"item_{c}" if c in HEADER else c for c in wanted]
+    return names, values
 
 
 def find_model(path: str) -> str:
@@ -174,17 +208,19 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
 
 
 @contextlib.contextmanager
-def atomic_csv(path: str, escape_formulas: bool = True):
+def atomic_csv(path: str, escape_formulas: bool = True, extra: List[str] = ()):
     """A CSV writer (:class:`pipelines.csvsafe.Writer`) on a new file beside ``path``,
     renamed over it only when the block succeeds: a crash leaves no complete-looking file."""
     with written.atomic(path, "w", newline="", encoding="utf-8") as handle:
         writer = Writer(handle, escape_formulas)
-        writer.writerow(HEADER)
+        writer.writerow(list(HEADER) + list(extra))
         yield writer
 
 
-def _write(writer, query, values, ids, scores) -> int:
-    """Writes one query's ranked ids; returns how many (empty tail slots are skipped)."""
+def _write(writer, query, values, ids, scores, cold=False, table=None, width=0) -> int:
+    """Writes one query's ranked ids with their scores, the cold flag and the candidate
+    table's values (``table``: raw id -> values, ``width`` of them); returns how many
+    (empty tail slots are skipped)."""
     rank = 0
     for cid, score in zip(ids, scores):
         if math.isnan(float(score)):
@@ -193,7 +229,9 @@ def _write(writer, query, values, ids, scores) -> int:
         if not cid or not math.isfinite(float(score)):
             continue  # the catalog (or the query's own list) ran out
         rank += 1
-        writer.writerow([query, cid.decode("utf-8"), rank])
+        raw = cid.decode("utf-8")
+        writer.writerow([query, raw, rank, f"{float(score):.6g}", int(cold)]
+                        + (list((table or {}).get(raw, [""] * width)) if width else []))
     return rank
 
 
@@ -221,13 +259,15 @@ def _import_tensorflow_quietly() -> None:
 def recommend(model: str, users: str, k: int, out: str, history: Optional[str] = None,
               include_seen: bool = False, batch_size: int = 256, log=print,
               buy_again_out: Optional[str] = None, force: bool = False,
-              escape_formulas: bool = True, progress=None) -> dict:
+              escape_formulas: bool = True, progress=None,
+              columns: Optional[List[str]] = None) -> dict:
     """Writes ``out`` (and ``buy_again_out``); returns ``{'queries', 'rows', 'model', 'cold',
     'short'}`` (and ``'buy_again_rows'``).
 
     ``out`` ranks candidates each query did not have in ``history`` (all of them with
     ``include_seen``); ``buy_again_out`` ranks the candidates it did have, by the model.
     ``force`` replaces output files twotower did not write (never an input).
+    ``columns``: the candidate table's columns to add (None: all of them, ``[]``: none).
     ``progress``, if given, is called as ``progress(answered, queries)`` before the first
     batch and after each one.
     """
@@ -248,8 +288,14 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         described = json.load(handle)
     queries = read_queries(users, cfg.data.query_id)
     textcheck.scan(history)
+    names, table = candidate_table(model, cfg, columns)
     seen = query_histories(cfg, history, set(queries))
     log(f"model {model_dir}; {len(queries)} queries, {len(seen)} with rows in {history}")
+    cold = [q for q in queries if q not in seen]
+    if cold:
+        log(f"warning: {len(cold)} of {len(queries)} queries have no rows in {history} (first: "
+            f"{cold[0]!r}): the model never saw them, so each gets the cold-start answer "
+            "(cold=1 in the output)")
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     _import_tensorflow_quietly()  # only now: a bad invocation is refused before TF loads
@@ -274,8 +320,8 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
     if progress is not None:
         progress(0, len(queries))
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(atomic_csv(out, escape_formulas))
-        again_writer = (stack.enter_context(atomic_csv(buy_again_out, escape_formulas))
+        writer = stack.enter_context(atomic_csv(out, escape_formulas, names))
+        again_writer = (stack.enter_context(atomic_csv(buy_again_out, escape_formulas, names))
                         if buy_again_out else None)
         for start in range(0, len(queries), batch_size):
             chunk = queries[start:start + batch_size]
@@ -287,7 +333,8 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
                               k=tf.constant(k, tf.int32))
             for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
                                                   answer["scores"].numpy()):
-                count = _write(writer, query, values, ids, scores)
+                count = _write(writer, query, values, ids, scores, query not in seen, table,
+                               len(names))
                 n_rows += count
                 if count < k:
                     short.append((query, count))
@@ -295,7 +342,8 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
                 answer = again(**inputs, had=padded(had), k=tf.constant(k, tf.int32))
                 for query, values, ids, scores in zip(chunk, rows, answer["candidate_ids"].numpy(),
                                                       answer["scores"].numpy()):
-                    n_again += _write(again_writer, query, values, ids, scores)
+                    n_again += _write(again_writer, query, values, ids, scores,
+                                      query not in seen, table, len(names))
             if progress is not None:
                 progress(start + len(chunk), len(queries))
         # the outputs again, just before the renames: a file put there meanwhile is kept

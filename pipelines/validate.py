@@ -15,9 +15,9 @@ import os
 import re
 from typing import List
 
-from pipelines.config import (ACTIVATIONS, CLIPPING, NORMS, OPTIMIZERS, REPEATS,
-                              SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS, TIMESTAMP_UNITS,
-                              Config, ConfigError, FeatureConfig)
+from pipelines.config import (ACTIVATIONS, CLIPPING, GATE_AGAINST, NORMS, OPTIMIZERS,
+                              REPEATS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
+                              TIMESTAMP_UNITS, Config, ConfigError, FeatureConfig)
 from pipelines.data.columns import type_conflicts
 from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
@@ -203,6 +203,20 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
     if lift is not None and not (math.isfinite(lift) and 0.0 <= lift <= 100.0):
         add("pipeline.min_lift_over_popularity", "must be in [0, 100], or null to push every "
             "completed model")
+    if p.gate_against not in GATE_AGAINST:
+        add("pipeline.gate_against", f"{p.gate_against!r}: must be one of "
+            f"{', '.join(GATE_AGAINST)} (best: the model must beat every baseline)")
+    b = p.baselines
+    if not 1 <= b.recent_days <= 3650:
+        add("pipeline.baselines.recent_days", f"must be in 1..3650 days, got {b.recent_days}")
+    if not 16 <= b.item_item_memory_mb <= 65536:
+        add("pipeline.baselines.item_item_memory_mb", "must be in 16..65536 (MiB for EASE's "
+            f"item x item matrices), got {b.item_item_memory_mb}")
+    if not (math.isfinite(b.ease_l2) and b.ease_l2 > 0):
+        add("pipeline.baselines.ease_l2", f"must be a positive number, got {b.ease_l2}")
+    if not (math.isfinite(b.recency_half_life_days) and b.recency_half_life_days > 0):
+        add("pipeline.baselines.recency_half_life_days", "must be a positive number of days, "
+            f"got {b.recency_half_life_days}")
     if not 1 <= p.serving_k <= 1000:
         add("pipeline.serving_k", "must be in 1..1000")
     if not 1 <= p.beam_workers <= 64:

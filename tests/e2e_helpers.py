@@ -101,7 +101,7 @@ def read_recs(path):
     from pipelines.csvsafe import unescape
 
     with open(path, encoding="utf-8", newline="") as handle:
-        assert handle.readline().strip() == "user_id,item_id,rank"
+        assert handle.readline().strip().startswith("user_id,item_id,rank,score,cold")
         handle.seek(0)
         return [{k: unescape(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 

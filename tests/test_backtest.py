@@ -73,3 +73,21 @@ def test_two_windows_run_and_each_is_scored_on_its_own_slice(small_data, tmp_pat
     assert "mean" in done.stdout and "recall@10 model / popularity" in done.stdout
     assert done.stdout.count("[1/5] ImportSchemaGen") == 2  # each window numbered from 1
     assert not os.path.exists(tmp_path / "root" / "bt-w0" / "serving")  # up to the Trainer
+
+
+def test_the_table_names_the_strongest_baseline_of_each_window_and_of_the_mean():
+    def metrics(model, popular, ease):
+        return {"top_k": [10], "evaluation": {
+            "queries": 10, "model": {"recall_at_10": model},
+            "popularity": {"recall_at_10": popular},
+            "baselines": {"popularity": {"recall_at_10": popular},
+                          "recent_popularity": {"recall_at_10": popular / 2},
+                          "ease": {"recall_at_10": ease}}}}
+
+    rows = [window_row(0, {"time_cut": 0, "window_end": None}, metrics(0.3, 0.2, 0.25)),
+            window_row(1, {"time_cut": 0, "window_end": None}, metrics(0.1, 0.2, 0.05))]
+    lines = table(rows)
+    assert lines[1].endswith("EASE 0.2500 (1.20x)")
+    assert lines[2].endswith("popularity 0.2000 (0.50x)")
+    # the mean: model 0.2 against popularity's mean 0.2 (EASE's mean is 0.15)
+    assert lines[3].endswith("popularity 0.2000 (1.00x)")

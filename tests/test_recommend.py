@@ -107,4 +107,10 @@ def test_a_nan_score_aborts_before_anything_is_written(tmp_path):
     with atomic_csv(str(out)) as writer:
         _write(writer, "u1", {}, [b"P1", b"", b"P2"], [2.0, float("-inf"), 1.0])
     assert out.read_text(encoding="utf-8").splitlines() == [
-        "user_id,item_id,rank", "u1,P1,1", "u1,P2,2"]
+        "user_id,item_id,rank,score,cold", "u1,P1,1,2,0", "u1,P2,2,1,0"]
+    table = {"P1": ["Widget", "tools"]}  # P2 is not in the table: empty cells
+    with atomic_csv(str(out), extra=["name", "category"]) as writer:
+        _write(writer, "new", {}, [b"P1", b"P2"], [0.5, 0.25], True, table, 2)
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "user_id,item_id,rank,score,cold,name,category", "new,P1,1,0.5,1,Widget,tools",
+        "new,P2,2,0.25,1,,"]

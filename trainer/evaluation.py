@@ -128,11 +128,33 @@ def evaluate_full_catalog(query_embeddings, candidate_embeddings, counts, truth,
         if with_popularity:
             pop_scores = np.broadcast_to(pop_row, (len(exclude[rows]), len(counts)))
             pop_top.append(top_k_excluding(pop_scores, exclude[rows], k))
-    result = {"queries": len(truth),
-              "model": ranking_metrics(np.concatenate(model_top), truth, ks)}
+    model_top = np.concatenate(model_top)
+    result = {"queries": len(truth), "model": ranking_metrics(model_top, truth, ks),
+              "model_top": model_top}
     if with_popularity:
         result["popularity"] = ranking_metrics(np.concatenate(pop_top), truth, ks)
     return result
+
+
+def coverage(top, k, counts, head=20):
+    """How much of the catalog the model's top-``k`` lists use.
+
+    Args:
+      top: ``[num_queries, K]`` ranked candidate positions, K >= k.
+      counts: ``[num_candidates]`` popularity; ``head``: how many of the most
+        popular candidates count as "the head".
+
+    Returns:
+      ``{'k', 'candidates' (distinct candidates in the lists), 'catalog',
+      'share' (of the catalog), 'head', 'head_slots' (share of the lists' slots
+      held by the ``head`` most popular candidates)}``.
+    """
+    top = np.asarray(top)[:, :k]
+    order = np.lexsort((np.arange(len(counts)), -np.asarray(counts, dtype=np.float64)))
+    distinct = int(len(np.unique(top))) if top.size else 0
+    return {"k": int(k), "candidates": distinct, "catalog": int(len(counts)),
+            "share": distinct / max(len(counts), 1), "head": int(min(head, len(counts))),
+            "head_slots": float(np.isin(top, order[:head]).mean()) if top.size else 0.0}
 
 
 def rank_within(candidate_lists, score_lists, k):

@@ -35,8 +35,9 @@ def split_files(spec, train_files, eval_files, refit=False):
 
 
 def with_time(spec):
-    """Whether rows are loaded with their TIMESTAMP (the demand prior counts by it)."""
-    return spec["model"].get("demand_prior") is not None
+    """Whether rows are loaded with their TIMESTAMP: whenever the data has one (the demand
+    prior, recent popularity and the buy-again recency baseline count by it)."""
+    return bool(spec["data"].get("timestamp"))
 
 
 def load_inputs(spec, tft_output, files):
@@ -88,7 +89,10 @@ def held_out_set(spec, split, files, feature_spec, catalog_ids, seen_rows):
     held = HeldOutSet(split, snapshots, list(dict.fromkeys(query_keys)), rows[QUERY_ID],
                       rows[CANDIDATE_POSITION],
                       query_groups(seen_rows[QUERY_ID], seen_rows[CANDIDATE_POSITION]),
-                      query_counts(seen_rows[QUERY_ID], seen_rows[CANDIDATE_POSITION]))
+                      query_counts(seen_rows[QUERY_ID], seen_rows[CANDIDATE_POSITION]),
+                      seen_rows=seen_rows, num_candidates=len(catalog_ids),
+                      baselines=spec["pipeline"].get("baselines"),
+                      held_times=rows.get(TIMESTAMP))
     return held, rows
 
 

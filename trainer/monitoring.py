@@ -113,6 +113,7 @@ def weight_norm(model):
 
 
 PROGRESS_LOGGER = "twotower.progress"  # a run's terminal shows these lines (pipelines/console)
+DETAIL_LOGGER = "twotower.detail"  # the log only
 
 
 def epoch_line(entry, epochs=None):
@@ -157,9 +158,12 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
     the epoch, from 1) the same under ``epoch/`` with the epoch entry's values.
     """
 
-    def __init__(self, record, towers, log_dir=None, every=SCALARS_EVERY):
+    def __init__(self, record, towers, log_dir=None, every=SCALARS_EVERY, every_epoch=True):
         super().__init__()
         self.record = record
+        # False (a refit: no held-out split to watch): the terminal gets the last epoch's
+        # line only; every epoch's line still goes to the log
+        self.every_epoch = every_epoch
         self.towers = towers
         self.norms = {name: [] for name in list(towers) + ["global"]}
         self.clipped = []
@@ -224,7 +228,13 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
                        for name in self.towers})
         self._scalars("epoch", epoch + 1, values)
         epochs = (getattr(self, "params", None) or {}).get("epochs")  # set by fit()
-        logging.getLogger(PROGRESS_LOGGER).info(epoch_line(self.record["epochs"][-1], epochs))
+        line = epoch_line(self.record["epochs"][-1], epochs)
+        if self.every_epoch or epoch + 1 == epochs:
+            logging.getLogger(PROGRESS_LOGGER).info(
+                line + ("" if self.every_epoch or epoch == 0 else
+                        f" (epochs 1-{epoch}: in the log)"))
+        else:
+            logging.getLogger(DETAIL_LOGGER).info(line)
 
 
 STEPS_LOGGER = "twotower.progress.steps"  # a run's terminal draws a step bar (pipelines/progress)

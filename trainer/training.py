@@ -182,7 +182,7 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
         CollapseMonitor(training["collapse_patience"], training["collapse_threshold"], record,
                         training["learning_rate"], ratio=training["collapse_ratio"]),
         MetricsRecorder(record, {"query": model.query_tower, "candidate": model.candidate_tower},
-                        log_dir=os.path.join(run_dir, "logs")),
+                        log_dir=os.path.join(run_dir, "logs"), every_epoch=held_out is not None),
         StepProgress(),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
     ]
@@ -226,7 +226,8 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
              spec["training"]["epochs"], {"set": evaluation, "table": table, "ks": ks})
         seen.append(eval_rows)
         record["evaluation"] = evaluation.evaluate(model.embed_queries,
-                                                   model.catalog_vectors(table), counts, ks)
+                                                   model.catalog_vectors(table), counts, ks,
+                                                   with_baselines=True)
         if model.prior is not None:  # eval was scored with train's counts only
             record["evaluation"]["demand_prior"] = model.prior.describe()
     else:
@@ -242,7 +243,7 @@ def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps
         test, test_rows = held_out_set(spec, TEST_SPLIT, files, feature_spec, catalog_ids, before)
         record["evaluation_eval"] = record["evaluation"]
         record["evaluation"] = test.evaluate(model.embed_queries, model.catalog_vectors(table),
-                                             counts, ks)
+                                             counts, ks, with_baselines=True)
         if model.prior is not None:
             record["evaluation"]["demand_prior"] = model.prior.describe()
         seen.append(test_rows)

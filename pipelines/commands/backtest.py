@@ -6,7 +6,8 @@ the Trainer K times, as ``<pipeline.name>-w0`` ... ``-w<K-1>`` under the same
 root: window ``w`` holds out the ``eval_fraction`` slice of rows that lies
 ``w`` slices before the end of the data and leaves the later rows out
 (``data.split.window``), and the Trainer scores it against the whole catalog
-beside popularity on the same queries. The table shows each window and the
+beside popularity on the same queries, and beside the strongest of the baselines
+(popularity, recent popularity, EASE). The table shows each window and the
 mean, so a choice can be trusted on more than one window before the test
 split (or production) is looked at. Windows are independent pipelines: a
 rerun with caching on reuses every component whose inputs did not change.
@@ -57,9 +58,14 @@ def window_row(window: int, report: dict, metrics: dict) -> Dict[str, object]:
     evaluation = metrics["evaluation"]
     recalls = {k: (evaluation["model"][f"recall_at_{k}"],
                    evaluation["popularity"][f"recall_at_{k}"]) for k in metrics["top_k"]}
+    from pipelines.inspect.verdict import baselines
+
+    found = baselines(evaluation)
     return {"window": window, "eval_from": report.get("time_cut"),
             "eval_until": report.get("window_end"), "queries": evaluation["queries"],
-            "recall": recalls}
+            "recall": recalls,
+            "baselines": {name: {k: values.get(f"recall_at_{k}") for k in metrics["top_k"]}
+                          for name, values in found.items()}}
 
 
 def table(rows: List[dict]) -> List[str]:
@@ -73,16 +79,39 @@ def table(rows: List[dict]) -> List[str]:
         ratio = f"{model / popular:.2f}x" if popular else "-"
         return f"{model:.4f} / {popular:.4f} ({ratio})"
 
+    from pipelines.inspect.verdict import ORDER, SHORT
+
+    first = ks[0]
+
+    def best(found):
+        """The strongest baseline at the first cut-off: (name, value)."""
+        names = [n for n in ORDER if found.get(n, {}).get(first) is not None]
+        name = max(names, key=lambda n: (found[n][first], -ORDER.index(n)))
+        return name, found[name][first]
+
+    def best_cell(model, found):
+        if not found:
+            return "-"
+        name, value = best(found)
+        ratio = f"{model / value:.2f}x" if value else "-"
+        return f"{SHORT[name]} {value:.4f} ({ratio})"
+
     head = f"{'window':<8}{'eval from':<12}{'until':<12}{'queries':>8}  " + "  ".join(
-        f"{'recall@' + str(k) + ' model / popularity':<32}" for k in ks)
+        f"{'recall@' + str(k) + ' model / popularity':<32}" for k in ks) + (
+        f"  strongest baseline at recall@{first} (model / it)")
     lines = [head]
     for r in rows:
         lines.append(f"{r['window']:<8}{day(r['eval_from']):<12}{day(r['eval_until']):<12}"
                      f"{r['queries']:>8}  " + "  ".join(f"{cell(*r['recall'][k]):<32}"
-                                                         for k in ks))
+                                                         for k in ks)
+                     + "  " + best_cell(r["recall"][first][0], r.get("baselines") or {}))
     means = {k: tuple(sum(r["recall"][k][i] for r in rows) / len(rows) for i in (0, 1))
              for k in ks}
-    lines.append(f"{'mean':<32}{'':>8}  " + "  ".join(f"{cell(*means[k]):<32}" for k in ks))
+    shared = [n for n in ORDER if all(n in (r.get("baselines") or {}) for r in rows)]
+    mean_baselines = {n: {first: sum(r["baselines"][n][first] for r in rows) / len(rows)}
+                      for n in shared}
+    lines.append(f"{'mean':<32}{'':>8}  " + "  ".join(f"{cell(*means[k]):<32}" for k in ks)
+                 + "  " + best_cell(means[first][0], mean_baselines))
     return lines
 
 

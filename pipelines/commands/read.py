@@ -32,7 +32,7 @@ def cmd_recommend(args) -> int:
         recommend(args.model, args.users, args.k, args.out, history=args.history,
                   include_seen=args.include_seen, batch_size=args.batch_size,
                   buy_again_out=args.buy_again_out, force=args.force,
-                  escape_formulas=args.escape_formulas,
+                  escape_formulas=args.escape_formulas, columns=args.columns,
                   **({"progress": progress, "log": log} if bar is not None else {}))
     finally:
         if bar is not None:

@@ -24,12 +24,14 @@ METRICS_FILE = "training_metrics.json"
 def PopularityGate(model_run: InputArtifact[standard_artifacts.ModelRun],  # noqa: N802
                    blessing: OutputArtifact[standard_artifacts.ModelBlessing],
                    min_lift: Parameter[float] = 1.0, enabled: Parameter[int] = 1,
-                   cutoffs: Parameter[str] = "[]"):
-    """Blesses the model iff its held-out recall beats ``min_lift`` x popularity's at every
-    cut-off of ``cutoffs`` (a JSON list; empty: the first ``model.top_k``)."""
+                   cutoffs: Parameter[str] = "[]", against: Parameter[str] = "popularity"):
+    """Blesses the model iff its held-out recall beats ``min_lift`` x its baseline's
+    (``against``: popularity, or the best baseline) at every cut-off of ``cutoffs``
+    (a JSON list; empty: the first ``model.top_k``)."""
     with fileio.open(os.path.join(model_run.uri, METRICS_FILE)) as handle:
         metrics = json.loads(handle.read())
-    decision = decide(metrics, min_lift if enabled else None, json.loads(cutoffs) or None)
+    decision = decide(metrics, min_lift if enabled else None, json.loads(cutoffs) or None,
+                      against=against)
     fileio.makedirs(blessing.uri)
     with fileio.open(os.path.join(blessing.uri, GATE_FILE), "w") as handle:
         handle.write(json.dumps(decision, indent=2, sort_keys=True))

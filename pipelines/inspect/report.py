@@ -13,7 +13,7 @@ import io
 import os
 from typing import Dict, List, Optional
 
-from pipelines.inspect import data, plots
+from pipelines.inspect import data, plots, verdict
 from pipelines.inspect.run import load
 from transform.naming import CANDIDATE_VOCAB, QUERY_ID
 
@@ -130,7 +130,8 @@ def summary(found: Dict[str, object]) -> List[str]:
         key = min(recall, key=lambda k: int(k.rsplit("_", 1)[1]))
         lines.append(f"learned: {key} {evaluation['model'][key]:.4f} vs popularity "
                      f"{evaluation['popularity'][key]:.4f} on {evaluation['queries']} held-out "
-                     f"{evaluation.get('split', 'eval')} queries")
+                     f"{evaluation.get('split', 'eval')} queries; "
+                     + verdict.headline(evaluation))
     lines.append("collapse: " + ("detected, " + str((metrics.get("stopped") or {}).get(
         "message", "")) if metrics.get("collapse_detected") else "none detected"))
     if found.get("parameters"):

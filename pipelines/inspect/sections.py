@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
+from pipelines.inspect import verdict
 from pipelines.inspect.data import describe
 
 
@@ -38,14 +39,23 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
     parts.append("<h2>Did it learn?</h2>")
     if evaluation:
         names = metric_names(evaluation["model"])
+        found = verdict.baselines(evaluation)
+        when = verdict.period(evaluation)
         parts.append(
             f"<p>{e(evaluation['queries'])} held-out {e(evaluation.get('split', 'eval'))} "
-            "queries, each embedded as it stood before its first held-out interaction and "
-            "ranked against the whole catalog without the items it already had; popularity "
-            "is ranked on the same queries.</p>"
-            + table(["metric", "model", "popularity"],
-                    [[n, f"{evaluation['model'][n]:.4f}", f"{evaluation['popularity'][n]:.4f}"]
-                     for n in names], numeric=(1, 2)))
+            + (f"queries ({e(when)}), " if when else "queries, ")
+            + "each embedded as it stood before its first held-out interaction and "
+            "ranked against the whole catalog without the items it already had; every "
+            "baseline is ranked on the same queries with the same exclusions, fitted on the "
+            "interactions before the split only.</p>"
+            + table(["metric", "model"] + [verdict.LABELS[n] for n in found],
+                    [[n, f"{evaluation['model'][n]:.4f}"]
+                     + [f"{found[b].get(n, float('nan')):.4f}" for b in found]
+                     for n in names], numeric=tuple(range(1, 2 + len(found)))))
+        parts.append(f"<p><b>Model vs baselines:</b> {e(verdict.headline(evaluation))}</p>")
+        for line in verdict.buy_again(evaluation) + [verdict.coverage(evaluation)]:
+            if line:
+                parts.append(f"<p>{e(line)}</p>")
     if gate:
         parts.append(f"<p>Push gate: {e(gate.get('reason', ''))}</p>")
     parts.append("<div class='figs'>" + "".join(

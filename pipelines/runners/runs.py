@@ -24,22 +24,35 @@ def entry(began: float, fingerprint: str, res: Optional[dict], status: str, log_
     """A run's line, from :func:`pipelines.runners.local.results` (None if it never got there)."""
     res = res or {}
     evaluation = (res.get("metrics") or {}).get("evaluation") or {}
-    recall = sorted((int(k.rsplit("_", 1)[1]), k) for k in evaluation.get("model", {})
-                    if k.startswith("recall_at_"))
+    recall = [k for k in evaluation.get("model", {}) if k.startswith("recall_at_")]
     out = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
            "seconds": round(time.time() - began, 1), "config_fingerprint": fingerprint,
            "status": status, "log": log_path,
            "serving_version": os.path.basename(res["serving_model"]) if res.get("pushed") else None}
     if recall:
-        k, key = recall[0]
-        out.update(metric=f"recall@{k}", model=evaluation["model"][key],
-                   popularity=evaluation.get("popularity", {}).get(key),
-                   split=evaluation.get("split", "eval"))
+        from pipelines.inspect.verdict import summary_cells
+
+        out.update(summary_cells(evaluation), split=evaluation.get("split", "eval"))
+        again = verdict_buy_again(evaluation)
+        if again:
+            out["buy_again"] = again
     if error:
         out["error"] = error
     if run_id:
         out["run"] = run_id
     return out
+
+
+def verdict_buy_again(evaluation: dict) -> Optional[Dict[str, float]]:
+    """Buy-again's first recall for the model and own counts, if the run measured it."""
+    again = evaluation.get("buy_again") or {}
+    keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in (again.get("model") or {})
+                  if k.startswith("recall_at_"))
+    if not keys:
+        return None
+    key = keys[0][1]
+    return {"metric": key.replace("recall_at_", "recall@"), "model": again["model"][key],
+            "own_counts": (again.get("frequency") or {}).get(key)}
 
 
 def record(log_dir: str, line: Dict[str, object]) -> None:
@@ -121,12 +134,24 @@ def table(runs: List[Dict[str, object]]) -> str:
     """The runs as an aligned text table."""
     if not runs:
         return "no runs recorded"
-    rows = [("started", "status", "config", "held-out", "model", "popularity", "serving")]
+    from pipelines.inspect.verdict import LABELS
+
+    def number(value):
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [("started", "status", "config", "held-out", "model", "popularity", "best baseline",
+             "model / best", "buy again (model / own counts)", "serving")]
     for r in runs:
+        best = r.get("best_baseline")
+        again = r.get("buy_again") or {}
         rows.append((str(r["started"]), str(r["status"]), str(r["config_fingerprint"])[:12],
                      f"{r.get('metric', '-')} ({r.get('split', '-')})",
-                     "-" if r.get("model") is None else f"{r['model']:.4f}",
-                     "-" if r.get("popularity") is None else f"{r['popularity']:.4f}",
+                     number(r.get("model")), number(r.get("popularity")),
+                     f"{LABELS.get(best, best)} {number(r.get('best_baseline_value'))}"
+                     if best else "-",
+                     "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
+                     f"{number(again.get('model'))} / {number(again.get('own_counts'))}"
+                     if again else "-",
                      str(r.get("serving_version") or "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()

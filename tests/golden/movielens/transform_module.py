@@ -5,12 +5,12 @@ runtime's `transform.preprocess.transform_all`, one transform per feature kind
 (`transform.kinds`), for the config `SPEC` at the end of this file.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60
-Runtime: sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233 (the packages transform and trainer; checked at import)
+Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
+Runtime: sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233'
+RUNTIME_DIGEST = 'sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -152,6 +152,13 @@ SPEC = {
         'enable_cache': True,
         'min_lift_over_popularity': 1.0,
         'gate_k': None,
+        'gate_against': 'popularity',
+        'baselines': {
+            'recent_days': 28,
+            'item_item_memory_mb': 512,
+            'ease_l2': 500.0,
+            'recency_half_life_days': 28.0,
+        },
         'beam_workers': 1,
     },
 }
