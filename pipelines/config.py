@@ -16,13 +16,14 @@ This module imports neither TensorFlow nor TFX.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 from typing import Any, Dict, List, Optional, Union
 
 # Loading and the typed parser live beside the schema; re-exported here, where callers find them.
-from pipelines.config_loading import apply_overrides, read_raw
+from pipelines.config_loading import apply_overrides, purchase_log_defaults, read_raw
 from pipelines.config_parse import ConfigError, parse_value
 from transform.kinds import KINDS  # no TensorFlow: the kinds' TF parts import it when they run
 
@@ -353,12 +354,17 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Config":
+        """The typed config of a raw mapping (not modified), with the purchase-log defaults
+        filled in where they apply (``defaults_applied`` lists them: key, value, why)."""
         problems: List[tuple] = []
+        raw = copy.deepcopy(raw)
+        applied = purchase_log_defaults(raw)
         cfg = parse_value(cls, raw, "", problems)
         if problems:
             raise ConfigError(problems)
         for _, feature in cfg.features():
             feature.fill_kind_defaults()
+        cfg.defaults_applied = applied  # not a field: the filled values are, and are hashed
         return cfg
 
     def to_dict(self) -> dict:

@@ -159,3 +159,42 @@ def read_raw(path: str) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError([("", f"{path}: the top level must be a mapping")])
     return raw
+
+
+# The purchase-log choices, as data: applied to a config with ``data.timestamp`` and a global
+# time split (``data.split.method`` auto, time, days or dates: a purchase log judged on its
+# future) that does not set the key itself, even to null. Each was chosen on eval windows only
+# (``twotower backtest``; BENCHMARKS.md, "Ta-Feng rolling windows"). A per-user split
+# (user_time: ratings, users active at different times) gets none of them.
+PURCHASE_LOG_DEFAULTS = (
+    ("model.demand_prior", {},
+     "purchase logs reward what sells now: a learned prior from each candidate's demand in the "
+     "1-28 days before (Ta-Feng eval windows: 0.0757 vs popularity's 0.0449 recall@20)"),
+    ("training.early_stopping_patience", 2,
+     "purchase logs overfit in 1-3 epochs (Ta-Feng eval recall@20 0.073, 0.069, 0.069, "
+     "0.057): the best epoch is kept, and the refit trains that many"),
+    ("training.epochs", 10, "an upper bound once early stopping chooses the epoch count"),
+)
+GLOBAL_TIME_SPLITS = ("auto", "time", "days", "dates")
+
+
+def purchase_log_defaults(raw: Any) -> list:
+    """Fills :data:`PURCHASE_LOG_DEFAULTS` into ``raw`` (in place) where they apply; returns
+    ``[(key, value, why)]`` of those it filled (empty for any other config)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        return []
+    data = raw["data"]
+    split = data.get("split") if isinstance(data.get("split"), dict) else {}
+    if not data.get("timestamp") or split.get("method", "auto") not in GLOBAL_TIME_SPLITS:
+        return []
+    applied = []
+    for dotted, value, why in PURCHASE_LOG_DEFAULTS:
+        *parents, last = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last not in node:
+            node[last] = json.loads(json.dumps(value))  # a fresh copy
+            applied.append((dotted, value, why))
+    return applied
+

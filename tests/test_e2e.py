@@ -75,7 +75,8 @@ def test_cli_prints_progress_metrics_and_the_serving_model_on_one_screen(run):
     with open(log, encoding="utf-8") as handle:
         text = handle.read()
     assert "Component Transform is running." in text and "epoch 6/6: loss" in text
-    assert text.count("epoch 3/6: loss") == 2  # the selection's and the refit's
+    # the refit's epochs, kept off the screen, are in the log (they have no held-out recall)
+    assert re.search(r"epoch 3/6: loss \d\.\d{4}, grad norm query", text)
     assert "running bdist_wheel" in text or "setup.py" in text  # the module wheels' build
 
 

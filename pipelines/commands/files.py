@@ -1,6 +1,7 @@
 """`twotower validate`, `generate`, `prepare` and `synth`: a config or data in, files out."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -32,6 +33,9 @@ def _tower_summary(cfg: Config, with_data: bool) -> str:
 def cmd_validate(args) -> int:
     cfg = config_from(args)
     print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
+    for key, value, why in getattr(cfg, "defaults_applied", []):
+        print(f"default for a purchase log (data.timestamp and a time split): {key} = "
+              f"{json.dumps(value)}: {why}. Set the key to choose otherwise.")
     print(_tower_summary(cfg, with_data=not args.no_data))
     return 0
 
