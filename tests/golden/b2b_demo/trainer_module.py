@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 347fdc476894afac4d0af1bfb5463f17ef12df957f73d5e967169e3fc50efe9b
-Runtime: sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233 (the packages transform and trainer; checked at import)
+Runtime: sha256:fb58317c3e2a7f26ee1245165970227f9bfca735957be1f6ab01be84dbd5ea37 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233'
+RUNTIME_DIGEST = 'sha256:fb58317c3e2a7f26ee1245165970227f9bfca735957be1f6ab01be84dbd5ea37'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
