@@ -167,9 +167,10 @@ class _Capture:
         c.log_path = os.path.join(c.log_dir, time.strftime(f"{c.name}-%Y%m%d-%H%M%S.log"))
         self.file = open(c.log_path, "a", encoding="utf-8", buffering=1)
         latest = os.path.join(c.log_dir, f"{c.name}.log")
-        if os.path.islink(latest) or os.path.exists(latest):
-            os.remove(latest)
-        os.symlink(os.path.basename(c.log_path), latest)
+        if os.path.islink(latest):  # the pointer to the newest log; a file of that name is
+            os.remove(latest)       # not twotower's (inspect --out DIR): it is left as it is
+        if not os.path.lexists(latest):
+            os.symlink(os.path.basename(c.log_path), latest)
         sys.stdout.flush()
         sys.stderr.flush()
         # the terminal, kept aside; fds 1 and 2 now feed a pipe that a thread copies to the log
