@@ -178,6 +178,7 @@ def _read_commands(sub) -> None:
     p.add_argument("--candidate", help="the candidate to show the neighbours of (default: the "
                    "most frequent in training)")
     p.add_argument("--k", type=int, default=10, help="recommendations and neighbours shown")
+    p.add_argument("--force", **FORCE)
     _output_flags(p).set_defaults(func=cmd_inspect)
     p = sub.add_parser("runs", help="list a pipeline's runs, newest first", formatter_class=Help)
     p.add_argument("root", metavar="RUN", help=RUN_HELP)

@@ -167,9 +167,10 @@ class _Capture:
         c.log_path = os.path.join(c.log_dir, time.strftime(f"{c.name}-%Y%m%d-%H%M%S.log"))
         self.file = open(c.log_path, "a", encoding="utf-8", buffering=1)
         latest = os.path.join(c.log_dir, f"{c.name}.log")
-        if os.path.islink(latest) or os.path.exists(latest):
-            os.remove(latest)
-        os.symlink(os.path.basename(c.log_path), latest)
+        if os.path.islink(latest):  # the pointer to the newest log; a file of that name is
+            os.remove(latest)       # not twotower's (inspect --out DIR): it is left as it is
+        if not os.path.lexists(latest):
+            os.symlink(os.path.basename(c.log_path), latest)
         sys.stdout.flush()
         sys.stderr.flush()
         # the terminal, kept aside; fds 1 and 2 now feed a pipe that a thread copies to the log
@@ -258,6 +259,22 @@ def root_cause(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}{outer}".splitlines()[0]
 
 
+def served_model_gone(res: dict) -> str:
+    """Why the model this run pushed (or reused from the cache) is not served, or ''.
+
+    Its folder was moved or deleted: an older version is never reported (or served) in
+    its place (:func:`pipelines.runners.local.results`).
+    """
+    push = res.get("run_push")
+    if not push or res.get("serving_model") == push or not (
+            res.get("pushed") or res.get("reused_push")):
+        return ""
+    how = "reused from ML Metadata's cache" if res.get("reused_push") else "pushed"
+    return (f"this run's model was {how} as {push}, which is gone (moved or deleted): "
+            "restore that folder, or run again with --set pipeline.enable_cache=false to "
+            "train and push it anew")
+
+
 def result_lines(res: dict) -> List[str]:
     """A finished run on one screen: the held-out evaluation beside every baseline, the
     strongest named with the ratio, buy-again, how training ended, coverage, the gate, the
@@ -296,12 +313,16 @@ def result_lines(res: dict) -> List[str]:
     if gate:
         lines.append(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: "
                      f"{gate['reason']}")
-    refit = (res.get("refit") or {}).get("refit")
-    if res.get("pushed"):
-        lines.append(f"serving model: {res.get('serving_model')}" + (
-            " (the refit on train + eval)" if refit else ""))
+    refit = (res.get("refit") or {}).get("refit")  # this run's RefitTrainer record, if any
+    served = res.get("run_push") or res.get("serving_model")
+    gone = served_model_gone(res)
+    if gone:
+        lines.append(f"serving model: NONE: {gone}")
+    elif res.get("pushed"):
+        lines.append(f"serving model: {served}" + (" (the refit on train + eval)"
+                                                    if refit else ""))
     elif res.get("reused_push"):
-        lines.append(f"serving model: {res.get('serving_model')} (unchanged input and config: "
+        lines.append(f"serving model: {served} (unchanged input and config: "
                      "the run was served from ML Metadata's cache, pipeline.enable_cache)")
     else:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "

@@ -82,7 +82,13 @@ def find_model(path: str) -> str:
                             "runs/b2b-demo) or a serving SavedModel")])
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
-    pushed = results(os.path.abspath(path))["serving_model"] if os.path.isdir(path) else ""
+    found = results(os.path.abspath(path)) if os.path.isdir(path) else {}
+    pushed = found.get("serving_model") or ""
+    if found.get("serving_missing"):  # never an older version in its place, silently
+        raise ConfigError([("--model", f"the newest model {path} pushed, "
+                            f"{found['serving_missing']}, is gone (moved or deleted): restore "
+                            "it, give another serving model's folder as --model, or run the "
+                            "pipeline again")])
     if not pushed and pipelines_in(path):
         resolve_pipeline_dir(path, "--model")  # a root holding pipelines: the error lists them
     if not pushed:

@@ -25,6 +25,7 @@ from pipelines.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
 from pipelines.vertex_checks import problems as vertex_problems
 from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from trainer.serving_names import serving_name_problems
 from transform.kinds import FLOAT, INT, KINDS
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
 
@@ -115,6 +116,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             add(f"{tower}.l2", "must be in [0, 1)")
         for i, f in enumerate(tc.features):
             _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs)
+
+    if all(f.kind in KINDS for f in cfg.query_tower.features):  # each input's name
+        for key, msg in serving_name_problems(cfg.to_dict()):  # the signatures' own list
+            add(key, msg)
 
     m = cfg.model
     for key in ("embedding_dim", "output_dim"):

@@ -10,7 +10,9 @@ program) is the user's, and is refused without ``--force``.
 An output is refused whatever ``--force`` says when it is one of the command's inputs (or
 the training data of the model it serves): compared by file identity (``st_dev``,
 ``st_ino``, so hard links and symbolic links count) and by resolved path, never by the
-string given. Outputs go to a temporary file beside the target, renamed over it only when
+string given; and when it would land inside a folder only the pipeline writes
+(:data:`PROTECTED`: a SavedModel, pushed or exported, or a prepared input folder), at any
+depth. Outputs go to a temporary file beside the target, renamed over it only when
 complete (:func:`atomic`).
 """
 from __future__ import annotations
@@ -23,8 +25,13 @@ import os
 from typing import Dict, Iterable, Iterator, Optional
 
 from pipelines.config import ConfigError
+from pipelines.data.output import MARKER as PREPARED_MARKER
 
 MANIFEST = ".twotower-written"
+# (the file that marks a folder, what the folder is): no command writes a user-named output
+# into such a folder or under it, whatever --force says
+PROTECTED = (("saved_model.pb", "a SavedModel's folder (a pushed or exported model)"),
+             (PREPARED_MARKER, "a prepared input folder (twotower prepare; ExampleGen reads it)"))
 
 
 def _identity(path: str) -> Optional[tuple]:
@@ -47,6 +54,18 @@ def inside(path: str, folder: str) -> bool:
     """Whether ``path`` resolves to ``folder`` or to something under it."""
     real, top = os.path.realpath(path), os.path.realpath(folder)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def protected(path: str) -> str:
+    """'<folder> is <what>' when ``path`` resolves into a :data:`PROTECTED` folder, else ''."""
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:
+        for marker, what in PROTECTED:
+            if os.path.exists(os.path.join(folder, marker)):
+                return f"{folder} is {what}"
+        if os.path.dirname(folder) == folder:
+            return ""
+        folder = os.path.dirname(folder)
 
 
 def digest(path: str) -> str:
@@ -105,6 +124,10 @@ def check(outputs: Dict[str, str], inputs: Dict[str, str] = None, force: bool = 
             if folder and inside(path, folder):
                 raise ConfigError([(key, f"{path} is inside {what} ({folder}), which this "
                                     "command reads; choose a file elsewhere")])
+        where = protected(path)
+        if where:
+            raise ConfigError([(key, f"{path}: {where}, which twotower never writes into; "
+                                "choose a folder elsewhere")])
         parent = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise ConfigError([(key, f"{path} is a folder; give a file name")])

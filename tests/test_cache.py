@@ -24,6 +24,7 @@ def test_the_cache_is_on_by_default_locally_and_on_vertex(raw_config):
 def test_a_rerun_of_an_unchanged_pipeline_is_served_from_the_cache(tmp_path, small_data):
     from pipelines.builder import paths
     from pipelines.runners.local import cached_components, run_local
+    from pipelines.runners.metadata import last_run, output_uri
     from test_resume import states
 
     raw = demo_raw(small_data)
@@ -38,6 +39,12 @@ def test_a_rerun_of_an_unchanged_pipeline_is_served_from_the_cache(tmp_path, sma
     assert found["ParquetExampleGen"] == ["COMPLETE", "CACHED"], found
     assert found["StatisticsGen"] == ["COMPLETE", "CACHED"], found
     assert cached_components(metadata, "cache-test") == ["ParquetExampleGen", "StatisticsGen"]
+    # the rerun's own record (what the result screen reads) is its CACHED executions,
+    # naming the first run's outputs
+    rerun = last_run(metadata)
+    assert {c: r["state"] for c, r in rerun.items()} == {"ParquetExampleGen": "CACHED",
+                                                        "StatisticsGen": "CACHED"}
+    assert [os.path.basename(output_uri(rerun, "StatisticsGen", "statistics"))] == outputs
     # nothing was computed again: the cached execution reuses the first one's output
     assert sorted(os.listdir(os.path.join(root, "tfx", "StatisticsGen", "statistics"))) == outputs
 

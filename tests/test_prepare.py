@@ -310,10 +310,17 @@ def test_split_without_eval_rows_is_an_error(tmp_path):
 
 
 def test_rerun_replaces_old_files(tmp_path):
+    """It replaces what it wrote; a file someone else put there stops it (issue 32: it was
+    deleted with the folder), until it is moved away."""
     out = str(tmp_path / "out")
     prepare(config(tmp_path, csv_of(TEN)), out)
     write(os.path.join(out, "train", "stale.csv"), "old\n")
     small = [("C7", "smb", "west", "P3", str(t), "1") for t in (20, 21, 22, 23, 24)]
+    with pytest.raises(DataError, match="holds train/stale.csv, which twotower prepare did "
+                       "not write"):
+        prepare(config(tmp_path, csv_of(small)), out)
+    assert read(os.path.join(out, "train", "stale.csv")) == "old\n"
+    os.remove(os.path.join(out, "train", "stale.csv"))
     report = prepare(config(tmp_path, csv_of(small)), out)
     assert report["rows"] == 5
     assert train_lines(out)[1:] == [f"C7,P3,{t},smb,west,ink,7" for t in (20, 21, 22, 23)]

@@ -6,6 +6,7 @@ feature names arbitrary identifiers that aren't keywords.
 import copy
 import dataclasses
 import keyword
+import re
 
 import pyflakes.api
 import pyflakes.reporter
@@ -16,9 +17,12 @@ from hypothesis import strategies as st
 from pipelines import codegen
 from pipelines.config import Config, ConfigError, VertexConfig
 from pipelines.validate import validate
+from trainer.serving_names import RESERVED_INPUTS
 
 NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
-    lambda n: not keyword.iskeyword(n) and not keyword.issoftkeyword(n) and n != "query_id")
+    lambda n: not keyword.iskeyword(n) and not keyword.issoftkeyword(n)
+    and n not in RESERVED_INPUTS  # the serving signatures' names
+    and not re.search(r"_\d+\Z", n))  # a cross's inputs are named <name>_0, <name>_1...
 COLUMNS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12).filter(
     lambda c: not c.startswith("__twotower"))
 

@@ -195,6 +195,15 @@ def test_generated_run_fn_trains_a_few_steps(transformed, tmp_path, overrides):
     answer = served.signatures["serving_default"](**inputs)
     ids = [v.decode() for v in answer["candidate_ids"].numpy()[0]]
     assert len(ids) == 3 and len(set(ids)) == 3 and all(i.startswith("i") for i in ids)
+    # the signatures' other arguments are the names validate reserves (one list)
+    from trainer.serving_names import RESERVED_INPUTS, SIGNATURE_ARGUMENTS
+
+    extra = {name: set(served.signatures[name].structured_input_signature[1]) - set(inputs)
+             for name in ("serving_default", "query_embedding", "recommend", "buy_again")}
+    assert extra == {"serving_default": set(), "query_embedding": set(),
+                     "recommend": {"exclude", "k"}, "buy_again": {"had", "k"}}
+    assert set().union(*extra.values()) == set(SIGNATURE_ARGUMENTS)
+    assert described[0]["input"] in RESERVED_INPUTS
 
 
 def test_scann_on_a_tiny_catalog_fails_before_training(transformed, tmp_path):

@@ -19,6 +19,8 @@ Signatures:
   already had (pad with ``""``) and ``k`` -> the best ``k`` of them by the
   model's score (``candidate_ids``, ``scores``; ``""`` and -inf where fewer).
   Ids outside the catalog are never returned.
+The input names are :mod:`trainer.serving_names`' (``query_id``, ``exclude``, ``had`` and
+``k`` are reserved: ``validate`` refuses a query feature that would take one).
 
 ``assets.extra/serving_inputs.json`` lists each input's raw column, dtype and
 the default the model uses when a request sends ``""`` (strings) or NaN
@@ -36,9 +38,8 @@ import os
 import tensorflow as tf
 
 from trainer.export import strip_local_paths
+from trainer.serving_names import EXCLUDE_INPUT, HAD_INPUT, K_INPUT
 from transform.kinds import raw_columns
-
-QUERY_ID_INPUT = "query_id"
 SERVING_INPUTS_FILE = "serving_inputs.json"
 CONFIG_FILE = "config.json"
 SCANN_MIN_CANDIDATES = 16  # its asymmetric hashing trains 16 clusters per block
@@ -75,29 +76,6 @@ def input_defaults(spec):
             if defaults.get(column) is None:
                 defaults[column] = feature.get("default")
     return defaults
-
-
-def serving_inputs(spec):
-    """``[(input_name, raw_column)]`` the serving signature takes, query id first.
-
-    Inputs are named by feature (``name_0``, ``name_1``... for a cross's
-    columns); a history feature takes the query's earlier candidate ids,
-    newest first, joined by its separator.
-    """
-    data = spec["data"]
-    inputs, columns = [(QUERY_ID_INPUT, data["query_id"])], {data["query_id"]}
-    for feature in spec["query_tower"]["features"]:
-        raw = raw_columns(feature)
-        for i, column in enumerate(raw):
-            if column in columns:
-                continue
-            name = feature["name"] if len(raw) == 1 else f"{feature['name']}_{i}"
-            if name in {n for n, _ in inputs}:
-                raise ValueError(f"serving input name {name!r} is taken (reserved for "
-                                 "data.query_id, or used by another feature); rename a feature")
-            inputs.append((name, column))
-            columns.add(column)
-    return inputs
 
 
 def _raw_tensor(x, feature_spec):
@@ -178,11 +156,11 @@ class RetrievalServer(tf.Module):
         self.recommend = tf.function(self._recommend, input_signature=signature)
         self.embed = tf.function(self._embed, input_signature=signature)
         self.recommend_excluding = tf.function(self._recommend_excluding, input_signature=[
-            signature[0], tf.TensorSpec([None, None], tf.string, name="exclude"),
-            tf.TensorSpec([], tf.int32, name="k")])
+            signature[0], tf.TensorSpec([None, None], tf.string, name=EXCLUDE_INPUT),
+            tf.TensorSpec([], tf.int32, name=K_INPUT)])
         self.rank_had = tf.function(self._rank_had, input_signature=[
-            signature[0], tf.TensorSpec([None, None], tf.string, name="had"),
-            tf.TensorSpec([], tf.int32, name="k")])
+            signature[0], tf.TensorSpec([None, None], tf.string, name=HAD_INPUT),
+            tf.TensorSpec([], tf.int32, name=K_INPUT)])
 
     def _embed(self, features):
         raw = {column: _raw_tensor(features[name], self.raw_specs[column])

@@ -35,7 +35,8 @@ from trainer.monitoring import (BestEpoch, CollapseMonitor, MetricsRecorder, Ste
                                 TrainingStopped)
 from trainer.runtime import GPUS_KEY, apply_runtime, choose_strategy
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
-                             require_scann, serving_inputs)
+                             require_scann)
+from trainer.serving_names import serving_inputs
 from trainer.vector_export import export_for_vector_search
 
 METRICS_FILE = "training_metrics.json"

@@ -61,12 +61,16 @@ def _remove_what_a_refused_run_wrote(folder: str, new) -> None:
 
 def outcome(res: dict):
     """``(exit code, status, why)`` of a finished local run (``why``: the line to print)."""
+    from pipelines.console import served_model_gone
+
     gate = res.get("gate") or {}
     if (res.get("metrics") or {}).get("status") != "completed":
         return (1, (res.get("metrics") or {}).get("status") or "failed",
                 "pipeline finished without a completed model")
     if not gate.get("blessed", False):
         return 1, "not pushed", f"not pushed: {gate.get('reason', 'the push gate did not run')}"
+    if served_model_gone(res):
+        return 1, "not served", served_model_gone(res)
     if res.get("reused_push"):  # nothing changed: the cached push is the serving model
         return 0, "cached", ""
     if not res.get("pushed"):

@@ -41,6 +41,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from pipelines import written as outputs
     from pipelines.console import Console
     from pipelines.inspect import report
     from pipelines.inspect.run import load
@@ -53,12 +54,16 @@ def cmd_inspect(args) -> int:
         # With --out, everything (the report, the log of TensorFlow's chatter) goes there:
         # the run's folder is left byte for byte as it was.
         out = args.out or os.path.join(root, "inspect")
+        # never a file the user put there (without --force), never into a model or input/
+        outputs.check(report.outputs(out), force=args.force, make_dirs=True)
         console = Console(out if args.out else os.path.join(root, "logs"), output_mode(args),
                           name="inspect")
         with console.capture([]):  # TensorFlow's chatter goes to the log
             found = report.gather(args.root, query=args.query, candidate=args.candidate,
                                   k=args.k)
             written = report.write(found, out)
+    except ConfigError:
+        raise  # one `error:` line naming the option (pipelines/errors.py)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: twotower inspect: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2

@@ -140,22 +140,37 @@ def summary(found: Dict[str, object]) -> List[str]:
     return lines
 
 
+def outputs(out_dir: str) -> Dict[str, str]:
+    """``{option: path}`` of every file :func:`write` may write into ``out_dir`` (for
+    :func:`pipelines.written.check`, before anything is computed)."""
+    found = {f"--out ({name}.png)": os.path.join(out_dir, f"{name}.png") for name in FIGURE_TITLES}
+    found["--out (report.html)"] = os.path.join(out_dir, "report.html")
+    return found
+
+
 def write(found: Dict[str, object], out_dir: str) -> Dict[str, str]:
-    """Writes ``<name>.png`` for each figure and ``report.html``; returns their paths."""
+    """Writes ``<name>.png`` for each figure and ``report.html``; returns their paths.
+
+    Each file is written whole (beside its target, then renamed) and recorded in the
+    folder's manifest (:mod:`pipelines.written`): a later inspect may replace it, never a
+    file the user put there (:func:`outputs` is checked first).
+    """
+    from pipelines import written as manifest
+
     os.makedirs(out_dir, exist_ok=True)
     written, images = {}, {}
     for name, fig in found["figures"].items():
         png = _png(fig)
         path = os.path.join(out_dir, f"{name}.png")
-        with open(path, "wb") as handle:
+        with manifest.atomic(path, "wb") as handle:
             handle.write(png)
         written[name] = path
         images[name] = base64.b64encode(png).decode("ascii")
     path = os.path.join(out_dir, "report.html")
-    with open(path + ".partial", "w", encoding="utf-8") as handle:
+    with manifest.atomic(path, "w", encoding="utf-8") as handle:
         handle.write(page(found, images))
-    os.replace(path + ".partial", path)
     written["report"] = path
+    manifest.record(written.values(), "inspect")
     return written
 
 

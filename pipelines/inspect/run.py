@@ -63,7 +63,9 @@ def load(path: str) -> Dict[str, object]:
                                 "(e.g. runs/b2b-demo) or a trainer_module.py")
     found = results(root) if os.path.isdir(os.path.join(root, "tfx")) else {}
     tfx_dir = paths(root)["tfx"]
-    examples_dir = newest(os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
+    # the newest run's own Transform (a rerun the cache served reuses an older one's)
+    examples_dir = found.get("transformed_examples") or newest(
+        os.path.join(tfx_dir, "Transform", "transformed_examples", "*"))
     examples = {os.path.basename(p)[len("Split-"):]: p
                 for p in sorted(glob.glob(os.path.join(examples_dir, "Split-*")))}
     run_dir = os.path.dirname(found["metrics_file"]) if found.get("metrics_file") else ""
@@ -77,8 +79,8 @@ def load(path: str) -> Dict[str, object]:
             # the Trainer's own export: the towers inspected here (the pushed model may be
             # the refit on train + eval, training.refit)
             "selection_model": (metrics or {}).get("serving_model_dir") or None,
-            "transform_graph": newest(os.path.join(tfx_dir, "Transform", "transform_graph",
-                                                    "*")) or None,
+            "transform_graph": found.get("transform_graph") or newest(
+                os.path.join(tfx_dir, "Transform", "transform_graph", "*")) or None,
             "examples": examples, "model_run": run_dir or None, "towers": towers}
 
 

@@ -20,6 +20,8 @@ from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
+from pipelines.runners.metadata import last_run, output_uri, push_destination, pushed_models
+from pipelines.runners.metadata import store as _store
 from pipelines.runners.scratch import private_tmp
 
 
@@ -77,28 +79,54 @@ def newest_of(found: List[str]) -> str:
 
 
 def results(root: str) -> dict:
-    """Metrics, gate decision and model paths of the newest run under ``root``."""
+    """What the newest run under ``root`` did (:func:`pipelines.runners.metadata.last_run`),
+    and the model the pipeline serves now.
+
+    ``metrics`` (``metrics_file``), ``refit`` and ``gate`` are the records of the newest
+    run's own Trainer, RefitTrainer and PopularityGate executions, the cached ones included
+    (None where that run had none: ``training.refit: false`` has no refit, whatever an earlier
+    run in the same folder left). ``pushed``: that run's Pusher pushed a new version;
+    ``reused_push``: its cached Pusher reuses an earlier push. ``serving_model``: the newest
+    push (:func:`pushed_models`), '' when none, or when its folder is gone: then
+    ``serving_missing`` names it (an older version is never served in its place).
+    """
     where = paths(root)
-    run_dir = newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
+    run = last_run(where["metadata"])
     out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": "",
-           "gate": None}
+           "serving_missing": "", "gate": None, "refit": None, "pushed": False,
+           "reused_push": False, "run_push": "",
+           "transform_graph": output_uri(run, "Transform", "transform_graph"),
+           "transformed_examples": output_uri(run, "Transform", "transformed_examples")}
+    run_dir = output_uri(run, "Trainer", "model_run")
     if run_dir:
         out["metrics_file"] = os.path.join(run_dir, "training_metrics.json")
-        if os.path.exists(out["metrics_file"]):
-            with open(out["metrics_file"], encoding="utf-8") as handle:
-                out["metrics"] = json.load(handle)
-    out["refit"] = None  # the RefitTrainer's record (training.refit), if one ran
-    refit_dir = newest(os.path.join(where["tfx"], "RefitTrainer", "model_run", "*"))
-    refit_file = os.path.join(refit_dir, "training_metrics.json") if refit_dir else ""
-    if refit_file and os.path.exists(refit_file):
-        with open(refit_file, encoding="utf-8") as handle:
-            out["refit"] = json.load(handle)
-    blessing = newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
+        out["metrics"] = _json(out["metrics_file"])
+    refit_dir = output_uri(run, "RefitTrainer", "model_run")  # training.refit, if it ran
+    out["refit"] = _json(os.path.join(refit_dir, "training_metrics.json")) if refit_dir else None
+    blessing = output_uri(run, "PopularityGate", "blessing")
     out["gate"] = read_decision(blessing) if blessing else None
-    pushed = {os.path.realpath(p) for p in pushed_models(where["metadata"])}
-    out["serving_model"] = newest_of([p for p in glob.glob(os.path.join(where["serving"], "*"))
-                                      if os.path.realpath(p) in pushed])
+    pushed = pushed_models(where["metadata"])
+    newest_push = pushed[-1] if pushed else ""
+    if newest_push and os.path.isdir(newest_push):
+        out["serving_model"] = newest_push
+    else:
+        out["serving_missing"] = newest_push
+    pusher = run.get("Pusher") or {}
+    artifacts = pusher.get("outputs", {}).get("pushed_model") or []
+    destination = push_destination(artifacts[-1]) if artifacts else ""
+    if destination and pusher["state"] in ("COMPLETE", "CACHED"):
+        out["run_push"] = destination  # the version this run's model is served from
+        out["pushed"] = pusher["state"] == "COMPLETE"
+        out["reused_push"] = pusher["state"] == "CACHED"
     return out
+
+
+def _json(path: str):
+    """The JSON document at ``path``, or None where there is no file."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def run_local(cfg: Config, log=print, root: str = "", until: str = "") -> dict:
@@ -132,16 +160,12 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfx import v1 as tfx
 
-    before = results(root)["serving_model"]
     log(f"running {component_ids(cfg).index(until) + 1} components with LocalDagRunner")
     with private_tmp(root):  # TFX's wheel builds and installs: removed when the run ends
         tfx.orchestration.LocalDagRunner().run(
             build_pipeline(cfg, where["input"], modules, root, until))
-    out = results(root)
-    out["pushed"] = bool(out["serving_model"]) and out["serving_model"] != before
+    out = results(root)  # this run's own executions (the lock keeps other runs out)
     out["cached"] = cached_components(where["metadata"], cfg.pipeline.name)
-    # unchanged input and config: the Pusher's earlier push is reused (pipeline.enable_cache)
-    out["reused_push"] = "Pusher" in out["cached"] and bool(out["serving_model"])
     return out
 
 
@@ -155,47 +179,6 @@ def transform_outputs(root: str) -> Dict[str, object]:
     files = {os.path.basename(p)[len("Split-"):]: [os.path.join(p, "*")]
              for p in glob.glob(os.path.join(examples, "Split-*"))}
     return {"transform_graph": graph, "files": files}
-
-
-def _store(metadata_path: str):
-    """ML Metadata's SQLite store under a pipeline's folder, read-only."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
-
-
-def pushed_models(metadata_path: str) -> List[str]:
-    """The serving folders that a Pusher execution which COMPLETED recorded as pushed.
-
-    The Pusher copies the model into ``serving/<version>`` in place: a push
-    that failed midway (a full disk, a killed run) leaves a partial folder
-    that looks like a version. Only what ML Metadata records as pushed by a
-    finished execution is served.
-    """
-    if not os.path.exists(metadata_path):
-        return []
-    from ml_metadata.proto import metadata_store_pb2
-
-    store = _store(metadata_path)
-    artifacts = store.get_artifacts_by_type("PushedModel")  # [] before any push
-    complete = metadata_store_pb2.Execution.COMPLETE
-    cached = metadata_store_pb2.Execution.CACHED  # a rerun reusing the push (the cache)
-    out = []
-    for artifact in artifacts:
-        props = artifact.custom_properties
-        if props["pushed"].int_value != 1 or not props["pushed_destination"].string_value:
-            continue
-        events = store.get_events_by_artifact_ids([artifact.id])
-        producers = [e.execution_id for e in events
-                     if e.type == metadata_store_pb2.Event.OUTPUT]
-        states = [x.last_known_state for x in store.get_executions_by_id(producers)]
-        if complete in states and all(state in (complete, cached) for state in states):
-            out.append(props["pushed_destination"].string_value)
-    return out
 
 
 def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float]:

@@ -2,9 +2,10 @@
 
 `twotower run`/`demo` append one JSON line to ``<root>/logs/runs.jsonl`` when
 a run starts (status ``running``, with its process id) and one when it ends,
-however it ends: its start time, config fingerprint, status (``pushed``, ``not
-pushed``, ``stopped``, ``failed``, ``interrupted``), held-out recall beside
-popularity's, the serving version it pushed, and its log file. Both lines carry
+however it ends: its start time, config fingerprint, status (``pushed``, ``cached``,
+``not pushed``, ``not served``, ``stopped``, ``failed``, ``interrupted``), held-out recall
+beside popularity's, the serving version its model is served from (pushed by it, or reused
+from the cache; all read from this run's own executions), and its log file. Both lines carry
 the run's id; the last line of a run is its state. A run whose process is gone
 without an end line (killed with SIGKILL, out of memory, the machine lost) is
 shown as ``killed``.
@@ -28,7 +29,7 @@ def entry(began: float, fingerprint: str, res: Optional[dict], status: str, log_
     out = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
            "seconds": round(time.time() - began, 1), "config_fingerprint": fingerprint,
            "status": status, "log": log_path,
-           "serving_version": os.path.basename(res["serving_model"]) if res.get("pushed") else None}
+           "serving_version": _served(res)}
     if recall:
         from pipelines.inspect.verdict import summary_cells
 
@@ -53,6 +54,15 @@ def verdict_buy_again(evaluation: dict) -> Optional[Dict[str, float]]:
     key = keys[0][1]
     return {"metric": key.replace("recall_at_", "recall@"), "model": again["model"][key],
             "own_counts": (again.get("frequency") or {}).get(key)}
+
+
+def _served(res: dict) -> Optional[str]:
+    """The serving version THIS run's model is served from: the one its Pusher pushed, or
+    the earlier push its cached Pusher reused (None: no push, or that folder is gone)."""
+    push = res.get("run_push") or (res.get("serving_model") if res.get("pushed") else "")
+    if not push or not (res.get("pushed") or res.get("reused_push")):
+        return None
+    return os.path.basename(push) if res.get("serving_model") == push else None
 
 
 def record(log_dir: str, line: Dict[str, object]) -> None:

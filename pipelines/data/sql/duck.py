@@ -21,7 +21,8 @@ from sqlglot import exp
 from pipelines.config import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data import textcheck
-from pipelines.data.output import MARKER, REPORT, SQL_FILE, claim, swap_in
+from pipelines.data.output import (MARKER, REPORT, SQL_FILE, check_replaceable, claim, swap_in,
+                                   write_marker)
 from pipelines.data.sql import checks
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import held_queries, outputs
@@ -203,6 +204,7 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     found = reusable(out_dir, fingerprint)
     if found is not None:
         return dict(found, reused=True)
+    check_replaceable(out_dir)  # a user's file in it: refused now, before anything runs
     parent = os.path.dirname(os.path.abspath(out_dir))
     made = new_folders(parent)  # removed again (when empty) if the preparation fails
     os.makedirs(parent, exist_ok=True)
@@ -224,8 +226,7 @@ def prepare(cfg: Config, out_dir: str) -> dict:
             handle.write(program_text(cfg))
         with open(os.path.join(tmp, REPORT), "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, sort_keys=True)
-        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
-            handle.write("written by twotower prepare; the directory is replaced on each run\n")
+        write_marker(tmp)  # lists what was written: only that is ever replaced
         swap_in(tmp, out_dir)
     except OSError as exc:  # e.g. the disk filled up: nothing half-written is left behind
         raise DataError(f"{exc.filename or out_dir}: cannot write: {exc.strerror}; nothing was "
