@@ -9,7 +9,6 @@ timings from ML Metadata.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 from typing import Dict, List
@@ -20,6 +19,7 @@ from pipelines.config import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, prepare
 from pipelines.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
+from pipelines.runners.recorded import metadata_errors, read_record, relocated
 from pipelines.runners.scratch import private_tmp
 
 
@@ -77,28 +77,38 @@ def newest_of(found: List[str]) -> str:
 
 
 def results(root: str) -> dict:
-    """Metrics, gate decision and model paths of the newest run under ``root``."""
+    """Metrics, gate decision and model paths of the newest run under ``root``.
+
+    A record that can't be read (a damaged ``training_metrics.json``) is None, and
+    ``unreadable`` lists the one-line problem (:func:`pipelines.runners.recorded.read_record`)
+    for the command to warn of; the SavedModel and the logs need no record.
+    """
     where = paths(root)
     run_dir = newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
     out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": "",
-           "gate": None}
+           "gate": None, "unreadable": []}
     if run_dir:
         out["metrics_file"] = os.path.join(run_dir, "training_metrics.json")
-        if os.path.exists(out["metrics_file"]):
-            with open(out["metrics_file"], encoding="utf-8") as handle:
-                out["metrics"] = json.load(handle)
+        out["metrics"] = _record(out, out["metrics_file"])
     out["refit"] = None  # the RefitTrainer's record (training.refit), if one ran
     refit_dir = newest(os.path.join(where["tfx"], "RefitTrainer", "model_run", "*"))
     refit_file = os.path.join(refit_dir, "training_metrics.json") if refit_dir else ""
-    if refit_file and os.path.exists(refit_file):
-        with open(refit_file, encoding="utf-8") as handle:
-            out["refit"] = json.load(handle)
+    if refit_file:
+        out["refit"] = _record(out, refit_file)
     blessing = newest(os.path.join(where["tfx"], "PopularityGate", "blessing", "*"))
     out["gate"] = read_decision(blessing) if blessing else None
-    pushed = {os.path.realpath(p) for p in pushed_models(where["metadata"])}
+    # recorded as absolute paths: read inside this folder (it may be a copy, or moved)
+    pushed = {os.path.realpath(relocated(root, p)) for p in pushed_models(where["metadata"])}
     out["serving_model"] = newest_of([p for p in glob.glob(os.path.join(where["serving"], "*"))
                                       if os.path.realpath(p) in pushed])
     return out
+
+
+def _record(out: dict, path: str):
+    found, problem = read_record(path)
+    if problem:
+        out["unreadable"].append(problem)
+    return found
 
 
 def run_local(cfg: Config, log=print, root: str = "", until: str = "") -> dict:
@@ -178,6 +188,11 @@ def pushed_models(metadata_path: str) -> List[str]:
     """
     if not os.path.exists(metadata_path):
         return []
+    with metadata_errors(metadata_path):
+        return _pushed_models(metadata_path)
+
+
+def _pushed_models(metadata_path: str) -> List[str]:
     from ml_metadata.proto import metadata_store_pb2
 
     store = _store(metadata_path)
