@@ -28,6 +28,7 @@ from pipelines.commands.read import cmd_inspect, cmd_recommend, cmd_runs, cmd_te
 from pipelines.commands.vertex import cmd_compile, cmd_image, cmd_submit
 from pipelines.version import __version__
 from pipelines.commands import serve
+from pipelines.data.synth_limits import MAXIMUM as SYNTH_MAXIMUM
 
 
 class Help(argparse.RawDescriptionHelpFormatter):
@@ -104,12 +105,17 @@ def _local_commands(sub, with_config) -> None:
                    help="override a value of the demo's config (examples/b2b_demo.yaml)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("synth", help="write the synthetic B2B dataset", formatter_class=Help)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for purchases.csv, "
-                   "products.csv and customers.csv")
-    p.add_argument("--customers", type=int, default=600, help="distinct customers")
-    p.add_argument("--products", type=int, default=400, help="distinct products")
-    p.add_argument("--purchases", type=int, default=20_000, help="purchase rows")
-    p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for purchases.csv "
+                   "(the interactions, with each customer's segment and region) and "
+                   "products.csv (the candidate table)")
+    p.add_argument("--customers", type=int, default=600, help="distinct customers (at most "
+                   f"{SYNTH_MAXIMUM['customers']:,})")
+    p.add_argument("--products", type=int, default=400, help="distinct products (at most "
+                   f"{SYNTH_MAXIMUM['products']:,})")
+    p.add_argument("--purchases", type=int, default=20_000, help="purchase rows (at most "
+                   f"{SYNTH_MAXIMUM['purchases']:,})")
+    p.add_argument("--seed", type=int, default=7, help="random seed, 0..2**32-1 (same seed, "
+                   "same files)")
     p.add_argument("--force", **FORCE)
     p.set_defaults(func=cmd_synth)
 

@@ -9,6 +9,8 @@ number, got 'fast'``. The schema itself is :mod:`pipelines.config`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import typing
 from typing import Any, Dict, List, Union
 
@@ -20,6 +22,12 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         lines = [f"{key}: {msg}" if key else msg for key, msg in self.problems]
         super().__init__("invalid config:\n  " + "\n  ".join(lines))
+
+
+# YAML 1.2's float syntax. PyYAML reads YAML 1.1, whose floats need a dot and a signed
+# exponent, so an unquoted ``1e-3`` or ``2E5`` arrives as the text '1e-3': a number field
+# takes such text when it is a number in this syntax, and nothing else ('fast', '1_0', 'nan').
+FLOAT_TEXT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 
 
 def _describe(value: Any) -> str:
@@ -71,6 +79,8 @@ def parse_value(tp: Any, value: Any, path: str, problems: List[tuple]) -> Any:
             problems.append((path, f"expected an integer, got {_describe(value)}"))
         return value
     if tp is float:
+        if isinstance(value, str) and FLOAT_TEXT.match(value):
+            return float(value)  # 1e-3: a number YAML 1.1 reads as text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append((path, f"expected a number, got {_describe(value)}"))
             return value
@@ -91,7 +101,9 @@ def _parse_dataclass(cls: Any, value: Any, path: str, problems: List[tuple]) -> 
     for key in value:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            problems.append((_join(path, key), f"unknown key (known keys: {known})"))
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.append((_join(path, key), f"unknown key (known keys: {known}){hint}"))
     kwargs = {}
     for name, field in fields.items():
         key_path = _join(path, name)

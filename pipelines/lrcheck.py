@@ -15,8 +15,10 @@ from typing import List, Optional
 from pipelines.config import Config, ConfigError
 from pipelines.runners.local import pipeline_dir, run_local, transform_outputs
 from pipelines.learning_rate import learning_rate_ceiling
+from trainer.parameters import parameter_problem, parameter_range
 
 STEPS = 300
+STEPS_RANGE = (10, 100_000)  # fewer says nothing about a rate; more is a training run
 MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -30,7 +32,12 @@ def default_rates(rate: float) -> List[float]:
 
 
 def parse_rates(text: str) -> List[float]:
-    """'0.001,0.01' -> [0.001, 0.01]; raises ConfigError naming the bad value."""
+    """'0.001,0.01' -> [0.001, 0.01]; raises ConfigError naming the bad value.
+
+    A rate must be one ``training.learning_rate`` takes (the runtime parameters' range,
+    :mod:`trainer.parameters`): a rate the Trainer would refuse is refused here, before any
+    component runs. The ceiling for risky rates does not apply: they are what this tests.
+    """
     rates = []
     for part in text.split(","):
         try:
@@ -39,8 +46,38 @@ def parse_rates(text: str) -> List[float]:
             rate = math.nan
         if not math.isfinite(rate) or rate <= 0:
             raise ConfigError([("--rates", f"{part.strip()!r} is not a positive number")])
+        check_rate(rate, "--rates")
         rates.append(rate)
     return sorted(set(rates))
+
+
+def check_rate(rate: float, key: str) -> None:
+    """Raises ConfigError (``key``) for a rate outside ``training.learning_rate``'s range."""
+    problem = parameter_problem("learning_rate", rate)
+    if problem:
+        raise ConfigError([(key, f"{problem} (the range of training.learning_rate)")])
+
+
+def check_steps(steps: int) -> None:
+    low, high = STEPS_RANGE
+    if isinstance(steps, bool) or not low <= steps <= high:
+        raise ConfigError([("--steps", f"must be in {low}..{high:,}, got {steps}")])
+
+
+def check_options(cfg: Config, rates_text: Optional[str], steps: int) -> List[float]:
+    """The rates to test (``--rates``, else :func:`default_rates`), with ``steps`` checked:
+    ConfigError naming the option before anything is written or run."""
+    check_steps(steps)
+    if rates_text:
+        return parse_rates(rates_text)
+    rates = default_rates(cfg.training.learning_rate)
+    beyond = [rate for rate in rates if parameter_problem("learning_rate", rate)]
+    if beyond:  # 10 x a configured 5.0 is beyond the range
+        raise ConfigError([("--rates", f"the default rates (training.learning_rate x "
+                            f"{MULTIPLIERS[0]:g}..{MULTIPLIERS[-1]:g}) reach {beyond[-1]:g}, "
+                            f"outside the range of training.learning_rate "
+                            f"{parameter_range('learning_rate')}: give --rates")])
+    return rates
 
 
 def _finite(value):
@@ -57,9 +94,10 @@ def _finite(value):
 def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEPS,
              log=print) -> dict:
     """Runs the range test; returns the report (also written to ``lr_check.json``)."""
-    if steps < 10:
-        raise ConfigError([("--steps", f"must be at least 10, got {steps}")])
-    rates = rates or default_rates(cfg.training.learning_rate)
+    check_steps(steps)
+    for rate in rates or []:
+        check_rate(rate, "--rates")
+    rates = rates or check_options(cfg, None, steps)
     root = os.path.join(pipeline_dir(cfg), "lr_check")
     run_local(cfg, log=log, root=root, until="Transform")
     found = transform_outputs(root)

@@ -75,8 +75,9 @@ def candidate_table(model: str, cfg: Config, columns: Optional[List[str]]):
     return names, values
 
 
-def find_model(path: str) -> str:
-    """A serving SavedModel directory, given it or a pipeline root."""
+def find_model(path: str, log=None) -> str:
+    """A serving SavedModel directory, given it or a pipeline root (``log``: where a warning
+    about a damaged record of the run goes; the SavedModel does not need it)."""
     if not os.path.exists(path):
         raise ConfigError([("--model", f"{path} does not exist; give a pipeline folder (e.g. "
                             "runs/b2b-demo) or a serving SavedModel")])
@@ -89,6 +90,8 @@ def find_model(path: str) -> str:
                             f"{found['serving_missing']}, is gone (moved or deleted): restore "
                             "it, give another serving model's folder as --model, or run the "
                             "pipeline again")])
+    for problem in found.get("unreadable", []) if pushed and log else []:
+        log(f"warning: {problem}")
     if not pushed and pipelines_in(path):
         resolve_pipeline_dir(path, "--model")  # a root holding pipelines: the error lists them
     if not pushed:
@@ -150,19 +153,25 @@ def default_history(model: str, cfg: Config) -> str:
 
 def read_queries(path: str, column: str) -> List[str]:
     """Distinct query ids of ``path`` (exactly as written) in order of first appearance."""
+    from pipelines.data.sql.checks import id_line_break
+
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file (--users)")
-    textcheck.scan(path)  # UTF-8, no NUL, no huge line: named by row
+    textcheck.scan(path, one_ending=False)  # UTF-8, no NUL, no huge line: named by row
     header = textcheck.header(path) or []
     name = column if column in header else "user_id"
     if name not in header:
         raise DataError(f"{path}: no column {column!r} (data.query_id) or 'user_id'; "
                         f"columns are {header}")
+    if textcheck.repeated_message(path, header, ignore_case=False):  # which one is the id?
+        raise DataError(textcheck.repeated_message(path, header, ignore_case=False))
     seen: Dict[str, None] = {}
     for number, row in read_rows(path, [name]):
         value = row[name]
         if not value.strip():
             raise DataError(f"{path} row {number}: column {name!r} is empty")
+        if "\n" in value or "\r" in value:  # as prepare refuses them: never a known id
+            raise DataError(id_line_break(path, number, name, "--users", value))
         seen.setdefault(value, None)
     return list(seen)
 
@@ -281,7 +290,7 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
         raise ConfigError([("--k", f"must be in 1..10000, got {k}")])
     if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
         raise ConfigError([("--batch-size", f"must be in 1..100000, got {batch_size}")])
-    model_dir = find_model(model)
+    model_dir = find_model(model, log)
     cfg = model_config(model_dir)
     history = history or default_history(model, cfg)
     outputs = {"--out": out, "--buy-again-out": buy_again_out}

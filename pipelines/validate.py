@@ -24,7 +24,8 @@ from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
 from pipelines.vertex_checks import problems as vertex_problems
-from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from trainer.parameters import (RUNTIME_PARAMETERS, parameter_problem, parameter_value,
+                                seed_problem)
 from trainer.serving_names import serving_name_problems
 from transform.kinds import FLOAT, INT, KINDS
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
@@ -167,6 +168,8 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         problem = parameter_problem(name, value)
         if problem:
             add(f"training.{row['key']}", problem)
+    if seed_problem(t.seed):
+        add("training.seed", seed_problem(t.seed))
     if t.optimizer not in OPTIMIZERS:
         add("training.optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     if t.clipping not in CLIPPING:

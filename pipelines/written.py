@@ -22,6 +22,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import signal
 from typing import Dict, Iterable, Iterator, Optional
 
 from pipelines.config import ConfigError
@@ -175,13 +177,55 @@ def record(paths: Iterable[str], command: str) -> None:
                 handle.write(text + "\n")
 
 
+def _partial(name: str, pid: int, attempt: int) -> str:
+    return f".{name}.{pid}-{attempt}.partial"
+
+
+def remove_stale_partials(folder: str, name: str) -> None:
+    """Removes the temporary files :func:`atomic` left beside ``name`` in processes that are
+    gone (killed before they could remove them: SIGKILL runs no cleanup). Another live
+    process's are left alone."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-\d+\.partial")
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        found = pattern.fullmatch(entry)
+        if not found or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+        except OSError:
+            pass  # alive (another user's process)
+
+
+@contextlib.contextmanager
+def terminated_is_an_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's stop) ends the block as SystemExit(143) does, so
+    the ``finally`` clauses that remove temporary files run; the previous handler after."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def atomic(path: str, mode: str = "w", **kwargs):
     """An open handle on a new file beside ``path``, renamed over it only if the block ends
-    without an error (else removed): a reader sees the old file or the whole new one."""
+    without an error (else removed): a reader sees the old file or the whole new one. The
+    temporary files of earlier, killed attempts at ``path`` are removed first."""
     folder, name = os.path.split(os.path.abspath(path))
+    remove_stale_partials(folder, name)
     for attempt in range(100):
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{attempt}.partial")
+        tmp = os.path.join(folder, _partial(name, os.getpid(), attempt))
         try:  # created here, exclusively, with the usual permissions (umask applies)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break

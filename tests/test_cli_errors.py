@@ -146,6 +146,37 @@ ROWS = [
     ("an unknown command", lambda c: ["trian"], 2, ["invalid choice", "'trian'"]),
     ("prepare --engine bigquery without --print-sql", lambda c: [
         "prepare", "--config", c.config(), "--engine", "bigquery"], 2, ["--print-sql"]),
+    # refused at once, not after Transform or minutes of work (issue 32)
+    ("training.seed -1", lambda c: ["run", "--config", c.config("training.seed=-1")], 2,
+     ["training.seed", "-1", "0..4,294,967,295"]),
+    ("training.seed 2**32", lambda c: ["validate", "--config", c.config(
+        "training.seed=4294967296")], 2, ["training.seed", "4294967296"]),
+    ("lr-check --rates 1e9", lambda c: ["lr-check", "--config", c.config(), "--rates",
+                                        "0.01,1e9"], 2, ["--rates", "out of range", "(0, 10)"]),
+    ("lr-check --steps 0", lambda c: ["lr-check", "--config", c.config(), "--steps", "0"], 2,
+     ["--steps", "10..100,000", "got 0"]),
+    ("lr-check's default rates above the range", lambda c: [
+        "lr-check", "--config", c.config("training.learning_rate=5",
+                                         "training.optimizer=sgd")], 2,
+     ["--rates", "reach 50", "give --rates"]),
+    ("synth --purchases 1e12", lambda c: ["synth", "--out", c.p("syn"), "--purchases",
+                                          "1000000000000"], 2,
+     ["--purchases", "1,000,000,000,000", "100,000,000"]),
+    ("synth --seed -1", lambda c: ["synth", "--out", c.p("syn"), "--seed", "-1"], 2,
+     ["--seed", "-1", "0..4,294,967,295"]),
+    ("tensorboard --port 99999", lambda c: ["tensorboard", c.p("data"), "--port", "99999"], 2,
+     ["--port", "1..65535", "99999"]),
+    ("tensorboard --port -1", lambda c: ["tensorboard", c.p("data"), "--port", "-1"], 2,
+     ["--port", "1..65535", "-1"]),
+    ("a CRLF file with an LF row appended", lambda c: ["prepare", "--config", c.purchases(
+        lambda b: b + b"C00001,smb,north,P00001,1735700000,1\n")], 2,
+     ["purchases.csv row 3002", "ends with LF", "CRLF", "one kind of line ending"]),
+    ("an LF file with a CRLF row appended", lambda c: ["run", "--config", c.purchases(
+        lambda b: b.replace(b"\r\n", b"\n") + b"C00001,smb,north,P00001,1735700000,1\r\n")],
+     2, ["purchases.csv row 3002", "ends with CRLF", "LF"]),
+    ("headers differing only in case", lambda c: ["prepare", "--config", c.purchases(
+        lambda b: b.replace(b"region", b"Segment", 1))], 2,
+     ["data.path", "the header repeats column(s) ['Segment', 'segment']", "upper/lower case"]),
 ]
 
 FLAG = {name: i for i, (name, *_) in enumerate(ROWS)}

@@ -31,6 +31,20 @@ DEEP_TOWER = 3             # dense layers, output layer included
 USUAL_LEARNING_RATE = 0.5  # shallow Adagrad/SGD: far above the usual range beyond it
 
 
+# A random seed: what tf.keras.utils.set_random_seed (NumPy's legacy seeding under it)
+# takes, 0..2**32-1. training.seed and `synth --seed` are refused outside it at once (a seed
+# of -1 used to pass validation and stop the Trainer after Transform had run).
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def seed_problem(seed):
+    """Why ``seed`` can't seed a run (without the key), or None."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
+        return f"{seed!r} is not a seed: use a whole number in {low}..{high:,} (2**32 - 1)"
+    return None
+
+
 def rate_ceiling(optimizer, depth, allow_risky):
     """The highest learning rate accepted, or None when any rate in range is.
 

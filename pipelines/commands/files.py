@@ -101,15 +101,17 @@ def cmd_prepare(args) -> int:
 
 def cmd_synth(args) -> int:
     from pipelines import written
+    from pipelines.data.synth_limits import size_problems
     from pipelines.data.synthetic import FILES, generate
 
-    for key in ("customers", "products", "purchases"):
-        if getattr(args, key) < 1:
-            raise ConfigError([(f"--{key}", f"must be at least 1, got {getattr(args, key)}")])
+    problems = size_problems(args.customers, args.products, args.purchases, args.seed)
+    if problems:
+        raise ConfigError([(f"--{key}", why) for key, why in problems])
     written.check({f"--out ({name})": os.path.join(args.out, name) for name in FILES.values()},
                   force=args.force, make_dirs=True)
-    paths = generate(args.out, customers=args.customers, products=args.products,
-                     purchases=args.purchases, seed=args.seed)
+    with written.terminated_is_an_exit():  # a stopped run removes its temporary files
+        paths = generate(args.out, customers=args.customers, products=args.products,
+                         purchases=args.purchases, seed=args.seed)
     written.record(paths.values(), "synth")
     print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0

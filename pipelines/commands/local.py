@@ -128,9 +128,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_lr_check(args) -> int:
-    from pipelines.lrcheck import format_report, lr_check, parse_rates
+    from pipelines.lrcheck import check_options, format_report, lr_check
 
     cfg = load_config(args.config, args.set)
+    rates = check_options(cfg, args.rates, args.steps)  # before any file is written
     # Every other config error stops here; a risky configured rate is what this tests.
     checked = Config.from_dict(apply_overrides(cfg.to_dict(),
                                                ["training.allow_risky_learning_rate=true"]))
@@ -144,7 +145,6 @@ def cmd_lr_check(args) -> int:
 
     from pipelines.local_paths import check_root
 
-    rates = parse_rates(args.rates) if args.rates else None
     check_root(cfg)  # one line naming pipeline.root: not a folder, not writable
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), output_mode(args),
                       name="lr-check")

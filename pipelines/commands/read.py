@@ -85,7 +85,10 @@ def tensorboard_logs(root: str) -> str:
     if not os.path.exists(root):
         raise ConfigError([("RUN", f"{root} does not exist; give a pipeline folder (e.g. "
                             "runs/b2b-demo)")])
-    run_dir = load(root)["model_run"]
+    found = load(root)
+    run_dir = found["model_run"]
+    for problem in found["unreadable"]:  # the logs need no record: a warning, on stderr
+        print(f"warning: {problem}", file=sys.stderr)
     logs = os.path.join(run_dir, "logs") if run_dir else ""
     if not logs or not os.path.isdir(logs):
         raise FileNotFoundError(f"{root}: no training run with TensorBoard logs yet; run the "
@@ -93,9 +96,14 @@ def tensorboard_logs(root: str) -> str:
     return logs
 
 
+PORTS = (1, 65535)  # TCP's port numbers (0 would be any free port: not what a user opens)
+
+
 def cmd_tensorboard(args) -> int:
     import warnings
 
+    if isinstance(args.port, bool) or not PORTS[0] <= args.port <= PORTS[1]:
+        raise ConfigError([("--port", f"must be in {PORTS[0]}..{PORTS[1]}, got {args.port}")])
     try:
         logs = tensorboard_logs(args.root)
     except FileNotFoundError as exc:
@@ -121,6 +129,9 @@ def cmd_runs(args) -> int:
     if not os.path.isdir(args.root):
         raise ConfigError([("RUN", f"{args.root} is not a folder; give a pipeline folder, e.g. "
                             "runs/b2b-demo")])
-    found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"))
+    notes = []
+    found = runs.read(os.path.join(resolve_pipeline_dir(args.root), "logs"), notes)
+    for note in notes:  # a damaged line is named and skipped; the others are listed
+        print(f"note: {note}", file=sys.stderr)
     print(runs.table(found))
     return 0

@@ -76,10 +76,11 @@ def read_header(path: str, key: str) -> List[str]:
 def check_columns(cfg: Config) -> None:
     d = cfg.data
     header = read_header(d.path, "data.path")
+    from pipelines.data.textcheck import repeated_message
+
     problems = []
-    dupes = sorted({c for c in header if header.count(c) > 1})
-    if dupes:
-        problems.append(("data.path", f"{d.path}: the header repeats column(s) {dupes}"))
+    if repeated_message(d.path, header):
+        problems.append(("data.path", repeated_message(d.path, header)))
     for key in ("query_id", "candidate_id", "timestamp"):
         col = getattr(d, key)
         if col is not None and col not in header:
@@ -88,6 +89,8 @@ def check_columns(cfg: Config) -> None:
     table = []
     if d.candidates is not None:
         table = read_header(d.candidates.path, "data.candidates.path")
+        if repeated_message(d.candidates.path, table):
+            problems.append(("data.candidates.path", repeated_message(d.candidates.path, table)))
         if d.candidates.id not in table:
             problems.append(("data.candidates.id", f"column {d.candidates.id!r} is not in "
                              f"{d.candidates.path} (columns: {table})"))

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import tempfile
 
 import numpy as np
 
 from pipelines.csvsafe import Writer
+from pipelines.data.synth_limits import BYTES_PER_ROW, size_problems
 from pipelines.written import atomic
 
 SEGMENTS = ("enterprise", "mid-market", "smb")
@@ -44,6 +46,21 @@ DAYS = 365
 YEAR = DAYS * 24 * 3600
 BLOCK = 512  # customers whose affinities are computed at once
 FILES = {"purchases": "purchases.csv", "products": "products.csv"}
+SCRATCH = re.compile(r"\.synth-(\d+)-.+")  # the per-day files of a run, by process id
+
+
+def remove_stale_scratch(out_dir: str) -> None:
+    """Removes ``.synth-<pid>-*`` folders whose process is gone (a killed generator's)."""
+    for name in os.listdir(out_dir) if os.path.isdir(out_dir) else []:
+        found = SCRATCH.fullmatch(name)
+        if not found or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+        except OSError:
+            pass  # alive: another user's generator
 
 
 def generate(out_dir: str, customers: int = 600, products: int = 400, purchases: int = 20_000,
@@ -52,6 +69,9 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
     """Writes ``purchases.csv`` and ``products.csv`` into ``out_dir``; returns their paths."""
     if min(customers, products, purchases, categories, dim) < 1:
         raise ValueError("customers, products, purchases, categories and dim must be positive")
+    problems = size_problems(customers, products, purchases, seed)
+    if problems:
+        raise ValueError("; ".join(f"{name}: {why}" for name, why in problems))
     if not 0.0 <= repeat <= 1.0:
         raise ValueError(f"repeat is a probability: got {repeat}, expected 0..1")
     rng = np.random.default_rng(seed)
@@ -80,7 +100,14 @@ def generate(out_dir: str, customers: int = 600, products: int = 400, purchases:
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {key: os.path.join(out_dir, name) for key, name in FILES.items()}
-    scratch = tempfile.mkdtemp(prefix=".synth-", dir=out_dir)
+    remove_stale_scratch(out_dir)  # a killed run's day files (SIGKILL runs no cleanup)
+    free = shutil.disk_usage(out_dir).free
+    if purchases * BYTES_PER_ROW > free:
+        raise OSError(28, f"{purchases:,} purchases need about "
+                      f"{purchases * BYTES_PER_ROW / 1e9:.1f} GB there, and "
+                      f"{free / 1e9:.1f} GB are free: choose fewer or another folder",
+                      out_dir)
+    scratch = tempfile.mkdtemp(prefix=f".synth-{os.getpid()}-", dir=out_dir)
     try:
         days = [open(os.path.join(scratch, f"{d:03d}.csv"), "w", newline="", encoding="utf-8")
                 for d in range(DAYS)]

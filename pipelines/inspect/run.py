@@ -47,8 +47,10 @@ def load(path: str) -> Dict[str, object]:
     """The run under a pipeline root (or the root of a ``modules/trainer_module.py``).
 
     Returns ``{root, spec, module, metrics, metrics_file, gate, serving_model,
-    selection_model, transform_graph, examples: {split: folder}, model_run, towers}``; a part
-    the run does not have (it stopped, or never got there) is None or empty.
+    selection_model, transform_graph, examples: {split: folder}, model_run, towers,
+    unreadable}``; a part the run does not have (it stopped, or never got there) is None or
+    empty; ``unreadable`` lists the records that are there but damaged (their one-line
+    problems).
 
     Raises:
       FileNotFoundError: no generated trainer module where one was expected.
@@ -81,7 +83,8 @@ def load(path: str) -> Dict[str, object]:
             "selection_model": (metrics or {}).get("serving_model_dir") or None,
             "transform_graph": found.get("transform_graph") or newest(
                 os.path.join(tfx_dir, "Transform", "transform_graph", "*")) or None,
-            "examples": examples, "model_run": run_dir or None, "towers": towers}
+            "examples": examples, "model_run": run_dir or None, "towers": towers,
+            "unreadable": found.get("unreadable", [])}
 
 
 def read_json(path: Optional[str]) -> Optional[dict]:

@@ -9,7 +9,6 @@ timings from ML Metadata.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 from typing import Dict, List
@@ -22,6 +21,7 @@ from pipelines.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
 from pipelines.runners.metadata import last_run, output_uri, push_destination, pushed_models
 from pipelines.runners.metadata import store as _store
+from pipelines.runners.recorded import metadata_errors, read_record, relocated
 from pipelines.runners.scratch import private_tmp
 
 
@@ -89,23 +89,35 @@ def results(root: str) -> dict:
     ``reused_push``: its cached Pusher reuses an earlier push. ``serving_model``: the newest
     push (:func:`pushed_models`), '' when none, or when its folder is gone: then
     ``serving_missing`` names it (an older version is never served in its place).
+
+    A record that can't be read (a damaged ``training_metrics.json``) is None, and
+    ``unreadable`` lists the one-line problem (:func:`pipelines.runners.recorded.read_record`)
+    for the command to warn of; the SavedModel and the logs need no record. Paths ML
+    Metadata recorded are read inside ``root`` (:func:`pipelines.runners.recorded.relocated`:
+    the folder may be a copy), and a damaged store is one DataError naming the file.
     """
     where = paths(root)
-    run = last_run(where["metadata"])
+    with metadata_errors(where["metadata"]):
+        run = last_run(where["metadata"])
+        pushed = [relocated(root, p) for p in pushed_models(where["metadata"])]
+
+    def uri(component, output):  # recorded absolute: read inside this (maybe copied) folder
+        return relocated(root, output_uri(run, component, output))
+
     out = {"root": root, "metrics_file": "", "metrics": None, "serving_model": "",
            "serving_missing": "", "gate": None, "refit": None, "pushed": False,
-           "reused_push": False, "run_push": "",
-           "transform_graph": output_uri(run, "Transform", "transform_graph"),
-           "transformed_examples": output_uri(run, "Transform", "transformed_examples")}
-    run_dir = output_uri(run, "Trainer", "model_run")
+           "reused_push": False, "run_push": "", "unreadable": [],
+           "transform_graph": uri("Transform", "transform_graph"),
+           "transformed_examples": uri("Transform", "transformed_examples")}
+    run_dir = uri("Trainer", "model_run")
     if run_dir:
         out["metrics_file"] = os.path.join(run_dir, "training_metrics.json")
-        out["metrics"] = _json(out["metrics_file"])
-    refit_dir = output_uri(run, "RefitTrainer", "model_run")  # training.refit, if it ran
-    out["refit"] = _json(os.path.join(refit_dir, "training_metrics.json")) if refit_dir else None
-    blessing = output_uri(run, "PopularityGate", "blessing")
+        out["metrics"] = _record(out, out["metrics_file"])
+    refit_dir = uri("RefitTrainer", "model_run")  # training.refit, if it ran
+    out["refit"] = (_record(out, os.path.join(refit_dir, "training_metrics.json"))
+                    if refit_dir else None)
+    blessing = uri("PopularityGate", "blessing")
     out["gate"] = read_decision(blessing) if blessing else None
-    pushed = pushed_models(where["metadata"])
     newest_push = pushed[-1] if pushed else ""
     if newest_push and os.path.isdir(newest_push):
         out["serving_model"] = newest_push
@@ -113,7 +125,7 @@ def results(root: str) -> dict:
         out["serving_missing"] = newest_push
     pusher = run.get("Pusher") or {}
     artifacts = pusher.get("outputs", {}).get("pushed_model") or []
-    destination = push_destination(artifacts[-1]) if artifacts else ""
+    destination = relocated(root, push_destination(artifacts[-1])) if artifacts else ""
     if destination and pusher["state"] in ("COMPLETE", "CACHED"):
         out["run_push"] = destination  # the version this run's model is served from
         out["pushed"] = pusher["state"] == "COMPLETE"
@@ -121,12 +133,13 @@ def results(root: str) -> dict:
     return out
 
 
-def _json(path: str):
-    """The JSON document at ``path``, or None where there is no file."""
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+def _record(out: dict, path: str):
+    """The JSON record at ``path`` (None if absent); a damaged one is None, its problem
+    listed in ``out['unreadable']``."""
+    found, problem = read_record(path)
+    if problem:
+        out["unreadable"].append(problem)
+    return found
 
 
 def run_local(cfg: Config, log=print, root: str = "", until: str = "") -> dict:

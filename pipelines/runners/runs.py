@@ -9,6 +9,12 @@ from the cache; all read from this run's own executions), and its log file. Both
 the run's id; the last line of a run is its state. A run whose process is gone
 without an end line (killed with SIGKILL, out of memory, the machine lost) is
 shown as ``killed``.
+
+A damaged file is read as far as it can be: a line that is not UTF-8 or not JSON is
+skipped with a note naming it; a last line cut off mid-write (a full disk) gives the
+fields it holds whole, and each line starts with the run's id, status and serving version,
+so a cut line still says how its run ended (one cut before its status: ``unknown``, never
+``killed``).
 """
 from __future__ import annotations
 
@@ -65,10 +71,25 @@ def _served(res: dict) -> Optional[str]:
     return os.path.basename(push) if res.get("serving_model") == push else None
 
 
+FIRST_KEYS = ("run", "status", "serving_version")  # written first: a cut-off line keeps them
+
+
 def record(log_dir: str, line: Dict[str, object]) -> None:
+    """Appends ``line`` to ``runs.jsonl`` as one write (after a line break, if a cut-off
+    line ends the file: the new line stays whole and readable)."""
     os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, RUNS_FILE), "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line, sort_keys=True) + "\n")
+    ordered = {k: line[k] for k in FIRST_KEYS if k in line}
+    ordered.update((k, line[k]) for k in sorted(line) if k not in ordered)
+    data = (json.dumps(ordered) + "\n").encode("utf-8")
+    fd = os.open(os.path.join(log_dir, RUNS_FILE), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _process_start(pid: int) -> Optional[str]:
@@ -106,34 +127,87 @@ def _alive(line: Dict[str, object]) -> bool:
     return recorded is None or now is None or recorded == now
 
 
-def read(log_dir: str) -> List[Dict[str, object]]:
-    """The recorded runs, newest first (a damaged line is skipped, not fatal).
+def _salvage(text: str) -> Dict[str, object]:
+    """The ``"key": value`` pairs that a cut-off JSON object line holds whole, in order."""
+    decoder, out, at = json.JSONDecoder(), {}, text.find("{") + 1
+    while 0 < at < len(text):
+        while at < len(text) and text[at] in " ,\t":
+            at += 1
+        try:
+            key, at = decoder.raw_decode(text, at)
+            while at < len(text) and text[at] in " :":
+                at += 1
+            value, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break
+        if isinstance(key, str):
+            out[key] = value
+    return out
+
+
+def _lines(path: str, notes: List[str]):
+    """``(number, mapping, cut)`` for each readable line; a line that is not UTF-8 or not a
+    JSON object is skipped with a note; a line cut off by a write that did not finish gives
+    the pairs it holds whole (``cut``)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    raw_lines = data.split(b"\n")
+    for number, raw in enumerate(raw_lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            notes.append(f"{path} line {number}: not UTF-8 text ({exc.reason}); skipped")
+            continue
+        cut = False
+        try:
+            found = json.loads(text)
+        except ValueError:  # cut off mid-write (the last line, or one another run wrote after)
+            cut, found = True, _salvage(text)
+            if "run" not in found:
+                notes.append(f"{path} line {number}: not a JSON record; skipped")
+                continue
+            notes.append(f"{path} line {number}: cut off (a write that did not finish); "
+                         "read as far as it goes")
+        if isinstance(found, dict):
+            yield number, found, cut
+        else:
+            notes.append(f"{path} line {number}: not a JSON record; skipped")
+
+
+def read(log_dir: str, notes: Optional[List[str]] = None) -> List[Dict[str, object]]:
+    """The recorded runs, newest first (a damaged line is skipped, not fatal: ``notes``
+    gets a line naming it).
 
     A run's lines are merged (its last line wins); a ``running`` run whose process is
-    gone is ``killed``.
+    gone is ``killed``, or ``unknown`` when its last line is cut off before its status (it
+    ended: its log says how).
     """
+    notes = [] if notes is None else notes
     path = os.path.join(log_dir, RUNS_FILE)
     if not os.path.exists(path):
         return []
     out: List[Dict[str, object]] = []
     by_id: Dict[str, Dict[str, object]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                found = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(found, dict):
-                continue
-            run_id = found.get("run")
-            if run_id in by_id:
-                by_id[run_id].update(found)
-                continue
-            if run_id:
-                by_id[run_id] = found
-            out.append(found)
+    cut_off = set()
+    for _, found, cut in _lines(path, notes):
+        run_id = found.get("run")
+        if cut:
+            cut_off.add(run_id)
+        if run_id in by_id:
+            by_id[run_id].update(found)
+            continue
+        if run_id:
+            by_id[run_id] = found
+        out.append(found)
     for found in out:
         if found.get("status") == "running" and not _alive(found):
+            if found.get("run") in cut_off:
+                found["status"] = "unknown"
+                found["error"] = ("the run ended, but its last line in runs.jsonl is cut off "
+                                  "before its status (a full disk?); its log says how it ended")
+                continue
             found["status"] = "killed"
             found["error"] = ("the run ended without recording how (killed: SIGKILL, out of "
                               "memory, or the machine stopped); its log may say how far it got")
@@ -154,7 +228,8 @@ def table(runs: List[Dict[str, object]]) -> str:
     for r in runs:
         best = r.get("best_baseline")
         again = r.get("buy_again") or {}
-        rows.append((str(r["started"]), str(r["status"]), str(r["config_fingerprint"])[:12],
+        rows.append((str(r.get("started", "-")), str(r.get("status", "-")),
+                     str(r.get("config_fingerprint", "-"))[:12],
                      f"{r.get('metric', '-')} ({r.get('split', '-')})",
                      number(r.get("model")), number(r.get("popularity")),
                      f"{LABELS.get(best, best)} {number(r.get('best_baseline_value'))}"

@@ -38,8 +38,14 @@ def _ids(table: str, path: str, cell: exp.Expression, column: str, key: str) -> 
            lambda r: f"{path} row {r[0]}: column {column!r} ({key}) is empty; every "
                      "interaction needs both ids")
     yield (_first(table, _breaks(cell), cell),
-           lambda r: f"{path} row {r[0]}: column {column!r} ({key}) holds a line break in "
-                     f"{r[1]!r}; ids must be on one line")
+           lambda r: id_line_break(path, r[0], column, key, r[1]))
+
+
+def id_line_break(path: str, row: int, column: str, key: str, value: str) -> str:
+    """The message for an id holding a line break: prepare's check, and recommend's for the
+    ``--users`` file (an id on two lines could never match one of the vocabulary's)."""
+    return (f"{path} row {row}: column {column!r} ({key}) holds a line break in {value!r}; "
+            "ids must be on one line")
 
 
 def _numbers(table: str, path: str, cell: exp.Expression, column: str) -> Iterator[Check]:

@@ -62,8 +62,8 @@ def source(path: str, needed: List[str]) -> exp.Expression:
     absent = [c for c in needed if c not in names]
     if absent:
         raise DataError(f"{path}: no column(s) {absent} (columns: {names})")
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: the header names a column twice: {names}")
+    if textcheck.repeated_message(path, names):
+        raise DataError(textcheck.repeated_message(path, names))
     if is_parquet(path):
         return fill("SELECT P_cells FROM read_parquet(P_path)", P_path=lit(path), P_cells=[
             exp.alias_(exp.cast(exp.Column(this=ident(n)), "VARCHAR"), ident(n))
