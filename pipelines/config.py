@@ -296,6 +296,9 @@ class VectorSearchConfig:
     serving_image: str                      # the query tower's container (as model_upload's)
     display_name: Optional[str] = None      # index, endpoints, model; default: pipeline.name
     index_machine_type: str = "e2-standard-2"
+    # SHARD_SIZE_SMALL/MEDIUM/LARGE; null: the smallest the index machine serves that holds
+    # the catalog's vectors (pipelines/runners/index_shards.py: Vertex AI's table)
+    shard_size: Optional[str] = None
     endpoint_machine_type: str = "n1-standard-2"
     min_replica_count: int = 1
     max_replica_count: int = 1
