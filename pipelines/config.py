@@ -283,8 +283,9 @@ class VertexTrainingConfig:
 @dataclasses.dataclass
 class ModelUploadConfig:
     """After a push, the model registered in Vertex AI Model Registry (not deployed)."""
-    # The serving container, e.g. us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest
-    # (a prebuilt TensorFlow one as new as the training TensorFlow, 2.16, or your own).
+    # The serving container: `twotower`, the image `twotower image` builds (it serves with the
+    # training TensorFlow, pipelines/serve.py), or a prebuilt TensorFlow one google-cloud-
+    # aiplatform lists that is as new as the training TensorFlow (none is, for 2.16).
     serving_image: str
     display_name: Optional[str] = None      # default: pipeline.name
 

@@ -41,10 +41,13 @@ def runtime_files() -> List[str]:
     return [relative for relative, _ in digest_files()]
 
 
+SERVER = "pipelines.serve"  # the serving command (`serving_image: twotower`): not an executor
+
+
 def component_files() -> List[str]:
-    """The custom components' modules and every module of this library they import (with
-    their packages' ``__init__.py``), relative to ROOT, sorted."""
-    return closure(component_modules())
+    """The custom components' modules and the server, and every module of this library they
+    import (with their packages' ``__init__.py``), relative to ROOT, sorted."""
+    return closure(component_modules() + [SERVER])
 
 
 def image_files() -> List[str]:
@@ -57,7 +60,8 @@ def import_check() -> str:
     class the components define (``module.Class``: the names a compiled spec runs)."""
     classes = "; ".join(f"from {module} import {', '.join(names)}"
                         for module, names in executors().items() if names)
-    return f"import tensorflow_recommenders, tf_keras, transform.features, trainer.training; {classes}"
+    return (f"import tensorflow_recommenders, tf_keras, transform.features, trainer.training, "
+            f"{SERVER}; {classes}")
 
 
 def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:

@@ -20,8 +20,8 @@ FULL = [  # BigQuery input, Dataflow, Vertex AI Training on a T4, model upload, 
     "data.candidates.bigquery=acme-recs.shop.products", "vertex.dataflow={}",
     "vertex.training={machine_type: n1-standard-8, accelerator_type: NVIDIA_TESLA_T4, "
     "accelerator_count: 1}",
-    "vertex.model_upload={serving_image: us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest}",
-    "vertex.vector_search={serving_image: us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest}"]
+    "vertex.model_upload={serving_image: twotower}",
+    "vertex.vector_search={serving_image: twotower}"]
 
 
 def full_config(raw_config):

@@ -7,7 +7,7 @@ from pipelines.runners import vector_search
 from pipelines.validate import validate
 from vertex_standin import StandIn
 
-IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
+IMAGE = "twotower"  # the image `twotower image` builds, serving with pipelines/serve.py
 SETTINGS = {"serving_image": IMAGE, "display_name": None, "index_machine_type": "e2-standard-2",
             "endpoint_machine_type": "n1-standard-2", "min_replica_count": 1,
             "max_replica_count": 2, "approximate_neighbors_count": 150,

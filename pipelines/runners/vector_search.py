@@ -32,8 +32,7 @@ def problems(cfg) -> List[Tuple[str, str]]:
     from pipelines.runners import cloud, index_shards
 
     out = []
-    wrong = cloud.image_problem(s.serving_image) or cloud.serving_tf_problem(
-        s.serving_image, cloud.training_tensorflow())
+    wrong = cloud.serving_image_problem(s.serving_image, cloud.training_tensorflow())
     if wrong:
         out.append(("vertex.vector_search.serving_image", wrong))
     if not MACHINE.match(s.endpoint_machine_type or ""):
@@ -102,7 +101,9 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
     query tower SavedModel (default ``model_uri/query_tower``; the pipeline passes the
     PushedModel artifact's copy: TFX's Pusher leaves every nested ``saved_model.pb`` out of
     the serving folder, so ``query_tower/`` there has its variables but not its graph);
-    ``settings``: ``vertex.vector_search`` as a dict; ``count``: how many vectors (the
+    ``settings``: ``vertex.vector_search`` as a dict (``serving_image`` the image itself,
+    ``serving_container`` the upload's container arguments, :data:`pipelines.serve.UPLOAD`
+    for the image ``twotower image`` builds); ``count``: how many vectors (the
     export's manifest), which with ``dimensions`` picks the shard size when
     ``settings['shard_size']`` is unset (:func:`pipelines.runners.index_shards.choose`)."""
     from pipelines.runners.index_shards import choose
@@ -135,7 +136,8 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
     model = aiplatform.Model.upload(
         display_name=f"{display_name}-query-tower",
         artifact_uri=query_tower_uri or model_uri.rstrip("/") + "/" + QUERY_TOWER_DIR,
-        serving_container_image_uri=settings["serving_image"], labels=labels or None, sync=True)
+        serving_container_image_uri=settings["serving_image"], labels=labels or None, sync=True,
+        **settings.get("serving_container", {}))
     endpoint = _named(aiplatform.Endpoint, display_name) or aiplatform.Endpoint.create(
         display_name=display_name, labels=labels or None, sync=True)
     model.deploy(endpoint=endpoint, machine_type=settings["endpoint_machine_type"],
