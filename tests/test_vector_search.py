@@ -170,7 +170,11 @@ def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path
               for k, v in step["inputs"]["parameters"].items()}
     assert params["display_name"] == "b2b-demo" and params["project"] == "acme-recs"
     settings = json.loads(params["settings"])
-    assert settings["serving_image"] == IMAGE and settings["max_replica_count"] == 3
+    # `twotower`: the training image, with the server's command, routes and port
+    assert settings["serving_image"] == "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
+    assert settings["serving_container"]["serving_container_command"] == [
+        "python", "-m", "pipelines.serve"]
+    assert settings["max_replica_count"] == 3 and settings["shard_size"] is None
 
 
 def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin, tmp_path):
