@@ -118,6 +118,7 @@ def test_image_references_with_tags_and_digests_are_accepted(reference):
 
 @pytest.mark.parametrize("reference", [
     "x:1; rm -rf ~", "twotower:1", "eu-docker.pkg.dev/p/r/T:1", "eu-docker.pkg.dev/p/r/t:1 x",
+    "ml/t:1", "library/python@sha256:" + "0" * 64,  # Docker Hub paths: no registry named
     "eu-docker.pkg.dev/p/r/t@sha256:abc", "eu-docker.pkg.dev/p/r/t:$(id)", "-v/a/b"])
 def test_anything_else_is_refused_as_an_image(reference):
     assert "is not a container image reference" in cloud.image_problem(reference)

@@ -217,3 +217,19 @@ def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin,
     found = [r for r in standin.requests if r["path"].endswith(":findNeighbors")][0]
     assert found["path"].endswith("/indexEndpoints/2:findNeighbors")
     assert found["body"]["deployedIndexId"] == "idx_b2b_demo"
+
+
+def test_the_deployment_waits_for_operations_that_stay_pending():
+    """Every long-running operation answers `done: false` to its first two polls: the client
+    polls each until it is done and the deployment's result is the same."""
+    server = StandIn(pending_polls=2)
+    try:
+        got = deploy(server)
+        polls = [p for m, p in calls(server, "GET") if "/operations/" in p]
+    finally:
+        server.close()
+    assert got["index"].endswith("/indexes/1") and got["endpoint"].endswith("/endpoints/3")
+    assert got["model"].endswith("/models/1")
+    operations = set(polls)
+    assert len(operations) == 6  # index, index endpoint, deployIndex, upload, endpoint, deploy
+    assert all(polls.count(o) == 3 for o in operations), polls  # two pending, then done

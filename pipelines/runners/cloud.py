@@ -134,8 +134,15 @@ IMAGE = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 
 def image_problem(reference: str) -> Optional[str]:
     """Why ``reference`` is not a container image reference with a registry, or None."""
-    if isinstance(reference, str) and IMAGE.match(reference):
-        return None
+    found = IMAGE.match(reference) if isinstance(reference, str) else None
+    host = found.group("host") if found else ""
+    if found and ("." in host or ":" in host or host == "localhost"):
+        return None  # Docker reads a first part without '.' or ':' as Docker Hub's path
+    if found:
+        return (f"{reference!r} is not a container image reference with a registry: Docker "
+                f"reads {host!r} as a Docker Hub repository, not a host; name the registry, e.g. "
+                "europe-west4-docker.pkg.dev/my-project/ml/twotower:1 (pin it by digest: "
+                "...@sha256:<64 hex digits>)")
     return (f"{reference!r} is not a container image reference: "
             "HOST/PATH[:TAG][@sha256:DIGEST], e.g. "
             "europe-west4-docker.pkg.dev/my-project/ml/twotower:1 (pin it by digest: "
