@@ -179,9 +179,9 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
     components.append(pusher)
     if image and cfg.vertex.model_upload is not None:
-        components.append(model_upload(cfg, pusher))
+        components.append(model_upload(cfg, pusher, image))
     if image and cfg.vertex.vector_search is not None:
-        components.append(vector_search_deploy(cfg, pusher))
+        components.append(vector_search_deploy(cfg, pusher, image))
     ids = [c.id for c in components]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
@@ -224,20 +224,32 @@ def runtime_parameters(cfg: Config):
 
 
 
-def model_upload(cfg: Config, pusher):
+def serving_container(setting: str, image: str):
+    """``(image, Model.upload's container arguments)`` for a ``serving_image`` setting:
+    ``twotower`` is the training ``image`` (``twotower image`` builds it) serving with
+    :mod:`pipelines.serve`; any other (a prebuilt image, as validated) serves by itself."""
+    from pipelines import serve
+    from pipelines.runners.cloud import OWN_IMAGE
+
+    return (image, dict(serve.UPLOAD)) if setting == OWN_IMAGE else (setting, {})
+
+
+def model_upload(cfg: Config, pusher, image: str):
     """The ModelUpload step after the Pusher (``vertex.model_upload``)."""
     import json
 
     from pipelines.components.model_upload import ModelUpload
 
     v, u = cfg.vertex, cfg.vertex.model_upload
+    serving, container = serving_container(u.serving_image, image)
     return ModelUpload(pushed_model=pusher.outputs["pushed_model"], project=v.project,
                        region=v.region, display_name=u.display_name or cfg.pipeline.name,
-                       serving_image=u.serving_image, labels=json.dumps(dict(v.labels)),
-                       api_endpoint=v.api_endpoint or "")
+                       serving_image=serving, labels=json.dumps(dict(v.labels)),
+                       api_endpoint=v.api_endpoint or "",
+                       serving_container=json.dumps(container, sort_keys=True))
 
 
-def vector_search_deploy(cfg: Config, pusher):
+def vector_search_deploy(cfg: Config, pusher, image: str):
     """The VectorSearchDeploy step after the Pusher (``vertex.vector_search``)."""
     import dataclasses
     import json
@@ -245,9 +257,11 @@ def vector_search_deploy(cfg: Config, pusher):
     from pipelines.components.vector_search import VectorSearchDeploy
 
     v, s = cfg.vertex, cfg.vertex.vector_search
+    serving, container = serving_container(s.serving_image, image)
+    settings = dict(dataclasses.asdict(s), serving_image=serving, serving_container=container)
     return VectorSearchDeploy(pushed_model=pusher.outputs["pushed_model"], project=v.project,
                               region=v.region, display_name=s.display_name or cfg.pipeline.name,
-                              settings=json.dumps(dataclasses.asdict(s), sort_keys=True),
+                              settings=json.dumps(settings, sort_keys=True),
                               labels=json.dumps(dict(v.labels)), api_endpoint=v.api_endpoint or "")
 
 

@@ -298,8 +298,9 @@ class VertexTrainingConfig:
 @dataclasses.dataclass
 class ModelUploadConfig:
     """After a push, the model registered in Vertex AI Model Registry (not deployed)."""
-    # The serving container, e.g. us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest
-    # (a prebuilt TensorFlow one as new as the training TensorFlow, 2.16, or your own).
+    # The serving container: `twotower`, the image `twotower image` builds (it serves with the
+    # training TensorFlow, pipelines/serve.py), or a prebuilt TensorFlow one google-cloud-
+    # aiplatform lists that is as new as the training TensorFlow (none is, for 2.16).
     serving_image: str
     display_name: Optional[str] = None      # default: pipeline.name
 
@@ -311,6 +312,9 @@ class VectorSearchConfig:
     serving_image: str                      # the query tower's container (as model_upload's)
     display_name: Optional[str] = None      # index, endpoints, model; default: pipeline.name
     index_machine_type: str = "e2-standard-2"
+    # SHARD_SIZE_SMALL/MEDIUM/LARGE; null: the smallest the index machine serves that holds
+    # the catalog's vectors (pipelines/runners/index_shards.py: Vertex AI's table)
+    shard_size: Optional[str] = None
     endpoint_machine_type: str = "n1-standard-2"
     min_replica_count: int = 1
     max_replica_count: int = 1

@@ -6,10 +6,12 @@ copy of (TFX's user-module wheel holds only the modules' own folder). The
 runtime needs TensorFlow, TensorFlow Transform and NumPy, which the TFX image
 has, plus TensorFlow Recommenders, tf-keras (TFRS 0.7.7 runs on Keras 2:
 ``TF_USE_LEGACY_KERAS=1``) and, with ``pipeline.serving_index: scann``,
-ScaNN. Of ``pipelines``, only the pipeline's custom TFX components go in
+ScaNN. Of ``pipelines``, the pipeline's custom TFX components go in
 (``pipelines/components/``: the exact Parquet ExampleGen, the runtime
-parameters, the push gate, with ``pipelines/gate.py``, which the gate uses,
-and the model upload): they import nothing else of it but the runtime.
+parameters, the push gate, the model upload, the Vector Search deployment) with
+every module of this library they import, found by reading their sources
+(:mod:`pipelines.image_closure`), not listed by hand; the build runs an import
+of every executor class they define, so an image missing one fails to build.
 Every version is the one ``requirements.lock`` pins, so the image trains with
 what the tests ran.
 """
@@ -17,22 +19,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from typing import Dict, List
 
 from pipelines.config import Config
+from pipelines.image_closure import closure, component_modules, executors
 from pipelines.written import atomic
 from transform.runtime_digest import runtime_files as digest_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = os.path.join(ROOT, "requirements.lock")
 BASE = "gcr.io/tfx-oss-public/tfx"
-# The files of this library the image holds (the custom components' code), relative to ROOT.
-COMPONENT_FILES = ("pipelines/__init__.py", "pipelines/gate.py", "pipelines/components/__init__.py",
-                   "pipelines/components/parquet_example_gen.py",
-                   "pipelines/components/popularity_gate.py",
-                   "pipelines/components/runtime_parameters.py",
-                   "pipelines/components/model_upload.py")
 IMAGE_CODE = "/opt/twotower"
 MARKER = ".twotower-image"
 
@@ -43,9 +41,27 @@ def runtime_files() -> List[str]:
     return [relative for relative, _ in digest_files()]
 
 
+SERVER = "pipelines.serve"  # the serving command (`serving_image: twotower`): not an executor
+
+
+def component_files() -> List[str]:
+    """The custom components' modules and the server, and every module of this library they
+    import (with their packages' ``__init__.py``), relative to ROOT, sorted."""
+    return closure(component_modules() + [SERVER])
+
+
 def image_files() -> List[str]:
-    """Every file of this library the image holds: the components and the runtime."""
-    return list(COMPONENT_FILES) + runtime_files()
+    """Every file of this library the image holds: the components' closure and the runtime."""
+    return sorted(set(component_files()) | set(runtime_files()))
+
+
+def import_check() -> str:
+    """The build-time check: Python code importing the added packages and every executor
+    class the components define (``module.Class``: the names a compiled spec runs)."""
+    classes = "; ".join(f"from {module} import {', '.join(names)}"
+                        for module, names in executors().items() if names)
+    return (f"import tensorflow_recommenders, tf_keras, transform.features, trainer.training, "
+            f"{SERVER}; {classes}")
 
 
 def locked(names: List[str], lock: str = LOCK) -> Dict[str, str]:
@@ -84,10 +100,8 @@ def dockerfile(cfg: Config, lock: str = LOCK) -> str:
             f"RUN python -m pip install --no-cache-dir {adds}\n"
             f"COPY twotower {IMAGE_CODE}\n"
             f"ENV PYTHONPATH={IMAGE_CODE}\n"
-            "RUN python -c \"import tensorflow_recommenders, tf_keras, "
-            "pipelines.components.parquet_example_gen, pipelines.components.popularity_gate, "
-            "pipelines.components.runtime_parameters, pipelines.components.model_upload, "
-            "transform.features, trainer.training\"\n")
+            "# every executor class a compiled spec may name imports from this copy alone\n"
+            f"RUN cd / && python -c {shlex.quote(import_check())}\n")
 
 
 def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
@@ -103,11 +117,11 @@ def write(cfg: Config, out_dir: str, lock: str = LOCK) -> str:
     os.makedirs(code)
     with open(os.path.join(code, MARKER), "w", encoding="utf-8") as handle:
         handle.write("written by twotower image; replaced on each run\n")
-    sources = [(r, os.path.join(ROOT, r)) for r in COMPONENT_FILES] + digest_files()
-    for relative, source in sources:  # the runtime byte for byte: its digest is checked
+    runtime = dict(digest_files())
+    for relative in image_files():  # the runtime byte for byte: its digest is checked
         target = os.path.join(code, relative)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(source, target)
+        shutil.copyfile(runtime.get(relative, os.path.join(ROOT, relative)), target)
     path = os.path.join(out_dir, "Dockerfile")
     with atomic(path, "w", encoding="utf-8") as handle:  # renamed over it when whole
         handle.write(dockerfile(cfg, lock))

@@ -74,13 +74,13 @@ def problems(cfg: Config, submitting: bool = False) -> List[Tuple[str, str]]:
         out += _training_problems(v.training)
     if v.model_upload is not None:
         u = v.model_upload
-        wrong = cloud.image_problem(u.serving_image) or cloud.serving_tf_problem(
-            u.serving_image, cloud.training_tensorflow())
+        wrong = cloud.serving_image_problem(u.serving_image, cloud.training_tensorflow())
         if wrong:
             out.append(("vertex.model_upload.serving_image", wrong))
-        if cfg.pipeline.serving_index == "scann":
+        if cfg.pipeline.serving_index == "scann" and u.serving_image != cloud.OWN_IMAGE:
             out.append(("vertex.model_upload", "a ScaNN model needs ScaNN's ops in the serving "
-                        "container: use pipeline.serving_index: exact, or your own image"))
+                        f"container: use serving_image: {cloud.OWN_IMAGE} (the image holds "
+                        "ScaNN then), or pipeline.serving_index: exact"))
     out += vector_search.problems(cfg)
     if v.api_endpoint and not re.match(r"(https://)?[A-Za-z0-9.-]+(:[0-9]+)?\Z|"
                                        r"http://(127\.0\.0\.1|localhost)(:[0-9]+)?\Z",

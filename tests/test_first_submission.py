@@ -89,16 +89,24 @@ def test_the_image_runs_the_beam_sdk_in_its_own_python_on_dataflow(raw_config):
     assert "\nENV RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1\n" in text
 
 
-def test_the_serving_container_is_as_new_as_the_training_tensorflow(raw_config):
+def test_the_serving_container_is_one_that_exists_and_serves_the_training_tensorflow(raw_config):
     assert cloud.training_tensorflow().startswith("2.16")
+    listed = cloud.prebuilt_images()  # the locked google-cloud-aiplatform's own list
+    assert "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest" in listed
+    assert not [i for i in listed if "2-16" in i or "2-17" in i]
     old = problems(raw_config, "vertex.model_upload={serving_image: "
                                "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest}")
     assert [k for k, _ in old] == ["vertex.model_upload.serving_image"]
     assert "serves with TensorFlow 2.15 but the model trains with TensorFlow 2.16" in old[0][1]
-    for image in ("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
-                  "europe-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-17:latest",
-                  DIGEST):
-        assert problems(raw_config, f"vertex.model_upload={{serving_image: {image}}}") == []
+    assert "use serving_image: twotower" in old[0][1]
+    # an image no one publishes (2.16 was the docs' suggestion) and an image of unknown content
+    for image in ("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest", DIGEST):
+        found = problems(raw_config, f"vertex.model_upload={{serving_image: {image}}}")
+        assert [k for k, _ in found] == ["vertex.model_upload.serving_image"], image
+        assert "is neither a prebuilt prediction image google-cloud-aiplatform lists" in (
+            found[0][1])
+    assert problems(raw_config, "vertex.model_upload={serving_image: twotower}") == []
+    assert problems(raw_config, "vertex.vector_search={serving_image: twotower}") == []
 
 
 @pytest.mark.parametrize("reference", [
@@ -110,6 +118,7 @@ def test_image_references_with_tags_and_digests_are_accepted(reference):
 
 @pytest.mark.parametrize("reference", [
     "x:1; rm -rf ~", "twotower:1", "eu-docker.pkg.dev/p/r/T:1", "eu-docker.pkg.dev/p/r/t:1 x",
+    "ml/t:1", "library/python@sha256:" + "0" * 64,  # Docker Hub paths: no registry named
     "eu-docker.pkg.dev/p/r/t@sha256:abc", "eu-docker.pkg.dev/p/r/t:$(id)", "-v/a/b"])
 def test_anything_else_is_refused_as_an_image(reference):
     assert "is not a container image reference" in cloud.image_problem(reference)

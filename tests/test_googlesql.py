@@ -60,7 +60,7 @@ def test_the_list_holds_bigquery_s_names_and_not_duckdb_s():
 def test_calls_are_read_by_the_tokenizer_not_by_pattern():
     text = ("SELECT f(x), 'g(' AS s, `h`(y), NET.HOST(u), a + (b), CAST(c AS STRING), "
             "x IN (SELECT 1) /* k( */ FROM t")
-    assert googlesql.calls(text) == ["F", "NET.HOST", "CAST", "IN"]
+    assert googlesql.calls(text) == ["F", "NET.HOST", "CAST"]  # IN ( is grammar
     assert googlesql.unknown(text) == ["F"]
     assert googlesql.unknown("SELECT TIME_TO_UNIX(t), IS_INF(x)") == ["TIME_TO_UNIX"]
 
@@ -92,8 +92,10 @@ def test_every_function_each_split_query_calls_is_documented(example, split):
     for name, tree in split_queries(cfg).items():
         text = render(tree, "bigquery")  # not to_bigquery: its own check must not hide this
         assert googlesql.unknown(text) == [], f"{example} {split} {name}"
+        assert googlesql.syntax_problems(text) == [], f"{example} {split} {name}"
         assert "IS_INF(" in text and "FARM_FINGERPRINT(" in text
-    assert googlesql.unknown(program_text(cfg)) == []
+    if split == "time":  # to_bigquery's own checks pass (once per example: they parse)
+        assert googlesql.unknown(program_text(cfg)) == []
 
 
 def _windows(tree):
@@ -172,3 +174,46 @@ def test_two_rows_with_one_key_stop_the_query(tmp_path):
     with pytest.raises(duckdb.Error, match="bigquery:my-proj.shop.products: 6 different rows "
                                            "have the same key 7"):
         con.execute(back).fetchall()
+
+
+def test_reserved_keywords_are_not_functions():
+    """DuckDB's HASH(x) and CONTAINS(a, b) are BigQuery keywords, not functions: refused;
+    the keywords that stand before '(' as grammar are not calls."""
+    assert googlesql.unknown("SELECT HASH(x), CONTAINS(a, 'b') FROM t") == ["CONTAINS", "HASH"]
+    assert googlesql.grammar() <= googlesql.sections()["keywords"]
+    assert not {"HASH", "CONTAINS", "EXCLUDE", "RANGE"} & googlesql.grammar()
+    text = ("WITH a AS (SELECT 1 AS x) SELECT * EXCEPT (x) FROM (SELECT x FROM a) "
+            "WHERE x IN (1) AND NOT (x = 2) OR EXISTS (SELECT 1)")
+    assert googlesql.calls(text) == []
+
+
+@pytest.mark.parametrize("text, found", [
+    ("SELECT x::INT64 FROM t", "a `::` cast: BigQuery writes CAST(x AS type) (line 1, column 10)"),
+    ("SELECT * EXCLUDE (y) FROM t", "`* EXCLUDE (...)`: BigQuery writes * EXCEPT (...)"),
+    ("SELECT * FROM t USING SAMPLE 10%", "USING SAMPLE: BigQuery writes TABLESAMPLE SYSTEM"),
+    ("SELECT a // b FROM t", "`a // b` (integer division): BigQuery writes DIV(a, b)"),
+    ("SELECT a ** 2 FROM t", "`a ** b` (a power): BigQuery writes POW(a, b)"),
+    ("SELECT {'a': 1} AS s", "a `{...}` struct literal: BigQuery writes STRUCT(...)"),
+    ("SELECT l[1] FROM t", "a `x[i]` subscript: BigQuery writes x[OFFSET(i)]"),
+])
+def test_duckdb_only_syntax_is_refused(text, found):
+    wrong = googlesql.syntax_problems(text)
+    assert wrong and wrong[0].startswith(found), wrong
+
+
+def test_to_bigquery_refuses_text_with_duckdb_syntax(monkeypatch):
+    """The check runs on the text to_bigquery returns (the rewrite is stood in for by one
+    that leaves a `::` cast)."""
+    from pipelines.data.sql import bigquery
+
+    monkeypatch.setattr(bigquery, "render", lambda tree, dialect, pretty=False:
+                        "SELECT x::INT64 FROM t")
+    with pytest.raises(ValueError, match="the BigQuery query has DuckDB syntax: a `::` cast"):
+        bigquery.to_bigquery(fill("SELECT x FROM t"))
+
+
+def test_bigquery_s_own_syntax_passes_the_syntax_check():
+    for text in ("SELECT [1, 2] AS l, l[OFFSET(0)], l[SAFE_ORDINAL(1)], 'x::y', DIV(a, 2), "
+                 "POW(a, 2), COUNT(*) * 2, a / b FROM t TABLESAMPLE SYSTEM (10 PERCENT)",
+                 "SELECT * EXCEPT (y) FROM t -- x::INT, a // b"):
+        assert googlesql.syntax_problems(text) == [], text

@@ -85,14 +85,14 @@ def test_image_cli_writes_the_dockerfile_and_prints_the_build_command(tmp_path, 
 
 def test_the_image_code_is_the_components_and_the_runtime_and_needs_nothing_else(tmp_path,
                                                                                  raw_config):
-    from pipelines.image import COMPONENT_FILES, write
+    from pipelines.image import component_files, write
     from transform.runtime_digest import runtime_digest, runtime_files
 
     write(Config.from_dict(raw_config), str(tmp_path))
     copied = sorted(str(p.relative_to(tmp_path / "twotower"))
                     for p in (tmp_path / "twotower").rglob("*.py"))
     runtime = [relative for relative, _ in runtime_files()]
-    assert copied == sorted(list(COMPONENT_FILES) + runtime)
+    assert copied == sorted(set(component_files()) | set(runtime))
     assert {r.split("/")[0] for r in runtime} == {"transform", "trainer"}
     assert "trainer/training.py" in runtime and "transform/kinds/numeric.py" in runtime
     own = {f[:-3].replace("/", ".").replace(".__init__", "") for f in copied}

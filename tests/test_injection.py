@@ -38,8 +38,7 @@ def full_raw(bigquery):
              "service_account: df@acme-recs.iam.gserviceaccount.com}",
              "vertex.training={machine_type: n1-standard-8, accelerator_type: NVIDIA_TESLA_T4, "
              "accelerator_count: 1}",
-             "vertex.model_upload={serving_image: us-docker.pkg.dev/vertex-ai/prediction/"
-             "tf2-cpu.2-16:latest, display_name: acme recs}"]
+             "vertex.model_upload={serving_image: twotower, display_name: acme recs}"]
     if bigquery:
         extra += ["data.path=null", "data.bigquery=acme-recs.shop.orders",
                   "data.candidates.path=null", "data.candidates.bigquery=acme-recs.shop.products"]

@@ -7,11 +7,11 @@ from pipelines.runners import vector_search
 from pipelines.validate import validate
 from vertex_standin import StandIn
 
-IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
+IMAGE = "twotower"  # the image `twotower image` builds, serving with pipelines/serve.py
 SETTINGS = {"serving_image": IMAGE, "display_name": None, "index_machine_type": "e2-standard-2",
             "endpoint_machine_type": "n1-standard-2", "min_replica_count": 1,
             "max_replica_count": 2, "approximate_neighbors_count": 150,
-            "leaf_nodes_to_search_percent": 10}
+            "leaf_nodes_to_search_percent": 10, "shard_size": None}
 PARENT = "/v1/projects/acme-recs/locations/europe-west4"
 
 
@@ -34,11 +34,12 @@ def body(server, method, path):
 TOWER = "gs://acme-bucket/twotower/tfx/Pusher/pushed_model/9/query_tower"
 
 
-def deploy(standin, version="1700000000"):
+def deploy(standin, version="1700000000", settings=None, count=60):
     return vector_search.deploy("acme-recs", "europe-west4",
                                 f"gs://acme-bucket/twotower/serving/{version}", 65, "b2b-demo",
-                                SETTINGS, {"team": "growth"}, api_endpoint=standin.endpoint,
-                                query_tower_uri=TOWER)
+                                settings or SETTINGS, {"team": "growth"},
+                                api_endpoint=standin.endpoint, query_tower_uri=TOWER,
+                                count=count)
 
 
 def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin):
@@ -47,7 +48,8 @@ def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin)
                    "index_endpoint": "projects/acme-recs/locations/europe-west4/indexEndpoints/2",
                    "deployed_index_id": "idx_b2b_demo",
                    "model": "projects/acme-recs/locations/europe-west4/models/1",
-                   "endpoint": "projects/acme-recs/locations/europe-west4/endpoints/3"}
+                   "endpoint": "projects/acme-recs/locations/europe-west4/endpoints/3",
+                   "shard_size": "SHARD_SIZE_SMALL"}
     posts = calls(standin, "POST")
     assert posts == [
         ("POST", f"{PARENT}/indexes"), ("POST", f"{PARENT}/indexEndpoints"),
@@ -61,6 +63,8 @@ def test_first_deploy_creates_the_index_both_endpoints_and_deploys_them(standin)
     assert (tree["dimensions"], tree["approximateNeighborsCount"], tree["distanceMeasureType"]) == (
         65, 150, "DOT_PRODUCT_DISTANCE")
     assert tree["algorithmConfig"]["treeAhConfig"]["leafNodesToSearchPercent"] == 10
+    # e2-standard-2 serves small shards only: the SDK's default (MEDIUM) could not deploy
+    assert tree["shardSize"] == "SHARD_SIZE_SMALL"
     assert body(standin, "POST", f"{PARENT}/indexEndpoints")["publicEndpointEnabled"] is True
     deployed = body(standin, "POST", f"{PARENT}/indexEndpoints/2:deployIndex")["deployedIndex"]
     assert deployed["id"] == "idx_b2b_demo" and deployed["index"].endswith("/indexes/1")
@@ -98,12 +102,45 @@ def test_a_second_deploy_overwrites_the_index_and_reuses_the_endpoints(standin):
      "vertex.vector_search.approximate_neighbors_count"),
     (f"vertex.vector_search={{serving_image: '{IMAGE}', index_machine_type: 'E2 big'}}",
      "vertex.vector_search.index_machine_type"),
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', index_machine_type: n1-standard-4}}",
+     "vertex.vector_search.index_machine_type"),  # a machine type, but not an index machine
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', shard_size: SHARD_SIZE_MEDIUM}}",
+     "vertex.vector_search.index_machine_type"),  # e2-standard-2 serves SMALL only
+    (f"vertex.vector_search={{serving_image: '{IMAGE}', shard_size: medium}}",
+     "vertex.vector_search.shard_size"),
 ])
 def test_vector_search_settings_are_checked(raw_config, override, key):
     cfg = Config.from_dict(apply_overrides(raw_config, [override]))
     with pytest.raises(ConfigError) as exc:
         validate(cfg, check_data=False)
     assert key in {k for k, _ in exc.value.problems}
+
+
+def test_the_default_shard_size_is_the_smallest_that_holds_the_catalog():
+    from pipelines.runners.index_shards import GIB, choose, problem
+
+    # 2 GiB of float32 vectors of 64 dimensions: 2 * 2^30 / (64 * 4) = 8388608 vectors
+    limit = 2 * GIB // (64 * 4)
+    assert limit == 8_388_608
+    assert choose("e2-standard-16", None, limit, 64) == "SHARD_SIZE_SMALL"
+    assert choose("e2-standard-16", None, limit + 1, 64) == "SHARD_SIZE_MEDIUM"
+    assert choose("e2-highmem-16", None, 100_000_000, 64) == "SHARD_SIZE_LARGE"  # 23.8 GiB
+    # e2-standard-2 serves only small shards: a larger index is split over several of them
+    assert choose("e2-standard-2", None, limit + 1, 64) == "SHARD_SIZE_SMALL"
+    assert choose("n1-standard-32", "SHARD_SIZE_LARGE", 10, 64) == "SHARD_SIZE_LARGE"
+    assert "serves SHARD_SIZE_SMALL only, not SHARD_SIZE_LARGE: use e2-highmem-16" in problem(
+        "e2-standard-2", "SHARD_SIZE_LARGE")
+    with pytest.raises(ValueError, match="vertex.vector_search: index_machine_type e2-standard-2"):
+        choose("e2-standard-2", "SHARD_SIZE_MEDIUM", 10, 64)
+
+
+def test_a_set_shard_size_reaches_the_index_request(standin):
+    deploy(standin, settings=dict(SETTINGS, index_machine_type="e2-standard-16",
+                                  shard_size="SHARD_SIZE_MEDIUM"))
+    index = body(standin, "POST", f"{PARENT}/indexes")
+    assert index["metadata"]["config"]["shardSize"] == "SHARD_SIZE_MEDIUM"
+    deployed = body(standin, "POST", f"{PARENT}/indexEndpoints/2:deployIndex")["deployedIndex"]
+    assert deployed["dedicatedResources"]["machineSpec"]["machineType"] == "e2-standard-16"
 
 
 def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path, raw_config):
@@ -133,7 +170,11 @@ def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path
               for k, v in step["inputs"]["parameters"].items()}
     assert params["display_name"] == "b2b-demo" and params["project"] == "acme-recs"
     settings = json.loads(params["settings"])
-    assert settings["serving_image"] == IMAGE and settings["max_replica_count"] == 3
+    # `twotower`: the training image, with the server's command, routes and port
+    assert settings["serving_image"] == "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
+    assert settings["serving_container"]["serving_container_command"] == [
+        "python", "-m", "pipelines.serve"]
+    assert settings["max_replica_count"] == 3 and settings["shard_size"] is None
 
 
 def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin, tmp_path):
@@ -176,3 +217,19 @@ def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin,
     found = [r for r in standin.requests if r["path"].endswith(":findNeighbors")][0]
     assert found["path"].endswith("/indexEndpoints/2:findNeighbors")
     assert found["body"]["deployedIndexId"] == "idx_b2b_demo"
+
+
+def test_the_deployment_waits_for_operations_that_stay_pending():
+    """Every long-running operation answers `done: false` to its first two polls: the client
+    polls each until it is done and the deployment's result is the same."""
+    server = StandIn(pending_polls=2)
+    try:
+        got = deploy(server)
+        polls = [p for m, p in calls(server, "GET") if "/operations/" in p]
+    finally:
+        server.close()
+    assert got["index"].endswith("/indexes/1") and got["endpoint"].endswith("/endpoints/3")
+    assert got["model"].endswith("/models/1")
+    operations = set(polls)
+    assert len(operations) == 6  # index, index endpoint, deployIndex, upload, endpoint, deploy
+    assert all(polls.count(o) == 3 for o in operations), polls  # two pending, then done

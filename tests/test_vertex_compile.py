@@ -110,8 +110,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "vertex.service_account=runner@acme-recs.iam.gserviceaccount.com",
         "vertex.dataflow={max_workers: 25, subnetwork: regions/europe-west4/subnetworks/ml}",
         "vertex.labels={team: growth, cost-center: b2b-01}",
-        "vertex.model_upload={serving_image: us-docker.pkg.dev/vertex-ai/prediction/"
-        "tf2-cpu.2-16:latest}"]))
+        "vertex.model_upload={serving_image: twotower}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
     compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
@@ -120,8 +119,14 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
     upload = job["pipelineSpec"]["root"]["dag"]["tasks"]["ModelUpload"]
     assert upload["inputs"]["artifacts"]["pushed_model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "pushed_model", "producerTask": "Pusher"}
+    # served from the training image by its own server (no prebuilt image has TF 2.16)
     assert upload["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constantValue"][
-        "stringValue"].endswith("tf2-cpu.2-16:latest")
+        "stringValue"] == IMAGE
+    assert json.loads(upload["inputs"]["parameters"]["serving_container"]["runtimeValue"][
+        "constantValue"]["stringValue"]) == {
+        "serving_container_command": ["python", "-m", "pipelines.serve"],
+        "serving_container_health_route": "/health",
+        "serving_container_predict_route": "/predict", "serving_container_ports": [8080]}
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     expected = ["--runner=DataflowRunner", "--project=acme-recs", "--region=europe-west4",
                 "--temp_location=gs://acme-bucket/flow/beam-temp", "--max_num_workers=25",

@@ -28,7 +28,7 @@ from vertex_standin import StandIn as VertexStandIn
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
-SERVING = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
+SERVING = "twotower"  # the training image, serving with pipelines/serve.py
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -146,7 +146,9 @@ def _check_the_run(job, results, read, gcs, vertex, storage):
     # ModelUpload asked Vertex AI to register exactly that model with the serving image
     [upload] = [r for r in vertex.requests if r["path"].endswith("/models:upload")]
     assert upload["body"]["model"]["artifactUri"] == destination
-    assert upload["body"]["model"]["containerSpec"]["imageUri"] == SERVING
+    assert upload["body"]["model"]["containerSpec"]["imageUri"] == IMAGE
+    assert upload["body"]["model"]["containerSpec"]["command"] == ["python", "-m",
+                                                                   "pipelines.serve"]
     result = results["ModelUpload"]["outputs"]["result"].artifacts[0].uri
     assert json.loads(read(result + "/model_upload.json"))["uploaded"] is True
     assert storage.refused == []  # no other host was asked for

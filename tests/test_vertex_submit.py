@@ -147,11 +147,13 @@ def test_a_bad_runtime_parameter_is_refused_before_submitting(tmp_path, raw_conf
 
 def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     """The ModelUpload step's upload, with the real client, against the stand-in."""
+    from pipelines import serve
     from pipelines.components.model_upload import upload
 
     name = upload("acme-recs", "europe-west4", "gs://acme-bucket/twotower/serving/1700000000",
-                  "b2b-demo", "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
-                  {"team": "growth"}, api_endpoint=standin.endpoint)
+                  "b2b-demo", "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1",
+                  {"team": "growth"}, api_endpoint=standin.endpoint,
+                  container=serve.UPLOAD)
     assert name == "projects/acme-recs/locations/europe-west4/models/1"
     call = vertex_calls(standin)[0]
     assert (call["method"], call["path"]) == (
@@ -159,7 +161,11 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     model = call["body"]["model"]
     assert model["displayName"] == "b2b-demo"
     assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000"
-    assert model["containerSpec"]["imageUri"].endswith("/tf2-cpu.2-16:latest")
+    spec = model["containerSpec"]
+    assert spec["imageUri"] == "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
+    # the routes and port Vertex AI's custom-container contract asks for, as pipelines/serve.py
+    assert (spec["command"], spec["healthRoute"], spec["predictRoute"], spec["ports"]) == (
+        ["python", "-m", "pipelines.serve"], "/health", "/predict", [{"containerPort": 8080}])
     assert model["labels"] == {"team": "growth"}
     assert not [c for c in vertex_calls(standin) if "endpoints" in c["path"]]  # no deployment
 

@@ -17,6 +17,7 @@ service account access), when ``STORAGE_EMULATOR_HOST`` points at it: the
 bucket is "not found", then created.
 """
 import json
+import re
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,8 +30,11 @@ KINDS = {"indexes": "Index", "indexEndpoints": "IndexEndpoint", "endpoints": "En
 
 
 class StandIn:
-    def __init__(self, fail=None, final_state="PIPELINE_STATE_SUCCEEDED"):
+    def __init__(self, fail=None, final_state="PIPELINE_STATE_SUCCEEDED", pending_polls=0):
+        """``pending_polls``: how many GETs of a long-running operation answer ``done:
+        false`` before it is done (as the service: the client must poll)."""
         self.requests, self.fail, self.final_state, self.jobs = [], fail, final_state, {}
+        self.pending_polls, self.operations = pending_polls, {}  # name -> [polls left, done]
         self.models = {}
         self.resources = {}  # Vector Search indexes, index endpoints, endpoints by name
         self.predict = lambda name, body: {"predictions": []}
@@ -75,15 +79,17 @@ class StandIn:
                     name = f"{parent}/models/{len(owner.models) + 1}"
                     owner.models[name] = dict(body["model"], name=name,  # as the service
                                               supportedDeploymentResourcesTypes=[1])  # dedicated
-                    return self._answer(200, {
-                        "name": f"{name}/operations/1", "done": True, "response": {
-                            "@type": "type.googleapis.com/google.cloud.aiplatform.v1."
-                                     "UploadModelResponse", "model": name}})
+                    return self._operation("UploadModelResponse", {"model": name})
                 name = url.path[len("/v1/"):]
                 served = self._serving(method, url.path.split("/", 2)[2],  # v1 or v1beta1
                                        urllib.parse.parse_qs(url.query), body)
                 if served is not None:
                     return served
+                if method == "GET" and name in owner.operations:
+                    left, done = owner.operations[name]
+                    owner.operations[name][0] = left - 1
+                    return self._answer(200, done if left <= 0 else {"name": name,
+                                                                     "done": False})
                 if method == "GET" and name in owner.models:
                     return self._answer(200, owner.models[name])
                 if method == "GET" and name in owner.jobs:
@@ -93,9 +99,15 @@ class StandIn:
                                                     "status": "NOT_FOUND"}})
 
             def _operation(self, kind, response):
-                return self._answer(200, {"name": f"{owner.next_name('operations')}", "done": True,
-                                          "response": dict(response, **{
-                                              "@type": f"{TYPE_URL}.{kind}"})})
+                where = re.search(r"projects/[^/]+/locations/[^/]+", self.path)
+                name = owner.next_name("operations")  # the client polls it by this name
+                name = f"{where.group(0)}/{name}" if where else name
+                done = {"name": name, "done": True,
+                        "response": dict(response, **{"@type": f"{TYPE_URL}.{kind}"})}
+                if not owner.pending_polls:
+                    return self._answer(200, done)
+                owner.operations[name] = [owner.pending_polls, done]
+                return self._answer(200, {"name": name, "done": False})
 
             def _serving(self, method, name, query, body):
                 """Vector Search indexes and index endpoints, endpoints: create, list, get,

@@ -30,8 +30,12 @@ ModelUploadResult = simple_artifacts.File
 
 
 def upload(project: str, region: str, artifact_uri: str, display_name: str,
-           serving_image: str, labels: Optional[dict] = None, api_endpoint: str = "") -> str:
-    """Uploads a SavedModel folder as a Vertex AI Model; returns the Model's resource name."""
+           serving_image: str, labels: Optional[dict] = None, api_endpoint: str = "",
+           container: Optional[dict] = None) -> str:
+    """Uploads a SavedModel folder as a Vertex AI Model; returns the Model's resource name.
+
+    ``container``: more container arguments of ``Model.upload`` (the command, routes and port
+    of :mod:`pipelines.serve` for the image ``twotower image`` builds; none for a prebuilt one)."""
     os.environ.setdefault("GOOGLE_CLOUD_DISABLE_TELEMETRY", "true")
     from google.cloud import aiplatform
 
@@ -45,7 +49,7 @@ def upload(project: str, region: str, artifact_uri: str, display_name: str,
     aiplatform.init(**options)
     model = aiplatform.Model.upload(display_name=display_name, artifact_uri=artifact_uri,
                                     serving_container_image_uri=serving_image,
-                                    labels=labels or None, sync=True)
+                                    labels=labels or None, sync=True, **(container or {}))
     return model.resource_name
 
 
@@ -54,7 +58,7 @@ def ModelUpload(pushed_model: InputArtifact[standard_artifacts.PushedModel],  # 
                 result: OutputArtifact[ModelUploadResult],
                 project: Parameter[str], region: Parameter[str], display_name: Parameter[str],
                 serving_image: Parameter[str], labels: Parameter[str] = "{}",
-                api_endpoint: Parameter[str] = ""):
+                api_endpoint: Parameter[str] = "", serving_container: Parameter[str] = "{}"):
     """Uploads the pushed model, if one was pushed; writes ``model_upload.json``."""
     if pushed_model.get_int_custom_property("pushed") != 1:
         outcome = {"uploaded": False, "reason": "the Pusher pushed no model (the push gate "
@@ -62,7 +66,7 @@ def ModelUpload(pushed_model: InputArtifact[standard_artifacts.PushedModel],  # 
     else:
         destination = pushed_model.get_string_custom_property("pushed_destination")
         name = upload(project, region, destination, display_name, serving_image,
-                      json.loads(labels), api_endpoint)
+                      json.loads(labels), api_endpoint, json.loads(serving_container))
         outcome = {"uploaded": True, "model": name, "artifact_uri": destination}
     logging.info("model upload: %s", outcome)
     fileio.makedirs(result.uri)

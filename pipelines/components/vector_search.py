@@ -37,13 +37,14 @@ def VectorSearchDeploy(pushed_model: InputArtifact[standard_artifacts.PushedMode
     else:
         destination = pushed_model.get_string_custom_property("pushed_destination")
         with fileio.open(os.path.join(destination, MANIFEST)) as handle:
-            dimensions = int(json.loads(handle.read())["dimensions"])
+            manifest = json.loads(handle.read())
+        dimensions, count = int(manifest["dimensions"]), int(manifest["count"])
         # the artifact's copy of the model is whole; the Pusher's serving folder lacks
         # query_tower/saved_model.pb (it copies only the top saved_model.pb)
         tower = pushed_model.uri.rstrip("/") + "/query_tower"
         outcome = dict(deploy(project, region, destination, dimensions, display_name,
                               json.loads(settings), json.loads(labels), api_endpoint,
-                              query_tower_uri=tower),
+                              query_tower_uri=tower, count=count),
                        deployed=True, artifact_uri=destination)
     logging.info("vector search: %s", outcome)
     fileio.makedirs(result.uri)

@@ -134,17 +134,44 @@ IMAGE = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 
 def image_problem(reference: str) -> Optional[str]:
     """Why ``reference`` is not a container image reference with a registry, or None."""
-    if isinstance(reference, str) and IMAGE.match(reference):
-        return None
+    found = IMAGE.match(reference) if isinstance(reference, str) else None
+    host = found.group("host") if found else ""
+    if found and ("." in host or ":" in host or host == "localhost"):
+        return None  # Docker reads a first part without '.' or ':' as Docker Hub's path
+    if found:
+        return (f"{reference!r} is not a container image reference with a registry: Docker "
+                f"reads {host!r} as a Docker Hub repository, not a host; name the registry, e.g. "
+                "europe-west4-docker.pkg.dev/my-project/ml/twotower:1 (pin it by digest: "
+                "...@sha256:<64 hex digits>)")
     return (f"{reference!r} is not a container image reference: "
             "HOST/PATH[:TAG][@sha256:DIGEST], e.g. "
             "europe-west4-docker.pkg.dev/my-project/ml/twotower:1 (pin it by digest: "
             "...@sha256:<64 hex digits>)")
 
 
-# Vertex AI's prebuilt TensorFlow serving containers: .../vertex-ai/prediction/tf2-cpu.2-16
+# `serving_image: twotower`: the image `twotower image` builds (compile's --image), serving with
+# its own server (pipelines/serve.py), on the training TensorFlow.
+OWN_IMAGE = "twotower"
 PREBUILT_TF = re.compile(r"[a-z0-9-]+-docker\.pkg\.dev/vertex-ai/prediction/"
                          r"tf2-(?:cpu|gpu)\.2-(?P<minor>[0-9]+)[.:@]")
+
+
+def prebuilt_images() -> List[str]:
+    """Vertex AI's prebuilt TensorFlow prediction images, as the locked google-cloud-aiplatform
+    lists them (``aiplatform/constants/prediction.py``'s ``TF_CONTAINER_URIS``), read from
+    that one file: importing the whole client takes seconds."""
+    import importlib.util
+    import os
+
+    package = importlib.util.find_spec("google.cloud.aiplatform")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("google-cloud-aiplatform is not installed: it lists the prebuilt "
+                          "prediction images (pip install -r requirements.lock)")
+    path = os.path.join(list(package.submodule_search_locations)[0], "constants", "prediction.py")
+    spec = importlib.util.spec_from_file_location("_aiplatform_prediction_constants", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.TF_CONTAINER_URIS)
 
 
 def training_tensorflow() -> str:
@@ -161,13 +188,24 @@ def training_tensorflow() -> str:
     return importlib.metadata.version("tensorflow")
 
 
-def serving_tf_problem(image: str, training_tf: str) -> Optional[str]:
-    """Why a prebuilt TensorFlow serving ``image`` can't serve a model of ``training_tf``."""
-    found = PREBUILT_TF.match(image or "")
+def serving_image_problem(image: str, training_tf: str) -> Optional[str]:
+    """Why ``image`` can't serve the model, or None: it must be ``twotower`` (the image
+    ``twotower image`` builds) or a prebuilt TensorFlow image the SDK lists whose TensorFlow
+    is not older than ``training_tf``."""
+    if image == OWN_IMAGE:
+        return None
+    use = (f"use serving_image: {OWN_IMAGE} (the image `twotower image` builds, serving with "
+           f"TensorFlow {training_tf}, as it trained)")
+    listed = prebuilt_images()
+    if image not in listed:
+        newest = max(listed, key=lambda i: int(PREBUILT_TF.match(i).group("minor"))
+                     if PREBUILT_TF.match(i) else -1)
+        return (f"{image!r} is neither a prebuilt prediction image google-cloud-aiplatform lists "
+                f"(the newest: {newest}) nor {OWN_IMAGE!r}: {use}")
+    found = PREBUILT_TF.match(image)
     trained = re.match(r"2\.([0-9]+)", training_tf or "")
     if found and trained and int(found.group("minor")) < int(trained.group(1)):
         return (f"{image} serves with TensorFlow 2.{found.group('minor')} but the model trains "
                 f"with TensorFlow {training_tf} (requirements.lock): a SavedModel may use ops an "
-                f"older TensorFlow lacks; use .../vertex-ai/prediction/tf2-cpu.2-"
-                f"{trained.group(1)}:latest or newer")
+                f"older TensorFlow lacks; {use}")
     return None

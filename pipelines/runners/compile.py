@@ -77,6 +77,9 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
         found.append(("--image", image_problem(image)))
     if found:
         raise ConfigError(found)
+    if "@sha256:" not in image:  # a tag can move: a rebuilt image would hit Vertex AI's cache
+        log(f"note: --image {shlex.quote(image)} is a tag; pin it by digest (...@sha256:...) so "
+            "every step of every run uses the image you tested (docs/vertex.md, section 2)")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfx import v1 as tfx  # heavy (~20 s): only when compiling
 

@@ -29,17 +29,19 @@ def problems(cfg) -> List[Tuple[str, str]]:
     s = cfg.vertex.vector_search
     if s is None:
         return []
-    from pipelines.runners import cloud
+    from pipelines.runners import cloud, index_shards
 
     out = []
-    wrong = cloud.image_problem(s.serving_image) or cloud.serving_tf_problem(
-        s.serving_image, cloud.training_tensorflow())
+    wrong = cloud.serving_image_problem(s.serving_image, cloud.training_tensorflow())
     if wrong:
         out.append(("vertex.vector_search.serving_image", wrong))
-    for key in ("index_machine_type", "endpoint_machine_type"):
-        if not MACHINE.match(getattr(s, key) or ""):
-            out.append((f"vertex.vector_search.{key}", f"{getattr(s, key)!r} is not a machine "
-                        "type, e.g. e2-standard-2"))
+    if not MACHINE.match(s.endpoint_machine_type or ""):
+        out.append(("vertex.vector_search.endpoint_machine_type", f"{s.endpoint_machine_type!r} "
+                    "is not a machine type, e.g. n1-standard-2"))
+    wrong = index_shards.problem(s.index_machine_type, s.shard_size)
+    if wrong:
+        key = "shard_size" if wrong.startswith("shard_size") else "index_machine_type"
+        out.append((f"vertex.vector_search.{key}", wrong))
     if not 1 <= s.min_replica_count <= s.max_replica_count <= 100:
         out.append(("vertex.vector_search.max_replica_count", f"need 1 <= min_replica_count "
                     f"({s.min_replica_count}) <= max_replica_count ({s.max_replica_count}) "
@@ -91,7 +93,7 @@ def deployed_index_id(display_name: str) -> str:
 
 def deploy(project: str, region: str, model_uri: str, dimensions: int, display_name: str,
            settings: dict, labels: Optional[dict] = None, api_endpoint: str = "",
-           query_tower_uri: str = "") -> dict:
+           query_tower_uri: str = "", count: int = 0) -> dict:
     """Creates or updates the index, deploys it and the query tower (see above); returns
     ``{'index', 'index_endpoint', 'deployed_index_id', 'model', 'endpoint'}`` resource names.
 
@@ -99,7 +101,15 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
     query tower SavedModel (default ``model_uri/query_tower``; the pipeline passes the
     PushedModel artifact's copy: TFX's Pusher leaves every nested ``saved_model.pb`` out of
     the serving folder, so ``query_tower/`` there has its variables but not its graph);
-    ``settings``: ``vertex.vector_search`` as a dict."""
+    ``settings``: ``vertex.vector_search`` as a dict (``serving_image`` the image itself,
+    ``serving_container`` the upload's container arguments, :data:`pipelines.serve.UPLOAD`
+    for the image ``twotower image`` builds); ``count``: how many vectors (the
+    export's manifest), which with ``dimensions`` picks the shard size when
+    ``settings['shard_size']`` is unset (:func:`pipelines.runners.index_shards.choose`)."""
+    from pipelines.runners.index_shards import choose
+
+    shard_size = choose(settings["index_machine_type"], settings.get("shard_size"), count,
+                        dimensions)
     aiplatform = init(project, region, api_endpoint)
     vectors = model_uri.rstrip("/") + "/" + VECTOR_DIR + "/"
     index = _named(aiplatform.MatchingEngineIndex, display_name)
@@ -108,7 +118,8 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
             display_name=display_name, contents_delta_uri=vectors, dimensions=dimensions,
             approximate_neighbors_count=settings["approximate_neighbors_count"],
             leaf_nodes_to_search_percent=settings["leaf_nodes_to_search_percent"],
-            distance_measure_type="DOT_PRODUCT_DISTANCE", labels=labels or None, sync=True)
+            distance_measure_type="DOT_PRODUCT_DISTANCE", shard_size=shard_size,
+            labels=labels or None, sync=True)
     else:
         index = index.update_embeddings(contents_delta_uri=vectors, is_complete_overwrite=True)
     where = _named(aiplatform.MatchingEngineIndexEndpoint, display_name)
@@ -125,7 +136,8 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
     model = aiplatform.Model.upload(
         display_name=f"{display_name}-query-tower",
         artifact_uri=query_tower_uri or model_uri.rstrip("/") + "/" + QUERY_TOWER_DIR,
-        serving_container_image_uri=settings["serving_image"], labels=labels or None, sync=True)
+        serving_container_image_uri=settings["serving_image"], labels=labels or None, sync=True,
+        **settings.get("serving_container", {}))
     endpoint = _named(aiplatform.Endpoint, display_name) or aiplatform.Endpoint.create(
         display_name=display_name, labels=labels or None, sync=True)
     model.deploy(endpoint=endpoint, machine_type=settings["endpoint_machine_type"],
@@ -134,7 +146,7 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
                  sync=True)
     return {"index": index.resource_name, "index_endpoint": where.resource_name,
             "deployed_index_id": deployed, "model": model.resource_name,
-            "endpoint": endpoint.resource_name}
+            "endpoint": endpoint.resource_name, "shard_size": shard_size}
 
 
 def neighbours(project: str, region: str, endpoint: str, index_endpoint: str,

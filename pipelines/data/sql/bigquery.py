@@ -213,8 +213,9 @@ def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
 def to_bigquery(tree: exp.Expression, pretty: bool = False) -> str:
     """A query of :func:`split_queries` as BigQuery SQL text.
 
-    Refuses text that calls a function BigQuery's documentation does not list
-    (:mod:`.googlesql`): such a query would fail at its first run on Vertex AI.
+    Refuses text that calls a function BigQuery's documentation does not list, or has
+    syntax only DuckDB reads (:mod:`.googlesql`): such a query would fail at its first run
+    on Vertex AI.
     """
     text = render(tree, "bigquery", pretty=pretty)
     missing = googlesql.unknown(text)
@@ -222,6 +223,10 @@ def to_bigquery(tree: exp.Expression, pretty: bool = False) -> str:
         raise ValueError(f"the BigQuery query calls {', '.join(missing)}, which BigQuery does "
                          f"not have (not in {googlesql.LIST}); the DuckDB -> BigQuery rewrite "
                          "(pipelines/data/sql/template.py) needs a rule for it")
+    wrong = googlesql.syntax_problems(text)
+    if wrong:
+        raise ValueError(f"the BigQuery query has DuckDB syntax: {wrong[0]}; the DuckDB -> "
+                         "BigQuery rewrite (pipelines/data/sql/template.py) needs a rule for it")
     return text
 
 
