@@ -188,7 +188,10 @@ def purchase_log_defaults(raw: Any) -> list:
     if not data.get("timestamp") or split.get("method", "auto") not in GLOBAL_TIME_SPLITS:
         return []
     applied = []
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     for dotted, value, why in PURCHASE_LOG_DEFAULTS:
+        if dotted == "model.demand_prior" and model.get("softmax") == "in_batch":
+            continue  # the prior needs catalog negatives: in_batch has none (trainer/build.py)
         *parents, last = dotted.split(".")
         node = raw
         for key in parents:

@@ -43,8 +43,10 @@ BASE = {
          "embedding_dim": 4},
         {"name": "price", "column": "price", "kind": "numeric", "transform": "minmax"}],
         "layers": [16]},
-    "model": {"embedding_dim": 8, "output_dim": 8, "top_k": [1, 5]},
-    "training": {"epochs": 1, "batch_size": 8},
+    # the plain model: no demand prior, no early stopping (the purchase-log defaults a time
+    # split would fill in are tested in tests/test_config.py)
+    "model": {"embedding_dim": 8, "output_dim": 8, "top_k": [1, 5], "demand_prior": None},
+    "training": {"epochs": 1, "batch_size": 8, "early_stopping_patience": None},
     "pipeline": {"serving_k": 3},
 }
 

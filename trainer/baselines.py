@@ -20,13 +20,12 @@ For "buy again" (a query's held-out candidates among what it already had) the
 baselines are the query's own counts (``frequency``) and its counts weighted
 by recency (``recency``: each interaction counts ``0.5 ** (age / half_life)``).
 
-numpy and scipy only. Part of the runtime the generated Trainer module imports.
+numpy only. Part of the runtime the generated Trainer module imports.
 """
 import math
 import time
 
 import numpy as np
-from scipy import sparse
 
 from trainer.evaluation import ranking_metrics, top_k_excluding
 
@@ -79,10 +78,12 @@ def fit_ease(seen_queries, seen_positions, num_candidates, items, l2):
     where[columns] = np.arange(len(columns))
     keep = where[positions] >= 0
     _, rows = np.unique(queries[keep], return_inverse=True)
-    x = sparse.csr_matrix((np.ones(int(keep.sum())), (rows, where[positions[keep]])),
-                          shape=(int(rows.max()) + 1 if len(rows) else 0, len(columns)))
-    x.data[:] = 1.0  # binary: a repeated purchase counts once (duplicates were summed)
-    gram = (x.T @ x).toarray()
+    # the binary query x item matrix X as (row, column) pairs, a repeat counted once
+    pairs = np.unique(rows.astype(np.int64) * len(columns) + where[positions[keep]])
+    gram = np.zeros((len(columns), len(columns)))  # X^T X: co-occurrence counts
+    for row_items in np.split(pairs % len(columns), np.flatnonzero(np.diff(pairs // len(
+            columns))) + 1) if len(pairs) else []:
+        gram[np.ix_(row_items, row_items)] += 1.0
     gram[np.diag_indices_from(gram)] += l2
     weights = np.linalg.inv(gram)
     del gram
@@ -132,19 +133,16 @@ class Baselines:
         columns, weights = self.ease
         where = np.full(len(self.counts), -1, dtype=np.int64)
         where[columns] = np.arange(len(columns))
-        rows, cols = [], []
-        for row, had in enumerate(exclude):
+        covered = np.zeros((len(exclude), len(columns)))
+        for row, had in enumerate(exclude):  # a query's score: the sum of its items' rows
             inside = where[had]
             inside = inside[inside >= 0]
-            rows.append(np.full(len(inside), row))
-            cols.append(inside)
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
-                              shape=(len(exclude), len(columns)))
+            if len(inside):
+                covered[row] = weights[inside].sum(axis=0)
         out = np.full((len(exclude), len(self.counts)), -np.inf)
-        # a covered candidate with no signal still outranks an uncovered one: popularity breaks ties
-        out[:, columns] = np.asarray(x @ weights) + 1e-9 * self.rows["popularity"][columns]
+        # a covered candidate without signal still outranks an uncovered one; popularity's
+        # rank breaks ties, far below any real difference
+        out[:, columns] = covered + 1e-12 * self.rows["popularity"][columns] / len(self.counts)
         return out
 
     def evaluate(self, truth, exclude, ks, chunk=1024):

@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 83b46cbb2e0cfdaa42f35f4ddedd0d37620b1b7a79066cafc5bca4aaed1a6c87
-Runtime: sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878 (the packages transform and trainer; checked at import)
+Config fingerprint: 723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae
+Runtime: sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878'
+RUNTIME_DIGEST = 'sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '83b46cbb2e0cfdaa42f35f4ddedd0d37620b1b7a79066cafc5bca4aaed1a6c87',
+    'config_fingerprint': '723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -204,10 +204,7 @@ SPEC = {
         'sampled_negatives': 2048,
         'oov_dropout': 0.05,
         'candidate_bias': False,
-        'demand_prior': {
-            'windows': [1, 3, 7, 14, 28],
-            'all_time': True,
-        },
+        'demand_prior': None,
         'top_k': [1, 5],
     },
     'training': {
@@ -222,7 +219,7 @@ SPEC = {
         'collapse_ratio': 0.0001,
         'seed': 42,
         'allow_risky_learning_rate': False,
-        'early_stopping_patience': 2,
+        'early_stopping_patience': None,
         'early_stopping_metric': None,
         'refit': True,
     },

@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
-Runtime: sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878 (the packages transform and trainer; checked at import)
+Runtime: sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878'
+RUNTIME_DIGEST = 'sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
