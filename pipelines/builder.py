@@ -17,8 +17,9 @@ never a folder::
     input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
     input/prepare.sql              the data preparation program that wrote it (DuckDB)
     modules/prepare.sql            the same program, beside the modules it feeds
-    modules/transform_module.py    generated Transform module
-    modules/trainer_module.py      generated Trainer module
+    modules/transform/transform_module.py  generated Transform module, in a folder of its own:
+    modules/trainer/trainer_module.py      TFX versions a module's wheel by every .py file of
+                                           its folder, so each module is its own cache key
     modules/schema-<digest>.pbtxt  the explicit schema ImportSchemaGen imports, named by
                                    its content (its path is the component's cache key)
     tfx/                           TFX artifacts, one folder per component

@@ -7,16 +7,16 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 347fdc476894afac4d0af1bfb5463f17ef12df957f73d5e967169e3fc50efe9b
-Runtime: sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233 (the packages transform and trainer; checked at import)
+Runtime: sha256:f3dab1a3b3414bd1fe5f837746394f8ddb44aa38e759c7ba4991352d4cd6bea5 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:db0540a897f109f2df2861ee3ceab018116c50ad705058820b72ac74c9c4a233'
+RUNTIME_DIGEST = 'sha256:f3dab1a3b3414bd1fe5f837746394f8ddb44aa38e759c7ba4991352d4cd6bea5'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
     raise ImportError('trainer_module.py' + ' needs the twotower runtime (the packages transform and trainer) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
-check_runtime(RUNTIME_DIGEST, 'trainer_module.py', LIBRARY_VERSION)
+check_runtime(RUNTIME_DIGEST, 'trainer_module.py', LIBRARY_VERSION, ('transform', 'trainer'))
 
 # TensorFlow and TFRS are imported here, after the runtime check
 from trainer.training import run_from_fn_args  # noqa: E402
