@@ -12,8 +12,8 @@ from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_KEY, QUERY_V
                               history_column, shared_key, vocabulary_name)
 
 __all__ = ["COMMON_OPTIONS", "FLOAT", "INT", "STRING", "FeatureKind", "KINDS", "kind_of",
-           "frozen_feature", "transform_feature", "feature_vocabulary", "raw_columns", "dense_width",
-           "uses_embedding"]
+           "frozen_feature", "transform_feature", "feature_vocabulary", "raw_columns",
+           "dense_width", "uses_embedding"]
 
 
 def _discover():

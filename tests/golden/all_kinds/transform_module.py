@@ -7,11 +7,11 @@ of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Transform spec fingerprint: 4ed8b1af76a306dee5e98fa6d831d5df92df419ed0b215f3011db245db1a3014
-Runtime: sha256:b6e1baef3f7586e01025bb7d73d640520f35ca70ed5298f8926790461b1ad04c (the package transform; checked at import)
+Runtime: sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:b6e1baef3f7586e01025bb7d73d640520f35ca70ed5298f8926790461b1ad04c'
+RUNTIME_DIGEST = 'sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:

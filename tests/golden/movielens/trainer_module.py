@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60
-Runtime: sha256:f3dab1a3b3414bd1fe5f837746394f8ddb44aa38e759c7ba4991352d4cd6bea5 (the packages transform and trainer; checked at import)
+Runtime: sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:f3dab1a3b3414bd1fe5f837746394f8ddb44aa38e759c7ba4991352d4cd6bea5'
+RUNTIME_DIGEST = 'sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
