@@ -7,7 +7,8 @@ local runner (:mod:`pipelines.runners.local`) runs it with LocalDagRunner on
 Beam's DirectRunner; the Vertex runner (:mod:`pipelines.runners.compile`)
 compiles the same object with KubeflowV2DagRunner. TFX is imported inside the
 functions: it takes ~20 s, and nothing that only reads a config should pay
-for it.
+for it; a local pipeline imports only the TFX modules it uses, never ``tfx.v1``
+(whose extensions import the Vertex AI SDK: ~6 s of every local run).
 
 Layout of one pipeline's folder (local: ``<pipeline.root>/<pipeline.name>``;
 Vertex AI: ``<vertex.pipeline_root>/<pipeline.name>``, where ``input/`` and
@@ -17,8 +18,9 @@ never a folder::
     input/<split>/data.parquet     prepared ExampleGen input (pipelines.data.prepare)
     input/prepare.sql              the data preparation program that wrote it (DuckDB)
     modules/prepare.sql            the same program, beside the modules it feeds
-    modules/transform_module.py    generated Transform module
-    modules/trainer_module.py      generated Trainer module
+    modules/transform/transform_module.py  generated Transform module, in a folder of its own:
+    modules/trainer/trainer_module.py      TFX versions a module's wheel by every .py file of
+                                           its folder, so each module is its own cache key
     modules/schema-<digest>.pbtxt  the explicit schema ImportSchemaGen imports, named by
                                    its content (its path is the component's cache key)
     tfx/                           TFX artifacts, one folder per component
@@ -99,7 +101,7 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
     ``source``: the folder (local or gs://) the data preparation wrote, or
     ``{split: BigQuery SQL}`` (:mod:`pipelines.data.sql.bigquery`).
     """
-    from tfx import v1 as tfx
+    from tfx.proto.example_gen_pb2 import Input
 
     if isinstance(source, dict):
         from tfx.extensions.google_cloud_big_query.example_gen.component import (
@@ -107,12 +109,12 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
 
         if sorted(source) != sorted(splits):
             raise ValueError(f"BigQuery queries for {sorted(source)}, splits {sorted(splits)}")
-        return BigQueryExampleGen(input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=split, pattern=source[split]) for split in splits]))
+        return BigQueryExampleGen(input_config=Input(splits=[
+            Input.Split(name=split, pattern=source[split]) for split in splits]))
     from pipelines.components.parquet_example_gen import parquet_example_gen
 
-    return parquet_example_gen(source, tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name=split, pattern=f"{split}/*.parquet") for split in splits]))
+    return parquet_example_gen(source, Input(splits=[
+        Input.Split(name=split, pattern=f"{split}/*.parquet") for split in splits]))
 
 
 def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dict[str, str],
@@ -127,17 +129,20 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     size set at submission) and, with ``vertex.training``, runs the Trainer as
     a Vertex AI Training job in that image.
     """
-    from tfx import v1 as tfx
-    from tfx.proto import transform_pb2
+    from tfx.components import Pusher, StatisticsGen, Transform
+    from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+    from tfx.orchestration import metadata, pipeline
+    from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
 
+    from pipelines.components.module_wheels import reuse_module_wheels
     from pipelines.components.popularity_gate import PopularityGate
 
     where = paths(root)
     splits = split_names(cfg)
     examples = example_gen(source, splits)
-    statistics_gen = tfx.components.StatisticsGen(examples=examples.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=modules["schema"])
-    transform = tfx.components.Transform(
+    statistics_gen = StatisticsGen(examples=examples.outputs["examples"])
+    schema_gen = ImportSchemaGen(schema_file=modules["schema"])
+    transform = Transform(
         examples=examples.outputs["examples"], schema=schema_gen.outputs["schema"],
         module_file=modules["transform"],
         splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT], transform=splits))
@@ -159,7 +164,7 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     components = steps + [trainer, gate]
     served = trainer
     if cfg.training.refit:
-        refit_transform = tfx.components.Transform(
+        refit_transform = Transform(
             examples=examples.outputs["examples"], schema=schema_gen.outputs["schema"],
             module_file=modules["transform"],
             splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN_SPLIT, EVAL_SPLIT],
@@ -170,24 +175,25 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
             trainer_args, examples=refit_transform.outputs["transformed_examples"],
             transform_graph=refit_transform.outputs["transform_graph"],
             base_model=trainer.outputs["model"],
-            train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT, EVAL_SPLIT]),
-            eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT])), refit=True).with_id("RefitTrainer")
+            train_args=trainer_pb2.TrainArgs(splits=[TRAIN_SPLIT, EVAL_SPLIT]),
+            eval_args=trainer_pb2.EvalArgs(splits=[EVAL_SPLIT])), refit=True).with_id("RefitTrainer")
         components += [refit_transform, served]
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=served.outputs["model"], model_blessing=gate.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=where["serving"])))
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=where["serving"])))
     components.append(pusher)
     if image and cfg.vertex.model_upload is not None:
         components.append(model_upload(cfg, pusher, image))
     if image and cfg.vertex.vector_search is not None:
         components.append(vector_search_deploy(cfg, pusher, image))
     ids = [c.id for c in components]
-    return tfx.dsl.Pipeline(
+    reuse_module_wheels(components)  # a module's wheel, built once per content
+    return pipeline.Pipeline(
         pipeline_name=cfg.pipeline.name, pipeline_root=where["tfx"],
         components=components[:ids.index(until) + 1] if until else components,
         enable_cache=cfg.pipeline.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
             where["metadata"]),
         beam_pipeline_args=direct_args(cfg) if beam is None else beam)
 
@@ -195,13 +201,15 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
 def make_trainer(cfg: Config, image: Optional[str], args: dict, refit: bool = False):
     """A Trainer (on Vertex AI Training with ``vertex.training`` in a compiled pipeline);
     ``refit``: the one that fits the chosen epochs on train + eval."""
-    from tfx import v1 as tfx
-
     custom = {REFIT_KEY: True} if refit else {}
     if image and cfg.vertex.training is not None:
+        from tfx import v1 as tfx  # the Vertex AI extension: only in a compiled pipeline
+
         custom.update(training_custom_config(cfg, image))
         return tfx.extensions.google_cloud_ai_platform.Trainer(custom_config=custom, **args)
-    return tfx.components.Trainer(custom_config=custom or None, **args)
+    from tfx.components import Trainer
+
+    return Trainer(custom_config=custom or None, **args)
 
 
 def refit_splits(cfg: Config) -> List[str]:

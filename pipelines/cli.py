@@ -73,7 +73,7 @@ def _local_commands(sub, with_config) -> None:
     p = with_config("validate", "check a config (and its data's columns)")
     p.add_argument("--no-data", **NO_DATA)
     p.set_defaults(func=cmd_validate)
-    p = with_config("generate", "write transform_module.py and trainer_module.py")
+    p = with_config("generate", "write transform/transform_module.py and trainer/trainer_module.py")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the two modules "
                    "(created if missing)")
     p.add_argument("--force", **FORCE)

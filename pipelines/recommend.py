@@ -33,6 +33,7 @@ import tempfile
 from typing import Dict, List, Optional
 
 from pipelines import written
+from pipelines.codegen import module_paths
 from pipelines.config import Config, ConfigError
 from pipelines.csvsafe import Writer
 from pipelines.data import textcheck
@@ -118,7 +119,7 @@ def training_files(model: str, cfg: Config) -> Dict[str, str]:
     run's own config names them in full when ``model`` is a pipeline folder; a bare model's
     config.json names them by file name only (found if here)."""
     found = {}
-    module = os.path.join(model, "modules", "trainer_module.py")
+    module = module_paths(os.path.join(model, "modules"))["trainer"]
     if os.path.exists(module):
         from pipelines.inspect.run import frozen_config
 
@@ -139,7 +140,7 @@ def default_history(model: str, cfg: Config) -> str:
         raise ConfigError([("--history", f"the model was trained on the BigQuery table "
                             f"{cfg.data.bigquery}: export the interactions to CSV (bq extract) "
                             "and pass the file as --history")])
-    module = os.path.join(model, "modules", "trainer_module.py")
+    module = module_paths(os.path.join(model, "modules"))["trainer"]
     if os.path.exists(module):
         from pipelines.inspect.run import frozen_config
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.10, with pip) and installs the locked dependencies.
-# Idempotent: does nothing when .venv matches requirements.lock and setup.py.
+# Idempotent: does nothing when .venv matches requirements.lock, setup.py and this script.
+# Every installed module is compiled to bytecode here, once: uv does not compile by default,
+# and where PYTHONDONTWRITEBYTECODE is set (many containers) Python never writes a .pyc, so
+# each `twotower run` compiled TFX, TensorFlow and Beam from source again (~15-30 s of a
+# cached rerun's ~40 s on 2 cores; BENCHMARKS.md, "Where a cached rerun's time goes").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +30,7 @@ find_python() {
 }
 
 stamp=.venv/.installed
-want="$(cat requirements.lock setup.py | sha256sum | cut -c1-16)"
+want="$(cat requirements.lock setup.py scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 
 PY=$(find_python || true)
@@ -43,6 +47,7 @@ if ! {
   .venv/bin/python -m pip install -q --disable-pip-version-check "uv==0.13.9" &&
   .venv/bin/uv pip install --python .venv/bin/python -r requirements.lock &&
   .venv/bin/uv pip install --python .venv/bin/python --no-deps -e . &&
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3.10/site-packages &&
   .venv/bin/python -m pip --version
 } >"$log" 2>&1; then
   tail -n 20 "$log" >&2

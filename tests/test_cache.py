@@ -119,3 +119,55 @@ def test_a_push_reused_by_a_cached_pusher_is_still_served(tmp_path):
     pushed("/r/serving/1", mlmd.Execution.COMPLETE, mlmd.Execution.CACHED)
     pushed("/r/serving/2", mlmd.Execution.RUNNING, mlmd.Execution.CACHED)
     assert pushed_models(path) == ["/r/serving/1"]
+
+
+@pytest.mark.slow
+def test_a_training_change_reuses_both_transforms_and_a_feature_change_reruns_them(
+        tmp_path, small_data):
+    """`twotower run --set training.learning_rate=...` after a run: ExampleGen, StatisticsGen,
+    ImportSchemaGen, Transform and RefitTransform are CACHED in ML Metadata (each module is its
+    own cache key: its own folder, so its own wheel hash, and the Transform module holds
+    nothing of ``training``); only the Trainer runs again. Changing a feature's transform
+    re-runs both Transforms (the data, so ExampleGen and StatisticsGen, stay cached)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from pipelines.builder import paths
+    from pipelines.codegen import MODULE_FILES
+    from test_resume import states
+
+    raw = demo_raw(small_data)
+    raw["pipeline"].update(root=str(tmp_path / "root"), name="lr-cache")
+    raw["training"]["epochs"] = 1
+    raw["model"]["top_k"] = [10, 50]  # the small catalog has 60 candidates
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(raw), encoding="utf-8")
+    root = tmp_path / "root" / "lr-cache"
+    modules = {k: root / "modules" / relative for k, relative in MODULE_FILES.items()}
+
+    def run(*overrides):
+        done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", str(config),
+                               "--quiet"] + [f"--set={o}" for o in overrides],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return {k: path.read_bytes() for k, path in modules.items()}
+
+    first = run()
+    after_lr = run("training.learning_rate=0.005")
+    assert after_lr["transform"] == first["transform"] and after_lr["trainer"] != first["trainer"]
+    found = states(paths(str(root))["metadata"], "lr-cache")
+    for component in ("ParquetExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
+                      "RefitTransform"):
+        assert found[component] == ["COMPLETE", "CACHED"], (component, found)
+    for component in ("Trainer", "RefitTrainer", "Pusher"):
+        assert found[component] == ["COMPLETE", "COMPLETE"], (component, found)
+
+    run("training.learning_rate=0.005", "candidate_tower.features.2.transform=zscore")  # price
+    found = states(paths(str(root))["metadata"], "lr-cache")
+    for component in ("ParquetExampleGen", "StatisticsGen"):
+        assert found[component] == ["COMPLETE", "CACHED", "CACHED"], (component, found)
+    for component in ("Transform", "RefitTransform", "Trainer"):
+        assert found[component] == ["COMPLETE", "CACHED" if "Transform" in component
+                                    else "COMPLETE", "COMPLETE"], (component, found)

@@ -127,7 +127,7 @@ ROWS = [
      ["purchases.csv", "did not write", "--force"]),
     ("generate over a hand-written module", lambda c: [
         "generate", "--config", c.config(), "--out",
-        os.path.dirname(c.file("mine/transform_module.py"))], 2,
+        os.path.dirname(os.path.dirname(c.file("mine/transform/transform_module.py")))], 2,
      ["transform_module.py", "did not write", "--force"]),
     ("generate --out a file", lambda c: ["generate", "--config", c.config(), "--out",
                                          c.file("afile")], 2, ["afile", "not a folder"]),

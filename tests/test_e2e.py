@@ -109,8 +109,11 @@ def test_runs_lists_the_run_with_its_result(run):
 
 def test_the_modules_that_ran_are_the_generated_ones(run):
     modules = paths(run["root"])["modules"]
-    with open(os.path.join(modules, "trainer_module.py"), encoding="utf-8") as handle:
+    with open(os.path.join(modules, "trainer", "trainer_module.py"), encoding="utf-8") as handle:
         assert handle.read() == codegen.trainer_module(run["config"])
+    with open(os.path.join(modules, "transform", "transform_module.py"),
+              encoding="utf-8") as handle:
+        assert handle.read() == codegen.transform_module(run["config"])
 
 
 def test_training_metrics_record_the_run(run):
@@ -474,7 +477,7 @@ def test_inspection_rebuilds_the_towers_that_ran(run):
     from pipelines.inspect.model import Towers
     from pipelines.inspect.run import load
 
-    found = load(os.path.join(run["root"], "modules", "trainer_module.py"))
+    found = load(os.path.join(run["root"], "modules", "trainer", "trainer_module.py"))
     assert found["root"] == os.path.abspath(run["root"])
     assert found["spec"] == codegen.frozen_spec(run["config"])  # the options that apply
     towers = Towers(found)

@@ -113,13 +113,13 @@ def config_file(tmp_path, small_data):
 
 @pytest.mark.parametrize("command, name", [
     ("synth", "purchases.csv"), ("synth", "products.csv"),
-    ("generate", "transform_module.py"), ("generate", "trainer_module.py"),
+    ("generate", "transform/transform_module.py"), ("generate", "trainer/trainer_module.py"),
     ("image", "Dockerfile"),
 ])
 def test_an_existing_user_file_is_refused_then_replaced_only_with_force(
         tmp_path, small_data, capsys, command, name):
     out = tmp_path / "out"
-    os.makedirs(out)
+    os.makedirs((out / name).parent)
     (out / name).write_text("years of work\n", encoding="utf-8")
     args = [command, "--out", str(out)]
     if command != "synth":

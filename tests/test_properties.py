@@ -121,16 +121,21 @@ def flakes(text):
 def test_any_valid_config_yields_modules_that_import_and_freeze_it(raw):
     cfg = Config.from_dict(raw)
     validate(cfg, check_data=False)
-    for text in (codegen.transform_module(cfg), codegen.trainer_module(cfg)):
+    for kind, text, spec in (("transform", codegen.transform_module(cfg),
+                              codegen.transform_spec(cfg)),
+                             ("trainer", codegen.trainer_module(cfg), codegen.frozen_spec(cfg))):
         assert flakes(text) == []
         namespace = {"__name__": "generated"}
         exec(compile(text, "generated.py", "exec"), namespace)
+        assert namespace["SPEC"] == spec
+        assert "vertex" not in namespace["SPEC"]
+        if kind == "transform":  # only what the Transform reads
+            assert set(spec) == {"data", "query_tower", "candidate_tower"}
+            continue
         # the config survives the trip through code: what applies to each kind, all but the
         # section the runtime never reads
-        assert namespace["SPEC"] == codegen.frozen_spec(cfg)
         assert Config.from_dict(namespace["SPEC"]).to_dict() == dict(
             cfg.to_dict(), vertex=dataclasses.asdict(VertexConfig()))
-        assert "vertex" not in namespace["SPEC"]
     assert codegen.trainer_module(Config.from_dict(copy.deepcopy(raw))) == text
 
 

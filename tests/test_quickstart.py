@@ -34,4 +34,4 @@ def test_quickstart_runs_from_config_to_a_compiled_vertex_pipeline(tmp_path):
     assert (folder / "recommendations.csv").exists() and (folder / "metadata.sqlite").exists()
     assert (folder / "logs" / "runs.jsonl").exists()  # recorded like `twotower run`
     assert list((folder / "bucket" / "my-bucket" / "quickstart" / "quickstart" / "staged").glob(
-        "*/modules/trainer_module.py"))
+        "*/modules/trainer/trainer_module.py"))

@@ -31,7 +31,7 @@ def finished(transformed, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("tb") / "pipe"
     cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(BASE)), [
         "training.epochs=2", "training.learning_rate=0.02"]))
-    module_path = root / "modules" / "trainer_module.py"
+    module_path = root / "modules" / "trainer" / "trainer_module.py"
     module_path.parent.mkdir(parents=True)
     module_path.write_text(codegen.trainer_module(cfg))
     module = load_module(str(module_path), "generated_trainer_for_tensorboard")
@@ -99,8 +99,8 @@ def test_twotower_tensorboard_serves_the_run(finished, capsys):
 
 
 def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
-    (tmp_path / "modules").mkdir()
-    (tmp_path / "modules" / "trainer_module.py").write_text("SPEC = {}\n")
+    (tmp_path / "modules" / "trainer").mkdir(parents=True)
+    (tmp_path / "modules" / "trainer" / "trainer_module.py").write_text("SPEC = {}\n")
     assert cli.main(["tensorboard", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: twotower tensorboard: ") and "run the pipeline first" in err

@@ -54,7 +54,7 @@ def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
     assert done["input"] in text  # ExampleGen reads the staged splits
     assert job["runtimeConfig"]["gcsOutputDirectory"] == folder + "/tfx"
     staged = tmp_path / "gcs" / done["input"][len("gs://"):-len("/input")]
-    for name in ("transform_module.py", "trainer_module.py", "prepare.sql"):
+    for name in ("transform/transform_module.py", "trainer/trainer_module.py", "prepare.sql"):
         assert (staged / "modules" / name).exists(), name
     schemas = [p.name for p in (staged / "modules").glob("schema-*.pbtxt")]
     assert len(schemas) == 1, schemas  # named by its content: ImportSchemaGen's cache key
@@ -94,7 +94,7 @@ def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
     job = json.loads((tmp_path / "offline.json").read_text(encoding="utf-8"))
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme-bucket/offline/b2b-demo/tfx"
     assert glob.glob(str(tmp_path / "gcs" / "acme-bucket" / "offline" / "b2b-demo" / "staged" / "*"
-                         / "modules" / "trainer_module.py"))
+                         / "modules" / "trainer" / "trainer_module.py"))
     assert f"gsutil -m rsync -r {tmp_path / 'gcs' / 'acme-bucket'} gs://acme-bucket" in done.stdout
 
 
@@ -263,4 +263,4 @@ def test_a_shared_bucket_keeps_pipelines_and_compiles_apart(tmp_path, raw_config
     assert other["input"].startswith("gs://acme-bucket/shared/bob/staged/")
     assert contents(first) == before  # neither touched alice's first staged files
     assert b"'epochs': 3" in (tmp_path / "gcs" / changed["modules"][len("gs://"):]
-                              / "trainer_module.py").read_bytes()
+                              / "trainer" / "trainer_module.py").read_bytes()

@@ -26,6 +26,10 @@ PADDING = -1                        # pads multi-valued features; never a vocabu
 HISTORY_PREFIX = "__twotower_history_"  # prepared column holding a history feature's ids
 CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical timestamp periods
 
+# The keys of the config's data section the Transform reads (transform.preprocess.transform_all
+# and transform.naming.shared_key): the Transform module's SPEC holds only these of it.
+TRANSFORM_DATA_KEYS = ("query_id", "candidate_id", "timestamp")
+
 # The refit Trainer's custom_config flag (pipelines.builder sets it, trainer.training reads it).
 REFIT_KEY = "twotower_refit"
 

@@ -42,11 +42,11 @@ def cmd_validate(args) -> int:
 
 def cmd_generate(args) -> int:
     from pipelines import written
-    from pipelines.codegen import TRAINER_FILE, TRANSFORM_FILE, write_modules
+    from pipelines.codegen import MODULE_FILES, module_paths, write_modules
 
     cfg = config_from(args)
-    targets = {f"--out ({name})": os.path.join(args.out, name)
-               for name in (TRANSFORM_FILE, TRAINER_FILE)}
+    targets = {f"--out ({MODULE_FILES[key]})": path
+               for key, path in module_paths(args.out).items()}
     written.check(targets, _config_inputs(args, cfg), args.force, make_dirs=True)
     paths = write_modules(cfg, args.out)
     written.record(paths.values(), "generate")

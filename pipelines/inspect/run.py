@@ -14,6 +14,7 @@ import os
 from typing import Dict, Optional
 
 from pipelines.builder import paths
+from pipelines.codegen import MODULE_FILES, module_paths
 from pipelines.runners.local import newest, pipelines_in, resolve_pipeline_dir, results
 
 
@@ -38,13 +39,16 @@ def _root_of(path: str) -> str:
     path = os.path.abspath(path)
     if os.path.isfile(path):
         path = os.path.dirname(path)
+    folders = {relative.split("/")[0] for relative in MODULE_FILES.values()}
+    if os.path.basename(path) in folders and os.path.basename(os.path.dirname(path)) == "modules":
+        path = os.path.dirname(path)  # a module's own folder (modules/trainer)
     if os.path.basename(path) == "modules":
         path = os.path.dirname(path)
     return path
 
 
 def load(path: str) -> Dict[str, object]:
-    """The run under a pipeline root (or the root of a ``modules/trainer_module.py``).
+    """The run under a pipeline root (or the root of a ``modules/trainer/trainer_module.py``).
 
     Returns ``{root, spec, module, metrics, metrics_file, gate, serving_model,
     selection_model, transform_graph, examples: {split: folder}, model_run, towers,
@@ -56,8 +60,7 @@ def load(path: str) -> Dict[str, object]:
       FileNotFoundError: no generated trainer module where one was expected.
     """
     root = _root_of(path)
-    module = path if path.endswith(".py") else os.path.join(paths(root)["modules"],
-                                                            "trainer_module.py")
+    module = path if path.endswith(".py") else module_paths(paths(root)["modules"])["trainer"]
     if not os.path.exists(module):
         if pipelines_in(root):
             resolve_pipeline_dir(root)  # a root holding pipelines: the error lists them

@@ -19,7 +19,7 @@ import tempfile
 
 from pipelines.beam import vertex_args
 from pipelines.builder import build_pipeline, parameter_values, pipeline_folder, write_schema
-from pipelines.codegen import write_modules
+from pipelines.codegen import MODULE_FILES, write_modules
 from pipelines.config import Config, ConfigError
 from pipelines.data.output import SQL_FILE
 from pipelines.data.prepare import prepare
@@ -107,9 +107,8 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
             source = staged["input"]
             stage(os.path.join(tmp, "input"), staged["input"])
         stage(modules_dir, staged["modules"])
-    modules = {"transform": f"{staged['modules']}/transform_module.py",
-               "trainer": f"{staged['modules']}/trainer_module.py",
-               "schema": f"{staged['modules']}/{schema}"}
+    modules = {key: f"{staged['modules']}/{relative}" for key, relative in MODULE_FILES.items()}
+    modules["schema"] = f"{staged['modules']}/{schema}"
     pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex_args(cfg, image),
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

@@ -171,11 +171,11 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
                     os.path.join(where["modules"], SQL_FILE))
     log(f"generated {modules['transform']} and {modules['trainer']}")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # not tfx.v1: builder
 
     log(f"running {component_ids(cfg).index(until) + 1} components with LocalDagRunner")
     with private_tmp(root):  # TFX's wheel builds and installs: removed when the run ends
-        tfx.orchestration.LocalDagRunner().run(
+        LocalDagRunner().run(
             build_pipeline(cfg, where["input"], modules, root, until))
     out = results(root)  # this run's own executions (the lock keeps other runs out)
     out["cached"] = cached_components(where["metadata"], cfg.pipeline.name)

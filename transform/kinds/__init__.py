@@ -12,8 +12,8 @@ from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_KEY, QUERY_V
                               history_column, shared_key, vocabulary_name)
 
 __all__ = ["COMMON_OPTIONS", "FLOAT", "INT", "STRING", "FeatureKind", "KINDS", "kind_of",
-           "frozen_feature", "feature_vocabulary", "raw_columns", "dense_width",
-           "uses_embedding"]
+           "frozen_feature", "transform_feature", "feature_vocabulary", "raw_columns",
+           "dense_width", "uses_embedding"]
 
 
 def _discover():
@@ -45,6 +45,12 @@ def frozen_feature(feature):
     """The feature with only the options that apply to its kind, in the config's order."""
     kind = kind_of(feature)
     return {k: v for k, v in feature.items() if kind.applies(k)}
+
+
+def transform_feature(feature):
+    """The feature with only the options its Transform reads (no tower-only options)."""
+    kind = kind_of(feature)
+    return {k: v for k, v in feature.items() if kind.transform_reads(k)}
 
 
 def feature_vocabulary(feature, data):

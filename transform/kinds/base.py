@@ -11,6 +11,9 @@ when a Transform runs.
 
 # The options of every kind; a kind lists which of the others apply to it.
 COMMON_OPTIONS = ("name", "kind", "embedding_dim")
+# Options only the towers read: the Transform module's SPEC leaves them out, so changing one
+# never re-runs a Transform (pipelines.codegen.transform_spec); a kind adds its own.
+MODEL_OPTIONS = ("embedding_dim",)
 STRING, FLOAT, INT = "string", "float", "int"
 VOCABULARY_OPTIONS = ("max_vocab_size", "frequency_threshold", "oov_buckets")
 
@@ -54,6 +57,7 @@ class FeatureKind:
     order = 0              # its place in lists and messages
     reads = "column"       # "column": one raw column; "columns": several; "history": none
     options = ()           # kind-specific options that apply (besides COMMON_OPTIONS)
+    model_options = ()     # of those, the ones only the towers read (besides MODEL_OPTIONS)
     defaults = {}          # option -> value filled where the config leaves it null
     choices = {}           # option -> allowed values
     value_type = STRING    # the raw column's type (STRING, FLOAT, INT) or None: any
@@ -68,6 +72,10 @@ class FeatureKind:
             option == "column" and self.reads == "column") or (
             option == "columns" and self.reads == "columns") or (
             option == "default" and self.reads == "column")
+
+    def transform_reads(self, option):
+        """Whether the Transform reads ``option`` (it applies, and not only to the towers)."""
+        return self.applies(option) and option not in MODEL_OPTIONS + self.model_options
 
     def dense_width(self, feature):
         """Width of the feature as dense float values in the tower; 0 if it is embedded."""

@@ -30,6 +30,7 @@ class History(FeatureKind):
     name, order = "history", 80
     reads = "history"
     options = ("separator", "max_length", "pooling")
+    model_options = ("pooling",)
     defaults = {"max_length": 20, "pooling": "recency"}  # docs/config.md, "Defaults, and why"
     choices = {"pooling": POOLINGS}
     value_type, vocabulary, sequence, query_only = STRING, "candidate", True, True

@@ -2,20 +2,21 @@
 
 TFX calls `preprocessing_fn` (below) on the prepared columns; the work is the
 runtime's `transform.preprocess.transform_all`, one transform per feature kind
-(`transform.kinds`), for the config `SPEC` at the end of this file.
+(`transform.kinds`), for `SPEC` at the end of this file: what the Transform reads
+of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae
-Runtime: sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6 (the packages transform and trainer; checked at import)
+Transform spec fingerprint: 4ed8b1af76a306dee5e98fa6d831d5df92df419ed0b215f3011db245db1a3014
+Runtime: sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6'
+RUNTIME_DIGEST = 'sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
-    raise ImportError('transform_module.py' + ' needs the twotower runtime (the packages transform and trainer) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
-check_runtime(RUNTIME_DIGEST, 'transform_module.py', LIBRARY_VERSION)
+    raise ImportError('transform_module.py' + ' needs the twotower runtime (the package transform) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
+check_runtime(RUNTIME_DIGEST, 'transform_module.py', LIBRARY_VERSION, ('transform',))
 
 # TensorFlow Transform is imported here, after the runtime check
 from transform.preprocess import transform_all  # noqa: E402
@@ -37,23 +38,7 @@ SPEC = {
     'data': {
         'query_id': 'user id',
         'candidate_id': 'item',
-        'path': 'd.csv',
-        'bigquery': None,
         'timestamp': 'ts',
-        'timestamp_unit': 's',
-        'candidates': None,
-        'split': {
-            'method': 'auto',
-            'eval_fraction': 0.2,
-            'test_fraction': 0.0,
-            'seed': 42,
-            'eval_days': 7,
-            'test_days': 0,
-            'eval_from': None,
-            'test_from': None,
-            'window': 0,
-        },
-        'repeats': 'keep',
     },
     'query_tower': {
         'features': [
@@ -61,7 +46,6 @@ SPEC = {
                 'name': 'user',
                 'kind': 'id',
                 'column': 'user id',
-                'embedding_dim': 8,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -71,7 +55,6 @@ SPEC = {
                 'name': 'segment',
                 'kind': 'categorical',
                 'column': 'seg "ment"',
-                'embedding_dim': 4,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -81,7 +64,6 @@ SPEC = {
                 'name': 'spend',
                 'kind': 'numeric',
                 'column': 'spend',
-                'embedding_dim': None,
                 'transform': 'log',
                 'num_buckets': 10,
                 'default': None,
@@ -90,7 +72,6 @@ SPEC = {
                 'name': 'spend_bucket',
                 'kind': 'numeric',
                 'column': 'spend',
-                'embedding_dim': 4,
                 'transform': 'bucketize',
                 'num_buckets': 3,
                 'default': None,
@@ -99,7 +80,6 @@ SPEC = {
                 'name': 'when',
                 'kind': 'timestamp',
                 'column': 'ts',
-                'embedding_dim': None,
                 'transform': 'cyclical',
                 'num_buckets': 10,
                 'default': None,
@@ -108,7 +88,6 @@ SPEC = {
                 'name': 'when_bucket',
                 'kind': 'timestamp',
                 'column': 'ts',
-                'embedding_dim': 4,
                 'transform': 'bucketize',
                 'num_buckets': 3,
                 'default': None,
@@ -117,22 +96,15 @@ SPEC = {
                 'name': 'seg_day',
                 'kind': 'cross',
                 'columns': ['seg "ment"', 'weekday'],
-                'embedding_dim': 4,
                 'hash_buckets': 20,
             },
             {
                 'name': 'recent',
                 'kind': 'history',
-                'embedding_dim': 8,
                 'separator': '|',
                 'max_length': 4,
-                'pooling': 'recency',
             },
         ],
-        'layers': [16],
-        'dropout': 0.0,
-        'norm': 'none',
-        'l2': 0.0,
     },
     'candidate_tower': {
         'features': [
@@ -140,7 +112,6 @@ SPEC = {
                 'name': 'item',
                 'kind': 'id',
                 'column': 'item',
-                'embedding_dim': 8,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -150,7 +121,6 @@ SPEC = {
                 'name': 'genres',
                 'kind': 'multi_categorical',
                 'column': 'genres',
-                'embedding_dim': 4,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -162,7 +132,6 @@ SPEC = {
                 'name': 'title',
                 'kind': 'text',
                 'column': 'title',
-                'embedding_dim': 4,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -173,69 +142,10 @@ SPEC = {
                 'name': 'price',
                 'kind': 'numeric',
                 'column': 'price',
-                'embedding_dim': None,
                 'transform': 'minmax',
                 'num_buckets': 10,
                 'default': None,
             },
         ],
-        'layers': [16],
-        'dropout': 0.0,
-        'norm': 'none',
-        'l2': 0.0,
-    },
-    'model': {
-        'embedding_dim': 8,
-        'output_dim': 8,
-        'activation': 'relu',
-        'l2_normalize': True,
-        'temperature': 0.1,
-        'remove_accidental_hits': True,
-        'logq_correction': True,
-        'softmax': 'auto',
-        'full_catalog_max': 50000,
-        'sampled_negatives': 2048,
-        'oov_dropout': 0.05,
-        'candidate_bias': False,
-        'demand_prior': None,
-        'top_k': [1, 5],
-    },
-    'training': {
-        'learning_rate': 0.01,
-        'epochs': 1,
-        'batch_size': 8,
-        'optimizer': 'adam',
-        'clipping': 'global_norm',
-        'clip_value': 5.0,
-        'collapse_patience': 20,
-        'collapse_threshold': 1e-07,
-        'collapse_ratio': 0.0001,
-        'seed': 42,
-        'allow_risky_learning_rate': False,
-        'early_stopping_patience': None,
-        'early_stopping_metric': None,
-        'refit': True,
-    },
-    'pipeline': {
-        'name': 'twotower',
-        'root': None,
-        'serving_k': 3,
-        'serving_index': 'exact',
-        'scann': {
-            'num_leaves': None,
-            'leaves_to_search': None,
-            'reorder': None,
-        },
-        'enable_cache': True,
-        'min_lift_over_popularity': 1.0,
-        'gate_k': None,
-        'gate_against': 'popularity',
-        'baselines': {
-            'recent_days': 28,
-            'item_item_memory_mb': 512,
-            'ease_l2': 500.0,
-            'recency_half_life_days': 28.0,
-        },
-        'beam_workers': 1,
     },
 }

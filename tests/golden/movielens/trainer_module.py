@@ -6,17 +6,17 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
-Runtime: sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6 (the packages transform and trainer; checked at import)
+Config fingerprint: 6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60
+Runtime: sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6'
+RUNTIME_DIGEST = 'sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
     raise ImportError('trainer_module.py' + ' needs the twotower runtime (the packages transform and trainer) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
-check_runtime(RUNTIME_DIGEST, 'trainer_module.py', LIBRARY_VERSION)
+check_runtime(RUNTIME_DIGEST, 'trainer_module.py', LIBRARY_VERSION, ('transform', 'trainer'))
 
 # TensorFlow and TFRS are imported here, after the runtime check
 from trainer.training import run_from_fn_args  # noqa: E402
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af',
+    'config_fingerprint': '6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -159,13 +159,6 @@ SPEC = {
         'enable_cache': True,
         'min_lift_over_popularity': 1.0,
         'gate_k': None,
-        'gate_against': 'popularity',
-        'baselines': {
-            'recent_days': 28,
-            'item_item_memory_mb': 512,
-            'ease_l2': 500.0,
-            'recency_half_life_days': 28.0,
-        },
         'beam_workers': 1,
     },
 }

@@ -2,20 +2,21 @@
 
 TFX calls `preprocessing_fn` (below) on the prepared columns; the work is the
 runtime's `transform.preprocess.transform_all`, one transform per feature kind
-(`transform.kinds`), for the config `SPEC` at the end of this file.
+(`transform.kinds`), for `SPEC` at the end of this file: what the Transform reads
+of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
-Runtime: sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6 (the packages transform and trainer; checked at import)
+Transform spec fingerprint: 5c358fd19d7a8452871833ccc3459aae409198fe55321749e5142136560b46dc
+Runtime: sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:e1e35271b94c4d1224ebdddf5d716c21178da06346d29173740a761e2acd85e6'
+RUNTIME_DIGEST = 'sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
-    raise ImportError('transform_module.py' + ' needs the twotower runtime (the packages transform and trainer) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
-check_runtime(RUNTIME_DIGEST, 'transform_module.py', LIBRARY_VERSION)
+    raise ImportError('transform_module.py' + ' needs the twotower runtime (the package transform) of twotower ' + LIBRARY_VERSION + ', which is not importable here: install twotower, or run in the image `twotower image` builds') from None
+check_runtime(RUNTIME_DIGEST, 'transform_module.py', LIBRARY_VERSION, ('transform',))
 
 # TensorFlow Transform is imported here, after the runtime check
 from transform.preprocess import transform_all  # noqa: E402
@@ -37,27 +38,7 @@ SPEC = {
     'data': {
         'query_id': 'userId',
         'candidate_id': 'movieId',
-        'path': 'data/interactions.csv',
-        'bigquery': None,
         'timestamp': 'timestamp',
-        'timestamp_unit': 's',
-        'candidates': {
-            'id': 'movieId',
-            'path': 'data/candidates.csv',
-            'bigquery': None,
-        },
-        'split': {
-            'method': 'time',
-            'eval_fraction': 0.2,
-            'test_fraction': 0.0,
-            'seed': 42,
-            'eval_days': 7,
-            'test_days': 0,
-            'eval_from': None,
-            'test_from': None,
-            'window': 0,
-        },
-        'repeats': 'keep',
     },
     'query_tower': {
         'features': [
@@ -65,17 +46,12 @@ SPEC = {
                 'name': 'user',
                 'kind': 'id',
                 'column': 'userId',
-                'embedding_dim': None,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
                 'default': None,
             },
         ],
-        'layers': [64],
-        'dropout': 0.0,
-        'norm': 'none',
-        'l2': 0.0,
     },
     'candidate_tower': {
         'features': [
@@ -83,7 +59,6 @@ SPEC = {
                 'name': 'movie',
                 'kind': 'id',
                 'column': 'movieId',
-                'embedding_dim': None,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -93,7 +68,6 @@ SPEC = {
                 'name': 'genres',
                 'kind': 'multi_categorical',
                 'column': 'genres',
-                'embedding_dim': 16,
                 'max_vocab_size': None,
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
@@ -102,63 +76,5 @@ SPEC = {
                 'default': None,
             },
         ],
-        'layers': [64],
-        'dropout': 0.0,
-        'norm': 'none',
-        'l2': 0.0,
-    },
-    'model': {
-        'embedding_dim': 64,
-        'output_dim': 64,
-        'activation': 'relu',
-        'l2_normalize': True,
-        'temperature': 0.1,
-        'remove_accidental_hits': True,
-        'logq_correction': True,
-        'softmax': 'auto',
-        'full_catalog_max': 50000,
-        'sampled_negatives': 2048,
-        'oov_dropout': 0.05,
-        'candidate_bias': False,
-        'demand_prior': None,
-        'top_k': [10, 20, 100],
-    },
-    'training': {
-        'learning_rate': 0.003,
-        'epochs': 5,
-        'batch_size': 512,
-        'optimizer': 'adam',
-        'clipping': 'global_norm',
-        'clip_value': 5.0,
-        'collapse_patience': 20,
-        'collapse_threshold': 1e-07,
-        'collapse_ratio': 0.0001,
-        'seed': 42,
-        'allow_risky_learning_rate': False,
-        'early_stopping_patience': None,
-        'early_stopping_metric': None,
-        'refit': True,
-    },
-    'pipeline': {
-        'name': 'movielens',
-        'root': 'runs',
-        'serving_k': 20,
-        'serving_index': 'exact',
-        'scann': {
-            'num_leaves': None,
-            'leaves_to_search': None,
-            'reorder': None,
-        },
-        'enable_cache': True,
-        'min_lift_over_popularity': 1.0,
-        'gate_k': None,
-        'gate_against': 'popularity',
-        'baselines': {
-            'recent_days': 28,
-            'item_item_memory_mb': 512,
-            'ease_l2': 500.0,
-            'recency_half_life_days': 28.0,
-        },
-        'beam_workers': 1,
     },
 }
