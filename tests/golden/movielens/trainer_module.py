@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60
-Runtime: sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283 (the packages transform and trainer; checked at import)
+Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
+Runtime: sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:38b9097106a0d69428efd411037b96cb2e911cf0c83f81c2cc62ef0562a86283'
+RUNTIME_DIGEST = 'sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '6e8b783f39d997bbc7ebf1281d9118a866dfc2c418d7f48f64486f0ec4a5fd60',
+    'config_fingerprint': '2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -159,6 +159,13 @@ SPEC = {
         'enable_cache': True,
         'min_lift_over_popularity': 1.0,
         'gate_k': None,
+        'gate_against': 'popularity',
+        'baselines': {
+            'recent_days': 28,
+            'item_item_memory_mb': 512,
+            'ease_l2': 500.0,
+            'recency_half_life_days': 28.0,
+        },
         'beam_workers': 1,
     },
 }
