@@ -5,12 +5,12 @@ runtime's `transform.preprocess.transform_all`, one transform per feature kind
 (`transform.kinds`), for the config `SPEC` at the end of this file.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae
-Runtime: sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878 (the packages transform and trainer; checked at import)
+Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
+Runtime: sha256:92f2204072d8dc9cd8f59489f9013cd321726f7444cb3e078ca8608b9e8be170 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:49505ea9c3d3e4a9291bb1d505992b39f20001187946846bb8e14180ddb2e878'
+RUNTIME_DIGEST = 'sha256:92f2204072d8dc9cd8f59489f9013cd321726f7444cb3e078ca8608b9e8be170'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -54,6 +54,9 @@ SPEC = {
             'window': 0,
         },
         'repeats': 'keep',
+        'filter': [],
+        'weight': None,
+        'weight_clip': None,
     },
     'query_tower': {
         'features': [
