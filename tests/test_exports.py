@@ -273,3 +273,23 @@ def test_the_filter_and_weight_reach_sql_only_as_literals_and_quoted_names(tmp_p
     assert "NOT (\n      NULLIF(c4, '') IN ('x''); DROP TABLE t; --')" in text
     cfg = Config.from_dict(apply_overrides(cfg.to_dict(), ["data.filter=[]"]))
     assert "unfiltered" not in program_text(cfg)  # no filter: the program as before
+
+
+def test_recommend_reads_histories_through_the_same_filter_and_weight(tmp_path):
+    """`recommend`'s query states (pipelines.data.sql.serving) see the kept rows only: C1's
+    return of P2 (t3) and its -2 line of P1 (t10) are no purchases; a filter cell it can't
+    compare is an error there too."""
+    from pipelines.data.sql.serving import states_now
+
+    cfg = cfg_of(tmp_path, overrides=[POSITIVE])
+    path = str(tmp_path / "purchases.csv")
+    states = states_now(cfg, path, ["C1", "C2"])
+    assert states["C1"]["items"] == ["P3", "P1"] and states["C1"]["seen"] == {"P1", "P3"}
+    assert states["C2"]["items"] == ["P3", "P2"]
+    plain = states_now(cfg_of(tmp_path), path, ["C1"])
+    assert plain["C1"]["items"] == ["P1", "P3", "P2", "P1"]
+    weighted = states_now(cfg_of(tmp_path, overrides=["data.weight=quantity"]), path, ["C2"])
+    assert weighted["C2"]["items"] == ["P3", "P2"]  # t5's weight 0 is dropped
+    write(path, log_csv(LOG + [("C1", "P2", 11, "many")]))
+    with pytest.raises(DataError, match="row 12, column 'quantity': 'many' is not a number"):
+        states_now(cfg, path, ["C1"])
