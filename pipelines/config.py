@@ -38,6 +38,10 @@ SOFTMAX_MODES = ("auto", "full_catalog", "sampled", "in_batch")
 SERVING_INDEXES = ("exact", "scann")
 GATE_AGAINST = ("popularity", "best")  # pipeline.gate_against
 ACTIVATIONS = ("relu", "gelu", "tanh", "linear")
+# data.filter: a condition's operator; the ones after ">=" take a list, the last two no value
+FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not_in", "is_null", "not_null")
+CANDIDATES_MISSING = ("error", "drop")  # data.candidates.missing
+DEFAULT_WEIGHT_CLIP = 10.0  # data.weight_clip when null: no row counts more than 10 rows
 
 
 @dataclasses.dataclass
@@ -84,11 +88,27 @@ class CandidateTableConfig:
     id: str
     path: Optional[str] = None
     bigquery: Optional[str] = None          # project.dataset.table (with data.bigquery)
+    # An interaction naming a candidate the table lacks: "error" refuses the data (naming the
+    # first such row); "drop" drops those rows and reports how many rows and candidates.
+    missing: str = "error"
 
     @property
     def source(self) -> str:
         """The table as messages name it: the file, or ``bigquery:project.dataset.table``."""
         return self.path or f"bigquery:{self.bigquery}"
+
+
+@dataclasses.dataclass
+class FilterConfig:
+    """One condition of ``data.filter``: keep the interaction rows where ``column op value``.
+
+    ``value`` is a literal (a string or a number) for ``= != < <= > >=``, a list
+    of literals for ``in``/``not_in``, and absent for ``is_null``/``not_null``.
+    An empty cell is null: it meets ``is_null`` only (SQL's rule).
+    """
+    column: str
+    op: str
+    value: Optional[Union[str, float, List[Union[str, float]]]] = None
 
 
 @dataclasses.dataclass
@@ -143,6 +163,19 @@ class DataConfig:
     # re-buy; they still count in histories and stay in the held-out splits (where
     # "buy again" is evaluated). "keep": every row is a training row.
     repeats: str = "keep"
+    # Conditions every kept interaction row meets (all of them), applied before the split:
+    # every split, the catalog and the histories see only the kept rows.
+    filter: List[FilterConfig] = dataclasses.field(default_factory=list)
+    # A numeric column (e.g. a quantity) whose value is each training row's example weight,
+    # clipped to [0, weight_clip] (null: DEFAULT_WEIGHT_CLIP); rows of weight 0 are dropped.
+    # Evaluation and the baselines count rows unweighted.
+    weight: Optional[str] = None
+    weight_clip: Optional[float] = None
+
+    @property
+    def weight_limit(self) -> float:
+        """The largest example weight: ``weight_clip``, or DEFAULT_WEIGHT_CLIP when null."""
+        return DEFAULT_WEIGHT_CLIP if self.weight_clip is None else self.weight_clip
 
     @property
     def source(self) -> str:
@@ -368,6 +401,8 @@ class Config:
             raise ConfigError(problems)
         for _, feature in cfg.features():
             feature.fill_kind_defaults()
+        if cfg.data.weight and cfg.data.weight_clip is None:  # explicit in the frozen config
+            cfg.data.weight_clip = DEFAULT_WEIGHT_CLIP
         cfg.defaults_applied = applied  # not a field: the filled values are, and are hashed
         return cfg
 

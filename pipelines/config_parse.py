@@ -48,12 +48,16 @@ def parse_value(tp: Any, value: Any, path: str, problems: List[tuple]) -> Any:
             return None
         if len(args) == 1:
             return parse_value(args[0], value, path, problems)
-        for arg in args:  # Union[str, float]: accept the first that fits
+        for arg in args:  # Union[str, float, List[...]]: accept the first that fits
+            if typing.get_origin(arg) in (list, List) and isinstance(value, list):
+                return parse_value(arg, value, path, problems)
             if arg is str and isinstance(value, str):
                 return value
             if arg is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-        problems.append((path, f"expected a string or a number, got {_describe(value)}"))
+        lists = any(typing.get_origin(a) in (list, List) for a in args)
+        problems.append((path, f"expected a string{',' if lists else ' or'} a number"
+                         f"{' or a list of them' if lists else ''}, got {_describe(value)}"))
         return None
     if origin in (list, List):
         (item_tp,) = typing.get_args(tp)

@@ -15,10 +15,11 @@ import os
 import re
 from typing import List
 
-from pipelines.config import (ACTIVATIONS, CLIPPING, GATE_AGAINST, NORMS, OPTIMIZERS,
+from pipelines.config import (ACTIVATIONS, CANDIDATES_MISSING, CLIPPING, GATE_AGAINST, NORMS, OPTIMIZERS,
                               REPEATS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
                               TIMESTAMP_UNITS, Config, ConfigError, FeatureConfig)
 from pipelines.data.columns import type_conflicts
+from pipelines.data.sql import filters
 from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
 from pipelines.learning_rate import learning_rate_advice
@@ -28,7 +29,7 @@ from trainer.parameters import (RUNTIME_PARAMETERS, parameter_problem, parameter
                                 seed_problem)
 from trainer.serving_names import serving_name_problems
 from transform.kinds import FLOAT, INT, KINDS
-from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX
+from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX, WEIGHT_COLUMN
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
@@ -97,6 +98,11 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add(f"data.split.{key}", msg)
     if d.candidates is not None and not d.candidates.id:
         add("data.candidates.id", "must not be empty")
+    if d.candidates is not None and d.candidates.missing not in CANDIDATES_MISSING:
+        add("data.candidates.missing", f"{d.candidates.missing!r}: must be one of "
+            f"{', '.join(CANDIDATES_MISSING)} (drop: drop the interactions naming a candidate "
+            "the table lacks)")
+    _check_weight(d, add)
 
     seen_names = {}
     seen_inputs = {}
@@ -249,13 +255,28 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
             "re-rank at least as many candidates as are served")
 
     if not problems:  # types are only meaningful once each feature is well-formed
-        for key, msg in type_conflicts(cfg):
+        for key, msg in type_conflicts(cfg) + filters.kinds(cfg)[1]:
             add(key, msg)
     if problems:
         raise ConfigError(problems)
     if check_data and d.path:  # a BigQuery table's columns are checked by BigQuery
         check_columns(cfg)
     return warnings
+
+
+def _check_weight(d, add) -> None:
+    """data.weight: a column of its own (not an id or the time); data.weight_clip: > 0."""
+    if d.weight is not None:
+        if not d.weight:
+            add("data.weight", "must not be empty: name a numeric column, or null")
+        elif d.weight in (d.query_id, d.candidate_id, d.timestamp):
+            add("data.weight", f"{d.weight!r} is an id or the timestamp column; the weight is a "
+                "numeric column such as a quantity")
+    if d.weight_clip is not None:
+        if d.weight is None:
+            add("data.weight_clip", "clips data.weight: set data.weight, or remove it")
+        elif not (math.isfinite(d.weight_clip) and 0.0 < d.weight_clip <= 1e6):
+            add("data.weight_clip", f"must be in (0, 1e6], got {d.weight_clip}")
 
 
 def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
@@ -278,8 +299,10 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.column", "required: the raw column this feature reads")
     columns = [f.column] if f.column else list(f.columns)
     for column in columns:
-        if isinstance(column, str) and column.startswith(RESERVED_COLUMN_PREFIX):
-            add(f"{key}.column", f"columns starting with {RESERVED_COLUMN_PREFIX!r} are reserved")
+        if isinstance(column, str) and (column.startswith(RESERVED_COLUMN_PREFIX)
+                                        or column == WEIGHT_COLUMN):
+            add(f"{key}.column", f"columns starting with {RESERVED_COLUMN_PREFIX!r} and "
+                f"{WEIGHT_COLUMN!r} are reserved")
     signature = (tower, f.column, tuple(f.columns), f.kind, f.transform, f.max_length)
     if kind.reads != "history" and signature in seen_inputs:
         add(key, f"{f.kind} feature on {columns} is listed twice in {tower} "

@@ -34,6 +34,11 @@ CONFIGS = {
              HISTORY],
     "dates": ["data.split.method=dates", "data.split.eval_from=2023-12-10",
               "data.split.test_from=2023-12-16", HISTORY],
+    "filtered": ["data.split.method=time", "data.split.test_fraction=0.1", HISTORY,
+                 "data.filter=[{column: segment, op: '!=', value: ent}, "
+                 "{column: quantity, op: '>=', value: 1}, {column: timestamp, op: '<', "
+                 "value: '2023-12-20'}]", "data.weight=quantity", "data.weight_clip=0.5",
+                 "data.candidates.missing=drop"],
     "time_window": ["data.split.method=time", "data.split.eval_fraction=0.15",
                     "data.split.window=2", HISTORY],
 }
@@ -109,7 +114,8 @@ def test_each_bigquery_split_query_gives_the_local_split(tmp_path, method):
         want = sorted((tuple(r.values()) for r in rows_of(out, split)), key=repr)
         assert got == want, f"{split}: BigQuery's rows differ from the local ones"
         assert got, split
-    assert report["rows"] + report.get("rows_after_window", 0) == 240
+    assert report["rows"] + report.get("rows_after_window", 0) + report.get(
+        "filter_dropped_rows", 0) == 240
 
 
 PAYLOADS = ["a`; DROP TABLE x; --", "a\"b", "a'b", "a\nb", "a.b", "a b", "a\\`b", "a)b"]
@@ -177,6 +183,11 @@ def test_sources_are_one_file_or_one_table_each_on_one_side(tmp_path, overrides,
      "candidate 'P404' is not in the candidate table bigquery:my-proj.shop.products"),
     ("C01,smb,north,P1,yesterday,1", [],
      "column 'timestamp': cannot read timestamp 'yesterday'"),
+    ("C01,smb,north,P1,1700000000,many", ["data.filter=[{column: quantity, op: '>', value: 0}]"],
+     "column 'quantity': 'many' is not a number, but data.filter.0 compares the column with "
+     "numbers"),
+    ("C01,smb,north,P1,1700000000,", ["data.weight=quantity"],
+     "column 'quantity' (data.weight) is empty; every interaction needs a weight"),
     ("", ["data.split.method=dates", "data.split.eval_from=2031-01-01"],
      "bigquery:my-proj.shop.orders: the dates split leaves no eval rows"),
 ])

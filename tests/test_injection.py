@@ -38,7 +38,10 @@ def full_raw(bigquery):
              "service_account: df@acme-recs.iam.gserviceaccount.com}",
              "vertex.training={machine_type: n1-standard-8, accelerator_type: NVIDIA_TESLA_T4, "
              "accelerator_count: 1}",
-             "vertex.model_upload={serving_image: twotower, display_name: acme recs}"]
+             "vertex.model_upload={serving_image: twotower, display_name: acme recs}",
+             "data.filter=[{column: region, op: '!=', value: west}, "
+             "{column: channel, op: not_in, value: [web, x]}, {column: channel, op: not_null}]",
+             "data.weight=quantity", "data.candidates.missing=drop"]
     if bigquery:
         extra += ["data.path=null", "data.bigquery=acme-recs.shop.orders",
                   "data.candidates.path=null", "data.candidates.bigquery=acme-recs.shop.products"]

@@ -476,3 +476,50 @@ def test_sampled_catalog_loss_is_the_exact_one_when_it_samples_everything():
         sampled = float(sampled_model.catalog_loss(queries, labels, training=True,
                                                    features=features))
         assert sampled == pytest.approx(exact, rel=1e-5)
+
+
+def test_weighted_in_batch_loss_is_the_weighted_mean_and_evaluation_is_unweighted():
+    """data.weight: rows of weight (3, 1, 0) give (3 l0 + l1) / 4 in training, the rows'
+    own losses as in the test above (the TFRS task's sample_weight), and the plain mean in
+    evaluation, where every held-out row counts once."""
+    from trainer.model import TwoTowerModel
+    from transform.naming import WEIGHT
+
+    model = TwoTowerModel(tf.keras.layers.Lambda(lambda f: f["q"]),
+                          tf.keras.layers.Lambda(lambda f: f["c"]),
+                          ExactIndex(np.arange(2), 2, k=1), [1], weighted=True)
+    batch = {"q": tf.constant([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]),
+             "c": tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+             CANDIDATE_POSITION: tf.constant([0, 1, 0], tf.int64),
+             WEIGHT: tf.constant([3.0, 1.0, 0.0])}
+    rows = [math.log(1 + math.exp(-1)), math.log(1 + 2 * math.exp(-1)),
+            math.log(1 + math.exp(-2))]
+    assert float(model.compute_loss(batch, training=True)) == pytest.approx(
+        (3 * rows[0] + rows[1]) / 4, rel=1e-6)
+    model.index.index(tf.constant([[1.0, 0.0], [0.0, 1.0]]))
+    unweighted = TwoTowerModel(model.query_tower, model.candidate_tower,
+                               ExactIndex(np.arange(2), 2, k=1), [1])
+    unweighted.index.index(tf.constant([[1.0, 0.0], [0.0, 1.0]]))
+    assert float(model.compute_loss(batch, training=False)) == pytest.approx(
+        float(unweighted.compute_loss(batch, training=False)), rel=1e-6)
+
+
+def test_weighted_catalog_loss_counts_a_row_of_weight_two_as_two_rows():
+    """The full-catalog softmax with weights (2, 1): the same loss as the batch with its
+    first row written twice, unweighted; a row outside the catalog stays out."""
+    from trainer.model import TwoTowerModel
+    from transform.naming import WEIGHT
+
+    catalog = {"c": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32),
+               CANDIDATE_POSITION: np.arange(3)}
+    towers = (tf.keras.layers.Lambda(lambda f: f["q"]), tf.keras.layers.Lambda(lambda f: f["c"]))
+    weighted = TwoTowerModel(*towers, ExactIndex(np.arange(3), 2, k=1), [1], catalog=catalog,
+                             weighted=True)
+    plain = TwoTowerModel(*towers, ExactIndex(np.arange(3), 2, k=1), [1], catalog=catalog)
+    queries = tf.constant([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    got = weighted.catalog_loss(queries, tf.constant([2, 1, -1], tf.int64), training=True,
+                                features={WEIGHT: tf.constant([2.0, 1.0, 5.0])})
+    want = plain.catalog_loss(tf.gather(queries, [0, 0, 1]), tf.constant([2, 2, 1], tf.int64))
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    assert float(want) != pytest.approx(float(plain.catalog_loss(
+        queries, tf.constant([2, 1, -1], tf.int64))), rel=1e-3)  # the weight changed it

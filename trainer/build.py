@@ -45,7 +45,7 @@ def build_model(spec, tft_output, inputs):
                           candidate_bias=bias,
                           sampled_negatives=(min(model_cfg["sampled_negatives"], num_candidates)
                                              if softmax == "sampled" else None),
-                          prior=prior)
+                          prior=prior, weighted=bool(spec["data"].get("weight")))
     return {"model": model, "table": table, "ks": ks, "num_candidates": num_candidates,
             "softmax": softmax}
 

@@ -15,7 +15,7 @@ Part of the runtime the generated Trainer module imports.
 import numpy as np
 import tensorflow as tf
 
-from transform.naming import CANDIDATE_ID, CANDIDATE_POSITION, QUERY_ID, TIMESTAMP
+from transform.naming import CANDIDATE_ID, CANDIDATE_POSITION, QUERY_ID, TIMESTAMP, WEIGHT
 
 
 # Records shuffled in memory per epoch. The prepared train split is already a uniform
@@ -127,6 +127,26 @@ def load_pairs(patterns, feature_spec, catalog_ids, batch_size=8192, with_time=F
     if with_time:
         out[TIMESTAMP] = np.concatenate(times)
     return out
+
+
+def weight_summary(patterns, feature_spec, batch_size=8192):
+    """The example weights (WEIGHT) the training loss reads from ``patterns``: ``{'rows',
+    'sum', 'mean', 'min', 'max'}`` (floats), one pass over that column alone.
+
+    Raises:
+      ValueError: the examples carry no WEIGHT (the Transform emits it with data.weight).
+    """
+    if WEIGHT not in feature_spec:
+        raise ValueError(f"the transformed examples have no {WEIGHT!r}; the Transform emits it "
+                         "when data.weight is set")
+    parts = [batch[WEIGHT].numpy() for batch in
+             make_dataset(patterns, {WEIGHT: feature_spec[WEIGHT]}, batch_size)]
+    weights = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if not len(weights):
+        raise ValueError(f"the transformed examples {patterns} hold no rows")
+    return {"rows": int(len(weights)), "sum": float(weights.sum()),
+            "mean": float(weights.mean()), "min": float(weights.min()),
+            "max": float(weights.max())}
 
 
 def catalog_table(arrays, keys):

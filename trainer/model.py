@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer.parameters import parameter_problem, parameter_value
-from transform.naming import CANDIDATE_POSITION, TIMESTAMP
+from transform.naming import CANDIDATE_POSITION, TIMESTAMP, WEIGHT
 from trainer.towers import embed_table
 
 
@@ -129,12 +129,19 @@ class TwoTowerModel(tfrs.Model):
     is scored at the query's moment), and in evaluation, the index and
     serving as of the end of the fitted rows, carried in the same extra
     component as the bias (``[c, b + prior]``).
+
+    With ``weighted`` (``data.weight``), the training loss is the weighted mean
+    ``sum(w * loss) / sum(w)`` over the batch's rows, ``w`` the row's WEIGHT
+    (the TFRS task's ``sample_weight``, or the catalog loss's): a row of weight
+    3 counts as three rows, and the loss keeps its scale. Evaluation (its loss
+    and metrics) stays unweighted: each held-out row counts once.
     """
 
     def __init__(self, query_tower, candidate_tower, index, ks, temperature=None,
                  remove_accidental_hits=True, sampling_probability=None, catalog=None,
-                 candidate_bias=None, sampled_negatives=None, prior=None):
+                 candidate_bias=None, sampled_negatives=None, prior=None, weighted=False):
         super().__init__()
+        self.weighted = weighted
         self.prior = prior
         # with a catalog: the number of catalog candidates a training step samples as
         # negatives (None: all of them, the exact softmax)
@@ -202,6 +209,12 @@ class TwoTowerModel(tfrs.Model):
             k: v for k, v in table.items() if k != CANDIDATE_POSITION}))
         return self.candidate_vectors(embeddings, table[CANDIDATE_POSITION]).numpy()
 
+    def row_weights(self, features, training):
+        """``[batch]`` float32 example weights of a training batch, or None (unweighted)."""
+        if not (training and self.weighted):
+            return None
+        return tf.reshape(tf.cast(features[WEIGHT], tf.float32), [-1])
+
     def catalog_loss(self, query, labels, training=False, features=None):
         """Softmax cross-entropy over the catalog, averaged over the batch.
 
@@ -253,6 +266,10 @@ class TwoTowerModel(tfrs.Model):
             labels_used = labels
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.boolean_mask(labels_used, known), logits=tf.boolean_mask(logits, known))
+        weights = self.row_weights(features, training) if features is not None else None
+        if weights is not None:  # the weighted mean (the class docstring)
+            weights = tf.boolean_mask(weights, known)
+            return tf.math.divide_no_nan(tf.reduce_sum(losses * weights), tf.reduce_sum(weights))
         return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
     def compute_loss(self, features, training=False):
@@ -274,10 +291,14 @@ class TwoTowerModel(tfrs.Model):
         probability = None
         if training and self.sampling_probability is not None:
             probability = tf.gather(self.sampling_probability, positions)
-        return tf.reduce_mean(self.task(
+        weights = self.row_weights(features, training)
+        losses = self.task(
             self.query_vectors(query), candidate, candidate_ids=positions,
-            candidate_sampling_probability=probability, compute_metrics=not training,
-            compute_batch_metrics=False))
+            candidate_sampling_probability=probability, sample_weight=weights,
+            compute_metrics=not training, compute_batch_metrics=False)
+        if weights is not None:  # per row times its weight: the weighted mean
+            return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.reduce_sum(weights))
+        return tf.reduce_mean(losses)
 
     def train_step(self, features):
         # With N replicas (several GPUs) each sees 1/N of the batch and the optimizer sums

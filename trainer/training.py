@@ -26,7 +26,7 @@ import tensorflow_transform as tft
 
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT,
                               TRAIN_SPLIT)
-from trainer.data import make_dataset
+from trainer.data import make_dataset, weight_summary
 from trainer.held_out import METRIC_PREFIX, HeldOutMetrics
 from trainer.inputs import concatenate, held_out_set, load_inputs, split_files
 from trainer.build import build_model, served_prior
@@ -158,6 +158,10 @@ def _setup(spec, record, files, transform_dir, strategy):
         built = build_model(spec, tft_output, inputs)
         built["model"].compile(optimizer=make_optimizer(spec["training"]))
     counts = inputs["counts"]
+    if built["model"].weighted:  # what the training loss weighs its rows by (data.weight)
+        record["example_weights"] = dict(weight_summary(files[TRAIN_SPLIT], inputs["feature_spec"]),
+                                         column=spec["data"]["weight"],
+                                         clip=spec["data"]["weight_clip"])
     record.update(train_rows=int(len(inputs["train"][CANDIDATE_POSITION])),
                   candidates=built["num_candidates"],
                   candidates_without_training_rows=int((counts == 0).sum()), top_k=built["ks"],

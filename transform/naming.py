@@ -16,6 +16,11 @@ CANDIDATE_ID = "_candidate_id_raw"  # string [batch]: the raw candidate id, exac
 # catalog row); emitted only when data.timestamp is set. The Trainer's demand prior counts
 # interactions by it; no tower reads it.
 TIMESTAMP = "_timestamp_raw"
+# float32 [batch]: the row's example weight, data.weight clipped to [0, data.weight_clip]
+# (0 where the row has none, e.g. a catalog row); emitted only when data.weight is set. The
+# Trainer's training loss weighs each row by it; no tower reads it.
+WEIGHT = "_weight"
+WEIGHT_COLUMN = "__twotower_weight"  # prepared column holding the clipped data.weight
 # int64 [batch]: the candidate's row in the catalog (-1 if not in it); added by the Trainer
 # from CANDIDATE_ID, never by the Transform: the catalog is every servable candidate,
 # including candidates without training interactions (which share the OOV id row).

@@ -12,7 +12,8 @@ import tensorflow_transform as tft
 from transform.features import densify, id_index, string_column
 from transform.kinds import kind_of
 from transform.naming import (CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_ID, QUERY_KEY,
-                              QUERY_VOCAB, TIMESTAMP, shared_key, transformed_name)
+                              QUERY_VOCAB, TIMESTAMP, WEIGHT, WEIGHT_COLUMN, shared_key,
+                              transformed_name)
 
 
 def transform_all(inputs, spec):
@@ -23,7 +24,9 @@ def transform_all(inputs, spec):
     defines), the raw ids QUERY_ID and CANDIDATE_ID (string ``[batch]``, exactly
     as written: evaluation groups queries and the Trainer finds catalog rows by
     them), the row's time TIMESTAMP (int64 ``[batch]`` epoch seconds, -1 where
-    empty) when ``data.timestamp`` is set, plus one output per feature that
+    empty) when ``data.timestamp`` is set, the example weight WEIGHT (float32
+    ``[batch]``: the prepared WEIGHT_COLUMN, already clipped; 0 where empty)
+    when ``data.weight`` is set, plus one output per feature that
     does not reuse one of the keys (its kind's ``transform``).
     """
     data = spec["data"]
@@ -39,6 +42,9 @@ def transform_all(inputs, spec):
     if data.get("timestamp"):
         seconds = inputs[data["timestamp"]]
         outputs[TIMESTAMP] = tf.cast(densify(seconds, tf.constant(-1, seconds.dtype)), tf.int64)
+    if data.get("weight"):
+        weight = inputs[WEIGHT_COLUMN]
+        outputs[WEIGHT] = tf.cast(densify(weight, tf.constant(0, weight.dtype)), tf.float32)
     context = {"candidate_vocabulary": candidate_vocabulary}
     for tower in ("query_tower", "candidate_tower"):
         for feature in spec[tower]["features"]:

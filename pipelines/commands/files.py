@@ -32,10 +32,22 @@ def _tower_summary(cfg: Config, with_data: bool) -> str:
 
 def cmd_validate(args) -> int:
     cfg = config_from(args)
+    data = ""
+    if not args.no_data and cfg.data.path:  # the rows, with prepare's checks: nothing written
+        from pipelines.data.prepare import check, dropped_text
+
+        found = check(cfg)
+        counts = found["counts"]
+        held = ", ".join(f"{counts.get(rank, 0)} {split}" for rank, split in
+                         enumerate(("train", "eval", "test")) if rank in counts)
+        data = (f"data OK: {found['rows']} interactions pass prepare's checks ({held})"
+                f"{dropped_text(found)}")
     print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
     for key, value, why in getattr(cfg, "defaults_applied", []):
         print(f"default for a purchase log (data.timestamp and a time split): {key} = "
               f"{json.dumps(value)}: {why}. Set the key to choose otherwise.")
+    if data:
+        print(data)
     print(_tower_summary(cfg, with_data=not args.no_data))
     return 0
 
@@ -82,7 +94,7 @@ def cmd_prepare(args) -> int:
             raise ConfigError([("--engine", f"{args.engine}: {exc}")]) from None
         sys.stdout.write(text)
         return 0
-    from pipelines.data.prepare import prepare
+    from pipelines.data.prepare import dropped_text, prepare
     from pipelines.runners.local import pipeline_dir
 
     if not args.out:
@@ -94,8 +106,8 @@ def cmd_prepare(args) -> int:
     held = ", ".join(f"{report[f'{s}_rows']} {s}" for s in ("train", "eval", "test")
                      if f"{s}_rows" in report)
     print(f"prepared {report['rows']} interactions: {held} ({report['split_method']} split), "
-          f"{report['catalog_candidates']} catalog candidates -> {out} (the SQL that ran: "
-          f"{os.path.join(out, 'prepare.sql')})")
+          f"{report['catalog_candidates']} catalog candidates -> {out}{dropped_text(report)} "
+          f"(the SQL that ran: {os.path.join(out, 'prepare.sql')})")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Dict, List, Tuple
 
 from pipelines.config import Config
 from transform.kinds import FLOAT, INT, STRING, kind_of, raw_columns
+from transform.naming import WEIGHT_COLUMN
 
 
 
@@ -60,8 +61,9 @@ def column_types(cfg: Config) -> Dict[str, str]:
     """``{column: STRING | FLOAT | INT}`` for every output column, in output order.
 
     Ids and string-kind features' columns are STRING; numeric FLOAT; timestamps
-    INT (epoch seconds). A column only crossed is STRING. Run
-    :func:`type_conflicts` (validation does) before relying on this.
+    INT (epoch seconds). A column only crossed is STRING. With ``data.weight``, the
+    clipped weight is a last FLOAT column, WEIGHT_COLUMN. Run :func:`type_conflicts`
+    (validation does) before relying on this.
     """
     types = {column: STRING for column in output_columns(cfg)}
     numbers = {}
@@ -75,6 +77,8 @@ def column_types(cfg: Config) -> Dict[str, str]:
     if cfg.data.timestamp:
         numbers[cfg.data.timestamp] = INT
     types.update(numbers)
+    if cfg.data.weight:
+        types[WEIGHT_COLUMN] = FLOAT
     return types
 
 

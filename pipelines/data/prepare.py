@@ -32,7 +32,38 @@ from pipelines.data.output import MARKER, REPORT, SQL_FILE
 from pipelines.data.sql import duck
 
 __all__ = ["DataError", "MARKER", "REPORT", "SQL_FILE", "output_columns", "prepare",
-           "parse_time"]
+           "parse_time", "dropped_text", "check"]
+
+
+def dropped_text(report: dict) -> str:
+    """What the preparation dropped, for the screen: ``""`` or ``"; dropped: ..."``.
+
+    Reads the report's ``filter_dropped_rows``, ``weight_zero_rows`` and
+    ``missing_candidate_rows`` / ``missing_candidates`` (:func:`duck.dropped`),
+    each present only when the config asks for that drop (then shown even at 0).
+    """
+    def rows(key):
+        return f"{report[key]} row{'' if report[key] == 1 else 's'}"
+
+    parts = []
+    if "filter_dropped_rows" in report:
+        parts.append(f"{rows('filter_dropped_rows')} by data.filter")
+    if "weight_zero_rows" in report:
+        parts.append(f"{rows('weight_zero_rows')} of weight 0 (data.weight)")
+    if "missing_candidate_rows" in report:
+        n = report["missing_candidates"]
+        parts.append(f"{rows('missing_candidate_rows')} naming {n} candidate"
+                     f"{'' if n == 1 else 's'} missing from the candidate table "
+                     "(data.candidates.missing: drop)")
+    return "; dropped " + ", ".join(parts) if parts else ""
+
+
+def check(cfg: Config) -> dict:
+    """``prepare``'s checks on the configured file, writing nothing (:func:`duck.check`)."""
+    if cfg.data.bigquery:
+        raise DataError(f"data.bigquery ({cfg.data.bigquery}): BigQuery checks its rows when "
+                        "the pipeline runs; here only a file can be checked")
+    return duck.check(cfg)
 
 
 def prepare(cfg: Config, out_dir: str) -> dict:

@@ -39,6 +39,7 @@ def configured_columns(cfg: Config) -> List[tuple]:
            if getattr(d, k)]
     if d.candidates is not None:
         out.append(("data.candidates.id", d.candidates.id))
+    out += interaction_only(cfg)
     for tower in ("query_tower", "candidate_tower"):
         for i, f in enumerate(getattr(cfg, tower).features):
             key = f"{tower}.features.{i}"
@@ -46,6 +47,15 @@ def configured_columns(cfg: Config) -> List[tuple]:
                 out.append((f"{key}.column", f.column))
             out += [(f"{key}.columns.{j}", c) for j, c in enumerate(f.columns or [])]
     return out
+
+
+def interaction_only(cfg: Config) -> List[tuple]:
+    """``(key, column)`` of the columns read from the interactions alone: data.filter's and
+    data.weight (never the candidate table's)."""
+    d = cfg.data
+    out = [(f"data.filter.{i}.column", f.column) for i, f in enumerate(d.filter)
+           if isinstance(f.column, str) and f.column]
+    return out + ([("data.weight", d.weight)] if d.weight else [])
 
 
 def read_header(path: str, key: str) -> List[str]:
@@ -86,6 +96,10 @@ def check_columns(cfg: Config) -> None:
         if col is not None and col not in header:
             problems.append((f"data.{key}", f"column {col!r} is not in {d.path} "
                              f"(columns: {header})"))
+    for key, col in interaction_only(cfg):
+        if col not in header:
+            problems.append((key, f"column {col!r} is not in {d.path} (columns: {header}); "
+                             "data.filter and data.weight read the interaction file"))
     table = []
     if d.candidates is not None:
         table = read_header(d.candidates.path, "data.candidates.path")

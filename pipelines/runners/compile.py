@@ -22,7 +22,7 @@ from pipelines.builder import build_pipeline, parameter_values, pipeline_folder,
 from pipelines.codegen import MODULE_FILES, write_modules
 from pipelines.config import Config, ConfigError
 from pipelines.data.output import SQL_FILE
-from pipelines.data.prepare import prepare
+from pipelines.data.prepare import dropped_text, prepare
 from pipelines.data.sql import bigquery
 from pipelines.runners.cloud import image_problem
 from pipelines.vertex_checks import problems
@@ -97,7 +97,7 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
             report = prepare(cfg, os.path.join(tmp, "input"))
             with open(os.path.join(tmp, "input", SQL_FILE), encoding="utf-8") as handle:
                 program = handle.read()
-            log(f"prepared {report['rows']} interactions")
+            log(f"prepared {report['rows']} interactions{dropped_text(report)}")
         with open(os.path.join(modules_dir, SQL_FILE), "w", encoding="utf-8") as handle:
             handle.write(program)
         where = f"{folder}/staged/{content_digest(tmp)}"

@@ -16,7 +16,7 @@ from typing import Dict, List
 from pipelines.builder import build_pipeline, component_ids, paths, write_schema
 from pipelines.codegen import write_modules
 from pipelines.config import Config, ConfigError
-from pipelines.data.prepare import SQL_FILE, prepare
+from pipelines.data.prepare import SQL_FILE, dropped_text, prepare
 from pipelines.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
 from pipelines.runners.metadata import last_run, output_uri, push_destination, pushed_models
@@ -164,7 +164,8 @@ def _run_local(cfg: Config, log, root: str, until: str) -> dict:
     log(("input unchanged, kept: " if report.get("reused") else "prepared ")
         + f"{report['rows']} interactions: {report['train_rows']} train, "
         f"{report['eval_rows']} eval{test} ({report['split_method']} split), "
-        f"{report['catalog_candidates']} catalog candidates -> {where['input']}")
+        f"{report['catalog_candidates']} catalog candidates -> {where['input']}"
+        f"{dropped_text(report)}")
     modules = write_modules(cfg, where["modules"])
     modules["schema"] = write_schema(cfg, where["modules"])
     shutil.copyfile(os.path.join(where["input"], SQL_FILE),

@@ -63,9 +63,7 @@ def table(name: str) -> exp.Table:
 
 def source_columns(p: Plan) -> Tuple[List[str], List[str]]:
     """The columns the program reads: of the interactions, of the candidate table."""
-    d = p.cfg.data
-    interactions = [n for n in p.base if not d.candidates or n not in p.candidate_side]
-    return interactions, list(p.kcol)
+    return p.read, list(p.kcol)
 
 
 def row_text(cells: List[exp.Expression]) -> exp.Expression:
@@ -163,6 +161,7 @@ def guard(p: Plan) -> exp.Expression:
     d = p.cfg.data
     found = list(key_checks(p))
     found += list(checks.candidate_checks(p)) if d.candidates else []
+    found += list(checks.filter_checks(p)) if d.filter else []
     parts = []
     for k, (query, message) in enumerate(found + list(checks.interaction_checks(p))):
         query = query.copy()

@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 from sqlglot import exp
 
+from pipelines.data.sql import filters
 from pipelines.data.sql.program import Plan, as_double, c, epoch_number, parse_time
 from pipelines.data.sql.template import fill, lit
 
@@ -134,12 +135,14 @@ def interaction_checks(p: Plan) -> Iterator[Check]:
                         f"data.{key}")
     item = c(p.item)
     if d.candidates:
-        yield (fill("""SELECT min(_line), arg_min(P_i, _line), count(*) FROM src
-                       WHERE P_i NOT IN (SELECT P_k FROM cand) HAVING count(*) > 0""",
-                    P_i=item, P_k=c(p.kcol[d.candidates.id])),
-               lambda r: f"{d.source} row {r[0]}: candidate {r[1]!r} is not in the candidate "
-                         f"table {d.candidates.source} ({r[2]} interaction rows name candidates "
-                         "it lacks); add them to the table, or drop those rows")
+        if d.candidates.missing == "error":  # "drop": the join drops them (duck.dropped)
+            yield (fill("""SELECT min(_line), arg_min(P_i, _line), count(*) FROM src
+                           WHERE P_i NOT IN (SELECT P_k FROM cand) HAVING count(*) > 0""",
+                        P_i=item, P_k=c(p.kcol[d.candidates.id])),
+                   lambda r: f"{d.source} row {r[0]}: candidate {r[1]!r} is not in the candidate "
+                             f"table {d.candidates.source} ({r[2]} interaction rows name candidates "
+                             "it lacks); add them to the table, or set data.candidates.missing: "
+                             "drop to drop those rows")
     else:
         for column in p.candidate_side:
             cell = fill("COALESCE(P_x, '')", P_x=c(p.col[column]))
@@ -172,6 +175,43 @@ def interaction_checks(p: Plan) -> Iterator[Check]:
     if d.timestamp:
         yield from _times("src", d.source, c(p.col[d.timestamp]), d.timestamp, required=True,
                           unit=p.unit)
+    if d.weight:
+        yield from _weights("src", d.source, c(p.col[d.weight]), d.weight)
+
+
+def _weights(table: str, path: str, cell: exp.Expression, column: str) -> Iterator[Check]:
+    """Every kept row has a finite number as its weight (below 0 is clipped to 0, dropped)."""
+    value = fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
+    yield (_first(table, _blank(cell), cell),
+           lambda r: f"{path} row {r[0]}: column {column!r} (data.weight) is empty; every "
+                     "interaction needs a weight: fill it, or drop such rows with data.filter "
+                     f"[{{column: {column}, op: not_null}}]")
+    yield (_first(table, fill("P_v IS NULL", P_v=value), cell),
+           lambda r: f"{path} row {r[0]}, column {column!r} (data.weight): {r[1]!r} is not a "
+                     "number; the example weight must be one")
+    yield (_first(table, fill("NOT isfinite(P_v)", P_v=value), cell),
+           lambda r: f"{path} row {r[0]}, column {column!r} (data.weight): {r[1]!r} is not a "
+                     "finite number")
+
+
+def filter_checks(p: Plan) -> Iterator[Check]:
+    """Checks on every interaction row (``unfiltered``) of the columns ``data.filter``
+    compares with numbers or times: a cell that is not one is refused, not dropped."""
+    d = p.cfg.data
+    read_as, _ = filters.kinds(p.cfg)
+    for column in filters.columns(p.cfg):
+        cell = c(p.col[column])
+        keys = ", ".join(f"data.filter.{i}" for i, f in enumerate(d.filter) if f.column == column)
+        if read_as[column] == filters.NUMBER:
+            value = fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
+            yield (_first("unfiltered", fill("NOT P_blank AND P_v IS NULL", P_blank=_blank(cell),
+                                             P_v=value), cell),
+                   lambda r, column=column, keys=keys: (
+                       f"{d.source} row {r[0]}, column {column!r}: {r[1]!r} is not a number, "
+                       f"but {keys} compares the column with numbers; fix the cell, or compare "
+                       "text (the value in quotes)"))
+        elif read_as[column] == filters.TIME:
+            yield from _times("unfiltered", d.source, cell, column, required=False, unit=p.unit)
 
 
 def failures(run: Callable[[exp.Expression], Optional[tuple]], checks) -> Optional[str]:

@@ -24,7 +24,7 @@ from pipelines.data import textcheck
 from pipelines.data.output import (MARKER, REPORT, SQL_FILE, check_replaceable, claim, swap_in,
                                    write_marker)
 from pipelines.data.sql import checks
-from pipelines.data.sql.program import HELD, Plan, plan, statements
+from pipelines.data.sql.program import HELD, Plan, c, plan, statements, weight_number
 from pipelines.data.sql.queries import held_queries, outputs
 from pipelines.data.sql.template import fill, ident, lit, render
 from pipelines.written import new_folders, remove_new_folders
@@ -239,25 +239,31 @@ def prepare(cfg: Config, out_dir: str) -> dict:
     return report
 
 
-def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
+CHECKS = {"cand": checks.candidate_checks, "unfiltered": checks.filter_checks,
+          "src": checks.interaction_checks}  # run once the table is made
+
+
+def _tables(runner: Runner, p: Plan, last: str = "") -> Dict[str, object]:
+    """Creates the program's tables (up to ``last``, default all), each followed by its
+    checks; returns ``{'rows' (kept), 'counts' ({rank: rows}), 'total' (rows before the
+    backtest window's cut), and what was dropped}`` (see :func:`dropped`)."""
     d = p.cfg.data
     if d.candidates:
         t = d.candidates
         runner.create("raw_candidates", source(t.path, list(p.kcol)), t.path)
-    interaction_columns = [n for n in p.base if not d.candidates or n not in p.candidate_side]
-    runner.create("raw_interactions", source(d.path, interaction_columns), d.path)
-    steps = dict(statements(p))
-    if d.candidates:
-        runner.create("cand", steps.pop("cand"), d.candidates.path)
-        _raise(runner, checks.candidate_checks(p))
-    runner.create("src", steps.pop("src"), d.path)
-    _raise(runner, checks.interaction_checks(p))
-    for name, tree in steps.items():
-        runner.create(name, tree, d.path)
+    runner.create("raw_interactions", source(d.path, p.read), d.path)
+    out: Dict[str, object] = {}
+    for name, tree in statements(p):
+        runner.create(name, tree, d.candidates.path if name == "cand" else d.path)
+        if name in CHECKS:
+            _raise(runner, CHECKS[name](p))
+        if name == "src":
+            out.update(dropped(runner, p))
         if name == "rows":
             (n,) = runner.first(fill("SELECT count(*) FROM rows"))
             if n < 2:
                 raise DataError(f"{d.path}: {n} interaction rows; at least 2 are needed")
+            out["total"] = n
         if name == "ranked":
             counts = dict(runner.execute(fill(
                 "SELECT _rank, count(*) FROM ranked GROUP BY _rank")).fetchall())
@@ -266,8 +272,62 @@ def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
                     raise DataError(f"{d.path}: the {p.method} split leaves no {split} rows; "
                                     "change data.split.eval_fraction, test_fraction, the window "
                                     "(eval_days/test_days, eval_from/test_from) or method")
+            out.update(counts=counts, rows=sum(counts.values()))
+        if name == last:
+            break
+    return out
+
+
+def dropped(runner: Runner, p: Plan) -> Dict[str, int]:
+    """What the preparation dropped, in this order: rows that fail ``data.filter``
+    (``filter_dropped_rows``), then rows of weight 0 (``weight_zero_rows``), then rows
+    naming a candidate the table lacks (``missing_candidate_rows``, of
+    ``missing_candidates`` distinct ids); only the keys the config asks for."""
+    d = p.cfg.data
+    out: Dict[str, int] = {}
+    if d.filter:
+        (every,) = runner.first(fill("SELECT count(*) FROM unfiltered"))
+        (kept,) = runner.first(fill("SELECT count(*) FROM src"))
+        out["filter_dropped_rows"] = every - kept
+    positive = fill("TRUE")
+    if d.weight:
+        positive = exp.GT(this=weight_number(p), expression=exp.cast(lit(0.0), "DOUBLE"))
+        (out["weight_zero_rows"],) = runner.first(fill(
+            "SELECT count(*) FROM src WHERE NOT (P_w)", P_w=positive))
+    if d.candidates and d.candidates.missing == "drop":
+        out["missing_candidate_rows"], out["missing_candidates"] = runner.first(fill(
+            "SELECT count(*), count(DISTINCT P_i) FROM src WHERE P_w AND P_i NOT IN "
+            "(SELECT P_k FROM cand)", P_w=positive, P_i=c(p.item),
+            P_k=c(p.kcol[d.candidates.id])))
+    return out
+
+
+def check(cfg: Config) -> Dict[str, object]:
+    """``prepare``'s checks on the data, writing nothing: every row check, the filter, the
+    weight and the join, and that each split has rows (through the ``ranked`` table).
+
+    Not run: the histories, the held-out query states and the catalog's size,
+    which only ``prepare`` computes. Returns :func:`_tables`'s counts.
+    """
+    import tempfile
+
+    p = plan(cfg)
+    source_fingerprint(cfg)  # the same byte checks as prepare: UTF-8, no NUL, no huge line
+    with tempfile.TemporaryDirectory(prefix="twotower-check-") as scratch:
+        runner = Runner(os.path.join(scratch, "spill"))
+        try:
+            return _tables(runner, p, last="ranked")
+        finally:
+            runner.con.close()
+
+
+def _run(runner: Runner, p: Plan, tmp: str) -> Dict[str, object]:
+    d = p.cfg.data
+    found = _tables(runner, p)
+    counts, n = found.pop("counts"), found.pop("total")
+    found.pop("rows")
     report: Dict[str, object] = {"rows": sum(counts.values()), "columns": list(p.types),
-                                 "column_types": p.types}
+                                 "column_types": p.types, **found}
     for split, tree in outputs(p).items():
         os.makedirs(os.path.join(tmp, split))
         target = os.path.join(tmp, split, "data.parquet")

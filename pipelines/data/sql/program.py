@@ -7,8 +7,12 @@ in messages, is ``rowid + 2``: the header is row 1):
 - ``raw_interactions``: the interaction file;
 - ``raw_candidates``: the candidate table (when ``data.candidates`` is set).
 
-Its statements create, in order: ``cand`` (the candidate table), ``src`` (the
-interactions), ``rows`` (joined, with the parsed time ``_t``), ``ranked``
+Its statements create, in order: ``cand`` (the candidate table), with
+``data.filter`` ``unfiltered`` (every interaction row), ``src`` (the
+interactions: the rows that meet ``data.filter``, :mod:`.filters`), ``rows``
+(joined, with the parsed time ``_t``; without the rows of weight 0 with
+``data.weight``, and, with ``data.candidates.missing: drop``, without the rows
+naming a candidate the table lacks: the join drops them), ``ranked``
 (with the split ``_rank``: 0 train, 1 eval, 2 test), ``cuts``, ``final``
 (with each row's history cells ``_h0``, ``_h1``, ... and the repeat flag); then one query per
 output split (``train``, ``eval``, ``test``, ``eval_queries``,
@@ -61,7 +65,10 @@ from typing import Dict, List, Tuple
 from sqlglot import exp
 
 from pipelines.config import Config
-from pipelines.data.columns import FLOAT, INT, column_types, output_columns
+from pipelines.data.columns import column_types, output_columns
+# the cell expressions are re-exported here, where the checks and queries import them
+from pipelines.data.sql.cells import UNIT_SECONDS, as_double, epoch_number, parse_time, typed
+from pipelines.data.sql.filters import condition
 from pipelines.data.sql.histories import c, final
 from pipelines.data.sql.template import fill, ident, lit
 from pipelines.data.windows import DAY, day_start
@@ -69,6 +76,8 @@ from transform.kinds import kind_of, raw_columns
 from transform.naming import has_test_split, history_column
 
 HELD = {"eval": 1, "test": 2}
+__all__ = ["HELD", "Plan", "plan", "statements", "split_method", "c", "as_double", "epoch_number",
+           "parse_time", "typed", "UNIT_SECONDS"]
 
 
 @dataclasses.dataclass
@@ -86,6 +95,15 @@ class Plan:
     histories: Dict[str, Tuple[int, str]]  # history column -> (max_length, separator)
     method: str
     splits: Tuple[str, ...]        # held splits: ('train', 'eval') or with 'test'
+    extra: List[str] = dataclasses.field(default_factory=list)  # read, not output: filter, weight
+
+    @property
+    def read(self) -> List[str]:
+        """The interaction file's columns the program reads (the candidate table has the
+        candidate-side ones, when given)."""
+        d = self.cfg.data
+        return [n for n in self.base if not d.candidates or n not in self.candidate_side] \
+            + self.extra
 
     @property
     def cap(self) -> int:
@@ -129,8 +147,10 @@ def plan(cfg: Config) -> Plan:
     one_line = sorted((kinds.get("id", set()) | kinds.get("categorical", set())
                        | kinds.get("multi_categorical", set())) - {d.query_id, d.candidate_id})
     table = [d.candidates.id] + candidate_side if d.candidates else []
-    return Plan(cfg=cfg, types=types, base=base,
-                col={c: f"c{i}" for i, c in enumerate(base)},
+    extra = [n for n in dict.fromkeys([f.column for f in d.filter] + (
+        [d.weight] if d.weight else [])) if n not in base]
+    return Plan(cfg=cfg, types=types, base=base, extra=extra,
+                col={c: f"c{i}" for i, c in enumerate(base + extra)},
                 kcol={c: f"k{i}" for i, c in enumerate(dict.fromkeys(table))},
                 candidate_side=candidate_side, numeric=sorted(kinds.get("numeric", set())),
                 one_line=one_line,
@@ -140,38 +160,6 @@ def plan(cfg: Config) -> Plan:
                 else ("train", "eval"))
 
 
-
-
-def as_double(value: float) -> exp.Expression:
-    """A DOUBLE literal equal to the Python float (DuckDB reads 0.8 as a DECIMAL)."""
-    return exp.cast(lit(float(value)), "DOUBLE")
-
-
-UNIT_SECONDS = {"s": 1.0, "ms": 1e3, "us": 1e6}  # data.timestamp_unit
-
-
-def epoch_number(cell: exp.Expression, unit: str = "s") -> exp.Expression:
-    """A numeric timestamp cell in seconds (NULL if it is not a number)."""
-    number = fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
-    if unit == "s":
-        return number
-    return fill("P_n / P_d", P_n=number, P_d=as_double(UNIT_SECONDS[unit]))
-
-
-def parse_time(cell: exp.Expression, unit: str = "s") -> exp.Expression:
-    """Epoch seconds from a number in ``unit`` or ISO 8601 text (naive = UTC: the engine's
-    zone)."""
-    return fill("COALESCE(P_n, epoch(TRY_CAST(P_x AS TIMESTAMPTZ)))",
-                P_n=epoch_number(cell, unit), P_x=cell)
-
-
-def typed(cell: exp.Expression, kind: str, unit: str = "s") -> exp.Expression:
-    """An output cell: NULL when empty, else the column's type (times in ``unit``)."""
-    if kind == FLOAT:
-        return fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell)
-    if kind == INT:
-        return fill("CAST(floor(P_t) AS BIGINT)", P_t=parse_time(cell, unit))
-    return fill("NULLIF(P_x, '')", P_x=cell)
 
 
 def statements(p: Plan, portable: bool = False,
@@ -191,9 +179,15 @@ def statements(p: Plan, portable: bool = False,
         out.append(("cand", fill(f"SELECT P_cols, {line} AS _line FROM raw_candidates", P_cols=[
             exp.alias_(exp.Column(this=ident(name)), internal)
             for name, internal in p.kcol.items()])))
-    wanted = [c_ for c_ in p.base if not d.candidates or c_ not in p.candidate_side]
-    out.append(("src", fill(f"SELECT P_cols, {line} AS _line FROM raw_interactions", P_cols=[
-        exp.alias_(exp.Column(this=ident(name)), p.col[name]) for name in wanted])))
+    wanted = p.read
+    every = fill(f"SELECT P_cols, {line} AS _line FROM raw_interactions", P_cols=[
+        exp.alias_(exp.Column(this=ident(name)), p.col[name]) for name in wanted])
+    kept = condition(p.cfg, lambda name: c(p.col[name]))
+    if kept is None:
+        out.append(("src", every))
+    else:  # checks read the kept rows; the filter's own columns are checked on every row
+        out.append(("unfiltered", every))
+        out.append(("src", fill("SELECT * FROM unfiltered WHERE P_kept", P_kept=kept)))
     time = parse_time(c(p.col[d.timestamp]), p.unit) if d.timestamp else as_double(0.0)
     if d.candidates:
         joined = [exp.column(p.col[n], "s") for n in wanted] + [
@@ -206,10 +200,25 @@ def statements(p: Plan, portable: bool = False,
                         expression=exp.column(p.kcol[d.candidates.id], "k")))))
     else:
         out.append(("rows", fill("SELECT *, P_time AS _t FROM src", P_time=time)))
+    if d.weight:  # rows of weight 0 (or below: clipped to 0) count nothing: dropped
+        name, tree = out[-1]
+        tree.where(exp.GT(this=weight_number(p, "s" if d.candidates else ""),
+                          expression=as_double(0.0)), copy=False)
     out.append(("ranked", _ranked(p)))
     out.append(("cuts", _cuts(p)))
     out.append(("final", final(p, portable)))
     return out
+
+
+def weight_number(p: Plan, table: str = "") -> exp.Expression:
+    """The row's ``data.weight`` cell as a number (NULL if not one: the checks refuse that)."""
+    return fill("TRY_CAST(P_x AS DOUBLE)", P_x=exp.column(p.col[p.cfg.data.weight], table or None))
+
+
+def weight_cell(p: Plan) -> exp.Expression:
+    """The example weight a prepared row carries: ``data.weight`` clipped to [0, the clip]."""
+    return fill("least(greatest(P_w, P_lo), P_hi)", P_w=weight_number(p), P_lo=as_double(0.0),
+                P_hi=as_double(p.cfg.data.weight_limit))
 
 
 def _cut(fraction: float) -> exp.Expression:

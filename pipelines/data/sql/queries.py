@@ -12,10 +12,10 @@ from sqlglot import exp
 
 from pipelines.data.columns import FLOAT, INT
 from pipelines.data.sql.histories import snapshot_histories
-from pipelines.data.sql.program import HELD, Plan, c, typed
+from pipelines.data.sql.program import HELD, Plan, c, typed, weight_cell
 from pipelines.data.sql.template import fill, ident, lit
 from transform.kinds import raw_columns
-from transform.naming import CATALOG_SPLIT, queries_split
+from transform.naming import CATALOG_SPLIT, WEIGHT_COLUMN, queries_split
 
 
 def history_columns(p: Plan) -> List[exp.Expression]:
@@ -53,6 +53,8 @@ def split_query(p: Plan, split: str) -> exp.Expression:
     the held-out splits in file order."""
     cells = [exp.alias_(typed(c(p.col[n]), p.types[n], p.unit), ident(n)) for n in p.base]
     cells += history_columns(p)
+    if p.cfg.data.weight:  # the clipped example weight (the Trainer's loss reads it)
+        cells.append(exp.alias_(weight_cell(p), ident(WEIGHT_COLUMN)))
     keep = fill("_rank = P_r AND NOT _repeat", P_r=HELD.get(split, 0))
     order = [shuffle_key(p), c("_line")] if split == "train" else [c("_line")]
     return fill("SELECT P_cells FROM final WHERE P_keep ORDER BY P_order",

@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from pipelines.config import Config
 from pipelines.data.csvfile import DataError
-from pipelines.data.sql import checks
+from pipelines.data.sql import checks, filters
 from pipelines.data.sql.duck import Runner, source
 from pipelines.data.sql.program import c, parse_time
 from pipelines.data.sql.template import fill, ident, lit
@@ -30,6 +30,24 @@ def query_columns(cfg: Config) -> List[str]:
         col for f in cfg.query_tower.features if kind_of(f.__dict__).reads != "history"
         for col in raw_columns(f.__dict__)]
     return list(dict.fromkeys(columns))
+
+
+def _check_filtered(runner: Runner, cfg: Config, path: str, cell_of) -> None:
+    """The filter's number and time columns hold numbers and times (as :mod:`.checks`), and
+    the weight is a number, so the filter drops no row for a bad cell."""
+    read_as, _ = filters.kinds(cfg)
+    tests = [(n, read_as[n]) for n in filters.columns(cfg) if read_as[n] != filters.TEXT]
+    tests += [(cfg.data.weight, filters.NUMBER)] if cfg.data.weight else []
+    for column, kind in tests:
+        cell = cell_of(column)
+        value = (fill("TRY_CAST(P_x AS DOUBLE)", P_x=cell) if kind == filters.NUMBER
+                 else parse_time(cell, cfg.data.timestamp_unit))
+        found = runner.first(fill("""SELECT rowid + 2, P_x FROM raw_interactions
+                                     WHERE NULLIF(trim(P_x), '') IS NOT NULL AND P_v IS NULL
+                                     ORDER BY rowid LIMIT 1""", P_x=cell, P_v=value))
+        if found:
+            raise DataError(f"{path} row {found[0]}, column {column!r}: {found[1]!r} is not a "
+                            f"{kind}, but data.filter or data.weight reads it as one")
 
 
 def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]:
@@ -52,12 +70,20 @@ def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]
         listed = os.path.join(scratch, "wanted.parquet")
         pq.write_table(pa.table({"q": pa.array(sorted(set(wanted)), pa.string())}), listed)
         runner.create("wanted", fill("SELECT q FROM read_parquet(P_f)", P_f=lit(listed)))
-        runner.create("raw_interactions", source(path, columns), path)
+        read = columns + [n for n in filters.columns(cfg) + ([d.weight] if d.weight else [])
+                          if n not in columns]
+        runner.create("raw_interactions", source(path, read), path)
+        raw_cell = lambda name: exp.Column(this=ident(name))  # noqa: E731
+        _check_filtered(runner, cfg, path, raw_cell)
+        kept = [fill("P_q IN (SELECT q FROM wanted)", P_q=raw_cell(d.query_id))]
+        kept += [tree for tree in [filters.condition(cfg, raw_cell)] if tree is not None]
+        if d.weight:  # as in training: rows of weight 0 are not interactions
+            kept.append(fill("TRY_CAST(P_w AS DOUBLE) > CAST(0.0 AS DOUBLE)",
+                             P_w=raw_cell(d.weight)))
         runner.create("src", fill(
-            "SELECT P_cols, rowid + 2 AS _line FROM raw_interactions WHERE P_q IN "
-            "(SELECT q FROM wanted)",
+            "SELECT P_cols, rowid + 2 AS _line FROM raw_interactions WHERE P_kept",
             P_cols=[exp.alias_(exp.Column(this=ident(n)), i) for n, i in internal.items()],
-            P_q=exp.Column(this=ident(d.query_id))), path)
+            P_kept=exp.and_(*kept)), path)
         q, item = c(internal[d.query_id]), c(internal[d.candidate_id])
         if d.timestamp:
             found = checks.failures(runner.first, checks._times(
