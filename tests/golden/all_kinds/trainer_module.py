@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae
-Runtime: sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2 (the packages transform and trainer; checked at import)
+Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
+Runtime: sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2'
+RUNTIME_DIGEST = 'sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '723fe5c868ec5c4d2d3bbe302dc355fdd3d28f31c4ec19bb537f71e3b1b261ae',
+    'config_fingerprint': 'b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -61,6 +61,9 @@ SPEC = {
             'window': 0,
         },
         'repeats': 'keep',
+        'filter': [],
+        'weight': None,
+        'weight_clip': None,
     },
     'query_tower': {
         'features': [

@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: c719e2511f5f6a7b579c399a8ae6b1c6dc52b1e6bd22fb096b1c2c18d9e964d3
-Runtime: sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2 (the packages transform and trainer; checked at import)
+Config fingerprint: 1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed
+Runtime: sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2'
+RUNTIME_DIGEST = 'sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': 'c719e2511f5f6a7b579c399a8ae6b1c6dc52b1e6bd22fb096b1c2c18d9e964d3',
+    'config_fingerprint': '1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -52,6 +52,7 @@ SPEC = {
             'id': 'product_id',
             'path': 'data/candidates.csv',
             'bigquery': None,
+            'missing': 'error',
         },
         'split': {
             'method': 'time',
@@ -65,6 +66,9 @@ SPEC = {
             'window': 0,
         },
         'repeats': 'keep',
+        'filter': [],
+        'weight': None,
+        'weight_clip': None,
     },
     'query_tower': {
         'features': [

@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af
-Runtime: sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2 (the packages transform and trainer; checked at import)
+Config fingerprint: af1b5cda262eac5e659866388f76629fad3284417f1c7eddb3ddd8f7cb77e331
+Runtime: sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:0ff002c1a8a8ff5c2bd0f4f2bbc1bc74194bc680356606f0cb85c3dd0672a7a2'
+RUNTIME_DIGEST = 'sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '2ea90807b03dd353a38405e5dfea411c61163ab463d7b67e6d6c6c0e428f30af',
+    'config_fingerprint': 'af1b5cda262eac5e659866388f76629fad3284417f1c7eddb3ddd8f7cb77e331',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -52,6 +52,7 @@ SPEC = {
             'id': 'movieId',
             'path': 'data/candidates.csv',
             'bigquery': None,
+            'missing': 'error',
         },
         'split': {
             'method': 'time',
@@ -65,6 +66,9 @@ SPEC = {
             'window': 0,
         },
         'repeats': 'keep',
+        'filter': [],
+        'weight': None,
+        'weight_clip': None,
     },
     'query_tower': {
         'features': [

@@ -7,11 +7,11 @@ of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Transform spec fingerprint: 5c358fd19d7a8452871833ccc3459aae409198fe55321749e5142136560b46dc
-Runtime: sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0 (the package transform; checked at import)
+Runtime: sha256:a06947dcdc17bfc09e597d7503f373b3d783f09126977d416ad772a3c0e67964 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:231e40da768368337d4da17cd7e8c1f38c7e959f29148595d85d6979e60af5e0'
+RUNTIME_DIGEST = 'sha256:a06947dcdc17bfc09e597d7503f373b3d783f09126977d416ad772a3c0e67964'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
