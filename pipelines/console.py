@@ -307,7 +307,7 @@ def result_lines(res: dict) -> List[str]:
         lines += verdict.buy_again(evaluation)
         if verdict.coverage(evaluation):
             lines.append(verdict.coverage(evaluation))
-    if metrics.get("epochs"):
+    if metrics.get("epochs") or (res.get("refit") or {}).get("refit"):
         lines.append(verdict.early_stop(metrics, res.get("refit")))
     gate = res.get("gate") or {}
     if gate:
@@ -327,8 +327,9 @@ def result_lines(res: dict) -> List[str]:
     else:
         lines.append(f"serving model: none pushed by this run (newest earlier one: "
                      f"{res.get('serving_model') or 'none'})")
-    lines.append(f"training metrics: {res.get('metrics_file')}")
-    if res.get("metrics_file"):
+    line = f"training metrics: {res.get('metrics_file')}"
+    if res.get("metrics_file"):  # its TensorBoard logs are beside it, in logs/
         logs = os.path.join(os.path.dirname(res["metrics_file"]), "logs")
-        lines.append(f"TensorBoard logs: {logs} (twotower tensorboard {res.get('root') or logs})")
+        line += f" (TensorBoard: twotower tensorboard {res.get('root') or logs})"
+    lines.append(line)
     return lines

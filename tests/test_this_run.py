@@ -122,7 +122,7 @@ def recall_of(res):
 def test_refit_false_after_a_refit_run_is_not_reported_as_a_refit(tmp_path):
     store = Store(tmp_path / PIPELINE)
     store.run(executed(store.trained(0.3, refit={"epochs": 2, "rows": 3430}, version=100)))
-    assert "refit on train + eval: 2 epochs over 3430 rows" in "\n".join(
+    assert "the refit on train + eval trains 2 epochs over 3430 rows" in "\n".join(
         result_lines(results(store.root)))  # the refit run itself says so
     second = store.trained(0.4, version=200)  # training.refit: false: no RefitTrainer
     store.run(executed(second))

@@ -89,9 +89,10 @@ def test_the_submitted_pipeline_runs_every_task_and_serves_the_pushed_model(
         probe = subprocess.run([sys.executable, "-c", (
             "import pipelines.components.parquet_example_gen as m; print(m.__file__)\n"
             "import importlib.util as u; print(u.find_spec('trainer').origin, "
-            "u.find_spec('pipelines.data'))")], env=env, capture_output=True, text=True,
+            "u.find_spec('pipelines.validate'))")], env=env, capture_output=True, text=True,
             cwd=str(tmp_path))
-        # the components and the runtime (which the thin modules import) from the image's copy
+        # the components and the runtime (which the thin modules import) from the image's
+        # copy, and nothing outside the components' import closure (validation is not there)
         assert probe.stdout.split() == [
             str(tmp_path / "image" / "twotower" / "pipelines" / "components" /
                 "parquet_example_gen.py"),

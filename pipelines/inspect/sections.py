@@ -39,7 +39,7 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
     parts.append("<h2>Did it learn?</h2>")
     if evaluation:
         names = metric_names(evaluation["model"])
-        found = verdict.baselines(evaluation)
+        shown = verdict.baselines(evaluation)
         when = verdict.period(evaluation)
         parts.append(
             f"<p>{e(evaluation['queries'])} held-out {e(evaluation.get('split', 'eval'))} "
@@ -48,10 +48,10 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
             "ranked against the whole catalog without the items it already had; every "
             "baseline is ranked on the same queries with the same exclusions, fitted on the "
             "interactions before the split only.</p>"
-            + table(["metric", "model"] + [verdict.LABELS[n] for n in found],
+            + table(["metric", "model"] + [verdict.LABELS[n] for n in shown],
                     [[n, f"{evaluation['model'][n]:.4f}"]
-                     + [f"{found[b].get(n, float('nan')):.4f}" for b in found]
-                     for n in names], numeric=tuple(range(1, 2 + len(found)))))
+                     + [f"{shown[b].get(n, float('nan')):.4f}" for b in shown]
+                     for n in names], numeric=tuple(range(1, 2 + len(shown)))))
         parts.append(f"<p><b>Model vs baselines:</b> {e(verdict.headline(evaluation))}</p>")
         for line in verdict.buy_again(evaluation) + [verdict.coverage(evaluation)]:
             if line:

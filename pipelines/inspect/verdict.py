@@ -84,7 +84,7 @@ def table(evaluation: dict, names: List[str]) -> List[str]:
 
 
 def buy_again(evaluation: dict) -> List[str]:
-    """The buy-again line beside own counts, and a warning line when the model loses."""
+    """The buy-again line beside own counts, with a warning when the model loses."""
     again = evaluation.get("buy_again") or {}
     model = again.get("model") or {}
     keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in model if k.startswith("recall_at_"))
@@ -98,12 +98,10 @@ def buy_again(evaluation: dict) -> List[str]:
                 f"{LABELS.get(n, n)} {again[n][key]:.4f}" for n in others))
     best = max((n for n in others if n != "popularity"), key=lambda n: again[n][key],
                default=None)
-    out = [line]
     if best is not None and model[key] < again[best][key]:
-        out.append(f"warning: for buying again the model ({model[key]:.4f}) loses to "
-                   f"{LABELS[best]} ({again[best][key]:.4f}): rank a customer's own "
-                   "products by their counts (recommend --buy-again-out ranks by the model)")
-    return out
+        line += (f"; warning: the model loses to {LABELS[best]} here: rank a customer's own "
+                 "products by their counts (recommend --buy-again-out ranks by the model)")
+    return [line]
 
 
 def coverage(evaluation: dict) -> str:

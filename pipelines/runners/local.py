@@ -110,6 +110,10 @@ def results(root: str) -> dict:
            "transform_graph": uri("Transform", "transform_graph"),
            "transformed_examples": uri("Transform", "transformed_examples")}
     run_dir = uri("Trainer", "model_run")
+    if not run_dir and not os.path.exists(where["metadata"]):
+        # no ML Metadata at all: a Trainer run without the pipeline (run_fn called directly);
+        # its newest folder is the only record there is (nothing else: no gate, push, refit)
+        run_dir = newest(os.path.join(where["tfx"], "Trainer", "model_run", "*"))
     if run_dir:
         out["metrics_file"] = os.path.join(run_dir, "training_metrics.json")
         out["metrics"] = _record(out, out["metrics_file"])
