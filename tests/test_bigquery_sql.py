@@ -77,13 +77,26 @@ def farm_fingerprint(text):
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
+# BigQuery's RANGE_BUCKET(point, boundaries_array), as its reference defines it: "the
+# 0-based position of the point's upper bound" in a sorted array: 0 below the first
+# element, the array's length at or above the last, the index of the next larger value
+# for a point in the array (RANGE_BUCKET(20, [0, 10, 20, 20, 40, 40]) is 4), 0 for an
+# empty array, NULL for a NULL point. That is how many elements are <= the point.
+# (APPROX_QUANTILES(x, n), n + 1 approximate boundaries, sqlglot reads back as DuckDB's
+# APPROX_QUANTILE(x, [0, 1/n, ..., 1]), its own approximate quantiles.)
+RANGE_BUCKET = ("CREATE MACRO range_bucket(point, boundaries) AS CASE WHEN point IS NULL "
+                "THEN NULL ELSE len(list_filter(boundaries, e -> e <= point)) END")
+
+
 def duckdb_with_tables(tmp_path):
     """DuckDB with my-proj.shop.orders and .products holding the CSVs' cells as text, and
-    BigQuery's FARM_FINGERPRINT (DuckDB has none) as a function of the same definition."""
+    BigQuery's FARM_FINGERPRINT and RANGE_BUCKET (DuckDB has neither) as a function and a
+    macro of the same definitions."""
     import duckdb
 
     con = duckdb.connect()
     con.create_function("farm_fingerprint", farm_fingerprint, ["VARCHAR"], "BIGINT")
+    con.execute(RANGE_BUCKET)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("ATTACH ':memory:' AS \"my-proj\"")
     con.execute("CREATE SCHEMA \"my-proj\".shop")
@@ -208,3 +221,99 @@ def test_bad_data_stops_the_bigquery_query_with_the_local_message(tmp_path, bad,
         back = sqlglot.transpile(to_bigquery(tree), read="bigquery", write="duckdb")[0]
         with pytest.raises(duckdb.Error, match=re.escape(message)):
             con.execute(back).fetchall()
+
+
+def with_tables_of(query, body):
+    """``body`` (DuckDB SQL) with ``query``'s WITH tables: one of the program's tables."""
+    tree = sqlglot.parse_one(body, read="duckdb")
+    tree.set("with_", query.args["with_"].copy())
+    return tree
+
+
+def tied_purchases():
+    """300 purchases at whole hours of 5 days (about 3 a moment: ties at every cut), in no
+    time order, by 12 customers."""
+    rng = random.Random(11)
+    lines = [HEADER]
+    for _ in range(300):
+        t = 1_700_006_400 + 3600 * rng.randrange(120)
+        lines.append(f"C{rng.randrange(12):02d},smb,north,{rng.choice(ITEMS)},{t},1")
+    return "\n".join(lines) + "\n"
+
+
+# What APPROX_QUANTILES returns only decides the buckets, never the cut: the reading-back's
+# own approximation (DuckDB's APPROX_QUANTILE), and boundaries as bad as they come.
+BOUNDARIES = {"duckdb": None, "skewed": [round((i / 20) ** 4, 4) for i in range(21)],
+              "inside": [0.3, 0.31, 0.7], "one": [0.5], "unsorted": [0.9, 0.1, 0.5]}
+
+
+@pytest.mark.parametrize("data", ["distinct", "tied"])
+@pytest.mark.parametrize("boundaries", sorted(BOUNDARIES))
+@pytest.mark.parametrize("method", ["time", "time_window"])
+def test_the_bigquery_time_cut_is_the_local_cut_exactly(tmp_path, method, boundaries, data):
+    """The cuts from APPROX_QUANTILES buckets (pipelines/data/sql/cuts.py) are the local
+    split's cuts (one sort of all rows by DuckDB), to the second, ties included."""
+    from pipelines.data.sql.bigquery import split_queries, to_bigquery
+
+    local, cloud = configs(tmp_path, CONFIGS[method])
+    if data == "tied":
+        write(tmp_path / "purchases.csv", tied_purchases())
+    report = prepare(local, str(tmp_path / "out"))
+    want = (report["time_cut"], report.get("test_cut", report.get("window_end")))
+    assert None not in want  # both cuts: test (time) and the window's end (time_window)
+    query = with_tables_of(split_queries(cloud)["train"], "SELECT time_cut, test_cut FROM cuts")
+    back = sqlglot.parse_one(sqlglot.transpile(to_bigquery(query), read="bigquery",
+                                               write="duckdb")[0], read="duckdb")
+    [quantiles] = list(back.find_all(exp.ApproxQuantile))  # APPROX_QUANTILES, read back
+    if BOUNDARIES[boundaries] is not None:
+        quantiles.set("quantile", exp.Array(expressions=[
+            exp.Literal.number(q) for q in BOUNDARIES[boundaries]]))
+    got = duckdb_with_tables(tmp_path).execute(back.sql("duckdb")).fetchall()
+    assert got == [want]
+
+
+def evaluations(query, name):
+    """How many times ``query`` evaluates its WITH table ``name``: BigQuery materializes no
+    non-recursive WITH table, so each reference is evaluated again (and so is each table
+    that references it, at each of its own references)."""
+    tables = {cte.alias: cte.this for cte in query.args["with_"].expressions}
+    memo = {}
+
+    def count(tree):
+        total = 0
+        for table in tree.find_all(exp.Table):
+            if table.args.get("db") or table.name not in tables:
+                continue
+            total += 1 if table.name == name else of(table.name)
+        return total
+
+    def of(table):
+        if table not in memo:
+            memo[table] = count(tables[table])
+        return memo[table]
+
+    body = query.copy()
+    body.set("with_", None)
+    return count(body)
+
+
+def test_each_query_evaluates_rows_a_few_times_not_over_a_hundred(tmp_path):
+    """``rows`` (the interactions joined with the candidates) per query, counted with every
+    WITH table inlined as BigQuery evaluates them: the time split with a test split read
+    it 120 times in train's query and 135 in eval_queries' before the cut was one joined
+    table (cuts.py) and the guard's emptiness checks one pass over ``final``; now 10 and
+    15: ``ranked`` reads ``rows`` once plus 4 times for the cuts (quantiles, buckets
+    counted, the boundary bucket, each with its own read of the quantiles), and is read
+    by the split's output and the guard (2), and by eval_queries' two reads of ``final``
+    (3)."""
+    from pipelines.data.sql.bigquery import split_queries
+
+    got = {}
+    for method in ("time", "hash", "days"):
+        _, cloud = configs(tmp_path, CONFIGS[method])
+        got[method] = {split: evaluations(q, "rows") for split, q in split_queries(cloud).items()}
+    assert got["time"] == {"train": 10, "eval": 10, "test": 10, "eval_queries": 15,
+                           "test_queries": 15, "catalog": 5}
+    assert got["days"]["train"] == 4 and got["days"]["eval_queries"] == 6  # the last day: 1
+    # a hash split's histories read ranked once per split rank (3) and once joined (1)
+    assert got["hash"]["train"] == 8 and got["hash"]["eval_queries"] == 12

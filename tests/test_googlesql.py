@@ -105,16 +105,25 @@ def _windows(tree):
 
 @pytest.mark.parametrize("split", sorted(SPLITS))
 def test_no_query_numbers_all_rows_on_one_worker(split):
-    """No unpartitioned ordered window over the rows, except the time split's cut (the
-    k-th smallest time: one column, ``_t``)."""
+    """No unpartitioned ordered window over the rows, for any split method: the time split's
+    cut (the k-th smallest time) has one only over the per-bucket counts, at most
+    QUANTILES + 2 rows (pipelines/data/sql/cuts.py), never ROW_NUMBER over all rows."""
     from pipelines.data.sql.bigquery import split_queries, to_bigquery
+    from pipelines.data.sql.cuts import QUANTILES
 
     cfg = on_bigquery(os.path.join(ROOT, "examples", "b2b_demo.yaml"), split)
     for name, tree in split_queries(cfg).items():
         back = sqlglot.parse_one(to_bigquery(tree), read="bigquery")
         for window in _windows(back):
-            keys = [o.this.sql() for o in window.args["order"].expressions]
-            assert keys == ["_t"] and split in ("time", "auto"), (name, window.sql())
+            cte = window.find_ancestor(exp.CTE)
+            assert cte is not None and cte.alias == "_tcount", (name, window.sql())
+            assert split in ("time", "auto") and window.this.sql() == "SUM(_c)", window.sql()
+            counts = cte.this.args["from_"].this.this  # what the window reads: rows per bucket
+            assert [g.sql() for g in counts.args["group"].expressions] == ["_b"]
+            [bucket] = [c for c in back.find_all(exp.CTE) if c.alias == "_tbucket"]
+            assert "RANGE_BUCKET" in bucket.sql("bigquery")
+            assert f"APPROX_QUANTILES(_t, {QUANTILES})" in back.sql("bigquery")
+        assert "ROW_NUMBER() OVER (ORDER BY" not in to_bigquery(tree).upper()
 
 
 def test_fingerprint_on_duckdb_is_bigquery_s_farm_fingerprint():

@@ -149,8 +149,10 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
                                                   "vertex.dataflow.max_workers"}
 
 
-def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config):
-    """BigQueryExampleGen gets the program rendered for BigQuery; nothing is prepared here."""
+def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config, monkeypatch):
+    """BigQueryExampleGen gets the program rendered for BigQuery; nothing is prepared here.
+    Its cache is off (its cache key is the query text, not the table), every other task's
+    on; without credentials the dry-run estimate is one line and the compile goes on."""
     from pipelines.runners import gcs_on_disk
 
     from pipelines.data.sql.bigquery import split_queries, to_bigquery
@@ -166,9 +168,18 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config)
         "accelerator_count: 2}", "vertex.labels={team: growth}"]))
     validate(cfg)
     out = tmp_path / "pipeline.json"
-    compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no ADC file here
+    said = []
+    compile_vertex(cfg, str(out), IMAGE, log=said.append)
+    assert [s for s in said if "size not estimated" in s] == [
+        "BigQuery: no credentials: size not estimated"]
+    assert not os.path.exists(f"{out}.partial")
     spec = json.loads(out.read_text(encoding="utf-8"))["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
+    caching = {name: task.get("cachingOptions") for name, task in tasks.items()}
+    assert caching.pop("BigQueryExampleGen") == {"enableCache": False}
+    assert set(map(json.dumps, caching.values())) == {json.dumps({"enableCache": True})}
     container = json.dumps(spec["deploymentSpec"]["executors"]["BigQueryExampleGen_executor"])
     assert "--project=acme-recs" in container
     assert "--temp_location=gs://acme-bucket/bq/beam-temp" in container

@@ -73,6 +73,27 @@ def test_submit_sends_the_job_vertex_ai_expects(tmp_path, raw_config, standin):
                and r["body"]["name"] == "acme-bucket" for r in standin.requests)
 
 
+@pytest.mark.parametrize("enabled, want", [("true", {"ExampleGen": False, "Trainer": True}),
+                                           ("false", {"ExampleGen": False, "Trainer": False})])
+def test_submit_keeps_the_compiled_cache_off_for_the_bigquery_read(tmp_path, raw_config,
+                                                                  standin, enabled, want):
+    """vertex.enable_caching true keeps each task's compiled setting (the BigQuery read's is
+    off: a rerun reads the changed table); false turns every task's off. (PipelineJob's
+    enable_caching=True would have set the BigQuery read's back on.)"""
+    spec = json.loads(json.dumps(SPEC))
+    spec["pipelineSpec"]["root"]["dag"]["tasks"] = {
+        "BigQueryExampleGen": {"cachingOptions": {"enableCache": False}},
+        "Trainer": {"cachingOptions": {"enableCache": True}}}
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    cfg = vertex_config(raw_config, standin.endpoint, f"vertex.enable_caching={enabled}")
+    vertex.submit(cfg, str(path), log=lambda *_: None)
+    tasks = vertex_calls(standin)[0]["body"]["pipelineSpec"]["root"]["dag"]["tasks"]
+    got = {name: tasks[name].get("cachingOptions", {}).get("enableCache", False)
+           for name in tasks}
+    assert got == {"BigQueryExampleGen": want["ExampleGen"], "Trainer": want["Trainer"]}
+
+
 @pytest.mark.parametrize("code, hint", [(403, "roles/aiplatform.user"), (500, "retry")])
 def test_a_refusal_is_one_clear_error(tmp_path, raw_config, code, hint, monkeypatch):
     server = StandIn(fail=code)

@@ -13,6 +13,7 @@ filesystem for ``gs://`` backed by a local folder and keep the real paths.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import tempfile
@@ -24,6 +25,7 @@ from pipelines.config import Config, ConfigError
 from pipelines.data.output import SQL_FILE
 from pipelines.data.prepare import dropped_text, prepare
 from pipelines.data.sql import bigquery
+from pipelines.runners.bq_estimate import estimate
 from pipelines.runners.cloud import image_problem
 from pipelines.vertex_checks import problems
 
@@ -63,6 +65,27 @@ def content_digest(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
+# The tasks whose cache is off in the compiled spec: BigQueryExampleGen's cache key is its
+# query text, not the tables' contents, so a cached rerun after the table changed would
+# train on the old rows. (A snapshot, FOR SYSTEM_TIME AS OF, would not work on views.)
+UNCACHED = ("BigQueryExampleGen",)
+
+
+def uncache(job: dict, tasks) -> None:
+    """Turns Vertex AI's cache off for ``tasks`` of a compiled PipelineJob dict.
+
+    Raises:
+      ValueError: a task is not in the spec (the list above names a component that
+        the pipeline no longer has).
+    """
+    dag = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    for task in tasks:
+        if task not in dag:
+            raise ValueError(f"compile: no task {task!r} in the spec (tasks: {sorted(dag)}); "
+                             "pipelines/runners/compile.py UNCACHED names it")
+        dag[task]["cachingOptions"] = {"enableCache": False}
+
+
 def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     """Writes the PipelineSpec JSON to ``out``; returns ``{'spec', 'input', 'modules'}``
     (the staged folders; ``input`` is not written when BigQuery is the source).
@@ -92,7 +115,9 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
             source = {split: bigquery.to_bigquery(tree)
                       for split, tree in bigquery.split_queries(cfg).items()}
             program = bigquery.program_text(cfg)
-            log(f"BigQueryExampleGen reads {cfg.data.bigquery}")
+            log(f"BigQueryExampleGen reads {cfg.data.bigquery} (not cached: each run reads "
+                "the tables as they are then)")
+            estimate(cfg.vertex.project, source, log)
         else:
             report = prepare(cfg, os.path.join(tmp, "input"))
             with open(os.path.join(tmp, "input", SQL_FILE), encoding="utf-8") as handle:
@@ -112,8 +137,14 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
     pipeline = build_pipeline(cfg, source, modules, folder, beam=vertex_args(cfg, image),
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_filename=out)
-    runner.run(pipeline, parameter_values=parameter_values(cfg), write_out=True)
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image))
+    job = runner.run(pipeline, parameter_values=parameter_values(cfg), write_out=False)
+    if cfg.data.bigquery:
+        uncache(job, UNCACHED)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    partial = f"{out}.partial"  # written whole, then renamed: never a half-written spec
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(job, handle, sort_keys=True)  # as KubeflowV2DagRunner writes it
+    os.replace(partial, out)
     log(f"wrote {out}: submit it with `twotower submit --config ... --spec {shlex.quote(out)}`")
     return {"spec": out, **staged}

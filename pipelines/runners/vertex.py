@@ -104,7 +104,9 @@ def submit(cfg: Config, spec_path: str, wait: bool = False, log=print,
     aiplatform.init(**options)
     job = aiplatform.PipelineJob(display_name=cfg.pipeline.name, template_path=spec_path,
                                  pipeline_root=f"{pipeline_folder(cfg)}/tfx",
-                                 enable_caching=v.enable_caching,
+                                 # None keeps each task's compiled cache setting (on, but off for
+                                 # the BigQuery read); True would turn that one back on
+                                 enable_caching=None if v.enable_caching else False,
                                  labels=dict(v.labels) or None,
                                  parameter_values=dict(params or {}) or None)
     try:

@@ -18,8 +18,14 @@ an unpartitioned ``ROW_NUMBER() OVER (ORDER BY ...)`` puts the whole table on
 one worker). The table names (``project.dataset.table``) and columns reach SQL
 only as identifiers quoted by sqlglot, after validation (:func:`table_problems`).
 
-Each split's query recomputes the program (BigQuery bills the bytes each query
-scans: about 7 scans of the source columns per run).
+Each split's query recomputes the program: BigQuery materializes no
+non-recursive ``WITH`` table, it evaluates one again at each reference. BigQueryExampleGen
+runs one query per split (no script, so no temporary table), so the references are cut
+instead: the time split's cuts are one table (``_bounds``, :mod:`.cuts`, from
+``APPROX_QUANTILES`` buckets: no sort of all rows) joined once into ``ranked``, and the
+guard's emptiness checks are one pass over ``final``. ``rows`` is evaluated 10 times by a
+time split's train query (was 120), 15 by its eval_queries query (was 135)
+(tests/test_bigquery_sql.py counts them); the data checks read the source once each.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from sqlglot import exp
 
 from pipelines.config import Config
 from pipelines.data.sql import checks, googlesql
+from pipelines.data.sql.histories import c
 from pipelines.data.sql.program import HELD, Plan, plan, statements
 from pipelines.data.sql.queries import outputs
 from pipelines.data.sql.template import fill, ident, render
@@ -127,11 +134,6 @@ def message_cell(message, values: int) -> exp.Expression:
                       coalesce=False)
 
 
-def _empty(table: str, where: str, message: str) -> exp.Expression:
-    return fill(f"SELECT P_m AS _message FROM (SELECT count(*) AS n FROM {table} WHERE {where}) "
-                "WHERE n = 0", P_m=exp.Literal.string(message))
-
-
 def key_checks(p: Plan):
     """``(query, message)``: two different rows of a table with one key (:func:`raw`).
 
@@ -149,6 +151,49 @@ def key_checks(p: Plan):
                    f"{source}: {r[1]} different rows have the same key {r[0]} (a collision of "
                    "64-bit fingerprints, odds about 1 in 2^64 per pair of rows), so their order "
                    "can't be decided; change or drop one of them"))
+
+
+def _emptiness(p: Plan, k: int) -> exp.Expression:
+    """``SELECT _k, _message``: a split with no rows, or a held-out split none of whose
+    queries has an earlier row (an empty evaluation), the first of them; from one pass
+    over ``final`` (its rows are ``ranked``'s): each query's rows per split, then their sums.
+
+    One reference to ``final``, not two per check: BigQuery evaluates a ``WITH`` table once
+    per reference, so each one more would read the source and rank its rows again.
+    """
+    d = p.cfg.data
+    per_query = []
+    for split in p.splits:
+        r = HELD.get(split, 0)
+        per_query.append(exp.alias_(fill("count(CASE WHEN _rank = P_r THEN 1 END)", P_r=r),
+                                    f"_n{r}"))
+        if r:
+            per_query.append(exp.alias_(fill("count(CASE WHEN _rank < P_r THEN 1 END)",
+                                             P_r=r), f"_b{r}"))
+    found = []  # (failed, message), in the order the local path checks them
+    sums = []
+    for split in p.splits:
+        r = HELD.get(split, 0)
+        sums.append(exp.alias_(fill("coalesce(sum(P_n), 0)", P_n=exp.column(f"_n{r}")),
+                                f"_n{r}"))  # no rows: no groups, a NULL sum
+        found.append((f"_n{r} = 0", f"{d.source}: the {p.method} split leaves no {split} rows; "
+                      "change data.split"))
+    for split in p.splits[1:]:
+        r = HELD[split]
+        sums.append(exp.alias_(fill("count(CASE WHEN P_n > 0 AND P_b > 0 THEN 1 END)",
+                                    P_n=exp.column(f"_n{r}"), P_b=exp.column(f"_b{r}")),
+                               f"_e{r}"))
+        found.append((f"_e{r} = 0", f"{d.source}: no {split} query has an interaction before "
+                      f"its first {split} one, so the {split} evaluation would be empty"))
+    case_k = exp.Case(ifs=[exp.If(this=fill(cond), true=exp.convert(k + i))
+                           for i, (cond, _) in enumerate(found)])
+    case_m = exp.Case(ifs=[exp.If(this=fill(cond), true=exp.Literal.string(message))
+                           for cond, message in found])
+    where = exp.or_(*[fill(cond) for cond, _ in found])
+    return fill("""SELECT P_k AS _k, P_m AS _message FROM (
+                     SELECT P_sums FROM (SELECT P_per FROM final GROUP BY P_q))
+                   WHERE P_where""", P_k=case_k, P_m=case_m, P_sums=sums, P_per=per_query,
+                P_q=c(p.q), P_where=where)
 
 
 def guard(p: Plan) -> exp.Expression:
@@ -169,18 +214,7 @@ def guard(p: Plan) -> exp.Expression:
                                              f"_v{i}") for i, e in enumerate(query.expressions)])
         parts.append(fill("SELECT P_k AS _k, P_m AS _message FROM (P_q)", P_k=k,
                           P_m=message_cell(message, len(query.expressions)), P_q=query))
-    k = len(parts)
-    for split in p.splits:
-        parts.append(fill("SELECT P_k AS _k, _message FROM (P_q)", P_k=k, P_q=_empty(
-            "ranked", f"_rank = {HELD.get(split, 0)}", f"{d.source}: the {p.method} split leaves "
-            f"no {split} rows; change data.split")))
-        k += 1
-    for split in p.splits[1:]:
-        parts.append(fill("SELECT P_k AS _k, _message FROM (P_q)", P_k=k, P_q=_empty(
-            "final", f"_rank < {HELD[split]} AND {p.q} IN (SELECT {p.q} FROM final WHERE "
-            f"_rank = {HELD[split]})", f"{d.source}: no {split} query has an interaction "
-            f"before its first {split} one, so the {split} evaluation would be empty")))
-        k += 1
+    parts.append(_emptiness(p, k=len(parts)))
     union = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)
@@ -196,7 +230,7 @@ def split_queries(cfg: Config) -> Dict[str, exp.Expression]:
     ctes = [("raw_interactions", raw(d.bigquery, interactions))]
     if d.candidates:
         ctes.append(("raw_candidates", raw(d.candidates.bigquery, candidate_columns)))
-    ctes += statements(p, portable=True, keyed=True)
+    ctes += statements(p, portable=True, keyed=True, parallel=True)
     ctes.append(("_guard", guard(p)))
     out = {}
     for split, query in outputs(p, portable=True).items():

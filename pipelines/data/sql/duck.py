@@ -81,7 +81,7 @@ def program_text(cfg: Config, dialect: str = "duckdb") -> str:
     parts = [f"-- twotower data preparation for pipeline {cfg.pipeline.name!r}",
              "-- raw_interactions / raw_candidates: every CSV cell as text; rowid: the record index"]
     portable = dialect == "bigquery"  # BigQuery takes no per-row frame offsets (.histories)
-    for name, tree in statements(p, portable=portable):
+    for name, tree in statements(p, portable=portable, parallel=portable):
         create = exp.Create(this=exp.to_table(name), kind="TABLE", expression=tree,
                             properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
         parts.append(render(create, dialect, pretty=True) + ";")

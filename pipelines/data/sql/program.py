@@ -12,7 +12,8 @@ Its statements create, in order: ``cand`` (the candidate table), with
 interactions: the rows that meet ``data.filter``, :mod:`.filters`), ``rows``
 (joined, with the parsed time ``_t``; without the rows of weight 0 with
 ``data.weight``, and, with ``data.candidates.missing: drop``, without the rows
-naming a candidate the table lacks: the join drops them), ``ranked``
+naming a candidate the table lacks: the join drops them), ``_bounds`` (for ``time`` and ``days``
+splits: one row, the cuts or the last day, :mod:`.cuts`), ``ranked``
 (with the split ``_rank``: 0 train, 1 eval, 2 test), ``cuts``, ``final``
 (with each row's history cells ``_h0``, ``_h1``, ... and the repeat flag); then one query per
 output split (``train``, ``eval``, ``test``, ``eval_queries``,
@@ -67,6 +68,7 @@ from sqlglot import exp
 from pipelines.config import Config
 from pipelines.data.columns import column_types, output_columns
 # the cell expressions are re-exported here, where the checks and queries import them
+from pipelines.data.sql import cuts
 from pipelines.data.sql.cells import UNIT_SECONDS, as_double, epoch_number, parse_time, typed
 from pipelines.data.sql.filters import condition
 from pipelines.data.sql.histories import c, final
@@ -162,8 +164,8 @@ def plan(cfg: Config) -> Plan:
 
 
 
-def statements(p: Plan, portable: bool = False,
-               keyed: bool = False) -> List[Tuple[str, exp.Expression]]:
+def statements(p: Plan, portable: bool = False, keyed: bool = False,
+               parallel: bool = False) -> List[Tuple[str, exp.Expression]]:
     """``[(table, SELECT)]``: the tables the program creates, in order.
 
     ``portable``: the BigQuery-valid history formulation (:mod:`.histories`).
@@ -204,6 +206,7 @@ def statements(p: Plan, portable: bool = False,
         name, tree = out[-1]
         tree.where(exp.GT(this=weight_number(p, "s" if d.candidates else ""),
                           expression=as_double(0.0)), copy=False)
+    out += bounds(p, parallel)
     out.append(("ranked", _ranked(p)))
     out.append(("cuts", _cuts(p)))
     out.append(("final", final(p, portable)))
@@ -219,20 +222,6 @@ def weight_cell(p: Plan) -> exp.Expression:
     """The example weight a prepared row carries: ``data.weight`` clipped to [0, the clip]."""
     return fill("least(greatest(P_w, P_lo), P_hi)", P_w=weight_number(p), P_lo=as_double(0.0),
                 P_hi=as_double(p.cfg.data.weight_limit))
-
-
-def _cut(fraction: float) -> exp.Expression:
-    """The time at or after which the latest ``fraction`` of rows lie (splits.time_cut)."""
-    return fill("""
-        SELECT _t FROM (SELECT _t, row_number() OVER (ORDER BY _t) AS rn FROM rows)
-        WHERE rn = (SELECT least(count(*) - 1, CAST(floor(count(*) * P_keep) AS BIGINT)) + 1
-                    FROM rows)""", P_keep=as_double(1.0 - fraction))
-
-
-def _later(fraction: float) -> exp.Expression:
-    """Rows at or after the cut (after it, when the cut is the earliest time)."""
-    return fill("""CASE WHEN (SELECT min(_t) FROM rows) >= (P_cut) THEN _t > (P_cut)
-                   ELSE _t >= (P_cut) END""", P_cut=exp.Subquery(this=_cut(fraction)))
 
 
 def _latest(fraction: float) -> exp.Expression:
@@ -257,16 +246,39 @@ def _hash_u(p: Plan) -> exp.Expression:
 
 
 def _window_starts(p: Plan) -> Tuple[exp.Expression, exp.Expression]:
-    """The first held-out and first test moment (epoch seconds; test NULL without one)."""
+    """The first held-out and first test moment (epoch seconds; test NULL without one);
+    ``days`` reads ``_last``, the last day, from ``_bounds``."""
     s = p.cfg.data.split
     if p.method == "dates":
         return (as_double(day_start(s.eval_from)),
                 as_double(day_start(s.test_from)) if s.test_from else exp.null())
-    last = "(SELECT max(floor(_t / P_day)) FROM rows)"
-    held = fill(f"({last} - P_n + 1) * P_day", P_day=as_double(DAY),
-                P_n=s.eval_days + s.test_days)
-    test = fill(f"({last} - P_n + 1) * P_day", P_day=as_double(DAY), P_n=s.test_days)
+    held = fill("(_last - P_n + 1) * P_day", P_day=as_double(DAY), P_n=s.eval_days + s.test_days)
+    test = fill("(_last - P_n + 1) * P_day", P_day=as_double(DAY), P_n=s.test_days)
     return held, test if s.test_days > 0 else exp.null()
+
+
+def cut_fractions(p: Plan) -> List[float]:
+    """The time split's cuts (:mod:`.cuts`): the held-out start, then the test start or,
+    for a backtest window, the window's end (where the rows left out begin)."""
+    s = p.cfg.data.split
+    held = s.eval_fraction + s.test_fraction
+    out = [held * (s.window + 1)]
+    if s.window:
+        out.append(held * s.window)
+    elif s.test_fraction > 0:
+        out.append(s.test_fraction)
+    return out
+
+
+def bounds(p: Plan, parallel: bool) -> List[Tuple[str, exp.Expression]]:
+    """The tables ending in ``_bounds``, the one row that ``ranked`` and ``cuts`` read:
+    the time split's cuts (:mod:`.cuts`) or the ``days`` split's last day; none else."""
+    if p.method == "time":
+        return cuts.tables(cut_fractions(p), parallel)
+    if p.method == "days":
+        return [("_bounds", fill("SELECT max(floor(_t / P_day)) AS _last FROM rows",
+                                 P_day=as_double(DAY)))]
+    return []
 
 
 def _ranked(p: Plan) -> exp.Expression:
@@ -274,16 +286,17 @@ def _ranked(p: Plan) -> exp.Expression:
     held = s.eval_fraction + s.test_fraction
     if p.method in ("days", "dates"):  # whole UTC days (pipelines.data.windows)
         start, test = _window_starts(p)
-        return fill("""SELECT *, CASE WHEN _t >= P_test THEN 2 WHEN _t >= P_held THEN 1 ELSE 0
-                       END AS _rank FROM rows""", P_held=start, P_test=test)
-    if p.method == "time":
-        test = _later(s.test_fraction) if s.test_fraction > 0 else exp.false()
+        source = "rows AS r CROSS JOIN _bounds AS b" if p.method == "days" else "rows AS r"
+        return fill(f"""SELECT r.*, CASE WHEN _t >= P_test THEN 2 WHEN _t >= P_held THEN 1
+                        ELSE 0 END AS _rank FROM {source}""", P_held=start, P_test=test)
+    if p.method == "time":  # cut 0: the held-out start; cut 1: the test start or window end
         if s.window:  # a backtest: the held-out window moved back, later rows left out
-            return fill("SELECT *, CASE WHEN P_held THEN 1 ELSE 0 END AS _rank FROM rows "
-                        "WHERE NOT (P_after)", P_held=_later(held * (s.window + 1)),
-                        P_after=_later(held * s.window))
-        return fill("SELECT *, CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank "
-                    "FROM rows", P_test=test, P_held=_later(held))
+            return fill("SELECT r.*, CASE WHEN P_held THEN 1 ELSE 0 END AS _rank FROM rows AS r "
+                        "CROSS JOIN _bounds AS b WHERE NOT (P_after)", P_held=cuts.later(0),
+                        P_after=cuts.later(1))
+        test = cuts.later(1) if s.test_fraction > 0 else exp.false()
+        return fill("SELECT r.*, CASE WHEN P_test THEN 2 WHEN P_held THEN 1 ELSE 0 END AS _rank "
+                    "FROM rows AS r CROSS JOIN _bounds AS b", P_test=test, P_held=cuts.later(0))
     if p.method == "user_time":
         test = _latest(s.test_fraction) if s.test_fraction > 0 else exp.false()
         return fill("""
@@ -304,14 +317,11 @@ def _ranked(p: Plan) -> exp.Expression:
 
 
 def _cuts(p: Plan) -> exp.Expression:
-    s = p.cfg.data.split
     if p.method in ("days", "dates"):
         start, test = _window_starts(p)
-        return fill("SELECT P_held AS time_cut, P_test AS test_cut", P_held=start, P_test=test)
+        return fill("SELECT P_held AS time_cut, P_test AS test_cut" + (
+            " FROM _bounds" if p.method == "days" else ""), P_held=start, P_test=test)
     if p.method != "time":
         return fill("SELECT NULL AS time_cut, NULL AS test_cut")
-    test = exp.Subquery(this=_cut(s.test_fraction)) if s.test_fraction > 0 else exp.null()
-    if s.window:  # the end of the window: where the rows left out begin
-        test = exp.Subquery(this=_cut(s.eval_fraction * s.window))
-    return fill("SELECT (P_cut) AS time_cut, (P_test) AS test_cut", P_cut=exp.Subquery(
-        this=_cut((s.eval_fraction + s.test_fraction) * (s.window + 1))), P_test=test)
+    test = "_cut1" if len(cut_fractions(p)) > 1 else "NULL"
+    return fill(f"SELECT _cut0 AS time_cut, {test} AS test_cut FROM _bounds")
