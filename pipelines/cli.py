@@ -129,6 +129,7 @@ def _vertex_commands(with_config) -> None:
     p.add_argument("--stage-dir", metavar="DIR", help="stage into this local folder in place "
                    "of the gs:// bucket (copy it to the bucket before submitting); the spec "
                    "keeps the gs:// paths")
+    p.add_argument("--force", **FORCE)
     p.set_defaults(func=cmd_compile)
     p = with_config("submit", "submit a compiled pipeline to Vertex AI Pipelines")
     p.add_argument("--spec", default="pipeline.json", help="the compiled PipelineSpec JSON "

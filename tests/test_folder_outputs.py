@@ -139,3 +139,19 @@ def test_every_output_check_refuses_a_models_folder_even_with_force(tmp_path):
         written.check({"--out": str(model / "assets.extra" / "recs.csv")}, force=True)
     assert "a SavedModel's folder" in str(exc.value)
     written.check({"--out": str(tmp_path / "recs.csv")}, force=True)  # beside it: fine
+
+
+def test_compile_keeps_a_users_file_at_its_out_path(tmp_path, raw_config, capsys):
+    """`compile --out` wrote the spec over whatever was there; a user's file is now refused
+    before anything is prepared or staged (--force replaces it)."""
+    mine = tmp_path / "pipeline.json"
+    mine.write_text("my own notes\n", encoding="utf-8")
+    config = config_file(tmp_path, raw_config, [
+        "vertex.project=acme-recs", "vertex.region=europe-west4",
+        "vertex.pipeline_root=gs://acme-bucket/runs"])
+    code, _, err = run_cli(["compile", "--config", config, "--image",
+                            "europe-docker.pkg.dev/acme-recs/ml/twotower:1", "--out", str(mine),
+                            "--stage-dir", str(tmp_path / "stage")], capsys)
+    assert code == 2 and "--out" in err and "twotower did not write it" in err, err
+    assert mine.read_text(encoding="utf-8") == "my own notes\n"
+    assert not (tmp_path / "stage").exists()  # refused before any work

@@ -36,12 +36,18 @@ def cmd_image(args) -> int:
 def cmd_compile(args) -> int:
     from pipelines.runners.compile import compile_vertex
 
+    from pipelines import written
+    from pipelines.commands.files import _config_inputs
+
     cfg = config_from(args)
+    # never over a file the user owns (without --force), an input, or into a model/input folder
+    written.check({"--out": args.out}, _config_inputs(args, cfg), args.force, make_dirs=True)
     if args.stage_dir:
         from pipelines.runners import gcs_on_disk
 
         gcs_on_disk.register(os.path.abspath(args.stage_dir))
     compile_vertex(cfg, args.out, args.image)
+    written.record([args.out], "compile")
     if args.stage_dir:
         bucket = cfg.vertex.pipeline_root[len("gs://"):].split("/")[0]
         print(f"staged under {args.stage_dir}: copy it to Cloud Storage before submitting, e.g. "
