@@ -72,7 +72,11 @@ def test_a_run_killed_in_transform_or_the_trainer_resumes_from_the_cache(tmp_pat
     versions = sorted(os.listdir(root / "serving"))
     assert len(versions) == 1
 
-    raw["training"]["epochs"] = 3  # a new Trainer (and Transform module); same data
+    raw["training"]["epochs"] = 3  # a new Trainer module; same data
+    # and a new Transform module: a feature's transform (a training-only change would reuse
+    # the Transform from the cache: each module its own cache key, issue 33)
+    price = next(f for f in raw["candidate_tower"]["features"] if f["name"] == "price")
+    price["transform"] = "zscore"
     second = tmp_path / "second.json"
     second.write_text(json.dumps(raw), encoding="utf-8")
     for component in ("Transform", "Trainer"):  # killed in Transform, then in the Trainer
