@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Dict, Iterable, Iterator, Optional
 
 from pipelines.config import ConfigError
 from pipelines.data.output import MARKER as PREPARED_MARKER
+from pipelines.data.output import digest
 
 MANIFEST = ".twotower-written"
 # (the file that marks a folder, what the folder is): no command writes a user-named output
@@ -68,14 +68,6 @@ def protected(path: str) -> str:
         if os.path.dirname(folder) == folder:
             return ""
         folder = os.path.dirname(folder)
-
-
-def digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _manifest(folder: str) -> Dict[str, dict]:

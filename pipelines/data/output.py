@@ -31,7 +31,8 @@ def claim(out_dir: str) -> None:
                         "it is left untouched: move it away or set another pipeline.root")
 
 
-def _digest(path: str) -> str:
+def digest(path: str) -> str:
+    """The file's sha256, hex (read in 1 MiB blocks); :mod:`pipelines.written` uses it too."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -53,7 +54,7 @@ def _files(folder: str) -> List[str]:
 
 def write_marker(folder: str) -> None:
     """Writes the marker listing every file now under ``folder`` (what the preparation wrote)."""
-    files = {name: {"sha256": _digest(os.path.join(folder, name)),
+    files = {name: {"sha256": digest(os.path.join(folder, name)),
                     "bytes": os.path.getsize(os.path.join(folder, name))}
              for name in _files(folder) if os.path.isfile(os.path.join(folder, name))}
     with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as handle:
@@ -85,7 +86,7 @@ def _ours(out_dir: str, relative: str, listed) -> bool:
         return relative in (REPORT, SQL_FILE) or (len(parts) == 2 and parts[1] == SPLIT_FILE)
     entry = listed.get(relative)
     return (isinstance(entry, dict) and entry.get("bytes") == os.path.getsize(path)
-            and entry.get("sha256") == _digest(path))
+            and entry.get("sha256") == digest(path))
 
 
 def check_replaceable(out_dir: str) -> None:
