@@ -25,5 +25,5 @@ setup(
         "dill",
         "pyyaml",
     ],
-    entry_points={"console_scripts": ["twotower=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["twotower=pipelines.cli.main:main"]},
 )

@@ -1,6 +1,6 @@
 """``python -m pipelines`` is the ``twotower`` command."""
 import sys
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 sys.exit(main())

@@ -19,14 +19,14 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from pipelines.config import Config, apply_overrides, load_config, read_raw
+from pipelines.config.schema import Config, apply_overrides, load_config, read_raw
 
 
 def demo_config(overrides: Optional[List[str]] = None, data: Optional[Dict[str, str]] = None,
                 root: str = "runs", name: Optional[str] = None) -> Config:
     """The demo's config (examples/b2b_demo.yaml), with ``data`` (:func:`synth`'s paths)
     and ``overrides`` (``KEY=VALUE``, as ``--set``); ``root``/``name``: where it runs."""
-    from pipelines.commands.local import DEMO_CONFIG
+    from pipelines.cli.commands.local import DEMO_CONFIG
 
     sets = [f"pipeline.root={os.path.abspath(root)}"] + ([f"pipeline.name={name}"] if name else [])
     if data:
@@ -56,7 +56,7 @@ def run(cfg: Config, verbose: bool = False) -> dict:
     Raises:
       RuntimeError: the pipeline failed or the push gate refused the model (the line says).
     """
-    from pipelines.commands.local import _run
+    from pipelines.cli.commands.local import _run
     from pipelines.runners.local import pipeline_dir, results
 
     code = _run(cfg, argparse.Namespace(verbose=verbose, quiet=False), stream=sys.stdout)
@@ -72,12 +72,12 @@ def compile(cfg: Config, out: str, image: str,  # noqa: A001 (the command's name
     (``stage_dir``: a local folder in place of the gs:// bucket, as ``--stage-dir``); what
     the libraries print (pip building the module wheels) goes to
     ``<pipeline folder>/logs/compile.log``, not to the notebook."""
-    from pipelines.console import Console
+    from pipelines.cli.console import Console
     from pipelines.runners.compile import compile_vertex
     from pipelines.runners.local import pipeline_dir
 
     if stage_dir:
-        from pipelines.runners import gcs_on_disk
+        from pipelines.vertex import gcs_on_disk
 
         gcs_on_disk.register(os.path.abspath(stage_dir))
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), "quiet", stream=sys.stdout,
@@ -120,7 +120,7 @@ def inspect(root: str, query: Optional[str] = None, candidate: Optional[str] = N
     """What ``twotower inspect`` reports, as data: ``summary`` lines, ``figures``
     (matplotlib), ``queries``, ``nearest``, ``towers``, ``run`` (pipelines/inspect/report.py).
     TensorFlow's own start-up lines are kept out of the output."""
-    from pipelines.console import Console
+    from pipelines.cli.console import Console
     from pipelines.inspect import report
 
     log_dir = os.path.join(os.path.abspath(root), "logs") if os.path.isdir(root) else "."

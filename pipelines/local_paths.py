@@ -15,7 +15,7 @@ import os
 import re
 from typing import List, Tuple
 
-from pipelines.config import Config, ConfigError
+from pipelines.config.schema import Config, ConfigError
 
 # (dotted key, how to read it from a config): the keys that name files or folders here
 LOCAL_PATH_KEYS = (

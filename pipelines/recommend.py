@@ -18,7 +18,7 @@ cold-start answer the model gives any query it never saw), then the candidate
 table's columns (all of them, or ``columns``), queries in input order, with ids
 and values escaped for spreadsheets by the reversible rule of
 :mod:`pipelines.csvsafe` (unless ``escape_formulas=False``). Before anything is loaded, the outputs are checked
-(:mod:`pipelines.written`): never one of the inputs (``--users``, ``--history``, the
+(:mod:`pipelines.data.written`): never one of the inputs (``--users``, ``--history``, the
 model's training data, the model's folder), never a file twotower did not write unless
 ``force``; they are written beside the target and renamed over it when complete.
 """
@@ -32,9 +32,9 @@ import sys
 import tempfile
 from typing import Dict, List, Optional
 
-from pipelines import written
-from pipelines.codegen import module_paths
-from pipelines.config import Config, ConfigError
+from pipelines.data import written
+from pipelines.build.codegen import module_paths
+from pipelines.config.schema import Config, ConfigError
 from pipelines.csvsafe import Writer
 from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError, parse_time, read_rows

@@ -1,4 +1,4 @@
-"""Semantic validation of a :class:`~pipelines.config.Config`.
+"""Semantic validation of a :class:`~pipelines.config.schema.Config`.
 
 Runs before anything else. ``validate`` raises one :class:`ConfigError` that
 lists every problem with its dotted key, and returns the warnings that do not
@@ -15,16 +15,16 @@ import os
 import re
 from typing import List
 
-from pipelines.config import (ACTIVATIONS, CANDIDATES_MISSING, CLIPPING, GATE_AGAINST, NORMS, OPTIMIZERS,
+from pipelines.config.schema import (ACTIVATIONS, CANDIDATES_MISSING, CLIPPING, GATE_AGAINST, NORMS, OPTIMIZERS,
                               REPEATS, SERVING_INDEXES, SOFTMAX_MODES, SPLIT_METHODS,
                               TIMESTAMP_UNITS, Config, ConfigError, FeatureConfig)
 from pipelines.data.columns import type_conflicts
 from pipelines.data.sql import filters
 from pipelines.data.sources import check_columns, configured_columns, source_problems
 from pipelines.data.windows import split_window_problems
-from pipelines.learning_rate import learning_rate_advice
+from pipelines.config.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
-from pipelines.vertex_checks import problems as vertex_problems
+from pipelines.vertex.checks import problems as vertex_problems
 from trainer.parameters import (RUNTIME_PARAMETERS, parameter_problem, parameter_value,
                                 seed_problem)
 from trainer.serving_names import serving_name_problems

@@ -181,7 +181,7 @@ def bench_split(name, spec, out, window, use_cache):
     results, extra = {}, {}
 
     sys.path.insert(0, ROOT)
-    from pipelines.config import load_config
+    from pipelines.config.schema import load_config
 
     pipeline_name = load_config(spec["config"]).pipeline.name
     runs_root = os.path.join(out, "pipeline")
@@ -198,7 +198,7 @@ def bench_split(name, spec, out, window, use_cache):
                                          "--k", "100", "--out", recs, "--force",
                                          "--no-escape-formulas"])
     results["twotower"] = score(split, recs)
-    from pipelines.builder import paths
+    from pipelines.build.builder import paths
     from pipelines.runners.local import component_seconds, results as run_results
 
     found = run_results(root)

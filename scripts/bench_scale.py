@@ -91,7 +91,7 @@ def baseline_prepare(ref, where, out):
             handle.seek(0)
             tarfile.open(fileobj=handle).extractall(source)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from pipelines.config import load_config; from pipelines.data.prepare import prepare;"
+            "from pipelines.config.schema import load_config; from pipelines.data.prepare import prepare;"
             " prepare(load_config(sys.argv[2], sys.argv[4:]), sys.argv[3])")
     overrides = [s for s in sets(where, out)[1::2]]
     return measured([sys.executable, "-c", code, source, CONFIG, out] + overrides,
@@ -106,7 +106,7 @@ def main(argv=None):
     parser.add_argument("--baseline-ref", help="also time this commit's data preparation")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from pipelines.builder import paths
+    from pipelines.build.builder import paths
     from pipelines.runners.local import component_seconds
 
     report = {}

@@ -14,7 +14,7 @@ MOVIELENS = os.path.join(SHARED, "data", "ml-latest-small")
 
 def demo_raw(data_dir):
     """The demo config as a raw mapping, pointed at ``data_dir``'s CSV files."""
-    from pipelines.config import apply_overrides, read_raw
+    from pipelines.config.schema import apply_overrides, read_raw
 
     raw = read_raw(os.path.join(ROOT, "examples", "b2b_demo.yaml"))
     return apply_overrides(copy.deepcopy(raw), [

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, demo_raw
-from pipelines.config import Config, apply_overrides
+from pipelines.config.schema import Config, apply_overrides
 
 
 # Ids that type inference or stripping used to mangle ('007' -> 7, '1.5' -> '1.500000'),

@@ -14,7 +14,7 @@ endpoint. Any other host is refused and recorded (``refused``): nothing leaves
 the machine.
 
 Object ``gs://BUCKET/NAME`` is the file ``root/BUCKET/NAME``, so what the
-tasks write is what the test reads, and ``pipelines.runners.gcs_on_disk``
+tasks write is what the test reads, and ``pipelines.vertex.gcs_on_disk``
 (TFX's ``fileio`` in this process) sees the same folder. A directory stands
 for the placeholder object ``NAME/`` that clients create for folders.
 """

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from conftest import ROOT, demo_raw
-from pipelines.commands.backtest import table, window_configs, window_row
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.cli.commands.backtest import table, window_configs, window_row
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 
 
 def test_each_window_is_its_own_pipeline_moved_back_without_a_refit(raw_config):

@@ -3,7 +3,7 @@ worked out by hand on a matrix small enough to follow, and the gate against the 
 import numpy as np
 import pytest
 
-from pipelines.gate import decide
+from pipelines.build.gate import decide
 from trainer.baselines import (DAY, Baselines, best_of, ease_items, fit_ease,
                                query_weighted_counts, recency_weights)
 from trainer.evaluation import coverage
@@ -128,7 +128,7 @@ def test_gate_against_best_refuses_a_record_without_baselines():
                                        ("pipeline.baselines.item_item_memory_mb", 1),
                                        ("pipeline.baselines.ease_l2", -1.0)])
 def test_validate_refuses_bad_baseline_settings(raw_config, key, value):
-    from pipelines.config import Config, ConfigError, apply_overrides
+    from pipelines.config.schema import Config, ConfigError, apply_overrides
     from pipelines.validate import validate
 
     with pytest.raises(ConfigError) as err:

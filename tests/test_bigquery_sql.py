@@ -16,7 +16,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from pipelines.config import Config, ConfigError, apply_overrides, read_raw
+from pipelines.config.schema import Config, ConfigError, apply_overrides, read_raw
 from pipelines.data.prepare import prepare
 from pipelines.validate import validate
 from test_prepare import HEADER, ROOT, rows_of, write

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from pipelines.runners.bq_estimate import NO_CREDENTIALS, estimate, line, size
+from pipelines.vertex.bq_estimate import NO_CREDENTIALS, estimate, line, size
 
 
 class DryRuns:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from tests.conftest import demo_raw
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ def test_the_cache_is_on_by_default_locally_and_on_vertex(raw_config):
 
 
 def test_a_rerun_of_an_unchanged_pipeline_is_served_from_the_cache(tmp_path, small_data):
-    from pipelines.builder import paths
+    from pipelines.build.builder import paths
     from pipelines.runners.local import cached_components, run_local
     from pipelines.runners.metadata import last_run, output_uri
     from test_resume import states
@@ -53,7 +53,7 @@ def test_a_feature_added_between_runs_reaches_the_schema_the_rerun_imports(tmp_p
     """ImportSchemaGen's cache key is its file's path: the schema is named by its content, so
     a config with one more feature imports the new schema instead of the cached old one (which
     made the rerun's Transform fail on the new history column)."""
-    from pipelines.builder import paths
+    from pipelines.build.builder import paths
     from test_resume import states
 
     from pipelines.runners.local import run_local
@@ -75,8 +75,8 @@ def test_a_feature_added_between_runs_reaches_the_schema_the_rerun_imports(tmp_p
 
 
 def test_a_rerun_the_cache_serves_whole_exits_0_with_the_model_it_had():
-    from pipelines.commands.local import outcome
-    from pipelines.console import result_lines
+    from pipelines.cli.commands.local import outcome
+    from pipelines.cli.console import result_lines
 
     done = {"metrics": {"status": "completed"}, "gate": {"blessed": True, "reason": "r"},
             "serving_model": "/r/serving/17", "metrics_file": "m"}
@@ -134,8 +134,8 @@ def test_a_training_change_reuses_both_transforms_and_a_feature_change_reruns_th
     import sys
 
     from conftest import ROOT
-    from pipelines.builder import paths
-    from pipelines.codegen import MODULE_FILES
+    from pipelines.build.builder import paths
+    from pipelines.build.codegen import MODULE_FILES
     from test_resume import states
 
     raw = demo_raw(small_data)

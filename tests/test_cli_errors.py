@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import ROOT, demo_raw
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 HOME = os.path.expanduser("~")
 
@@ -44,7 +44,7 @@ class Case:
         return str(self.tmp.joinpath(*parts))
 
     def config(self, *overrides, name="config.json"):
-        from pipelines.config import apply_overrides
+        from pipelines.config.schema import apply_overrides
 
         raw = apply_overrides(demo_raw(str(self.data)), [f"pipeline.root={self.root}"]
                               + list(overrides))
@@ -347,7 +347,7 @@ def test_an_unexpected_error_is_one_line_naming_the_log_of_its_traceback(tmp_pat
                                                                           monkeypatch):
     """A bug (here a KeyError raised inside a command) is exit 1 and one line; the traceback
     is in a log file the line names, not on the terminal."""
-    from pipelines.errors import handled
+    from pipelines.cli.errors import handled
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.delenv("TWOTOWER_TRACEBACK", raising=False)

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from pipelines.cli import main, parser
+from pipelines.cli.main import main, parser
 from pipelines.version import __version__
 
 

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from pipelines import codegen
-from pipelines.config import Config, apply_overrides, read_raw
+from pipelines.build import codegen
+from pipelines.config.schema import Config, apply_overrides, read_raw
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 HOSTILE = "x'); import os; os.system('id') #"
@@ -75,7 +75,7 @@ def test_generation_is_deterministic_across_processes(tmp_path):
                         for p in sorted(out.rglob("*")) if p.is_file()})
     assert outputs[0] == outputs[1]
     # each module in its own folder, with the manifest that says twotower wrote it
-    # (pipelines/written.py)
+    # (pipelines/data/written.py)
     assert set(outputs[0]) == {"transform/transform_module.py", "transform/.twotower-written",
                                "trainer/trainer_module.py", "trainer/.twotower-written"}
 
@@ -252,7 +252,7 @@ def test_the_spec_keeps_only_what_applies():
     assert sorted(price) == sorted(["name", "kind", "column", "embedding_dim", "transform",
                                     "num_buckets", "default"])
     # nothing is lost: a validated config comes back from its frozen spec
-    from pipelines.config import VertexConfig
+    from pipelines.config.schema import VertexConfig
 
     assert Config.from_dict(spec).to_dict() == dict(cfg.to_dict(),
                                                     vertex=dataclasses.asdict(VertexConfig()))
@@ -287,7 +287,7 @@ def test_hostile_column_is_only_ever_a_string_literal():
 
 
 def test_hostile_feature_name_is_rejected():
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
     from pipelines.validate import validate
 
     raw = {"data": {"path": "d.csv", "query_id": "u", "candidate_id": "i"},
@@ -308,7 +308,7 @@ def test_render_literal_round_trips_plain_data():
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
 def test_a_non_finite_default_never_reaches_generated_code(value):
     """`default: .inf` passed validation and generated `inf`, a NameError at import."""
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
     from pipelines.validate import validate
 
     raw = apply_overrides(hostile_config().to_dict(), [f"query_tower.features.2.default={value}"])

@@ -42,7 +42,7 @@ def pipelines_in_store(metadata):
 
 def test_two_pipelines_under_one_root_run_side_by_side_and_a_third_is_refused(
         tmp_path, small_data):
-    from pipelines.builder import COMPONENTS
+    from pipelines.build.builder import COMPONENTS
     from pipelines.data.synthetic import generate
     from pipelines.runners.local import results
 

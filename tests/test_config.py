@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides, load_config
-from pipelines.learning_rate import learning_rate_advice
+from pipelines.config.schema import Config, ConfigError, apply_overrides, load_config
+from pipelines.config.learning_rate import learning_rate_advice
 from pipelines.validate import validate
 
 
@@ -25,8 +25,8 @@ def test_demo_config_parses_and_validates(raw_config):
 def test_importing_config_does_not_import_tensorflow_or_tfx():
     import subprocess
 
-    code = ("import sys, pipelines.config, pipelines.validate, pipelines.codegen, "
-            "pipelines.data.prepare, pipelines.cli; "
+    code = ("import sys, pipelines.config.schema, pipelines.validate, pipelines.build.codegen, "
+            "pipelines.data.prepare, pipelines.cli.main; "
             "bad = [m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from pipelines.console import PROGRESS_LOGGER, Console, root_cause
+from pipelines.cli.console import PROGRESS_LOGGER, Console, root_cause
 
 
 def test_capture_sends_library_and_child_output_to_the_log_only(tmp_path, capfd):
@@ -69,7 +69,7 @@ def test_root_cause_is_one_line_of_the_innermost_error():
 def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path, small_data):
     """The Trainer refuses a cut-off larger than the catalog (known only from the data)."""
     from conftest import demo_raw
-    from pipelines.config import apply_overrides
+    from pipelines.config.schema import apply_overrides
 
     raw = apply_overrides(demo_raw(small_data), [f"pipeline.root={tmp_path / 'root'}",
                                                  "model.top_k=[10, 100]"])
@@ -84,7 +84,7 @@ def test_a_failing_component_is_one_line_and_the_log_has_the_traceback(tmp_path,
     assert lines[0].endswith(f" (full log: {os.path.realpath(log)})") and len(lines) == 1
     assert "Traceback (most recent call last)" in open(log, encoding="utf-8").read()
     assert "Traceback" not in done.stdout + done.stderr
-    from pipelines.runners import runs
+    from pipelines.inspect import runs
 
     assert runs.read(os.path.join(tmp_path, "root", "b2b-demo", "logs"))[0]["status"] == "failed"
 
@@ -97,7 +97,7 @@ def test_a_terminal_gets_a_ticker_and_a_step_bar_and_the_log_does_not(tmp_path, 
     import select
     import time
 
-    from pipelines.progress import STEPS_LOGGER
+    from pipelines.cli.progress import STEPS_LOGGER
 
     import fcntl
     import struct

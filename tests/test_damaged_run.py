@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT
 from e2e_helpers import (ODD_CUSTOMERS, ODD_PRODUCTS, catalog_ids, query_inputs, read_recs,
                          recommend_cli)
-from pipelines import codegen
-from pipelines.builder import COMPONENTS, paths
+from pipelines.build import codegen
+from pipelines.build.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
 from transform.naming import QUERY_ID
 
@@ -95,7 +95,7 @@ def test_no_file_the_run_wrote_holds_a_secret_from_its_environment(run):
 
 
 def test_runs_lists_the_run_with_its_result(run):
-    from pipelines.runners import runs
+    from pipelines.inspect import runs
 
     found = runs.read(os.path.join(run["root"], "logs"))
     assert len(found) == 1 and found[0]["status"] == "pushed"

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from e2e_helpers import query_inputs, recommend_cli, run_pipeline
-from pipelines.builder import COMPONENTS, paths
+from pipelines.build.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
 
 pytestmark = pytest.mark.e2e

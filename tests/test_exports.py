@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.cli.main import main
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.data.prepare import DataError, prepare
 from pipelines.validate import validate
 from test_prepare import HEADER, config, rows_of, write

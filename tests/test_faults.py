@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import ROOT, demo_raw
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 BOMB = "\n".join(["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")])
@@ -74,7 +74,7 @@ def test_a_bad_config_never_starts_a_pipeline(tmp_path, small_data, capsys, case
 
 
 def test_the_bomb_is_refused_quickly(tmp_path):
-    from pipelines.config import ConfigError, read_raw
+    from pipelines.config.schema import ConfigError, read_raw
 
     started = time.time()
     with pytest.raises(ConfigError, match="more than 100,000 values"):
@@ -389,7 +389,7 @@ def test_a_run_killed_with_sigkill_is_listed_as_killed(tmp_path, small_data, cap
     code, out, _ = run_cli(["runs", str(tmp_path / "root" / "b2b-demo")], capsys)
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2 and lines[1].split()[2] == "killed", out
-    from pipelines.runners import runs
+    from pipelines.inspect import runs
 
     (killed,) = runs.read(str(runs_file.parent))
     assert killed["status"] == "killed" and "SIGKILL" in killed["error"]

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from pipelines.config import FEATURE_KINDS, Config, ConfigError, FeatureConfig
+from pipelines.config.schema import FEATURE_KINDS, Config, ConfigError, FeatureConfig
 from transform import kinds
 from transform.kinds.base import STRING, FeatureKind
 
@@ -69,9 +69,9 @@ def test_a_new_kind_parses_validates_and_is_refused_options_that_do_not_apply(fl
 
 
 def test_a_new_kind_gets_its_column_type_summary_and_frozen_options(flag):
-    from pipelines.codegen import frozen_spec
+    from pipelines.build.codegen import frozen_spec
     from pipelines.data.columns import column_types
-    from pipelines.summary import tower_summary
+    from pipelines.inspect.summary import tower_summary
 
     cfg = Config.from_dict(raw({"embedding_dim": 4}))
     assert column_types(cfg) == {"u": "string", "i": "string", "vip": "string"}
@@ -86,7 +86,7 @@ def test_a_new_kind_gets_its_column_type_summary_and_frozen_options(flag):
 def test_a_new_kind_is_transformed_and_embedded(flag, tmp_path):
     import tensorflow as tf
 
-    from pipelines.codegen import frozen_spec
+    from pipelines.build.codegen import frozen_spec
     from tft_helpers import run_preprocessing
     from trainer.towers import tower_inputs
     from transform.preprocess import transform_all

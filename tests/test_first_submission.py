@@ -4,7 +4,7 @@ GPUs against machine types (an L4 needs a g2 machine, which comes with a fixed
 number), the Dataflow workers' disk and SDK environment, the serving
 container's TensorFlow against the training one, image references (a digest
 is accepted, a shell payload is refused) and printed commands that survive a
-shell, the IAM roles in docs/vertex.md and in a 403's message (`pipelines/runners/cloud.py`).
+shell, the IAM roles in docs/vertex.md and in a 403's message (`pipelines/vertex/cloud.py`).
 """
 import copy
 import os
@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides
-from pipelines.runners import cloud
+from pipelines.config.schema import Config, ConfigError, apply_overrides
+from pipelines.vertex import cloud
 from pipelines.validate import validate
 from tests.conftest import ROOT
 
@@ -70,7 +70,7 @@ def test_machines_with_the_gpus_they_take_pass(raw_config, training):
 
 
 def test_dataflow_workers_get_a_disk_for_the_image_and_the_labels(raw_config):
-    from pipelines.beam import dataflow_args
+    from pipelines.build.beam import dataflow_args
 
     cfg = vertex_cfg(raw_config, "vertex.dataflow={}", "vertex.labels={team: growth}")
     args = dataflow_args(cfg, DIGEST)
@@ -83,7 +83,7 @@ def test_dataflow_workers_get_a_disk_for_the_image_and_the_labels(raw_config):
 
 
 def test_the_image_runs_the_beam_sdk_in_its_own_python_on_dataflow(raw_config):
-    from pipelines.image import dockerfile
+    from pipelines.vertex.image import dockerfile
 
     text = dockerfile(Config.from_dict(raw_config))
     assert "\nENV RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1\n" in text
@@ -146,7 +146,7 @@ def test_image_tag_is_validated_and_the_printed_commands_survive_a_shell(tmp_pat
 def test_compile_takes_an_image_by_digest_and_refuses_a_bad_one(tmp_path, raw_config):
     import json
 
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
     from pipelines.runners.compile import compile_vertex
 
     gcs_on_disk.register(tmp_path / "gcs")

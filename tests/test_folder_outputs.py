@@ -3,7 +3,7 @@
 `prepare --out DIR` replaced DIR whole, deleting a user's ``my_analysis.txt`` and
 ``notebooks/a.ipynb`` silently; `inspect --out DIR` replaced a user's ``report.html`` and
 ``recall.png`` and wrote into a pushed SavedModel or a prepared ``input/`` folder. Now each
-follows the rule of :mod:`pipelines.written` (what `recommend` does): never replace or delete
+follows the rule of :mod:`pipelines.data.written` (what `recommend` does): never replace or delete
 a file it did not write without ``--force``, never write inside a model or a prepared input.
 """
 import copy
@@ -13,10 +13,10 @@ import os
 import pytest
 import yaml
 
-from pipelines import written
-from pipelines.cli import main
-from pipelines.codegen import write_modules
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.data import written
+from pipelines.cli.main import main
+from pipelines.build.codegen import write_modules
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.data.output import MARKER
 
 

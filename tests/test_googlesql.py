@@ -17,7 +17,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from pipelines.config import Config, apply_overrides, read_raw
+from pipelines.config.schema import Config, apply_overrides, read_raw
 from pipelines.data.sql import googlesql
 from pipelines.data.sql.template import fill, render
 from pipelines.validate import validate

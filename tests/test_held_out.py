@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import codegen
-from pipelines.config import Config
+from pipelines.build import codegen
+from pipelines.config.schema import Config
 from pipelines.data.prepare import prepare
 from tft_helpers import load_module, run_preprocessing
 from trainer.data import positions_of, query_groups

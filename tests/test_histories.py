@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines.config import ConfigError
+from pipelines.config.schema import ConfigError
 from pipelines.data.prepare import prepare
 from pipelines.validate import validate
 from test_prepare import HEADER, config, csv_of, rows_of

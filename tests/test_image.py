@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from pipelines.codegen import trainer_module, transform_module
-from pipelines.config import Config, apply_overrides
-from pipelines.image import BASE, dockerfile, locked, packages
+from pipelines.build.codegen import trainer_module, transform_module
+from pipelines.config.schema import Config, apply_overrides
+from pipelines.vertex.image import BASE, dockerfile, locked, packages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What gcr.io/tfx-oss-public/tfx provides that the modules may import.
@@ -85,7 +85,7 @@ def test_image_cli_writes_the_dockerfile_and_prints_the_build_command(tmp_path, 
 
 def test_the_image_code_is_the_components_and_the_runtime_and_needs_nothing_else(tmp_path,
                                                                                  raw_config):
-    from pipelines.image import component_files, write
+    from pipelines.vertex.image import component_files, write
     from transform.runtime_digest import runtime_digest, runtime_files
 
     write(Config.from_dict(raw_config), str(tmp_path))

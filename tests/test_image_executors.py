@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from pipelines.config import Config, apply_overrides
-from pipelines.image_closure import closure, executors
+from pipelines.config.schema import Config, apply_overrides
+from pipelines.vertex.image_closure import closure, executors
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower@sha256:" + "0" * 64
 HIDE = os.path.join(ROOT, "tests", "image_site")  # its sitecustomize hides the installed library
@@ -41,8 +41,8 @@ def spec_executor_classes(spec: dict) -> set:
 
 def test_every_executor_of_the_full_config_imports_from_the_image_folder_alone(tmp_path,
                                                                                raw_config):
-    from pipelines.image import import_check, write
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex.image import import_check, write
+    from pipelines.vertex import gcs_on_disk
     from pipelines.runners.compile import compile_vertex
 
     gcs_on_disk.register(tmp_path / "gcs")
@@ -54,8 +54,8 @@ def test_every_executor_of_the_full_config_imports_from_the_image_folder_alone(t
         spec["root"]["dag"]["tasks"])
     named = spec_executor_classes(spec)
     ours = sorted(c for c in named if c.split(".")[0] in ("pipelines", "trainer", "transform"))
-    assert "pipelines.components.vector_search.VectorSearchDeploy_Executor" in ours
-    assert "pipelines.components.model_upload.ModelUpload_Executor" in ours
+    assert "pipelines.build.components.vector_search.VectorSearchDeploy_Executor" in ours
+    assert "pipelines.build.components.model_upload.ModelUpload_Executor" in ours
     # the build-time check imports each of them
     for path in ours:
         module, name = path.rsplit(".", 1)
@@ -72,7 +72,7 @@ def test_every_executor_of_the_full_config_imports_from_the_image_folder_alone(t
                "    loaded = importlib.import_module(module)\n"
                "    getattr(loaded, name)\n"
                "    assert loaded.__file__.startswith(folder), loaded.__file__\n"
-               "import pipelines.runners.vector_search as v\n"
+               "import pipelines.vertex.vector_search as v\n"
                "assert v.__file__.startswith(folder)\n"
                "try:\n"
                "    import pipelines.validate\n"
@@ -93,11 +93,11 @@ def test_every_executor_of_the_full_config_imports_from_the_image_folder_alone(t
 
 
 def test_the_closure_follows_imports_inside_functions_and_adds_packages(tmp_path):
-    (tmp_path / "pipelines" / "components").mkdir(parents=True)
+    (tmp_path / "pipelines" / "build" / "components").mkdir(parents=True)
     (tmp_path / "pipelines" / "runners").mkdir()
-    for init in ("pipelines", "pipelines/components", "pipelines/runners"):
+    for init in ("pipelines", "pipelines/build", "pipelines/build/components", "pipelines/runners"):
         (tmp_path / init / "__init__.py").write_text("", encoding="utf-8")
-    (tmp_path / "pipelines" / "components" / "deploy.py").write_text(
+    (tmp_path / "pipelines" / "build" / "components" / "deploy.py").write_text(
         "from tfx.dsl.component.experimental.decorators import component\n\n"
         "@component\ndef Deploy():\n    from pipelines.runners.later import go\n    go()\n",
         encoding="utf-8")
@@ -105,20 +105,21 @@ def test_the_closure_follows_imports_inside_functions_and_adds_packages(tmp_path
         "from . import helper\n\ndef go():\n    pass\n", encoding="utf-8")
     (tmp_path / "pipelines" / "runners" / "helper.py").write_text("", encoding="utf-8")
     (tmp_path / "pipelines" / "unused.py").write_text("", encoding="utf-8")
-    got = closure(["pipelines.components.deploy"], str(tmp_path))
-    assert got == ["pipelines/__init__.py", "pipelines/components/__init__.py",
-                   "pipelines/components/deploy.py", "pipelines/runners/__init__.py",
+    got = closure(["pipelines.build.components.deploy"], str(tmp_path))
+    assert got == ["pipelines/__init__.py", "pipelines/build/__init__.py",
+                   "pipelines/build/components/__init__.py",
+                   "pipelines/build/components/deploy.py", "pipelines/runners/__init__.py",
                    "pipelines/runners/helper.py", "pipelines/runners/later.py"]
-    assert executors(str(tmp_path)) == {"pipelines.components.deploy": ["Deploy_Executor"]}
-    with pytest.raises(ValueError, match="pipelines.components.gone: no source file"):
-        closure(["pipelines.components.gone"], str(tmp_path))
+    assert executors(str(tmp_path)) == {"pipelines.build.components.deploy": ["Deploy_Executor"]}
+    with pytest.raises(ValueError, match="pipelines.build.components.gone: no source file"):
+        closure(["pipelines.build.components.gone"], str(tmp_path))
 
 
 def test_the_image_holds_the_vector_search_step_and_its_runner():
     """The bug: the hand list left out components/vector_search.py and what it imports."""
-    from pipelines.image import image_files
+    from pipelines.vertex.image import image_files
 
     files = image_files()
-    assert {"pipelines/components/vector_search.py", "pipelines/runners/vector_search.py",
-            "pipelines/runners/__init__.py", "pipelines/gate.py"} <= set(files)
-    assert "pipelines/validate.py" not in files and "pipelines/cli.py" not in files
+    assert {"pipelines/build/components/vector_search.py", "pipelines/vertex/vector_search.py",
+            "pipelines/vertex/__init__.py", "pipelines/build/gate.py"} <= set(files)
+    assert "pipelines/validate.py" not in files and "pipelines/cli/main.py" not in files

@@ -11,6 +11,14 @@ from conftest import ROOT
 
 PACKAGES = ("pipelines", "trainer", "transform")
 LAYER = {"transform": 0, "trainer": 1, "pipelines": 2}
+# pipelines' own floors, bottom up: a subpackage or loose module imports only its own floor
+# and those before it (pipelines/__init__.py says what each one owns)
+PIPELINES_FLOORS = ("pipelines", "pipelines.version", "pipelines.csvsafe", "pipelines.config",
+                    "pipelines.data", "pipelines.vertex", "pipelines.build", "pipelines.runners",
+                    "pipelines.inspect", "pipelines.local_paths", "pipelines.validate",
+                    "pipelines.recommend", "pipelines.cli", "pipelines.api",
+                    "pipelines.__main__")
+MAX_LOOSE = 10  # modules directly in pipelines/ (__init__ and __main__ included)
 
 
 def modules(root=ROOT, packages=PACKAGES):
@@ -128,3 +136,31 @@ def test_dependencies_point_one_way():
     wrong = sorted((m, t) for m, ts in graph(modules()).items() for t in ts
                    if LAYER[t.split(".")[0]] > LAYER[m.split(".")[0]])
     assert wrong == [], f"imports against the layering: {wrong}"
+
+
+def floor(module):
+    """The floor of a ``pipelines`` module: its subpackage, or itself when loose."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_pipelines_floors_point_down():
+    """A module of pipelines imports only its own floor and those below it."""
+    known = modules()
+    unplaced = sorted({floor(m) for m in known if m.startswith("pipelines")}
+                      - set(PIPELINES_FLOORS))
+    assert unplaced == [], f"place these in PIPELINES_FLOORS (and pipelines/__init__.py): " \
+        f"{unplaced}"
+    rank = {name: i for i, name in enumerate(PIPELINES_FLOORS)}
+    wrong = sorted((m, t) for m, ts in graph(known).items() for t in ts
+                   if m.startswith("pipelines") and t.startswith("pipelines")
+                   and rank[floor(t)] > rank[floor(m)])
+    assert wrong == [], f"imports up the floors of pipelines: {wrong}"
+
+
+def test_pipelines_holds_few_loose_modules_and_each_package_says_what_it_owns():
+    loose = sorted(n for n in os.listdir(os.path.join(ROOT, "pipelines")) if n.endswith(".py"))
+    assert len(loose) <= MAX_LOOSE, f"{len(loose)} loose modules in pipelines/: {loose}"
+    silent = sorted(p for m, p in modules(packages=("pipelines",)).items()
+                    if p.endswith("__init__.py")
+                    and not ast.get_docstring(ast.parse(open(p, encoding="utf-8").read())))
+    assert silent == [], f"packages without a docstring saying what they own: {silent}"

@@ -15,10 +15,10 @@ import sqlglot
 from sqlglot import exp
 
 from conftest import ROOT
-from pipelines import codegen
-from pipelines.config import Config, ConfigError, apply_overrides, read_raw
-from pipelines import vertex_checks
-from pipelines.builder import pipeline_folder
+from pipelines.build import codegen
+from pipelines.config.schema import Config, ConfigError, apply_overrides, read_raw
+from pipelines.vertex import checks as vertex_checks
+from pipelines.build.builder import pipeline_folder
 from pipelines.validate import validate
 
 PAYLOADS = ["x'); __import__('os'); ('#",  # Python: close the literal, call, comment

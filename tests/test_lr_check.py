@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from conftest import ROOT, demo_raw
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.runners.local import completed_components, transform_outputs
 from pipelines.validate import validate
 

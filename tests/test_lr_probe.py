@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from pipelines.config import ConfigError
-from pipelines.lrcheck import default_rates, format_report, parse_rates
+from pipelines.config.schema import ConfigError
+from pipelines.runners.lrcheck import default_rates, format_report, parse_rates
 from trainer.lr_probe import loss_slope, recommend, summarize
 
 NORMS = [5.0, 4.0, 3.0, 2.0, 1.0]

@@ -1,4 +1,4 @@
-"""A module's user-code wheel is built once per content (pipelines/components/module_wheels.py).
+"""A module's user-code wheel is built once per content (pipelines/build/components/module_wheels.py).
 
 Real TFX components and TFX's own wheel build: the first resolution builds the wheel
 (``setup.py bdist_wheel``), a second one of the same module reuses that file, with the
@@ -7,7 +7,7 @@ a new wheel.
 """
 import os
 
-from pipelines import codegen
+from pipelines.build import codegen
 from test_codegen import example
 
 
@@ -21,7 +21,7 @@ def _transform(module_file):
 
 def _resolved(module_file, root, reuse=True):
     """``(module_path property, pip dependencies)`` of a Transform resolved under ``root``."""
-    from pipelines.components.module_wheels import reuse_module_wheels
+    from pipelines.build.components.module_wheels import reuse_module_wheels
 
     component = _transform(module_file)
     if reuse:
@@ -31,7 +31,7 @@ def _resolved(module_file, root, reuse=True):
 
 
 def test_a_wheel_built_for_the_same_module_is_reused_and_a_changed_one_is_built(tmp_path):
-    from pipelines.components.module_wheels import wheel_name
+    from pipelines.build.components.module_wheels import wheel_name
     from tfx.components.util import udf_utils
 
     paths = codegen.write_modules(example("b2b_demo"), str(tmp_path / "modules"))
@@ -56,7 +56,7 @@ def test_a_wheel_built_for_the_same_module_is_reused_and_a_changed_one_is_built(
 
 
 def test_a_component_id_is_normalised_as_the_wheel_build_names_it():
-    from pipelines.components.module_wheels import wheel_name
+    from pipelines.build.components.module_wheels import wheel_name
 
     assert wheel_name("RefitTransform", "ab") == (
         "tfx_user_code_refittransform-0.0+ab-py3-none-any.whl")

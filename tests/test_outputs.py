@@ -1,15 +1,16 @@
 """What twotower writes where the user says: never over an input, never over a file it did
 not write (without --force), whole or not at all; CSV cells safe in a spreadsheet and exact
-for a program (pipelines/written.py, pipelines/csvsafe.py)."""
+for a program (pipelines/data/written.py, pipelines/csvsafe.py)."""
 import csv
 import io
 import os
 
 import pytest
 
-from pipelines import csvsafe, written
-from pipelines.cli import main
-from pipelines.config import ConfigError
+from pipelines import csvsafe
+from pipelines.data import written
+from pipelines.cli.main import main
+from pipelines.config.schema import ConfigError
 
 
 def run_cli(args, capsys):

@@ -4,7 +4,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.config import Config, apply_overrides
+from pipelines.config.schema import Config, apply_overrides
 from pipelines.data.prepare import prepare
 from pipelines.validate import validate
 from test_bigquery_sql import CONFIGS, configs
@@ -39,7 +39,7 @@ def test_parquet_files_prepare_exactly_like_the_same_rows_in_csv(tmp_path):
     bad = Config.from_dict(apply_overrides(cfg.to_dict(), ["data.query_id=customer"]))
     import pytest
 
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
 
     with pytest.raises(ConfigError, match=r"data.query_id: column 'customer' is not in"):
         validate(bad)

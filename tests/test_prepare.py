@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides, read_raw
+from pipelines.config.schema import Config, ConfigError, apply_overrides, read_raw
 from pipelines.data.prepare import DataError, output_columns, prepare
 from pipelines.validate import validate
 

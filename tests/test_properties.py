@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import codegen
-from pipelines.config import Config, ConfigError, VertexConfig
+from pipelines.build import codegen
+from pipelines.config.schema import Config, ConfigError, VertexConfig
 from pipelines.validate import validate
 from trainer.serving_names import RESERVED_INPUTS
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from conftest import ROOT, demo_raw
-from pipelines.config import apply_overrides
-from pipelines.gate import decide
-from pipelines.builder import COMPONENTS, paths
+from pipelines.config.schema import apply_overrides
+from pipelines.build.gate import decide
+from pipelines.build.builder import COMPONENTS, paths
 from pipelines.runners.local import completed_components, results
 
 
@@ -51,7 +51,7 @@ def test_a_model_below_popularity_at_any_served_cut_off_is_not_blessed():
 
 
 def test_the_gate_cut_offs_come_from_the_config():
-    from pipelines.gate import cutoffs
+    from pipelines.build.gate import cutoffs
 
     spec = {"model": {"top_k": [10, 20, 100]}, "pipeline": {"serving_k": 20, "gate_k": None}}
     assert cutoffs(spec) == [10, 20]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipelines.config import Config, ConfigError
+from pipelines.config.schema import Config, ConfigError
 from pipelines.data.prepare import DataError
 from pipelines.recommend import find_model, query_histories, read_queries, recommend, serving_values
 

@@ -18,8 +18,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from pipelines.cli import main
-from pipelines.config import Config, ConfigError, apply_overrides, load_config
+from pipelines.cli.main import main
+from pipelines.config.schema import Config, ConfigError, apply_overrides, load_config
 from pipelines.data.csvfile import DataError
 
 
@@ -117,7 +117,7 @@ def test_an_id_with_a_line_break_is_refused_by_recommend_as_by_prepare(tmp_path,
 def test_a_later_write_removes_the_partial_files_of_killed_processes(tmp_path):
     """A killed `recommend` leaves `.recs.csv.<pid>-0.partial`: the next write of recs.csv
     removes it (its process is gone); a live process's partial is left alone."""
-    from pipelines import written
+    from pipelines.data import written
 
     dead, alive = _dead_pid(), os.getppid()
     stale = tmp_path / f".recs.csv.{dead}-0.partial"
@@ -191,7 +191,7 @@ def test_runs_skips_a_line_that_is_not_utf8_with_a_note(tmp_path, capsys):
 def test_a_cut_off_last_line_keeps_how_its_run_ended(tmp_path, capsys):
     """The end line of a pushed run, cut off mid-write (a full disk): still `pushed`, with
     the version it pushed; a line cut before its status is `unknown`, never `killed`."""
-    from pipelines.runners import runs
+    from pipelines.inspect import runs
 
     folder = tmp_path / "p"
     logs = str(folder / "logs")

@@ -102,7 +102,7 @@ def test_a_run_killed_in_transform_or_the_trainer_resumes_from_the_cache(tmp_pat
     res = results(str(root))
     assert res["metrics"]["status"] == "completed" and len(res["metrics"]["epochs"]) == 3
     assert res["serving_model"].endswith(now[1])
-    from pipelines.runners import runs  # the killed runs are listed, as killed
+    from pipelines.inspect import runs  # the killed runs are listed, as killed
 
     assert [r["status"] for r in runs.read(str(root / "logs"))] == [
         "pushed", "killed", "killed", "pushed"]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from tests.conftest import demo_raw
 from trainer.runtime import NoGpuError, apply_runtime, choose_strategy
 

@@ -14,7 +14,7 @@ import copy
 
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from trainer.parameters import RUNTIME_PARAMETERS, rate_ceiling
 
 DEEP = ["query_tower.layers=[8, 8]"]  # 3 dense layers with the output layer
@@ -52,8 +52,8 @@ def _config(raw_config, overrides):
 
 def _verdicts(raw_config, name, value, overrides):
     """Whether each of the four places accepts ``value`` for parameter ``name``."""
-    from pipelines.builder import parameter_values
-    from pipelines.codegen import _meta
+    from pipelines.build.builder import parameter_values
+    from pipelines.build.codegen import _meta
     from pipelines.runners import vertex
     from pipelines.validate import validate
     from trainer.model import make_optimizer
@@ -105,7 +105,7 @@ def test_the_runtime_parameters_step_declares_the_table_s_parameters():
     """The component the spec runs takes exactly the table's names, with its types."""
     import inspect
 
-    from pipelines.components.runtime_parameters import RuntimeParameters
+    from pipelines.build.components.runtime_parameters import RuntimeParameters
 
     spec = RuntimeParameters.SPEC_CLASS.PARAMETERS
     assert sorted(spec) == sorted(RUNTIME_PARAMETERS)

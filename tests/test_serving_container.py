@@ -1,4 +1,4 @@
-"""The serving container (`serving_image: twotower`): `python -m pipelines.serve` from the
+"""The serving container (`serving_image: twotower`): `python -m pipelines.vertex.serve` from the
 image's build folder alone, on Vertex AI's custom-container contract (AIP_HTTP_PORT,
 AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE, AIP_STORAGE_URI), answering what the SavedModel answers."""
 import json
@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT
-from pipelines.config import Config
+from pipelines.config.schema import Config
 
 HIDE = os.path.join(ROOT, "tests", "image_site")
 
@@ -26,7 +26,7 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory, raw_config_module):
-    from pipelines.image import write
+    from pipelines.vertex.image import write
 
     out = tmp_path_factory.mktemp("img")
     write(raw_config_module, str(out))
@@ -47,7 +47,7 @@ def start(model_dir, image_folder, cwd, health="/v1/health", predict="/v1/predic
     env.update(PYTHONPATH=os.pathsep.join([HIDE, image_folder]), AIP_HTTP_PORT=str(port),
                AIP_HEALTH_ROUTE=health, AIP_PREDICT_ROUTE=predict,
                AIP_STORAGE_URI=str(model_dir), TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([sys.executable, "-m", "pipelines.serve"], cwd=str(cwd), env=env,
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.vertex.serve"], cwd=str(cwd), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -120,7 +120,7 @@ def test_the_server_answers_vertex_ais_contract_from_the_image_folder(tmp_path, 
 def test_the_server_refuses_to_start_without_a_model(tmp_path, image_folder):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AIP_STORAGE_URI")}
     env["PYTHONPATH"] = os.pathsep.join([HIDE, image_folder])
-    done = subprocess.run([sys.executable, "-m", "pipelines.serve"], cwd=str(tmp_path), env=env,
+    done = subprocess.run([sys.executable, "-m", "pipelines.vertex.serve"], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: AIP_STORAGE_URI is not set")

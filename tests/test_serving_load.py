@@ -103,7 +103,7 @@ def test_recommend_from_threads_and_processes_writes_every_user_exactly(e2e_run,
     """`recommend` from 4 threads of one process, and `twotower recommend` in 3 processes at
     once (two of them writing into one folder), on one model: each output is byte for byte
     the one a lone call writes, with every user (odd, formula-like, cold) and k rows each."""
-    from pipelines import written
+    from pipelines.data import written
     from pipelines.recommend import recommend
 
     everyone = customers(e2e_run) + ["never-seen"]  # the odd and formula-like ids among them

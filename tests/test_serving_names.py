@@ -10,8 +10,8 @@ use (tests/test_trainer_run.py checks a trained model's signatures against it).
 import pytest
 import yaml
 
-from pipelines.cli import main
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.cli.main import main
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.validate import validate
 from trainer.serving_names import RESERVED_INPUTS, serving_inputs
 

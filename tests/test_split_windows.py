@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from pipelines.config import ConfigError
+from pipelines.config.schema import ConfigError
 from pipelines.data.prepare import prepare
 from pipelines.validate import validate
 from test_prepare import HEADER, config, rows_of

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.config import Config, apply_overrides
-from pipelines.summary import estimate_vocabularies, tower_summary
+from pipelines.config.schema import Config, apply_overrides
+from pipelines.inspect.summary import estimate_vocabularies, tower_summary
 from test_trainer_run import BASE
 from trainer.towers import build_towers, tower_inputs
 

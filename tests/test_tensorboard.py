@@ -16,8 +16,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from pipelines import cli, codegen
-from pipelines.config import Config, apply_overrides
+from pipelines.cli import main as cli
+from pipelines.build import codegen
+from pipelines.config.schema import Config, apply_overrides
 from test_trainer_run import BASE, fn_args_for, transformed  # noqa: F401 (the fixture)
 from tft_helpers import load_module
 from trainer.monitoring import SCALARS_EVERY, STEP_SCALARS

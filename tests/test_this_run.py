@@ -12,11 +12,11 @@ import shutil
 
 import pytest
 
-from pipelines.commands.local import outcome
-from pipelines.config import ConfigError
-from pipelines.console import result_lines
+from pipelines.cli.commands.local import outcome
+from pipelines.config.schema import ConfigError
+from pipelines.cli.console import result_lines
 from pipelines.recommend import find_model
-from pipelines.runners import runs
+from pipelines.inspect import runs
 from pipelines.runners.local import results
 
 PIPELINE = "p"

@@ -6,8 +6,8 @@ import re
 import pytest
 import sqlglot
 
-from pipelines.cli import main
-from pipelines.config import Config, apply_overrides
+from pipelines.cli.main import main
+from pipelines.config.schema import Config, apply_overrides
 from pipelines.data.prepare import DataError, prepare
 from test_bigquery_sql import configs, duckdb_with_tables, purchases
 from test_prepare import PRODUCTS, config, rows_of

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import codegen
-from pipelines.config import Config, apply_overrides
+from pipelines.build import codegen
+from pipelines.config.schema import Config, apply_overrides
 from tft_helpers import load_module, run_preprocessing
 from transform import naming
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from tests.conftest import demo_raw
 from trainer.data import catalog_table, positions_of, query_groups
 from trainer.model import ExactIndex, clip_statistic, make_optimizer

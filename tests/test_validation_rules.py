@@ -4,7 +4,7 @@ Each case is one bad value in the demo config; the error must name exactly the k
 """
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.validate import validate
 
 CASES = [

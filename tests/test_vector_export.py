@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import codegen
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.build import codegen
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.validate import validate
 from test_trainer_run import BASE, fn_args_for, interactions, transformed  # noqa: F401
 from tft_helpers import load_module

@@ -2,12 +2,12 @@
 the loopback stand-in of the REST API; the requests are what the service is asked."""
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides
-from pipelines.runners import vector_search
+from pipelines.config.schema import Config, ConfigError, apply_overrides
+from pipelines.vertex import vector_search
 from pipelines.validate import validate
 from vertex_standin import StandIn
 
-IMAGE = "twotower"  # the image `twotower image` builds, serving with pipelines/serve.py
+IMAGE = "twotower"  # the image `twotower image` builds, serving with pipelines/vertex/serve.py
 SETTINGS = {"serving_image": IMAGE, "display_name": None, "index_machine_type": "e2-standard-2",
             "endpoint_machine_type": "n1-standard-2", "min_replica_count": 1,
             "max_replica_count": 2, "approximate_neighbors_count": 150,
@@ -117,7 +117,7 @@ def test_vector_search_settings_are_checked(raw_config, override, key):
 
 
 def test_the_default_shard_size_is_the_smallest_that_holds_the_catalog():
-    from pipelines.runners.index_shards import GIB, choose, problem
+    from pipelines.vertex.index_shards import GIB, choose, problem
 
     # 2 GiB of float32 vectors of 64 dimensions: 2 * 2^30 / (64 * 4) = 8388608 vectors
     limit = 2 * GIB // (64 * 4)
@@ -146,7 +146,7 @@ def test_a_set_shard_size_reaches_the_index_request(standin):
 def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path, raw_config):
     import json
 
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
     from pipelines.runners.compile import compile_vertex
 
     gcs_on_disk.register(tmp_path / "gcs")
@@ -173,7 +173,7 @@ def test_the_compiled_pipeline_deploys_after_the_pusher_only_when_asked(tmp_path
     # `twotower`: the training image, with the server's command, routes and port
     assert settings["serving_image"] == "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
     assert settings["serving_container"]["serving_container_command"] == [
-        "python", "-m", "pipelines.serve"]
+        "python", "-m", "pipelines.vertex.serve"]
     assert settings["max_replica_count"] == 3 and settings["shard_size"] is None
 
 
@@ -181,7 +181,7 @@ def test_neighbours_asks_the_endpoint_then_the_index_and_writes_raw_ids(standin,
     import csv
     import json
 
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     deployed = deploy(standin)
     catalog = {"007": [1.0, 0.0], "7": [0.0, 1.0], "a b": [0.6, 0.6]}

@@ -4,14 +4,14 @@ import json
 import os
 import pathlib
 
-from pipelines.config import Config, apply_overrides
+from pipelines.config.schema import Config, apply_overrides
 from pipelines.runners.compile import compile_vertex
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
 
 
 def test_compile_stages_to_gcs_and_writes_every_component(tmp_path, raw_config):
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
 
     gcs_on_disk.register(tmp_path / "gcs")
     cfg = Config.from_dict(apply_overrides(raw_config, [
@@ -99,7 +99,7 @@ def test_compile_cli_works_with_the_network_off(tmp_path, raw_config):
 
 
 def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_config):
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
 
     from pipelines.validate import validate
 
@@ -124,7 +124,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "stringValue"] == IMAGE
     assert json.loads(upload["inputs"]["parameters"]["serving_container"]["runtimeValue"][
         "constantValue"]["stringValue"]) == {
-        "serving_container_command": ["python", "-m", "pipelines.serve"],
+        "serving_container_command": ["python", "-m", "pipelines.vertex.serve"],
         "serving_container_health_route": "/health",
         "serving_container_predict_route": "/predict", "serving_container_ports": [8080]}
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
@@ -141,7 +141,7 @@ def test_dataflow_runs_the_beam_components_in_the_training_image(tmp_path, raw_c
         "vertex.dataflow={temp_location: /tmp/x, max_workers: 0}"]))
     import pytest
 
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
 
     with pytest.raises(ConfigError) as exc:
         validate(bad, check_data=False)
@@ -153,7 +153,7 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config,
     """BigQueryExampleGen gets the program rendered for BigQuery; nothing is prepared here.
     Its cache is off (its cache key is the query text, not the table), every other task's
     on; without credentials the dry-run estimate is one line and the compile goes on."""
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
 
     from pipelines.data.sql.bigquery import split_queries, to_bigquery
     from pipelines.validate import validate
@@ -220,7 +220,7 @@ def test_a_bigquery_source_compiles_to_one_query_per_split(tmp_path, raw_config,
 def test_vertex_training_values_are_checked_by_key(raw_config):
     import pytest
 
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
     from pipelines.validate import validate
 
     bad = Config.from_dict(apply_overrides(raw_config, [
@@ -241,7 +241,7 @@ def test_a_shared_bucket_keeps_pipelines_and_compiles_apart(tmp_path, raw_config
     """Two people, one ``vertex.pipeline_root``: another pipeline, or a changed config of the
     same one, never overwrites what an earlier compile staged (its job may be reading it);
     the same config stages to the same paths, so Vertex AI's cache still hits."""
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
 
     gcs_on_disk.register(tmp_path / "gcs")
     shared = ["vertex.project=acme-recs", "vertex.region=europe-west4",

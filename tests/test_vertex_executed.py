@@ -22,13 +22,13 @@ import sys
 
 import pytest
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from tests.conftest import ROOT, demo_raw
 from vertex_standin import StandIn as VertexStandIn
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
-SERVING = "twotower"  # the training image, serving with pipelines/serve.py
+SERVING = "twotower"  # the training image, serving with pipelines/vertex/serve.py
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -50,8 +50,8 @@ def test_the_submitted_pipeline_runs_every_task_and_serves_the_pushed_model(
     from gcs_standin import StandIn as StorageStandIn
     from vertex_local import run_job
 
-    from pipelines import image
-    from pipelines.cli import main
+    from pipelines.vertex import image
+    from pipelines.cli.main import main
 
     gcs = tmp_path / "gcs"
     (gcs / "acme-bucket").mkdir(parents=True)
@@ -87,14 +87,14 @@ def test_the_submitted_pipeline_runs_every_task_and_serves_the_pushed_model(
         image.write(cfg, str(tmp_path / "image"))  # the image's build context
         env = _image_env(storage, str(tmp_path / "image" / "twotower"))
         probe = subprocess.run([sys.executable, "-c", (
-            "import pipelines.components.parquet_example_gen as m; print(m.__file__)\n"
+            "import pipelines.build.components.parquet_example_gen as m; print(m.__file__)\n"
             "import importlib.util as u; print(u.find_spec('trainer').origin, "
             "u.find_spec('pipelines.validate'))")], env=env, capture_output=True, text=True,
             cwd=str(tmp_path))
         # the components and the runtime (which the thin modules import) from the image's
         # copy, and nothing outside the components' import closure (validation is not there)
         assert probe.stdout.split() == [
-            str(tmp_path / "image" / "twotower" / "pipelines" / "components" /
+            str(tmp_path / "image" / "twotower" / "pipelines" / "build" / "components" /
                 "parquet_example_gen.py"),
             str(tmp_path / "image" / "twotower" / "trainer" / "__init__.py"), "None"], \
             probe.stderr[-2000:]
@@ -149,7 +149,7 @@ def _check_the_run(job, results, read, gcs, vertex, storage):
     assert upload["body"]["model"]["artifactUri"] == destination
     assert upload["body"]["model"]["containerSpec"]["imageUri"] == IMAGE
     assert upload["body"]["model"]["containerSpec"]["command"] == ["python", "-m",
-                                                                   "pipelines.serve"]
+                                                                   "pipelines.vertex.serve"]
     result = results["ModelUpload"]["outputs"]["result"].artifacts[0].uri
     assert json.loads(read(result + "/model_upload.json"))["uploaded"] is True
     assert storage.refused == []  # no other host was asked for

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipelines.config import Config, ConfigError, apply_overrides
+from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.runners import vertex
 from pipelines.validate import validate
 from vertex_standin import StandIn
@@ -132,7 +132,7 @@ def test_a_spec_that_is_not_compiled_is_refused(tmp_path, raw_config, standin):
 
 def test_runtime_parameters_rerun_a_compiled_spec_with_new_values(tmp_path, raw_config, standin):
     """`--param` values reach the job's runtimeConfig; the others keep the compiled ones."""
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     cfg = vertex_config(raw_config, standin.endpoint)
     config = tmp_path / "config.json"
@@ -156,7 +156,7 @@ def test_runtime_parameters_rerun_a_compiled_spec_with_new_values(tmp_path, raw_
 ])
 def test_a_bad_runtime_parameter_is_refused_before_submitting(tmp_path, raw_config, standin,
                                                                param, message, capsys):
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     config = tmp_path / "config.json"
     config.write_text(vertex_config(raw_config, standin.endpoint).to_json(), encoding="utf-8")
@@ -168,8 +168,8 @@ def test_a_bad_runtime_parameter_is_refused_before_submitting(tmp_path, raw_conf
 
 def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     """The ModelUpload step's upload, with the real client, against the stand-in."""
-    from pipelines import serve
-    from pipelines.components.model_upload import upload
+    from pipelines.vertex import serve
+    from pipelines.build.components.model_upload import upload
 
     name = upload("acme-recs", "europe-west4", "gs://acme-bucket/twotower/serving/1700000000",
                   "b2b-demo", "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1",
@@ -184,9 +184,9 @@ def test_the_model_upload_registers_the_pushed_model(tmp_path, standin):
     assert model["artifactUri"] == "gs://acme-bucket/twotower/serving/1700000000"
     spec = model["containerSpec"]
     assert spec["imageUri"] == "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
-    # the routes and port Vertex AI's custom-container contract asks for, as pipelines/serve.py
+    # the routes and port Vertex AI's custom-container contract asks for, as pipelines/vertex/serve.py
     assert (spec["command"], spec["healthRoute"], spec["predictRoute"], spec["ports"]) == (
-        ["python", "-m", "pipelines.serve"], "/health", "/predict", [{"containerPort": 8080}])
+        ["python", "-m", "pipelines.vertex.serve"], "/health", "/predict", [{"containerPort": 8080}])
     assert model["labels"] == {"team": "growth"}
     assert not [c for c in vertex_calls(standin) if "endpoints" in c["path"]]  # no deployment
 

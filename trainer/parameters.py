@@ -5,7 +5,7 @@ A compiled Vertex AI pipeline takes ``epochs``, ``learning_rate`` and
 config's values, the compiled defaults, the ``--param`` values and what the
 Trainer receives are all checked here, by the same rows and the same
 learning-rate ceiling, so a value is accepted everywhere or nowhere:
-``pipelines.validate`` (the config), ``pipelines.builder`` (the parameters a
+``pipelines.validate`` (the config), ``pipelines.build.builder`` (the parameters a
 spec declares, and their defaults), ``pipelines.runners.vertex.parse_params``
 (``--param``) and :func:`trainer.runtime.apply_runtime` (``run_fn``).
 

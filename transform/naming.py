@@ -35,7 +35,7 @@ CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical ti
 # and transform.naming.shared_key): the Transform module's SPEC holds only these of it.
 TRANSFORM_DATA_KEYS = ("query_id", "candidate_id", "timestamp")
 
-# The refit Trainer's custom_config flag (pipelines.builder sets it, trainer.training reads it).
+# The refit Trainer's custom_config flag (pipelines.build.builder sets it, trainer.training reads it).
 REFIT_KEY = "twotower_refit"
 
 # Prepared splits. Interactions: train, eval, test. CATALOG_SPLIT: one row per servable

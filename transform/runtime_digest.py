@@ -4,12 +4,12 @@ The runtime is the packages ``transform`` and ``trainer`` (TF-free naming
 contract and feature kinds, the Transform and the Trainer). A generated module
 records the digest of the sources of the packages it imports, and only those
 (the Transform module: ``transform``; the Trainer module: both), as generated
-(:mod:`pipelines.codegen`), so an edit of the Trainer's runtime never changes
+(:mod:`pipelines.build.codegen`), so an edit of the Trainer's runtime never changes
 the Transform module (nor, through it, the Transforms' cache key). It calls
 :func:`check_runtime` when it is imported: locally the runtime is this
 library's installation, in TFX's user module wheel it is the environment's
 (the wheel holds only the module's folder), and on Vertex AI it is the
-training image's copy (:mod:`pipelines.image`). A mismatch fails at import, in
+training image's copy (:mod:`pipelines.vertex.image`). A mismatch fails at import, in
 one line, before any step runs on code the module was not generated for.
 
 No TensorFlow here: the check runs before the runtime's TF modules import.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from transform.kinds import FLOAT, INT, STRING, kind_of, raw_columns
 from transform.naming import WEIGHT_COLUMN
 

@@ -32,7 +32,7 @@ def claim(out_dir: str) -> None:
 
 
 def digest(path: str) -> str:
-    """The file's sha256, hex (read in 1 MiB blocks); :mod:`pipelines.written` uses it too."""
+    """The file's sha256, hex (read in 1 MiB blocks); :mod:`pipelines.data.written` uses it too."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -25,7 +25,7 @@ replaced if this module created it (its marker file is there).
 """
 from __future__ import annotations
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from pipelines.data.columns import output_columns
 from pipelines.data.csvfile import DataError, parse_time
 from pipelines.data.output import MARKER, REPORT, SQL_FILE

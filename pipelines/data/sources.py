@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import List
 
-from pipelines.config import Config, ConfigError
+from pipelines.config.schema import Config, ConfigError
 from pipelines.data.sql.bigquery import table_problems
 from transform.kinds import kind_of
 

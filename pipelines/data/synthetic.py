@@ -33,7 +33,7 @@ import numpy as np
 
 from pipelines.csvsafe import Writer
 from pipelines.data.synth_limits import BYTES_PER_ROW, size_problems
-from pipelines.written import atomic
+from pipelines.data.written import atomic
 
 SEGMENTS = ("enterprise", "mid-market", "smb")
 BRANDS = ("Acme", "Borealis", "Cobalt", "Dynamo", "Everest", "Fulcrum", "Granite", "Helix")

@@ -142,7 +142,7 @@ def summary(found: Dict[str, object]) -> List[str]:
 
 def outputs(out_dir: str) -> Dict[str, str]:
     """``{option: path}`` of every file :func:`write` may write into ``out_dir`` (for
-    :func:`pipelines.written.check`, before anything is computed)."""
+    :func:`pipelines.data.written.check`, before anything is computed)."""
     found = {f"--out ({name}.png)": os.path.join(out_dir, f"{name}.png") for name in FIGURE_TITLES}
     found["--out (report.html)"] = os.path.join(out_dir, "report.html")
     return found
@@ -152,10 +152,10 @@ def write(found: Dict[str, object], out_dir: str) -> Dict[str, str]:
     """Writes ``<name>.png`` for each figure and ``report.html``; returns their paths.
 
     Each file is written whole (beside its target, then renamed) and recorded in the
-    folder's manifest (:mod:`pipelines.written`): a later inspect may replace it, never a
+    folder's manifest (:mod:`pipelines.data.written`): a later inspect may replace it, never a
     file the user put there (:func:`outputs` is checked first).
     """
-    from pipelines import written as manifest
+    from pipelines.data import written as manifest
 
     os.makedirs(out_dir, exist_ok=True)
     written, images = {}, {}

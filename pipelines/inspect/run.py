@@ -13,8 +13,8 @@ import json
 import os
 from typing import Dict, Optional
 
-from pipelines.builder import paths
-from pipelines.codegen import MODULE_FILES, module_paths
+from pipelines.build.builder import paths
+from pipelines.build.codegen import MODULE_FILES, module_paths
 from pipelines.runners.local import newest, pipelines_in, resolve_pipeline_dir, results
 
 

@@ -5,7 +5,7 @@ the generated modules, the schema and the SQL are staged under
 ``<vertex.pipeline_root>/<pipeline.name>/staged/<content digest>/`` through
 TFX's filesystem layer (``tfx.dsl.io``): pipelines and people sharing a bucket
 never overwrite each other's files, nor a later compile a running job's. Then
-the same pipeline ``twotower run`` runs (:func:`pipelines.builder.build_pipeline`)
+the same pipeline ``twotower run`` runs (:func:`pipelines.build.builder.build_pipeline`)
 is compiled by ``KubeflowV2DagRunner`` with the training image. Nothing here
 talks to Google Cloud but the filesystem writes, so a test can register a
 filesystem for ``gs://`` backed by a local folder and keep the real paths.
@@ -18,16 +18,16 @@ import os
 import shlex
 import tempfile
 
-from pipelines.beam import vertex_args
-from pipelines.builder import build_pipeline, parameter_values, pipeline_folder, write_schema
-from pipelines.codegen import MODULE_FILES, write_modules
-from pipelines.config import Config, ConfigError
+from pipelines.build.beam import vertex_args
+from pipelines.build.builder import build_pipeline, parameter_values, pipeline_folder, write_schema
+from pipelines.build.codegen import MODULE_FILES, write_modules
+from pipelines.config.schema import Config, ConfigError
 from pipelines.data.output import SQL_FILE
 from pipelines.data.prepare import dropped_text, prepare
 from pipelines.data.sql import bigquery
-from pipelines.runners.bq_estimate import estimate
-from pipelines.runners.cloud import image_problem
-from pipelines.vertex_checks import problems
+from pipelines.vertex.bq_estimate import estimate
+from pipelines.vertex.cloud import image_problem
+from pipelines.vertex.checks import problems
 
 
 def stage(local_dir: str, remote_dir: str) -> int:

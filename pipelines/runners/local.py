@@ -1,8 +1,8 @@
-"""`twotower run`: the pipeline (:mod:`pipelines.builder`) on this machine.
+"""`twotower run`: the pipeline (:mod:`pipelines.build.builder`) on this machine.
 
 The data is prepared by the DuckDB SQL program, the modules generated, and
 the pipeline run by LocalDagRunner on Beam's DirectRunner, with SQLite ML
-Metadata under the pipeline root (layout: :mod:`pipelines.builder`). Also the
+Metadata under the pipeline root (layout: :mod:`pipelines.build.builder`). Also the
 readers of a finished local run: its results, Transform outputs and component
 timings from ML Metadata.
 """
@@ -13,11 +13,11 @@ import os
 import shutil
 from typing import Dict, List
 
-from pipelines.builder import build_pipeline, component_ids, paths, write_schema
-from pipelines.codegen import write_modules
-from pipelines.config import Config, ConfigError
+from pipelines.build.builder import build_pipeline, component_ids, paths, write_schema
+from pipelines.build.codegen import write_modules
+from pipelines.config.schema import Config, ConfigError
 from pipelines.data.prepare import SQL_FILE, dropped_text, prepare
-from pipelines.gate import read_decision
+from pipelines.build.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
 from pipelines.runners.metadata import last_run, output_uri, push_destination, pushed_models
 from pipelines.runners.metadata import store as _store

@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from pipelines.config import ConfigError
+from pipelines.config.schema import ConfigError
 
 LOCK_FILE = ".twotower.lock"
 _HELD = {}  # lock path -> depth: this process already holds it (a nested hold is free)

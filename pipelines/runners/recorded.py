@@ -25,7 +25,7 @@ import re
 from typing import Iterator, Optional, Tuple
 
 from pipelines.data.csvfile import DataError
-from pipelines.written import inside
+from pipelines.data.written import inside
 
 ANCHORS = ("tfx", "serving")  # the folders under a pipeline folder ML Metadata points into
 

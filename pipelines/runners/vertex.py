@@ -1,8 +1,8 @@
 """Vertex AI Pipelines: submitting a compiled spec (`twotower submit`).
 
-The `vertex` section is checked by :mod:`pipelines.vertex_checks` (with the
+The `vertex` section is checked by :mod:`pipelines.vertex.checks` (with the
 rest of validation); the pipeline's Vertex AI parts (Vertex AI Training, the
-pipeline folder) are the builder's, the Beam arguments :mod:`pipelines.beam`'s.
+pipeline folder) are the builder's, the Beam arguments :mod:`pipelines.build.beam`'s.
 
 `twotower submit --config C --spec pipeline.json` creates a
 ``google.cloud.aiplatform.PipelineJob`` from the compiled PipelineSpec with the
@@ -17,11 +17,11 @@ import os
 import time
 from typing import Dict, List, Optional
 
-from pipelines.builder import pipeline_folder
-from pipelines.config import Config, ConfigError
-from pipelines.learning_rate import learning_rate_ceiling
-from pipelines.runners import cloud
-from pipelines.vertex_checks import problems
+from pipelines.build.builder import pipeline_folder
+from pipelines.config.schema import Config, ConfigError
+from pipelines.config.learning_rate import learning_rate_ceiling
+from pipelines.vertex import cloud
+from pipelines.vertex.checks import problems
 from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
 
 CONSOLE = ("https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job}"

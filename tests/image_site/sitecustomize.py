@@ -1,6 +1,6 @@
 """Makes a Python process see this library the way the training image does.
 
-The image holds only the custom components' code (`pipelines/components/`) and
+The image holds only the custom components' code (`pipelines/build/components/`) and
 the runtime the generated modules import (`transform/`, `trainer/`), copied to
 a folder on PYTHONPATH by `twotower image`, never the installed library. Here
 the library is installed in development mode, which adds an import finder for

@@ -12,7 +12,7 @@ when a Transform runs.
 # The options of every kind; a kind lists which of the others apply to it.
 COMMON_OPTIONS = ("name", "kind", "embedding_dim")
 # Options only the towers read: the Transform module's SPEC leaves them out, so changing one
-# never re-runs a Transform (pipelines.codegen.transform_spec); a kind adds its own.
+# never re-runs a Transform (pipelines.build.codegen.transform_spec); a kind adds its own.
 MODEL_OPTIONS = ("embedding_dim",)
 STRING, FLOAT, INT = "string", "float", "int"
 VOCABULARY_OPTIONS = ("max_vocab_size", "frequency_threshold", "oov_buckets")

@@ -34,7 +34,7 @@ from typing import Dict, List, Tuple
 
 from sqlglot import exp
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from pipelines.data.sql import checks, googlesql
 from pipelines.data.sql.histories import c
 from pipelines.data.sql.program import HELD, Plan, plan, statements

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 from sqlglot import exp
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data import textcheck
 from pipelines.data.output import (MARKER, REPORT, SQL_FILE, check_replaceable, claim, swap_in,
@@ -27,7 +27,7 @@ from pipelines.data.sql import checks
 from pipelines.data.sql.program import HELD, Plan, c, plan, statements, weight_number
 from pipelines.data.sql.queries import held_queries, outputs
 from pipelines.data.sql.template import fill, ident, lit, render
-from pipelines.written import new_folders, remove_new_folders
+from pipelines.data.written import new_folders, remove_new_folders
 from transform.naming import CATALOG_SPLIT, queries_split
 
 

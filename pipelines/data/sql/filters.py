@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from sqlglot import exp
 
-from pipelines.config import FILTER_OPS, Config
+from pipelines.config.schema import FILTER_OPS, Config
 from pipelines.data.columns import column_types
 from pipelines.data.csvfile import DataError, parse_time as parse_literal_time
 from pipelines.data.sql.cells import UNIT_SECONDS, as_double, parse_time

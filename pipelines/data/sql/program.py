@@ -65,7 +65,7 @@ from typing import Dict, List, Tuple
 
 from sqlglot import exp
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from pipelines.data.columns import column_types, output_columns
 # the cell expressions are re-exported here, where the checks and queries import them
 from pipelines.data.sql import cuts

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List
 
 from sqlglot import exp
 
-from pipelines.config import Config
+from pipelines.config.schema import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data.sql import checks, filters
 from pipelines.data.sql.duck import Runner, source
