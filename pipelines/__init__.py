@@ -13,7 +13,9 @@ Subpackages by job, each importing only those listed before it (the runtime pack
   Transform/Trainer modules.
 - ``runners``: running it here (LocalDagRunner), compiling it for Vertex AI, submitting it.
 - ``inspect``: what a run shows: results, report, the runs list, tower sizes.
+- ``terminal``: the few lines and live progress on the terminal, the rest in a log.
 - ``local_paths``, ``validate``, ``recommend``: a config's local paths; semantic
   validation; recommendations from a trained model.
-- ``cli`` (the ``twotower`` command) and ``api`` (the same from Python) on top.
+- ``api``: what the commands do, as functions (a notebook's, and the commands' own).
+- ``cli``: the ``twotower`` command on top.
 """

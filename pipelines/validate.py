@@ -25,8 +25,7 @@ from pipelines.data.windows import split_window_problems
 from pipelines.config.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
 from pipelines.vertex.checks import problems as vertex_problems
-from trainer.parameters import (RUNTIME_PARAMETERS, parameter_problem, parameter_value,
-                                seed_problem)
+from trainer.parameters import RUNTIME_PARAMETERS, check_parameters, seed_problem
 from trainer.serving_names import serving_name_problems
 from transform.kinds import FLOAT, INT, KINDS
 from transform.naming import HISTORY_PREFIX as RESERVED_COLUMN_PREFIX, WEIGHT_COLUMN
@@ -165,15 +164,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("model.top_k", "must be distinct, increasing values in 1..1000")
 
     t = cfg.training
-    for name, row in RUNTIME_PARAMETERS.items():  # the rows submit --param and the Trainer use
-        try:
-            value = parameter_value(name, getattr(t, row["key"]))
-        except ValueError as exc:
-            add(f"training.{row['key']}", str(exc))
-            continue
-        problem = parameter_problem(name, value)
-        if problem:
-            add(f"training.{row['key']}", problem)
+    _, refused = check_parameters({name: getattr(t, row["key"])  # as submit --param, Trainer
+                                   for name, row in RUNTIME_PARAMETERS.items()})
+    for name, problem in refused:
+        add(f"training.{RUNTIME_PARAMETERS[name]['key']}", problem)
     if seed_problem(t.seed):
         add("training.seed", seed_problem(t.seed))
     if t.optimizer not in OPTIMIZERS:

@@ -75,8 +75,8 @@ def test_a_feature_added_between_runs_reaches_the_schema_the_rerun_imports(tmp_p
 
 
 def test_a_rerun_the_cache_serves_whole_exits_0_with_the_model_it_had():
-    from pipelines.cli.commands.local import outcome
-    from pipelines.cli.console import result_lines
+    from pipelines.api import outcome
+    from pipelines.terminal.console import result_lines
 
     done = {"metrics": {"status": "completed"}, "gate": {"blessed": True, "reason": "r"},
             "serving_model": "/r/serving/17", "metrics_file": "m"}

@@ -15,9 +15,9 @@ LAYER = {"transform": 0, "trainer": 1, "pipelines": 2}
 # and those before it (pipelines/__init__.py says what each one owns)
 PIPELINES_FLOORS = ("pipelines", "pipelines.version", "pipelines.csvsafe", "pipelines.config",
                     "pipelines.data", "pipelines.vertex", "pipelines.build", "pipelines.runners",
-                    "pipelines.inspect", "pipelines.local_paths", "pipelines.validate",
-                    "pipelines.recommend", "pipelines.cli", "pipelines.api",
-                    "pipelines.__main__")
+                    "pipelines.inspect", "pipelines.terminal", "pipelines.local_paths",
+                    "pipelines.validate", "pipelines.recommend", "pipelines.api",
+                    "pipelines.cli", "pipelines.__main__")
 MAX_LOOSE = 10  # modules directly in pipelines/ (__init__ and __main__ included)
 
 

@@ -131,6 +131,20 @@ def test_a_later_write_removes_the_partial_files_of_killed_processes(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "recs.csv"])
 
 
+def test_one_function_names_what_gone_processes_left(tmp_path):
+    """The scratch folders of a run, synth's and atomic's partial files all ask it."""
+    import re
+
+    from pipelines.data.written import left_by_gone_processes
+
+    dead = _dead_pid()
+    for pid in (dead, os.getppid(), os.getpid()):
+        (tmp_path / f".tmp-{pid}").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    assert left_by_gone_processes(str(tmp_path), re.compile(r"\.tmp-(\d+)")) == [f".tmp-{dead}"]
+    assert left_by_gone_processes(str(tmp_path / "absent"), re.compile(r"(\d+)")) == []
+
+
 def test_synth_removes_a_killed_runs_scratch_and_a_stopped_run_leaves_none(tmp_path):
     """SIGKILL runs no cleanup: the next synth into the folder removes `.synth-<pid>-*` of
     a gone process. SIGTERM ends synth as an exit: its scratch is removed at once."""

@@ -15,7 +15,7 @@ import copy
 import pytest
 
 from pipelines.config.schema import Config, ConfigError, apply_overrides
-from trainer.parameters import RUNTIME_PARAMETERS, rate_ceiling
+from trainer.parameters import RUNTIME_PARAMETERS, check_parameters, rate_ceiling
 
 DEEP = ["query_tower.layers=[8, 8]"]  # 3 dense layers with the output layer
 RISKY = ["training.allow_risky_learning_rate=true"]
@@ -44,6 +44,20 @@ def test_the_table_names_each_parameter_once_with_a_type_and_a_range():
     assert sorted(RUNTIME_PARAMETERS) == ["batch_size", "epochs", "learning_rate"]
     assert rate_ceiling("adam", 2, False) == 0.01 and rate_ceiling("sgd", 3, False) == 0.05
     assert rate_ceiling("sgd", 2, False) == 0.5 and rate_ceiling("adam", 5, True) is None
+
+
+def test_one_function_checks_values_by_the_table():
+    """Every place above calls check_parameters: type, range and the rate ceiling, by hand."""
+    typed, refused = check_parameters({"epochs": "3", "batch_size": 1, "learning_rate": 0.5},
+                                      ceiling=0.01)
+    assert typed == {"epochs": 3}
+    assert [name for name, _ in refused] == ["batch_size", "learning_rate"]
+    assert refused[0][1] == "1 is out of range: use 2..65536 (in-batch negatives need 2 or more)"
+    assert refused[1][1].startswith("0.5 is above 0.01, the highest rate")
+    assert check_parameters({"epochs": 2.5}) == ({}, [("epochs", "2.5 is not a whole number")])
+    assert check_parameters({"learning_rate": 0.5}) == ({"learning_rate": 0.5}, [])
+    with pytest.raises(KeyError):
+        check_parameters({"momentum": 0.9})
 
 
 def _config(raw_config, overrides):

@@ -12,9 +12,9 @@ import shutil
 
 import pytest
 
-from pipelines.cli.commands.local import outcome
+from pipelines.api import outcome
 from pipelines.config.schema import ConfigError
-from pipelines.cli.console import result_lines
+from pipelines.terminal.console import result_lines
 from pipelines.recommend import find_model
 from pipelines.inspect import runs
 from pipelines.runners.local import results

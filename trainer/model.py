@@ -5,7 +5,7 @@ Part of the runtime the generated Trainer module imports.
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from trainer.parameters import parameter_problem, parameter_value
+from trainer.parameters import check_parameters
 from transform.naming import CANDIDATE_POSITION, TIMESTAMP, WEIGHT
 from trainer.towers import embed_table
 
@@ -28,11 +28,9 @@ def make_optimizer(training):
     if isinstance(rate, bool) or not isinstance(rate, (int, float)):
         problem = f"{rate!r} is not a number"
     else:  # the runtime parameters' table: its range (trainer.parameters)
-        try:
-            rate = parameter_value("learning_rate", rate)
-            problem = parameter_problem("learning_rate", rate)
-        except ValueError as exc:
-            problem = str(exc)
+        typed, refused = check_parameters({"learning_rate": rate})
+        rate = typed.get("learning_rate", rate)
+        problem = refused[0][1] if refused else None
     if problem:
         raise ValueError(f"training.learning_rate: {problem}")
     classes = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,

@@ -108,3 +108,36 @@ def parameter_problem(name, value, ceiling=None):
                 "take without training.allow_risky_learning_rate (gradients can collapse to "
                 "zero; measure rates with `twotower lr-check`)")
     return None
+
+
+def check_parameters(values, ceiling=None):
+    """Runtime parameter values checked by the table: ``(typed, problems)``.
+
+    The one check of the table's rows, for the config (validation, compile), ``submit
+    --param`` and the Trainer: each value's type (:func:`parameter_value`), range and,
+    for ``learning_rate``, ``ceiling`` (:func:`parameter_problem`).
+
+    Args:
+      values: ``{name: raw value}``: text from a command line, a JSON number, a config's.
+      ceiling: the learning-rate ceiling (:func:`rate_ceiling`); None: none.
+
+    Returns:
+      ``typed``: ``{name: value}`` of each accepted value; ``problems``: ``[(name, why)]``
+      for each refused one (``why`` without the name), in ``values``' order.
+
+    Raises:
+      KeyError: a name that is not a runtime parameter.
+    """
+    typed, problems = {}, []
+    for name, raw in values.items():
+        try:
+            value = parameter_value(name, raw)
+        except ValueError as exc:
+            problems.append((name, str(exc)))
+            continue
+        problem = parameter_problem(name, value, ceiling)
+        if problem:
+            problems.append((name, problem))
+        else:
+            typed[name] = value
+    return typed, problems

@@ -8,7 +8,7 @@ rate and batch size at submission without recompiling (``twotower submit
 """
 import tensorflow as tf
 
-from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from trainer.parameters import RUNTIME_PARAMETERS, check_parameters
 
 GPUS_KEY = "twotower_gpus_requested"
 
@@ -62,13 +62,10 @@ def apply_runtime(spec, values, learning_rate_ceiling=None):
                          f"{sorted(RUNTIME_PARAMETERS)}")
     out = {section: dict(part) if isinstance(part, dict) else part
            for section, part in spec.items()}
-    for name, raw in values.items():
-        try:
-            value = parameter_value(name, raw)
-        except ValueError as exc:
-            raise ValueError(f"runtime parameter {name}: {exc}") from None
-        problem = parameter_problem(name, value, learning_rate_ceiling)
-        if problem:
-            raise ValueError(f"runtime parameter {name}: {problem}")
+    typed, refused = check_parameters(values, learning_rate_ceiling)
+    if refused:
+        name, problem = refused[0]
+        raise ValueError(f"runtime parameter {name}: {problem}")
+    for name, value in typed.items():
         out["training"][RUNTIME_PARAMETERS[name]["key"]] = value
     return out

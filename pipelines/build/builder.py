@@ -39,7 +39,7 @@ from pipelines.config.schema import Config, ConfigError
 from pipelines.build.gate import cutoffs as gate_cutoffs
 from pipelines.config.learning_rate import learning_rate_ceiling
 from pipelines.data.columns import schema_text
-from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from trainer.parameters import RUNTIME_PARAMETERS, check_parameters
 from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT, TRAIN_SPLIT,
                               has_test_split, queries_split)
 
@@ -283,20 +283,12 @@ def parameter_values(cfg: Config) -> Dict[str, object]:
     Raises:
       ConfigError: naming the ``training`` key.
     """
-    out, found = {}, []
-    for name, row in RUNTIME_PARAMETERS.items():
-        key = f"training.{row['key']}"
-        try:
-            value = parameter_value(name, getattr(cfg.training, row["key"]))
-        except ValueError as exc:
-            found.append((key, str(exc)))
-            continue
-        problem = parameter_problem(name, value, learning_rate_ceiling(cfg))
-        if problem:
-            found.append((key, problem))
-        out[name] = value
-    if found:
-        raise ConfigError(found)
+    out, refused = check_parameters({name: getattr(cfg.training, row["key"])
+                                     for name, row in RUNTIME_PARAMETERS.items()},
+                                    learning_rate_ceiling(cfg))
+    if refused:
+        raise ConfigError([(f"training.{RUNTIME_PARAMETERS[name]['key']}", problem)
+                           for name, problem in refused])
     return out
 
 

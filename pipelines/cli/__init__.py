@@ -1,6 +1,6 @@
 """The ``twotower`` command: its parser (:mod:`.main`), one module per group of commands
-(:mod:`.commands`), the quiet terminal and its log (:mod:`.console`, :mod:`.progress`), and
+(:mod:`.commands`, which call :mod:`pipelines.api` where the library does the same) and
 every error as one line (:mod:`.errors`).
 
-May import: every other part of ``pipelines`` except ``api``.
+May import: every other part of ``pipelines``.
 """

@@ -16,8 +16,6 @@ from typing import List
 from pipelines.config.schema import Config
 from trainer.parameters import DEEP_TOWER, SAFE_LEARNING_RATE, rate_ceiling
 
-SAFE_LR = SAFE_LEARNING_RATE  # the table's rates (trainer.parameters)
-
 
 def tower_depth(cfg: Config, tower: str) -> int:
     return len(getattr(cfg, tower).layers) + 1
@@ -42,7 +40,7 @@ def learning_rate_advice(cfg: Config) -> List[str]:
     """
     t = cfg.training
     lr, opt = t.learning_rate, t.optimizer
-    if not isinstance(lr, float) or not math.isfinite(lr) or opt not in SAFE_LR:
+    if not isinstance(lr, float) or not math.isfinite(lr) or opt not in SAFE_LEARNING_RATE:
         return []
     layers = depth(cfg)
     ceiling = rate_ceiling(opt, layers, allow_risky=False)
@@ -54,5 +52,5 @@ def learning_rate_advice(cfg: Config) -> List[str]:
                 f"range {ceiling / 100:g}..{ceiling:g} (measure with `twotower lr-check`); set "
                 "training.allow_risky_learning_rate: true to run it anyway"]
     return [f"learning rate {lr:g} is far above the usual range for {opt} (recommended at "
-            f"most {SAFE_LR[opt]:g}, refused above {ceiling:g}); set "
+            f"most {SAFE_LEARNING_RATE[opt]:g}, refused above {ceiling:g}); set "
             "training.allow_risky_learning_rate: true to run it anyway"]

@@ -33,7 +33,7 @@ import numpy as np
 
 from pipelines.csvsafe import Writer
 from pipelines.data.synth_limits import BYTES_PER_ROW, size_problems
-from pipelines.data.written import atomic
+from pipelines.data.written import atomic, left_by_gone_processes
 
 SEGMENTS = ("enterprise", "mid-market", "smb")
 BRANDS = ("Acme", "Borealis", "Cobalt", "Dynamo", "Everest", "Fulcrum", "Granite", "Helix")
@@ -51,16 +51,8 @@ SCRATCH = re.compile(r"\.synth-(\d+)-.+")  # the per-day files of a run, by proc
 
 def remove_stale_scratch(out_dir: str) -> None:
     """Removes ``.synth-<pid>-*`` folders whose process is gone (a killed generator's)."""
-    for name in os.listdir(out_dir) if os.path.isdir(out_dir) else []:
-        found = SCRATCH.fullmatch(name)
-        if not found or int(found.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(found.group(1)), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-        except OSError:
-            pass  # alive: another user's generator
+    for name in left_by_gone_processes(out_dir, SCRATCH):
+        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
 
 
 def generate(out_dir: str, customers: int = 600, products: int = 400, purchases: int = 20_000,

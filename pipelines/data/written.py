@@ -23,7 +23,7 @@ import json
 import os
 import re
 import signal
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from pipelines.config.schema import ConfigError
 from pipelines.data.output import MARKER as PREPARED_MARKER
@@ -173,22 +173,31 @@ def _partial(name: str, pid: int, attempt: int) -> str:
     return f".{name}.{pid}-{attempt}.partial"
 
 
-def remove_stale_partials(folder: str, name: str) -> None:
-    """Removes the temporary files :func:`atomic` left beside ``name`` in processes that are
-    gone (killed before they could remove them: SIGKILL runs no cleanup). Another live
-    process's are left alone."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-\d+\.partial")
-    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+def left_by_gone_processes(folder: str, pattern: re.Pattern) -> List[str]:
+    """The entries of ``folder`` that ``pattern`` matches whole (its group 1: the id of the
+    process that made each) whose process is gone, sorted: what a killed process left
+    (SIGKILL runs no cleanup); never this process's, nor a live one's (another user's)."""
+    out = []
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         found = pattern.fullmatch(entry)
         if not found or int(found.group(1)) == os.getpid():
             continue
         try:
             os.kill(int(found.group(1)), 0)
         except ProcessLookupError:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
+            out.append(entry)
         except OSError:
             pass  # alive (another user's process)
+    return out
+
+
+def remove_stale_partials(folder: str, name: str) -> None:
+    """Removes the temporary files :func:`atomic` left beside ``name`` in processes that are
+    gone (killed before they could remove them). Another live process's are left alone."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-\d+\.partial")
+    for entry in left_by_gone_processes(folder, pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, entry))
 
 
 @contextlib.contextmanager

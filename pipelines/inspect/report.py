@@ -30,9 +30,8 @@ grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}.figs img{wid
 background:#fff;border:1px solid #d8dce3;border-radius:6px}code{background:#eef0f4;padding:1px
 4px;border-radius:3px}.hit{background:#e6f4ea}"""
 
-FIGURE_TITLES = {"loss": "Loss", "recall": "Held-out recall beside popularity",
-                 "gradient_norms": "Gradient norms per tower", "clip_rate": "Clipping",
-                 "learning_rate": "Learning rate", "embedding_norms": "Embedding norms"}
+FIGURES = ("loss", "recall", "gradient_norms", "clip_rate", "learning_rate",
+           "embedding_norms")  # the figures --out writes, each <name>.png
 
 
 def _e(value) -> str:
@@ -143,7 +142,7 @@ def summary(found: Dict[str, object]) -> List[str]:
 def outputs(out_dir: str) -> Dict[str, str]:
     """``{option: path}`` of every file :func:`write` may write into ``out_dir`` (for
     :func:`pipelines.data.written.check`, before anything is computed)."""
-    found = {f"--out ({name}.png)": os.path.join(out_dir, f"{name}.png") for name in FIGURE_TITLES}
+    found = {f"--out ({name}.png)": os.path.join(out_dir, f"{name}.png") for name in FIGURES}
     found["--out (report.html)"] = os.path.join(out_dir, "report.html")
     return found
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import ast
 import glob
-import json
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 from pipelines.build.builder import paths
 from pipelines.build.codegen import MODULE_FILES, module_paths
@@ -88,10 +87,3 @@ def load(path: str) -> Dict[str, object]:
                 os.path.join(tfx_dir, "Transform", "transform_graph", "*")) or None,
             "examples": examples, "model_run": run_dir or None, "towers": towers,
             "unreadable": found.get("unreadable", [])}
-
-
-def read_json(path: Optional[str]) -> Optional[dict]:
-    if not path or not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

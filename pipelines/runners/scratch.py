@@ -17,22 +17,16 @@ import re
 import shutil
 import tempfile
 
+from pipelines.data.written import left_by_gone_processes
+
 PREFIX = ".tmp-"
 _ENV = ("TMPDIR", "TEMP", "TMP")
 
 
 def remove_stale(folder: str) -> None:
     """Removes ``.tmp-<pid>`` folders of processes that no longer run."""
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        found = re.fullmatch(rf"{re.escape(PREFIX)}(\d+)", name)
-        if not found:
-            continue
-        try:
-            os.kill(int(found.group(1)), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-        except OSError:
-            pass  # alive, someone else's
+    for name in left_by_gone_processes(folder, re.compile(rf"{re.escape(PREFIX)}(\d+)")):
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 @contextlib.contextmanager

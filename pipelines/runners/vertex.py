@@ -22,7 +22,7 @@ from pipelines.config.schema import Config, ConfigError
 from pipelines.config.learning_rate import learning_rate_ceiling
 from pipelines.vertex import cloud
 from pipelines.vertex.checks import problems
-from trainer.parameters import RUNTIME_PARAMETERS, parameter_problem, parameter_value
+from trainer.parameters import RUNTIME_PARAMETERS, check_parameters
 
 CONSOLE = ("https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job}"
            "?project={project}")
@@ -59,16 +59,9 @@ def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
             found.append(("--param", f"{item!r}: the parameters are "
                           f"{', '.join(f'{n}=VALUE' for n in RUNTIME_PARAMETERS)}"))
             continue
-        try:
-            value = parameter_value(name, text)
-        except ValueError as exc:
-            found.append(("--param", f"{name}: {exc}"))
-            continue
-        problem = parameter_problem(name, value, learning_rate_ceiling(cfg))
-        if problem:
-            found.append(("--param", f"{name}: {problem}"))
-            continue
-        out[name] = value
+        typed, refused = check_parameters({name: text}, learning_rate_ceiling(cfg))
+        found += [("--param", f"{name}: {problem}") for name, problem in refused]
+        out.update(typed)
     if found:
         raise ConfigError(found)
     return out

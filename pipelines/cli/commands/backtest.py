@@ -117,7 +117,7 @@ def table(rows: List[dict]) -> List[str]:
 
 def cmd_backtest(args) -> int:
     from pipelines.build.builder import SELECTION
-    from pipelines.cli.console import Console, root_cause
+    from pipelines.terminal.console import Console, root_cause
     from pipelines.runners.local import pipeline_dir, run_local
     from pipelines.runners.lock import holding
 

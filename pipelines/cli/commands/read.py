@@ -15,7 +15,7 @@ def cmd_recommend(args) -> int:
     if sys.stderr.isatty():  # a bar over the users on a terminal; nothing in a pipe or log
         from tqdm import tqdm
 
-        from pipelines.cli.progress import width
+        from pipelines.terminal.progress import width
 
         bar = tqdm(unit="user", desc="recommending", leave=False, file=sys.stderr,
                    **width(sys.stderr))
@@ -42,7 +42,7 @@ def cmd_recommend(args) -> int:
 
 def cmd_inspect(args) -> int:
     from pipelines.data import written as outputs
-    from pipelines.cli.console import Console
+    from pipelines.terminal.console import Console
     from pipelines.inspect import report
     from pipelines.inspect.run import load
 

@@ -72,7 +72,7 @@ class Console:
         self.own_stream = stream is None  # else (a notebook's output) kept during capture
         self.line_open = False
         self.open_text = ""  # the open line's text (written again after a ticker clears it)
-        self.live = None  # the ticker or step bar now drawn (pipelines/cli/progress.py)
+        self.live = None  # the ticker or step bar now drawn (pipelines/terminal/progress.py)
 
     def live_allowed(self) -> bool:
         """Tickers and bars only on a terminal, in the normal mode (never in a log or pipe)."""
@@ -81,7 +81,7 @@ class Console:
 
     def tick(self) -> None:
         """An elapsed-time ticker on the open line until the next line is written."""
-        from pipelines.cli.progress import Ticker
+        from pipelines.terminal.progress import Ticker
 
         self._settle()
         if self.line_open and self.live_allowed():
@@ -89,7 +89,7 @@ class Console:
 
     def show_step(self, record) -> None:
         """A Trainer step (``record.step``: epoch, epochs, step, steps) on the step bar."""
-        from pipelines.cli.progress import StepBar
+        from pipelines.terminal.progress import StepBar
 
         if not self.live_allowed():
             return
@@ -105,7 +105,7 @@ class Console:
 
     def _settle(self) -> None:
         """Clears the ticker or bar; the open line a ticker drew over is written again."""
-        from pipelines.cli.progress import Ticker
+        from pipelines.terminal.progress import Ticker
 
         live, self.live = self.live, None
         if live is None:
@@ -200,7 +200,7 @@ class _Capture:
         self.handler = _Progress(c, self.components)
         c._capture = self
         logging.getLogger().addHandler(self.handler)
-        from pipelines.cli.progress import STEPS_LOGGER, StepHandler
+        from pipelines.terminal.progress import STEPS_LOGGER, StepHandler
 
         # the Trainer's steps reach the live bar only: not the log, not the root logger
         self.steps = logging.getLogger(STEPS_LOGGER)

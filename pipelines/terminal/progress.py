@@ -1,6 +1,6 @@
 """Live progress on a terminal (tqdm): an elapsed-time ticker on the running component's line,
 the Trainer's step bar per epoch (steps/s, ETA). Only where the console's stream is a TTY
-in the normal mode; nothing of it reaches the run's log (:mod:`pipelines.cli.console`).
+in the normal mode; nothing of it reaches the run's log (:mod:`pipelines.terminal.console`).
 
 The Trainer reports steps on ``STEPS_LOGGER`` (trainer/monitoring.py ``StepProgress``), a
 logger that only the console listens to while a run lasts, so nothing is logged per step
