@@ -1,10 +1,12 @@
 """`make bench`: the project against its peers on the shared benchmark protocols.
 
-    scripts/bench.py [--dataset movielens|ta-feng|all] [--no-cache]
+    scripts/bench.py [--dataset movielens|ta-feng|complete-journey|all] [--no-cache]
 
 For each dataset, in one go, on ../shared (never copied):
   1. split.py -> OUT/<dataset>/split/{train,test,items}.csv (ml-latest-small: each user's
-     last 20% is test; Ta-Feng: one global time cut, the last 10% is test)
+     last 20% is test; Ta-Feng and The Complete Journey: one global time cut, the last 10% is
+     test). The Complete Journey is a public log fetched outside the repository
+     (scripts/fetch_public_log.py); `--dataset all` skips it, in one line, until it is fetched.
   2. `twotower run` with examples/<dataset>_bench.yaml on train.csv (timed, per component)
   3. `twotower recommend` for every test user, k=100 (timed)
   4. baselines.py popularity, ease, tfrs-tutorial on the same split
@@ -29,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from fetch_public_log import LOGS, converted_path, fetch_command
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.environ.get("SHARED", os.path.join(ROOT, "..", "shared")))
 BENCH = os.path.join(SHARED, "bench")
@@ -52,6 +56,20 @@ DATASETS = {
         "windows": [0, 1, 2, 3], "env": {"EASE_MAX_ITEMS": "4000"},
         # the TFRS tutorial (for training speed and quality) on window 0 only
         "tutorial_windows": [0]},
+    # a public log, fetched outside the repository (scripts/fetch_public_log.py): when it is
+    # not there, `make bench` skips it with one line saying the fetch command
+    "complete-journey": {
+        "source": LOGS["complete-journey"]["split_source"],
+        "data": converted_path("complete-journey"),
+        "fetch": fetch_command("complete-journey"),
+        "config": os.path.join(ROOT, "examples", "complete_journey_bench.yaml"),
+        "title": "The Complete Journey (84.51°) grocery purchases, shared protocol (global time "
+                 "cut, last 10% test)",
+        # each window about five weeks of late 2017 (0: 26 Nov-1 Jan, 1: 21 Oct-26 Nov,
+        # 2: 13 Sep-21 Oct); EASE over the 4,000 most-bought of its 68k products
+        "windows": [0, 1, 2], "env": {"EASE_MAX_ITEMS": "4000"},
+        # the TFRS tutorial's speed is measured on Ta-Feng; not repeated over 68k products
+        "tutorial_windows": []},
 }
 
 
@@ -146,12 +164,20 @@ def serving_latency(model_dir, history, users, repeats=300):
             "catalog": int(model.candidate_ids.shape[0])}
 
 
-def bench(name, use_cache, only=None):
+def bench(name, use_cache, only=None, required=True):
     """One dataset: its split (or each rolling window's), every system, the scores.
 
     ``only``: the rolling windows to run now; every other window's report is read back from
-    its ``window-N/bench.json`` of an earlier run (marked ``reused``) when there is one."""
+    its ``window-N/bench.json`` of an earlier run (marked ``reused``) when there is one.
+    ``required``: False under ``--dataset all``, where a public log that was not fetched is
+    skipped (one line, and None) instead of failing the run."""
     spec = DATASETS[name]
+    if "fetch" in spec and not os.path.exists(spec["data"]):
+        if not required:
+            print(f"bench: skipping {name}: {spec['data']} is not fetched (run "
+                  f"`{spec['fetch']}`, then `make bench DATASET={name}`)", flush=True)
+            return None
+        sys.exit(f"bench: {name} needs {spec['data']}: run `{spec['fetch']}` first")
     if not os.path.exists(spec["data"]) or not os.path.isdir(BENCH):
         sys.exit(f"bench: needs {spec['data']} and {BENCH} (the shared data and protocol)")
     if "windows" not in spec:
@@ -326,8 +352,10 @@ def main(argv=None):
                              "the others are read back from an earlier run's window-N/bench.json")
     args = parser.parse_args(argv)
     only = None if args.windows is None else {int(w) for w in args.windows.split(",")}
-    names = sorted(DATASETS) if args.dataset == "all" else [args.dataset]
-    reports = [bench(name, not args.no_cache, only) for name in names]
+    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    reports = [bench(name, not args.no_cache, only, required=args.dataset != "all")
+               for name in names]
+    reports = [r for r in reports if r is not None]
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "bench.json"), "w", encoding="utf-8") as handle:
         json.dump({r["dataset"]: r for r in reports}, handle, indent=2, sort_keys=True)

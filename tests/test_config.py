@@ -182,7 +182,7 @@ def test_missing_data_file_is_named(raw_config, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["b2b_demo", "movielens", "movielens_bench", "ta_feng_bench",
-                                  "purchases"])
+                                  "complete_journey_bench", "purchases"])
 def test_every_example_config_parses_and_validates(name):
     import os
 
