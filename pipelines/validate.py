@@ -238,7 +238,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
             f"got {p.beam_workers}")
     problems.extend(vertex_problems(cfg))
-    problems.extend(tuning_problems(cfg))  # its ranges checked by the rules above
+    problems.extend(tuning_problems(cfg, validate))  # its ranges checked by the rules above
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:

@@ -1,8 +1,8 @@
 """The ``tuning:`` section's rules: each problem one line, naming its key.
 
 A range's ends (and each listed value) are checked by the config's own rules:
-the config with that value in place is validated (:func:`pipelines.validate.validate`,
-data unread), and any problem it has that the config as written does not is
+the config with that value in place is validated (``validate``: the caller's
+:func:`pipelines.validate.validate`, passed in, data unread), and any problem it has that the config as written does not is
 the range's problem. So a value the model refuses, a learning rate above the
 ceiling (:mod:`pipelines.learning_rate`) or an embedding size a history's
 shared table can't take is refused here by the very rule that refuses it in
@@ -104,9 +104,7 @@ def _shape_problem(key: str, r: RangeConfig) -> str:
     return ""
 
 
-def _problems_of(raw: dict) -> set:
-    from pipelines.validate import validate
-
+def _problems_of(raw: dict, validate) -> set:
     try:
         validate(Config.from_dict(raw), check_data=False)
     except ConfigError as exc:
@@ -114,20 +112,21 @@ def _problems_of(raw: dict) -> set:
     return set()
 
 
-def _value_problem(base_raw: dict, base: set, key: str, value) -> str:
+def _value_problem(base_raw: dict, base: set, key: str, value, validate) -> str:
     """The config's own rules at ``key: value``: the first problem the config as written does
     not have (a value the model refuses), or ''."""
     raw = copy.deepcopy(base_raw)
     section, name = key.split(".")
     raw[section][name] = typed(key, value)
-    found = sorted(_problems_of(raw) - base)
+    found = sorted(_problems_of(raw, validate) - base)
     if not found:
         return ""
     where, message = found[0]
     return f"{where}: {message}" if where != key else message
 
 
-def space_problems(cfg: Config, space: Dict[str, RangeConfig]) -> List[Tuple[str, str]]:
+def space_problems(cfg: Config, space: Dict[str, RangeConfig],
+                   validate) -> List[Tuple[str, str]]:
     """``[(key, line)]`` of the space's problems (see the module docstring)."""
     problems = []
     base_raw = {k: v for k, v in cfg.to_dict().items() if k != "tuning"}
@@ -140,9 +139,9 @@ def space_problems(cfg: Config, space: Dict[str, RangeConfig]) -> List[Tuple[str
         if shape:
             problems.append((space_key(key), shape))
             continue
-        base = _problems_of(base_raw) if base is None else base
+        base = _problems_of(base_raw, validate) if base is None else base
         for label, value in points(key, r):
-            problem = _value_problem(base_raw, base, key, value)
+            problem = _value_problem(base_raw, base, key, value, validate)
             if problem:
                 problems.append((space_key(key), f"{label} {typed(key, value):g} is refused by "
                                  f"the config's rules: {problem}"))
@@ -150,8 +149,9 @@ def space_problems(cfg: Config, space: Dict[str, RangeConfig]) -> List[Tuple[str
     return problems
 
 
-def tuning_problems(cfg: Config) -> List[Tuple[str, str]]:
-    """Every problem of ``cfg.tuning`` (none without one), each ``(dotted key, one line)``."""
+def tuning_problems(cfg: Config, validate) -> List[Tuple[str, str]]:
+    """Every problem of ``cfg.tuning`` (none without one), each ``(dotted key, one line)``;
+    ``validate``: :func:`pipelines.validate.validate`, which calls this (no import circle)."""
     t: TuningConfig = cfg.tuning
     if t is None:
         return []
@@ -175,8 +175,16 @@ def tuning_problems(cfg: Config) -> List[Tuple[str, str]]:
         problems.append(("tuning", "the search scores trials on the last part of train by time, "
                          "before the eval cut: set data.timestamp (the eval split stays the "
                          "gate's alone)"))
-    problems += space_problems(cfg, t.space or default_space(cfg))
+    problems += space_problems(cfg, t.space or default_space(cfg), validate)
     return problems
+
+
+def objective_of(spec: dict) -> str:
+    """The trials' objective: the gate's metric at its first cut-off
+    (:func:`pipelines.gate.cutoffs`), e.g. ``recall_at_10``."""
+    from pipelines.gate import cutoffs
+
+    return f"recall_at_{cutoffs(spec)[0]}"
 
 
 def search_space(cfg: Config) -> Dict[str, RangeConfig]:

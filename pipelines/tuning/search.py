@@ -16,7 +16,7 @@ import os
 from typing import Optional
 
 from pipelines.config import Config, ConfigError
-from pipelines.tuning.rules import LIMITS, search_space
+from pipelines.tuning.rules import LIMITS, objective_of, search_space
 from pipelines.tuning.schema import TuningConfig
 
 SEARCH_FOLDER = "tune"
@@ -53,13 +53,6 @@ def project_name(spec: dict) -> str:
     keyed["tuning"].pop("trials", None)
     text = json.dumps(keyed, sort_keys=True, separators=(",", ":"))
     return "search-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def objective_of(spec: dict) -> str:
-    """The gate's metric at its first cut-off (:func:`pipelines.gate.cutoffs`)."""
-    from pipelines.gate import cutoffs
-
-    return f"recall_at_{cutoffs(spec)[0]}"
 
 
 def tune(cfg: Config, log=print) -> dict:

@@ -29,7 +29,7 @@ def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
     from tfx.proto import trainer_pb2, tuner_pb2
 
     from pipelines.codegen import frozen_spec
-    from pipelines.tuning.search import objective_of
+    from pipelines.tuning.rules import objective_of
 
     args = dict(module_file=modules["trainer"],
                 examples=transform.outputs["transformed_examples"],
