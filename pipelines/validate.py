@@ -24,6 +24,7 @@ from pipelines.data.sources import check_columns, configured_columns, source_pro
 from pipelines.data.windows import split_window_problems
 from pipelines.config.learning_rate import learning_rate_advice
 from pipelines.local_paths import path_problems
+from pipelines.config.tuning_rules import tuning_problems
 from pipelines.vertex.checks import problems as vertex_problems
 from trainer.parameters import RUNTIME_PARAMETERS, check_parameters, seed_problem
 from trainer.serving_names import serving_name_problems
@@ -231,6 +232,7 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
         add("pipeline.beam_workers", f"must be in 1..64 (the machine has {os.cpu_count()} cores), "
             f"got {p.beam_workers}")
     problems.extend(vertex_problems(cfg))
+    problems.extend(tuning_problems(cfg, validate))  # its ranges checked by the rules above
     if p.serving_index not in SERVING_INDEXES:
         add("pipeline.serving_index", f"must be one of {', '.join(SERVING_INDEXES)}")
     elif p.serving_index == "scann" and importlib.util.find_spec("scann") is None:

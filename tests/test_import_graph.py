@@ -16,7 +16,7 @@ LAYER = {"transform": 0, "trainer": 1, "pipelines": 2}
 PIPELINES_FLOORS = ("pipelines", "pipelines.version", "pipelines.csvsafe", "pipelines.config",
                     "pipelines.data", "pipelines.vertex", "pipelines.build", "pipelines.runners",
                     "pipelines.inspect", "pipelines.terminal", "pipelines.local_paths",
-                    "pipelines.validate", "pipelines.recommend", "pipelines.api",
+                    "pipelines.validate", "pipelines.recommend", "pipelines.tuning", "pipelines.api",
                     "pipelines.cli", "pipelines.__main__")
 MAX_LOOSE = 10  # modules directly in pipelines/ (__init__ and __main__ included)
 

@@ -275,3 +275,32 @@ def test_a_shared_bucket_keeps_pipelines_and_compiles_apart(tmp_path, raw_config
     assert contents(first) == before  # neither touched alice's first staged files
     assert b"'epochs': 3" in (tmp_path / "gcs" / changed["modules"][len("gs://"):]
                               / "trainer" / "trainer_module.py").read_bytes()
+
+
+def test_a_config_with_tuning_compiles_a_tuner_step_feeding_the_trainer(tmp_path, raw_config):
+    from pipelines.runners import gcs_on_disk
+
+    gcs_on_disk.register(tmp_path / "gcs")
+    base = ["vertex.project=acme-recs", "vertex.region=europe-west4",
+            "vertex.pipeline_root=gs://acme-bucket/twotower", "tuning.trials=4"]
+    for parallel, executor in ((1, "tfx.components.tuner.executor.Executor"),
+                               (3, "tfx.extensions.google_cloud_ai_platform.tuner.executor."
+                                   "Executor")):
+        cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(raw_config)),
+                                               base + [f"tuning.parallel={parallel}"]))
+        out = tmp_path / f"pipeline-{parallel}.json"
+        compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
+        spec = json.loads(out.read_text(encoding="utf-8"))["pipelineSpec"]
+        tasks = spec["root"]["dag"]["tasks"]
+        assert "Tuner" in tasks and "RuntimeParameters" not in tasks
+        for trainer in ("Trainer", "RefitTrainer"):  # both train the search's best values
+            source = tasks[trainer]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
+            assert source == {"producerTask": "Tuner",
+                              "outputArtifactKey": "best_hyperparameters"}
+        fed = tasks["Tuner"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]
+        assert fed["producerTask"] == "Transform"
+        assert executor in json.dumps(spec["deploymentSpec"]["executors"]["Tuner_executor"])
+        task = json.dumps(tasks["Tuner"])
+        assert "twotower_objective" in task and "recall_at_10" in task
+        if parallel > 1:  # the trials as Vertex AI Training jobs in the image, 3 at once
+            assert "num_parallel_trials" in task and IMAGE in task

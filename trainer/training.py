@@ -37,6 +37,7 @@ from trainer.runtime import GPUS_KEY, apply_runtime, choose_strategy
 from trainer.serving import (SCANN_MIN_CANDIDATES, RetrievalServer, input_defaults,
                              require_scann)
 from trainer.serving_names import serving_inputs
+from trainer.tuning_space import apply_values, is_tuner_config, tuned_values
 from trainer.vector_export import export_for_vector_search
 
 METRICS_FILE = "training_metrics.json"
@@ -99,6 +100,8 @@ def run_training(spec, meta, files, transform_dir, serving_dir, run_dir, train_s
               "config_fingerprint": meta["config_fingerprint"],
               "library_version": meta["library_version"], "epochs": [],
               "role": "refit" if selection is not None else "selection"}
+    if training.get("tuned"):  # the values the Tuner step chose (trainer.tuning_space)
+        record["tuned"] = dict(training["tuned"])
     try:  # a bad runtime value or missing GPUs is recorded like any other failure
         spec = apply_runtime(spec, hyperparameters, meta.get("learning_rate_ceiling"))
         record.update(learning_rate=spec["training"]["learning_rate"],
@@ -303,9 +306,14 @@ def run_from_fn_args(fn_args, spec, meta):
     custom = getattr(fn_args, "custom_config", None) or {}
     refit = bool(custom.get(REFIT_KEY))
     selection = read_selection(getattr(fn_args, "base_model", None)) if refit else None
+    hyperparameters = getattr(fn_args, "hyperparameters", None)
+    if is_tuner_config(hyperparameters):  # the Tuner step's best_hyperparameters
+        spec = apply_values(spec, hyperparameters["values"])
+        spec["training"]["tuned"] = tuned_values(hyperparameters["values"])
+        hyperparameters = None
     return run_training(spec, meta, split_files(spec, fn_args.train_files, fn_args.eval_files,
                                                 refit=refit),
                         transform_dir, fn_args.serving_model_dir, fn_args.model_run_dir,
                         train_steps=fn_args.train_steps,
-                        hyperparameters=getattr(fn_args, "hyperparameters", None),
+                        hyperparameters=hyperparameters,
                         gpus_requested=custom.get(GPUS_KEY, 0), selection=selection)

@@ -52,8 +52,12 @@ COMPONENTS = SELECTION + REFIT + ("Pusher",)  # with the default training.refit:
 
 
 def component_ids(cfg: Config) -> Tuple[str, ...]:
-    """The pipeline's components in execution order, for this config."""
-    return SELECTION + (REFIT if cfg.training.refit else ()) + ("Pusher",)
+    """The pipeline's components in execution order, for this config (``tuning:`` adds the
+    Tuner between Transform and Trainer)."""
+    selection = SELECTION if cfg.tuning is None else (
+        SELECTION[:SELECTION.index("Trainer")] + ("Tuner",)
+        + SELECTION[SELECTION.index("Trainer"):])
+    return selection + (REFIT if cfg.training.refit else ()) + ("Pusher",)
 
 
 SCHEMA_PREFIX, SCHEMA_SUFFIX = "schema-", ".pbtxt"
@@ -151,7 +155,12 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
                         examples=transform.outputs["transformed_examples"],
                         transform_graph=transform.outputs["transform_graph"],
                         schema=schema_gen.outputs["schema"])
-    if image:
+    if cfg.tuning is not None:  # the search's best values train (pipelines.build.tuner)
+        from pipelines.build.tuner import tuner_step
+
+        steps.append(tuner_step(cfg, modules, transform, schema_gen, image))
+        trainer_args["hyperparameters"] = steps[-1].outputs["best_hyperparameters"]
+    elif image:
         steps.append(runtime_parameters(cfg))
         trainer_args["hyperparameters"] = steps[-1].outputs["hyperparameters"]
     trainer = make_trainer(cfg, image, trainer_args)

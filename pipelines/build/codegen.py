@@ -30,6 +30,7 @@ Output is deterministic: the same config (and runtime) gives the same bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -90,6 +91,11 @@ def frozen_spec(config: Config) -> dict:
     ``c`` but for the unread sections' defaults.
     """
     spec = {k: v for k, v in config.to_dict().items() if k not in UNREAD_SECTIONS}
+    if "tuning" in spec:  # the space the search runs, the default one resolved
+        from pipelines.config.tuning_rules import search_space
+
+        spec["tuning"]["space"] = {key: dataclasses.asdict(r)
+                                   for key, r in search_space(config).items()}
     for tower in ("query_tower", "candidate_tower"):
         spec[tower]["features"] = [frozen_feature(f) for f in spec[tower]["features"]]
     return spec
@@ -208,6 +214,16 @@ def trainer_module(config: Config) -> str:
             "and exported with a serving signature. `META` records what generated it.")
     imports = ("# TensorFlow and TFRS are imported here, after the runtime check\n"
                "from trainer.training import run_from_fn_args  # noqa: E402")
+    if config.tuning is not None:  # the Tuner step's entry point (trainer.tuning)
+        entry += ('\n\n\ndef tuner_fn(fn_args):\n'
+                  '    """TFX Tuner entry point: the hyperparameter search over the train split.\n\n'
+                  '    Trials are scored on the last part of train by time (never eval or test);\n'
+                  '    returns a ``TunerFnResult`` whose best hyperparameters reach ``run_fn``.\n'
+                  '    """\n'
+                  '    return tuner_from_fn_args(fn_args, SPEC, META)')
+        imports += "\nfrom trainer.tuning import tuner_from_fn_args  # noqa: E402"
+        what += ("\nWith `tuning:`, TFX calls `tuner_fn` first (the Tuner step): the runtime's\n"
+                 "`trainer.tuning.tuner_from_fn_args` searches `SPEC['tuning']['space']`.")
     fingerprint = f"Config fingerprint: {config.fingerprint()}"
     return _module(_header("Trainer", config, fingerprint, digest, packages, what),
                    _runtime_check(TRAINER_FILE, digest, packages), imports, entry,

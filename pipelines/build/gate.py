@@ -28,6 +28,11 @@ def cutoffs(spec: dict) -> List[int]:
     return [k for k in ks if k <= spec["pipeline"]["serving_k"]] or ks[:1]
 
 
+def objective_of(spec: dict) -> str:
+    """The tuner's objective: the gate's metric at its first cut-off, e.g. ``recall_at_10``."""
+    return f"recall_at_{cutoffs(spec)[0]}"
+
+
 LABELS = {"popularity": "popularity", "recent_popularity": "recent popularity",
           "ease": "EASE"}  # the names trainer.baselines gives its discovery baselines
 

@@ -5,6 +5,7 @@ examples:
   twotower demo                                  the whole pipeline on synthetic purchases
   twotower validate --config my.yaml             check a config and its data's columns
   twotower run --config my.yaml                  train, evaluate against popularity, push
+  twotower tune --config my.yaml --trials 8      search hyperparameters; writes my.tuned.yaml
   twotower inspect runs/b2b-demo                 figures and an HTML report of a run
   twotower tensorboard runs/b2b-demo             TensorBoard on the newest training run
   twotower recommend --model runs/b2b-demo --users users.csv --out recs.csv
@@ -24,6 +25,7 @@ import sys
 from pipelines.cli.commands.backtest import cmd_backtest
 from pipelines.cli.commands.files import cmd_generate, cmd_prepare, cmd_synth, cmd_validate
 from pipelines.cli.commands.local import cmd_demo, cmd_lr_check, cmd_run
+from pipelines.cli.commands.tune import cmd_tune
 from pipelines.cli.commands.read import cmd_inspect, cmd_recommend, cmd_runs, cmd_tensorboard
 from pipelines.cli.commands.vertex import cmd_compile, cmd_image, cmd_submit
 from pipelines.version import __version__
@@ -91,6 +93,14 @@ def _local_commands(sub, with_config) -> None:
                                               "time (pipelines <name>-w0, -w1, ...)"))
     p.add_argument("--windows", type=int, default=4, help="eval windows, the newest first")
     p.set_defaults(func=cmd_backtest)
+    p = _output_flags(with_config("tune", "search hyperparameters on a validation slice of "
+                                          "train; write <config>.tuned.yaml"))
+    p.add_argument("--trials", type=int, help="trials to run (default: tuning.trials, 8); a "
+                   "search started again resumes, never repeating a finished trial")
+    p.add_argument("--out", metavar="FILE", help="the tuned config to write (default: "
+                   "<config>.tuned.yaml beside the config)")
+    p.add_argument("--force", **FORCE)
+    p.set_defaults(func=cmd_tune)
     p = _output_flags(with_config("lr-check", "learning-rate range test on the transformed "
                                               "data"))
     p.add_argument("--rates", help="comma-separated rates (default: the configured rate "

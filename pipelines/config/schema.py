@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Union
 # Loading and the typed parser live beside the schema; re-exported here, where callers find them.
 from pipelines.config.loading import apply_overrides, purchase_log_defaults, read_raw
 from pipelines.config.parse import ConfigError, parse_value
+from pipelines.config.tuning import RangeConfig, TuningConfig  # noqa: F401 (re-exported)
 from transform.kinds import KINDS  # no TensorFlow: the kinds' TF parts import it when they run
 
 FEATURE_KINDS = tuple(KINDS)  # one module per kind (transform/kinds/)
@@ -388,6 +389,9 @@ class Config:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)
+    # Set (even to {}) to search hyperparameters (`twotower tune`, and a Tuner step before
+    # the Trainer in the pipeline); null: the config's values are trained as written.
+    tuning: Optional[TuningConfig] = None
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Config":
@@ -407,7 +411,12 @@ class Config:
         return cfg
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data; ``tuning`` only when set (a config without one has the
+        same dict, fingerprint and generated modules as before the section existed)."""
+        out = dataclasses.asdict(self)
+        if out.get("tuning") is None:
+            out.pop("tuning", None)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)

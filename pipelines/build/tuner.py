@@ -1,0 +1,68 @@
+"""The pipeline's Tuner step (``tuning:``): TFX's Tuner with the generated ``tuner_fn``.
+
+Between Transform and Trainer; its ``best_hyperparameters`` are the Trainer's
+(and the refit's) ``hyperparameters`` input, so the values the search chose
+are what trains (:func:`trainer.tuning_space.apply_values` in ``run_fn``), and
+ML Metadata records the Tuner's output as the Trainer's input. The step reads
+the train split and the catalog (handed as its eval split): never the eval
+split the gate judges. Cached like every step: an unchanged Transform output
+and Trainer module reuse the search.
+
+Compiled for Vertex AI with ``tuning.parallel`` > 1 it is TFX's Google Cloud
+Tuner (``tfx.extensions.google_cloud_ai_platform.Tuner``): ``parallel``
+workers, each a Vertex AI Training job in the training image, run trials at
+once against one oracle.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from pipelines.config.schema import Config
+from transform.naming import CATALOG_SPLIT, TRAIN_SPLIT
+
+OBJECTIVE_KEY = "twotower_objective"  # trainer.tuning.OBJECTIVE_KEY (checked by a test)
+
+
+def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
+               image: Optional[str] = None):
+    """The Tuner component over ``transform``'s output (imports TFX)."""
+    from tfx.proto import trainer_pb2, tuner_pb2
+
+    from pipelines.build.codegen import frozen_spec
+    from pipelines.build.gate import objective_of
+
+    args = dict(module_file=modules["trainer"],
+                examples=transform.outputs["transformed_examples"],
+                transform_graph=transform.outputs["transform_graph"],
+                schema=schema_gen.outputs["schema"],
+                train_args=trainer_pb2.TrainArgs(splits=[TRAIN_SPLIT]),
+                eval_args=trainer_pb2.EvalArgs(splits=[CATALOG_SPLIT]))
+    custom = {OBJECTIVE_KEY: objective_of(frozen_spec(cfg))}
+    if image and cfg.tuning.parallel > 1:
+        from tfx import v1 as tfx  # the Vertex AI extension: only in a compiled pipeline
+
+        vx = tfx.extensions.google_cloud_ai_platform
+        custom.update(vertex_tuning_config(cfg, image))
+        return vx.Tuner(tune_args=tuner_pb2.TuneArgs(num_parallel_trials=cfg.tuning.parallel),
+                        custom_config=custom, **args)
+    from tfx.components import Tuner
+
+    return Tuner(custom_config=custom, **args)
+
+
+def vertex_tuning_config(cfg: Config, image: str) -> dict:
+    """The Google Cloud Tuner's ``custom_config``: each parallel worker a Vertex AI Training
+    job on ``vertex.training``'s machine (default n1-standard-8), in the training image."""
+    from tfx import v1 as tfx
+
+    vx, v = tfx.extensions.google_cloud_ai_platform, cfg.vertex
+    t = v.training
+    machine = {"machine_type": t.machine_type if t else "n1-standard-8"}
+    if t and t.accelerator_count:
+        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+    job = {"worker_pool_specs": [{"machine_spec": machine, "replica_count": 1,
+                                  "container_spec": {"image_uri": image}}]}
+    if v.service_account:
+        job["service_account"] = v.service_account
+    return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
+            vx.experimental.TUNING_ARGS_KEY: {"project": v.project, "job_spec": job}}

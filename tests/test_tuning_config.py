@@ -1,0 +1,150 @@
+"""The `tuning:` section: its refusals (one line each, naming the key), the default space,
+the tuned values reaching a spec, and the Tuner step in the pipeline. Fast: no data read."""
+import copy
+
+import pytest
+
+from pipelines.config.schema import Config, ConfigError, apply_overrides
+from pipelines.validate import validate
+
+
+def refusal(raw, *overrides):
+    """The one problem ``overrides`` give the config, as ``(key, line)``."""
+    cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw), list(overrides)))
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg, check_data=False)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    return caught.value.problems[0]
+
+
+def test_a_config_without_tuning_keeps_its_dict_and_fingerprint(raw_config):
+    cfg = Config.from_dict(raw_config)
+    assert "tuning" not in cfg.to_dict()  # goldens, cache keys: as before the section
+    tuned = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), ["tuning={}"]))
+    assert tuned.to_dict()["tuning"]["algorithm"] == "hyperband"
+    assert tuned.fingerprint() != cfg.fingerprint()
+    assert validate(tuned, check_data=False) == []
+
+
+def test_an_empty_range_is_refused(raw_config):
+    key, line = refusal(raw_config, "tuning.space={model.temperature: {}}")
+    assert key == "tuning.space.model.temperature" and line.startswith("empty range")
+    key, line = refusal(raw_config, "tuning.space={model.temperature: {min: 0.1, max: 0.1}}")
+    assert "min equals max" in line
+    key, line = refusal(raw_config, "tuning.space={training.batch_size: {values: [256]}}")
+    assert "one choice" in line
+
+
+def test_an_inverted_range_is_refused(raw_config):
+    key, line = refusal(raw_config, "tuning.space={model.temperature: {min: 0.3, max: 0.1}}")
+    assert (key, line) == ("tuning.space.model.temperature",
+                           "inverted range: min 0.3 is above max 0.1")
+
+
+def test_a_value_the_model_refuses_is_refused_by_the_models_rule(raw_config):
+    key, line = refusal(raw_config, "tuning.space={model.output_dim: {values: [0, 32]}}")
+    assert key == "tuning.space.model.output_dim"
+    assert line == "value 0 is refused by the config's rules: must be in 1..1024"
+    key, line = refusal(raw_config, "tuning.space={model.temperature: {min: 0.1, max: 500}}")
+    assert "max 500" in line and "must be in (0, 100]" in line
+    key, line = refusal(raw_config, "tuning.space={training.batch_size: {values: [1, 64]}}")
+    assert "in-batch negatives need 2 or more" in line
+    key, line = refusal(raw_config, "tuning.space={model.embedding_dim: {values: [16.5, 32]}}")
+    assert "16.5" in line and "whole number" in line
+
+
+def test_a_learning_rate_above_the_ceiling_is_refused(raw_config):
+    # the demo's towers with adam: the ceiling is 0.01 (trainer.parameters.SAFE_LEARNING_RATE)
+    key, line = refusal(raw_config,
+                        "tuning.space={training.learning_rate: {min: 0.001, max: 0.05}}")
+    assert key == "tuning.space.training.learning_rate"
+    assert line.startswith("max 0.05 is refused by the config's rules: learning rate 0.05 is "
+                           "risky for adam")
+    ok = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), [
+        "tuning.space={training.learning_rate: {min: 0.001, max: 0.01}}"]))
+    assert validate(ok, check_data=False) == []
+    key, line = refusal(raw_config, "tuning.space={training.learning_rate: {min: 0, max: 0.01}}")
+    assert "log-scale range needs min > 0" in line
+
+
+def test_an_unknown_parameter_gets_did_you_mean(raw_config):
+    key, line = refusal(raw_config, "tuning.space={model.embeding_dim: {values: [16, 32]}}")
+    assert key == "tuning.space.model.embeding_dim"
+    assert line.startswith("unknown parameter (tunable: training.learning_rate")
+    assert line.endswith("did you mean 'model.embedding_dim'?")
+    key, line = refusal(raw_config, "tuning.space={history.max_length: {values: [5, 10]}}")
+    assert line.startswith("not tunable: a history's max_length shapes the Transform")
+
+
+def test_the_search_settings_are_checked(raw_config):
+    assert refusal(raw_config, "tuning.algorithm=hyperbnd") == (
+        "tuning.algorithm", "'hyperbnd': use one of random, bayesian, hyperband; did you mean "
+        "'hyperband'?")
+    assert refusal(raw_config, "tuning.trials=0")[0] == "tuning.trials"
+    assert refusal(raw_config, "tuning.max_epochs=0")[0] == "tuning.max_epochs"
+    assert refusal(raw_config, "tuning.validation_fraction=0.6")[0] == \
+        "tuning.validation_fraction"
+    assert refusal(raw_config, "tuning.seed=-1")[0] == "tuning.seed"
+    key, line = refusal(raw_config, "tuning={}", "data.timestamp=null", "data.split.method=hash",
+                        "query_tower.features=[{name: customer, column: customer_id, "
+                        "kind: id}]")
+    assert key == "tuning" and "set data.timestamp" in line
+    with pytest.raises(ConfigError) as caught:  # a typo in the section itself
+        Config.from_dict(apply_overrides(copy.deepcopy(raw_config), ["tuning.trails=4"]))
+    assert "did you mean 'trials'?" in str(caught.value)
+
+
+def test_the_default_space_is_around_the_configs_values(raw_config):
+    from pipelines.config.tuning_rules import search_space
+
+    cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), ["tuning={}"]))
+    space = search_space(cfg)
+    lr = space["training.learning_rate"]
+    assert (lr.min, lr.max, lr.log) == (0.001, 0.01, True)  # a tenth of the ceiling .. it
+    b = cfg.training.batch_size
+    assert space["training.batch_size"].values == [b / 2, b, b * 2]
+    t = cfg.model.temperature
+    assert (space["model.temperature"].min, space["model.temperature"].max) == (t / 2, t * 2)
+
+
+def test_tuned_values_reach_the_spec_and_nothing_else():
+    from trainer.tuning_space import apply_values, is_tuner_config, tuned_values
+
+    spec = {"training": {"learning_rate": 0.01, "batch_size": 256},
+            "model": {"embedding_dim": 32}}
+    best = {"space": [], "values": {"training.learning_rate": 0.003, "model.embedding_dim": 64.0,
+                                    "tuner/epochs": 3, "tuner/trial_id": "0001"}}
+    assert is_tuner_config(best) and not is_tuner_config({"epochs": 3})
+    out = apply_values(spec, best["values"])
+    assert out == {"training": {"learning_rate": 0.003, "batch_size": 256},
+                   "model": {"embedding_dim": 64}}
+    assert spec["training"]["learning_rate"] == 0.01  # a copy
+    with pytest.raises(ValueError, match="not tunable"):
+        tuned_values({"model.activation": "gelu"})
+
+
+def test_the_pipeline_has_a_tuner_step_feeding_the_trainer(raw_config):
+    from pipelines.build.builder import component_ids
+
+    cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), ["tuning={}"]))
+    ids = component_ids(cfg)
+    assert ids[ids.index("Transform") + 1] == "Tuner" and ids[ids.index("Tuner") + 1] == "Trainer"
+    assert "Tuner" not in component_ids(Config.from_dict(raw_config))
+
+
+def test_the_trainer_module_has_tuner_fn_only_with_tuning(raw_config):
+    from pipelines.build.codegen import trainer_module
+    from pipelines.build.tuner import OBJECTIVE_KEY
+    from trainer.tuning_space import TUNABLE
+
+    plain = trainer_module(Config.from_dict(raw_config))
+    assert "tuner_fn" not in plain
+    text = trainer_module(Config.from_dict(apply_overrides(copy.deepcopy(raw_config), ["tuning={}"])))
+    assert "def tuner_fn(fn_args):" in text
+    assert "from trainer.tuning import tuner_from_fn_args" in text
+    space = {}
+    exec(compile(text.split("LIBRARY_VERSION =")[0] + text[text.index("META = "):],
+                 "<module>", "exec"), space)  # the constants, without the runtime import
+    assert set(space["SPEC"]["tuning"]["space"]) <= set(TUNABLE)
+    assert space["SPEC"]["tuning"]["space"]["training.learning_rate"]["max"] == 0.01
+    assert OBJECTIVE_KEY == "twotower_objective"  # trainer.tuning reads the same key

@@ -1,0 +1,331 @@
+"""The hyperparameter search's runtime: a validation slice carved from train, trials on it.
+
+Every trial is scored the way the push gate scores a model (full-catalog
+recall at the gate's cut-off, ``objective``; each query without what it had
+before; popularity and the baselines on the same queries), but on a
+*validation slice*: the last ``tuning.validation_fraction`` of the **train**
+split by time. Trials fit on the train rows before the slice's first moment
+and never read the eval or test splits, so the gate's verdict on the tuned
+model stays unbiased. A slice query is embedded from its first slice row,
+whose features and history hold only what came strictly before it (the data
+preparation's rule, :mod:`pipelines.data.sql.histories`).
+
+The search is keras-tuner's (random, Bayesian optimisation, or Hyperband:
+successive halving with ``tuning.max_epochs`` as the longest trial):
+:class:`SliceTuner` trains a trial itself (``run_trial``) and returns its
+objective. A trial the collapse monitor stops (gradients at ~0, a non-finite
+loss) is recorded as stopped with objective 0, never an error of the search.
+The tuner's project folder keeps finished trials: a search started again
+with ``overwrite=False`` resumes and never repeats one. ``tuner_fn`` (the
+generated Trainer module's) builds the same tuner for TFX's Tuner component.
+
+Part of the runtime the generated Trainer module imports.
+"""
+import copy
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from transform.naming import (CANDIDATE_POSITION, CATALOG_SPLIT, QUERY_ID, QUERY_KEY, TIMESTAMP,
+                              TRAIN_SPLIT)
+from trainer.build import build_model
+from trainer.data import load_arrays, query_counts, query_groups
+from trainer.evaluation import popularity
+from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
+from trainer.inputs import load_inputs
+from trainer.model import make_optimizer, require_legacy_keras
+from trainer.monitoring import CollapseMonitor
+from trainer.towers import tower_inputs
+from trainer.tuning_space import HYPERBAND_FACTOR, TUNABLE, apply_values, tuned_values, typed
+
+TRIALS_FOLDER = "trial_records"  # in the project folder: one JSON per finished trial
+SLICE_FILE = "slice.json"
+OBJECTIVE_KEY = "twotower_objective"  # the Tuner's custom_config: e.g. "recall_at_10"
+
+
+def carve_slice(times, fraction):
+    """The slice's first moment: the rows at or after it are about the last ``fraction`` of
+    ``times`` (every row of one moment on the same side).
+
+    Args:
+      times: ``[rows]`` int64 epoch seconds of the train split.
+
+    Returns:
+      ``(cut, fit_mask [rows] bool)``: fit rows are strictly before ``cut``.
+
+    Raises:
+      ValueError: no row before the cut, or none at or after it.
+    """
+    times = np.asarray(times, dtype=np.int64)
+    if not len(times) or (times < 0).any():
+        raise ValueError("the validation slice is carved by time: every train row needs a "
+                         "timestamp (data.timestamp)")
+    ordered = np.sort(times)
+    cut = int(ordered[min(len(ordered) - 1, int(math.floor(len(ordered) * (1 - fraction))))])
+    fit = times < cut
+    if not fit.any():
+        raise ValueError(f"tuning.validation_fraction {fraction:g}: every train row is at the "
+                         "slice's first moment, so no row is left to fit; use a smaller fraction")
+    return cut, fit
+
+
+def _day(seconds):
+    return time.strftime("%Y-%m-%d", time.gmtime(int(seconds)))
+
+
+class Slice:
+    """The train split cut in two: the rows trials fit on, the slice they are scored on.
+
+    Built once per search (the slice's baselines, EASE included, are fitted once).
+
+    Args:
+      spec: the frozen config.
+      files: ``{split: patterns}`` with the train and catalog splits (no other is read).
+      transform_dir: the Transform's graph.
+      fraction: ``tuning.validation_fraction``.
+    """
+
+    def __init__(self, spec, files, transform_dir, fraction):
+        require_legacy_keras()
+        self.spec, self.files = spec, files
+        self.tft_output = tft.TFTransformOutput(transform_dir)
+        inputs = load_inputs(spec, self.tft_output, {TRAIN_SPLIT: files[TRAIN_SPLIT],
+                                                     CATALOG_SPLIT: files[CATALOG_SPLIT]})
+        rows = inputs["train"]
+        if TIMESTAMP not in rows:
+            raise ValueError("the validation slice is carved by time: set data.timestamp")
+        self.cut, fit = carve_slice(rows[TIMESTAMP], fraction)
+        fitted = {key: value[fit] for key, value in rows.items()}
+        held = {key: value[~fit] for key, value in rows.items()}
+        num = len(inputs["catalog"][next(iter(inputs["catalog"]))])
+        self.inputs = dict(inputs, train=fitted,
+                           counts=popularity(fitted[CANDIDATE_POSITION], num))
+        feature_spec = inputs["feature_spec"]
+        query_keys = list(dict.fromkeys(
+            [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]))
+        wanted = list(dict.fromkeys(query_keys + [QUERY_ID, TIMESTAMP]))
+        arrays = load_arrays(files[TRAIN_SPLIT], {k: feature_spec[k] for k in wanted})
+        # a query with no fit row is cold, as in the eval split: no snapshot, not scored
+        warm = set(fitted[QUERY_ID].tolist())
+        self.set = HeldOutSet("validation slice", self._snapshots(arrays, query_keys, warm),
+                              query_keys,
+                              held[QUERY_ID], held[CANDIDATE_POSITION],
+                              query_groups(fitted[QUERY_ID], fitted[CANDIDATE_POSITION]),
+                              query_counts(fitted[QUERY_ID], fitted[CANDIDATE_POSITION]),
+                              seen_rows=fitted, num_candidates=num,
+                              baselines=spec["pipeline"].get("baselines"),
+                              held_times=held[TIMESTAMP])
+        self.about = {
+            "fit_rows": int(fit.sum()), "slice_rows": int((~fit).sum()),
+            "fit_first": _day(fitted[TIMESTAMP].min()), "fit_last": _day(fitted[TIMESTAMP].max()),
+            "slice_first": _day(held[TIMESTAMP].min()), "slice_last": _day(held[TIMESTAMP].max()),
+            "cut": int(self.cut), "fraction": float(fraction), "queries": len(self.set.queries),
+            **{
+                k: int(v) for k, v in self.set.counts.items()}}
+
+    def _snapshots(self, arrays, query_keys, warm):
+        """Each ``warm`` slice query's first slice row (its features and history as they
+        stood just before its first slice interaction), ``{key: [queries, ...]}``."""
+        times = arrays[TIMESTAMP]
+        order = np.lexsort((np.arange(len(times)), times))  # by time, then file order
+        first = {}
+        for row in order[times[order] >= self.cut].tolist():
+            if arrays[QUERY_ID][row] in warm:
+                first.setdefault(arrays[QUERY_ID][row], row)
+        rows = np.asarray(sorted(first.values()), dtype=np.int64)
+        return {key: arrays[key][rows] for key in dict.fromkeys(query_keys + [QUERY_ID])}
+
+    def dataset(self, batch_size, seed):
+        """The fit rows (strictly before the cut), shuffled, in batches of ``batch_size``."""
+        from trainer.data import make_dataset
+
+        rows = make_dataset(self.files[TRAIN_SPLIT], self.inputs["feature_spec"], 4096,
+                            shuffle=True, seed=seed, positions=self.inputs["positions"])
+        cut = tf.constant(self.cut, tf.int64)
+        return (rows.unbatch().filter(lambda row: row[TIMESTAMP] < cut)
+                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+    def baselines(self, objective):
+        """Each discovery baseline's ``objective`` on the slice, ``{name: value}``."""
+        from trainer.baselines import DISCOVERY
+
+        found = self.set.baselines().evaluate(self.set.truth, self.set.exclude,
+                                              [int(objective.rsplit("_", 1)[1])])
+        return {name: float(found[name][objective]) for name in DISCOVERY if name in found}
+
+
+def train_trial(spec, data, values, epochs, objective, log_dir=None):
+    """Trains one trial from scratch on the fit rows; scores each epoch on the slice.
+
+    Returns:
+      ``{'objective' (best epoch's value; 0.0 when stopped), 'best_epoch', 'epochs',
+      'per_epoch', 'seconds', 'stopped' (None or the monitor's reason and message)}``.
+    """
+    spec = apply_values(spec, values)
+    training = spec["training"]
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(training["seed"])
+    started = time.time()
+    built = build_model(spec, data.tft_output, data.inputs)
+    model = built["model"]
+    model.compile(optimizer=make_optimizer(training))
+    record = {"stopped": None}
+    k = int(objective.rsplit("_", 1)[1])
+    metrics = HeldOutMetrics(data.set, model, built["table"], data.inputs["counts"], [k])
+    per_epoch = []
+
+    class Keep(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(f"val_{METRIC_PREFIX}{objective}")
+            if value is not None:
+                per_epoch.append(float(value))
+
+    callbacks = [metrics, Keep(), CollapseMonitor(
+        training["collapse_patience"], training["collapse_threshold"], record,
+        training["learning_rate"], ratio=training["collapse_ratio"])]
+    if log_dir:
+        from tensorboard.plugins.hparams import api as hparams
+
+        callbacks += [tf.keras.callbacks.TensorBoard(log_dir, profile_batch=0),
+                      hparams.KerasCallback(log_dir, dict(values), trial_id=os.path.basename(
+                          log_dir))]
+    model.fit(data.dataset(training["batch_size"], training["seed"]), epochs=epochs,
+              callbacks=callbacks, verbose=0)
+    best = int(np.argmax(per_epoch)) if per_epoch else -1
+    stopped = record["stopped"]
+    return {"objective": 0.0 if stopped or best < 0 else per_epoch[best],
+            "best_epoch": best + 1 if best >= 0 else None, "epochs": len(per_epoch),
+            "per_epoch": per_epoch, "seconds": time.time() - started,
+            "stopped": None if not stopped else {"reason": stopped["reason"],
+                                                  "message": stopped["message"]}}
+
+
+def search_space(hp, space):
+    """Declares ``space`` (``{key: {'min', 'max', 'log', 'values'}}``) on keras-tuner's
+    ``HyperParameters`` ``hp``."""
+    for key, r in space.items():
+        kind = TUNABLE[key]["type"]
+        if r.get("values"):
+            hp.Choice(key, [typed(key, v) for v in r["values"]], ordered=True)
+            continue
+        log = TUNABLE[key]["log"] if r.get("log") is None else r["log"]
+        sampling = "log" if log else "linear"
+        if kind is int:
+            hp.Int(key, int(r["min"]), int(r["max"]), sampling=sampling)
+        else:
+            hp.Float(key, float(r["min"]), float(r["max"]), sampling=sampling)
+    return hp
+
+
+def make_oracle(tuning, space, objective):
+    """The keras-tuner oracle of ``tuning.algorithm``, stopping after ``tuning.trials``."""
+    import keras_tuner as kt
+
+    hp = search_space(kt.HyperParameters(), space)
+    goal = kt.Objective(objective, direction="max")
+    common = dict(objective=goal, hyperparameters=hp, seed=tuning["seed"],
+                  max_consecutive_failed_trials=1)
+    if tuning["algorithm"] == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=tuning["trials"], **common)
+    if tuning["algorithm"] == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=tuning["trials"], **common)
+    oracle = kt.oracles.HyperbandOracle(max_epochs=tuning["max_epochs"], factor=HYPERBAND_FACTOR,
+                                        hyperband_iterations=None, **common)
+    oracle.max_trials = tuning["trials"]  # Hyperband runs brackets until this many trials
+    return oracle
+
+
+def make_tuner(spec, data, directory, project_name, objective, overwrite=False, log=None):
+    """A :class:`SliceTuner` over ``data`` (a :class:`Slice`), its project under
+    ``directory/project_name`` (kept: ``overwrite=False`` resumes a search)."""
+    import keras_tuner as kt
+
+    class SliceTuner(kt.Tuner):
+        """keras-tuner's Tuner whose trial is :func:`train_trial` on the slice."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            values = trial.hyperparameters.values
+            epochs = int(values.get("tuner/epochs") or spec["tuning"]["max_epochs"])
+            path = os.path.join(self.project_dir, TRIALS_FOLDER, f"{trial.trial_id}.json")
+            if tf.io.gfile.exists(path):  # finished before an interruption: never repeated
+                with tf.io.gfile.GFile(path) as handle:
+                    return {objective: json.loads(handle.read())["objective"]}
+            try:
+                result = train_trial(spec, data, tuned_values(values), epochs, objective,
+                                     os.path.join(self.project_dir, "tensorboard",
+                                                  trial.trial_id))
+            except Exception as exc:  # not a trial's outcome: the search stops, loudly
+                raise kt.errors.FatalError(f"trial {trial.trial_id}: {type(exc).__name__}: "
+                                           f"{exc}") from exc
+            result.update(trial=trial.trial_id, values=tuned_values(values),
+                          parent=values.get("tuner/trial_id"))
+            write_json(path, result)
+            if log:
+                log(trial_line(result, objective))
+            return {objective: result["objective"]}
+
+    return SliceTuner(oracle=make_oracle(spec["tuning"], spec["tuning"]["space"], objective),
+                      directory=directory, project_name=project_name, overwrite=overwrite)
+
+
+def write_json(path, value):
+    """``value`` as JSON at ``path``, written beside it and renamed over it."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path + ".partial", "w") as handle:
+        handle.write(json.dumps(value, indent=1, sort_keys=True, allow_nan=False))
+    tf.io.gfile.rename(path + ".partial", path, overwrite=True)
+
+
+def trial_records(project_dir):
+    """The finished trials' records, by trial id."""
+    folder = os.path.join(project_dir, TRIALS_FOLDER)
+    found = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(folder, "*.json"))):
+        with tf.io.gfile.GFile(path) as handle:
+            found.append(json.loads(handle.read()))
+    return found
+
+
+def trial_line(result, objective):
+    values = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in result["values"].items())
+    how = f"stopped: {result['stopped']['reason']}" if result["stopped"] else (
+        f"{objective} {result['objective']:.4f} (epoch {result['best_epoch']})")
+    return (f"trial {result['trial']}: {values}: {how}, {result['epochs']} epoch(s), "
+            f"{result['seconds']:.0f}s")
+
+
+def run_search(spec, files, transform_dir, directory, project_name, objective, log=print):
+    """Runs (or resumes) the search; returns ``{'slice', 'baselines', 'trials', 'best',
+    'project_dir', 'resumed'}`` (``best``: the best completed trial's record)."""
+    data = Slice(spec, files, transform_dir, spec["tuning"]["validation_fraction"])
+    project_dir = os.path.join(directory, project_name)
+    done = len(trial_records(project_dir)) if tf.io.gfile.exists(project_dir) else 0
+    tuner = make_tuner(spec, data, directory, project_name, objective, overwrite=False, log=log)
+    tuner.search()
+    trials = trial_records(project_dir)
+    completed = [t for t in trials if not t["stopped"]]
+    best = max(completed, key=lambda t: (t["objective"], -int(t["trial"]))) if completed else None
+    write_json(os.path.join(project_dir, SLICE_FILE), data.about)
+    return {"slice": data.about, "baselines": data.baselines(objective), "trials": trials,
+            "best": best, "project_dir": project_dir, "resumed": done}
+
+
+def tuner_from_fn_args(fn_args, spec, meta):
+    """TFX's ``tuner_fn``: the tuner over the Tuner step's train split (and the catalog,
+    handed as its eval split); its project in the step's working folder."""
+    from tfx.components.tuner.component import TunerFnResult
+
+    custom = getattr(fn_args, "custom_config", None) or {}
+    objective = custom[OBJECTIVE_KEY]
+    files = {TRAIN_SPLIT: list(fn_args.train_files), CATALOG_SPLIT: list(fn_args.eval_files)}
+    transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
+    data = Slice(spec, files, transform_dir, spec["tuning"]["validation_fraction"])
+    print(f"validation slice: {json.dumps(data.about, sort_keys=True)}", flush=True)
+    tuner = make_tuner(copy.deepcopy(spec), data, fn_args.working_dir, "search", objective,
+                       overwrite=False, log=lambda line: print(line, flush=True))
+    return TunerFnResult(tuner=tuner, fit_kwargs={})
