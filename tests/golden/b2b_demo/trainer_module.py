@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed
-Runtime: sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557 (the packages transform and trainer; checked at import)
+Runtime: sha256:2177799169a778dc125f29ce93a0085f41bff6c775bdd670bc0ce2eb3a0d25a9 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:e3d085de761437f217e04f8afee3caed174f09bf366a5763d0351712ecf12557'
+RUNTIME_DIGEST = 'sha256:2177799169a778dc125f29ce93a0085f41bff6c775bdd670bc0ce2eb3a0d25a9'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
