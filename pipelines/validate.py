@@ -155,6 +155,10 @@ def validate(cfg: Config, check_data: bool = True) -> List[str]:
               or sorted(set(prior.windows)) != prior.windows):
             add("model.demand_prior.windows", "at most 8 distinct, increasing day counts in "
                 "1..3660, e.g. [1, 7, 28]")
+        if (isinstance(prior.smoothing, bool) or not isinstance(prior.smoothing, (int, float))
+                or not 0.0 <= prior.smoothing <= 365.0):
+            add("model.demand_prior.smoothing", "must be a number of days in [0, 365] (1: a "
+                "day of the log's mean volume as each window's pseudo-count; 0: raw counts)")
         if m.softmax == "in_batch":
             add("model.softmax", "in_batch negatives are other rows' candidates at their own "
                 "moments, so a demand prior can't be scored at the query's moment: use sampled "

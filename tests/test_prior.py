@@ -81,3 +81,43 @@ def test_buckets_widen_to_bound_the_table():
 def test_no_timed_row_is_a_clear_error():
     with pytest.raises(ValueError, match="set data.timestamp"):
         DemandPrior(np.array([0, 1]), np.array([-1, -1]), 2, [1])
+
+
+def test_smoothed_shares_by_hand():
+    """smoothing 1: 5 rows over 4 days, so the pseudo-count is 1.25 rows; each window's
+    share of a candidate is (n_w + 1.25 * p_all) / (N_w + 1.25), p_all = (n_all + 1) /
+    (N_all + 3), all of them strictly before the moment's day."""
+    prior = DemandPrior(*train_rows(), num_candidates=3, windows=[1], all_time=True,
+                        smoothing=1.0)
+    assert prior.pseudo_rows == pytest.approx(1.25)
+    table = prior.table.numpy()
+    s = 1.25
+    # the start of day 102: day 101 held candidate 0 once (N_1 = 1); days 100-101 held
+    # candidate 0 three times (N_all = 3)
+    p_all = np.array([4, 1, 1]) / 6
+    np.testing.assert_allclose(table[2, :, 1], np.log(p_all), rtol=1e-6)
+    np.testing.assert_allclose(table[2, :, 0], np.log((np.array([1, 0, 0]) + s * p_all)
+                                                      / (1 + s)), rtol=1e-6)
+    # the start of day 104 (the end): day 103 held candidate 0 once; all time 4 and 1
+    p_end = np.array([5, 2, 1]) / 8
+    np.testing.assert_allclose(table[prior.end, :, 0],
+                               np.log((np.array([1, 0, 0]) + s * p_end) / (1 + s)), rtol=1e-6)
+    # a window with no rows at all (day 100's, read at the start of day 101 for candidate
+    # 1 and 2) falls back to the all-time share exactly where the window is empty: the
+    # start of day 100 has nothing before it, so every candidate reads the uniform share
+    np.testing.assert_allclose(table[0], np.log(1 / 3), rtol=1e-6)
+
+
+def test_a_nearly_empty_window_ranks_like_all_time_popularity():
+    """The window-4 failure: a last day with one purchase of a rare product (against 20 a day
+    on the other days) must not put that product above the best-seller once smoothed; with
+    raw counts it does."""
+    positions = np.array([0] * 1000 + [1] * 5 + [2])
+    times = np.array([(d // 20) * D for d in range(1000)] + [d * D for d in range(5)]
+                     + [50 * D])
+    raw = DemandPrior(positions, times, 3, windows=[1], all_time=False)
+    smooth = DemandPrior(positions, times, 3, windows=[1], all_time=False, smoothing=1.0)
+    raw.weights.assign([1.0])
+    smooth.weights.assign([1.0])
+    assert np.argmax(raw.static().numpy()) == 2
+    assert np.argmax(smooth.static().numpy()) == 0

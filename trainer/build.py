@@ -56,7 +56,7 @@ def demand_prior(model_cfg, rows, num_candidates):
     if options is None:
         return None
     return DemandPrior(rows[CANDIDATE_POSITION], rows[TIMESTAMP], num_candidates,
-                       options["windows"], options["all_time"])
+                       options["windows"], options["all_time"], options["smoothing"])
 
 
 def softmax_mode(model_cfg, num_candidates):
@@ -74,6 +74,6 @@ def served_prior(prior, rows, options):
     """The prior of a served (or later-evaluated) model: the learned weights of ``prior``
     over the counts of ``rows`` (every interaction before the moment it serves)."""
     out = DemandPrior(rows[CANDIDATE_POSITION], rows[TIMESTAMP], int(prior.table.shape[1]),
-                      options["windows"], options["all_time"])
+                      options["windows"], options["all_time"], options["smoothing"])
     out.weights.assign(prior.weights)
     return out

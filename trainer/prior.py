@@ -3,12 +3,23 @@
 With ``model.demand_prior``, the score of candidate ``c`` for a query at
 time ``t`` gains a term the model learns with the towers::
 
-    score(q, c, t) = q . c / T  [+ b_c]  +  sum_w a_w * log1p(n_w(c, t))
+    score(q, c, t) = q . c / T  [+ b_c]  +  sum_w a_w * f_w(c, t)
 
 where ``n_w(c, t)`` counts the interactions with ``c`` in the ``w`` whole UTC
 days before ``t``'s day (one term per configured window, and one over all
-earlier days with ``all_time``), and ``a_w`` are learned weights (starting at
-0: no prior). Only the rows the model is fitted on are counted, and a row
+earlier days with ``all_time``), ``a_w`` are learned weights (starting at
+0: no prior), and ``f_w`` is the candidate's *smoothed share* of the window::
+
+    f_w(c, t)   = log((n_w(c, t) + s * p_all(c, t)) / (N_w(t) + s))
+    f_all(c, t) = log p_all(c, t),   p_all = (n_all(c, t) + 1) / (N_all(t) + C)
+
+``N_w`` is every candidate's count in the window, ``C`` the catalog size and
+``s`` the pseudo-count: ``smoothing`` times the fitted rows' mean rows per day.
+A window with few rows (a holiday, a gap in the log) says little, and its term
+falls back to the all-time share instead of ranking the handful of products
+that happened to sell in it (Ta-Feng window 4: the five days before its eval
+cut hold 400-800 rows against ~6,000 on a normal day; BENCHMARKS.md).
+``smoothing: 0`` gives the earlier form, ``log1p(n_w)``. Only the rows the model is fitted on are counted, and a row
 never counts its own day, so a training row's prior holds strictly earlier
 interactions and a held-out row's holds nothing of the held-out split: every
 moment at or after the fitted rows' last day reads the counts "as of the end"
@@ -48,13 +59,15 @@ class DemandPrior(tf.Module):
       num_candidates: catalog size.
       windows: window lengths in days, e.g. ``[1, 7, 28]``.
       all_time: add a term over every earlier day.
+      smoothing: the pseudo-count of each window, in days of the fitted rows' mean
+        volume (0: ``log1p`` of the raw counts).
 
     Raises:
       ValueError: no fitted row has a time (set ``data.timestamp``).
     """
 
     def __init__(self, positions, times, num_candidates, windows, all_time=True,
-                 max_cells=MAX_CELLS, name="demand_prior"):
+                 smoothing=0.0, max_cells=MAX_CELLS, name="demand_prior"):
         super().__init__(name=name)
         positions = np.asarray(positions, np.int64)
         times = np.asarray(times, np.int64)
@@ -76,15 +89,24 @@ class DemandPrior(tf.Module):
         self.windows = [int(w) for w in windows]
         self.all_time = bool(all_time)
         self.terms = [f"{w}d" for w in self.windows] + (["all"] if all_time else [])
+        self.smoothing = float(smoothing)
+        # the pseudo-count: `smoothing` days of the fitted rows' mean volume
+        self.pseudo_rows = self.smoothing * self.rows / max(span, 1)
+        share = (before + 1.0) / (before.sum(axis=1, keepdims=True) + num_candidates)
         columns = []
         for w in self.windows:
             span_buckets = max(1, math.ceil(w / self.width))
             shifted = np.concatenate([np.zeros((span_buckets, num_candidates)),
                                       before[:-span_buckets]])[:self.end + 1]
-            columns.append(np.log1p(before - shifted))
+            window = before - shifted  # [buckets + 1, num_candidates]
+            if self.smoothing > 0:
+                columns.append(np.log((window + self.pseudo_rows * share)
+                                      / (window.sum(axis=1, keepdims=True) + self.pseudo_rows)))
+            else:
+                columns.append(np.log1p(window))
         if all_time:
-            columns.append(np.log1p(before))
-        # [buckets + 1, num_candidates, terms]: log1p of the counts as of each bucket's start
+            columns.append(np.log(share) if self.smoothing > 0 else np.log1p(before))
+        # [buckets + 1, num_candidates, terms]: each term as of each bucket's start
         self.table = tf.constant(np.stack(columns, axis=2).astype(np.float32))
         self.weights = tf.Variable(tf.zeros([len(self.terms)]), name="weights")
 
@@ -126,4 +148,5 @@ class DemandPrior(tf.Module):
         """``{'weights': {term: learned weight}, 'rows', 'as_of', 'bucket_days'}``, e.g.
         weights ``{'1d': 0.31, '7d': 0.2, 'all': 0.03}``."""
         return {"weights": {t: float(w) for t, w in zip(self.terms, self.weights.numpy())},
-                "rows": self.rows, "as_of": self.as_of, "bucket_days": self.width}
+                "rows": self.rows, "as_of": self.as_of, "bucket_days": self.width,
+                "smoothing": self.smoothing, "pseudo_rows": round(self.pseudo_rows, 1)}

@@ -202,9 +202,12 @@ class DemandPriorConfig:
     1, 7 and 28 days before the query's day); ``all_time`` adds every earlier day.
     Counted from the rows the model is fitted on, strictly before each row's day;
     evaluated and served as of the end of those rows. Needs ``data.timestamp``.
+    ``smoothing``: each window's counts are a share smoothed toward the all-time share with
+    this many days of the log's mean volume as a pseudo-count (0: ``log1p`` of raw counts).
     """
     windows: List[int] = dataclasses.field(default_factory=lambda: [1, 3, 7, 14, 28])
     all_time: bool = True
+    smoothing: float = 1.0
 
 
 @dataclasses.dataclass

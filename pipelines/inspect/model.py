@@ -76,7 +76,7 @@ class Towers:
                           self.catalog[CANDIDATE_ID], with_time=True)
         return DemandPrior(rows[CANDIDATE_POSITION], rows[TIMESTAMP],
                            len(self.catalog[CANDIDATE_ID]), options["windows"],
-                           options["all_time"])
+                           options["all_time"], options["smoothing"])
 
     def catalog_rows(self, n: Optional[int] = None) -> Dict[str, np.ndarray]:
         return {k: v[:n] for k, v in self.catalog.items()}
