@@ -121,7 +121,8 @@ class Proxy:
         """What a client process needs to come here and trust the certificate."""
         return {"HTTPS_PROXY": f"http://{self.address}", "https_proxy": f"http://{self.address}",
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                "CURL_CA_BUNDLE": self.ca, "REQUESTS_CA_BUNDLE": self.ca, "SSL_CERT_FILE": self.ca}
+                "CURL_CA_BUNDLE": self.ca, "REQUESTS_CA_BUNDLE": self.ca, "SSL_CERT_FILE": self.ca,
+                "HTTPLIB2_CA_CERTS": self.ca}  # httplib2: Beam's BigQuery client
 
     def serve(self, handler, method, host):
         url = urllib.parse.urlsplit(handler.path)
