@@ -35,15 +35,19 @@ class StandIn:
     """Cloud Storage (and its token endpoint) behind :class:`https_proxy.Proxy`, on ``root``.
 
     ``env()`` is what a client process needs; ``requests`` records what was asked,
-    ``refused`` the hosts the proxy would not answer.
+    ``refused`` the hosts the proxy would not answer. ``also``: more hosts the proxy
+    answers, ``{host: answer(method, host, path, query, headers, body)}`` (BigQuery's,
+    :mod:`bigquery_standin`); ``tunnels``: hosts passed through to a local port
+    (:class:`https_proxy.Proxy`; Vertex AI Training's gRPC, :mod:`training_standin`).
     """
 
-    def __init__(self, root):
+    def __init__(self, root, also=None, tunnels=None):
         self.root = str(root)
         os.makedirs(self.root, exist_ok=True)
         self.store = Store(self.root)
-        self.requests, self.uploads = [], {}
-        self.proxy = Proxy(HOSTS, self.answer, default_host="storage.googleapis.com")
+        self.requests, self.uploads, self.also = [], {}, dict(also or {})
+        self.proxy = Proxy(HOSTS + tuple(self.also), self.answer,
+                           default_host="storage.googleapis.com", tunnels=tunnels)
         self.refused = self.proxy.refused
         self.credentials = os.path.join(self.proxy.folder, "adc.json")
         with open(self.credentials, "w", encoding="utf-8") as handle:
@@ -70,6 +74,8 @@ class StandIn:
     # ---- the API ------------------------------------------------------------------------
 
     def answer(self, method, host, path, query, headers, body):
+        if host in self.also:
+            return self.also[host](method, host, path, query, headers, body)
         self.requests.append({"method": method, "host": host, "path": path, "query": query})
         try:
             return self.route(method, host, path, query, headers, body)

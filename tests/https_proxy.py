@@ -63,10 +63,15 @@ def make_certificates(folder, hosts):
 
 
 class Proxy:
-    """The proxy on 127.0.0.1 (``address``), answering ``hosts`` with ``answer``."""
+    """The proxy on 127.0.0.1 (``address``), answering ``hosts`` with ``answer``.
 
-    def __init__(self, hosts, answer, default_host):
+    ``tunnels``: ``{host: port}``, hosts whose tunnel is passed through, bytes as they
+    come, to ``127.0.0.1:port`` (a gRPC server with TLS and a certificate of its own).
+    """
+
+    def __init__(self, hosts, answer, default_host, tunnels=None):
         self.hosts, self.answer, self.refused = tuple(hosts), answer, []
+        self.tunnels = dict(tunnels or {})
         self.folder = tempfile.mkdtemp(prefix="https-proxy-")
         self.ca, cert, key = make_certificates(self.folder, self.hosts)
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -83,6 +88,8 @@ class Proxy:
 
             def do_CONNECT(self):  # noqa: N802
                 host, _, port = self.path.partition(":")
+                if host in owner.tunnels and port == "443":
+                    return self._pass_through(owner.tunnels[host])
                 if host not in owner.hosts or port != "443":
                     owner.refused.append(self.path)
                     self.send_response(403)
@@ -99,6 +106,32 @@ class Proxy:
                     return
                 Tunnel(tunnel, self.client_address, host)
                 self.close_connection = True
+
+            def _pass_through(self, port):
+                import select
+                import socket
+
+                upstream = socket.create_connection(("127.0.0.1", port))
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                ends = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(ends, [], [], 300)
+                        if not ready:
+                            break
+                        for end in ready:
+                            data = end.recv(65536)
+                            if not data:
+                                return
+                            (upstream if end is self.connection else self.connection
+                             ).sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    upstream.close()
+                    self.close_connection = True
 
             def _serve(self):
                 owner.serve(self, self.command, self.host)
@@ -121,7 +154,9 @@ class Proxy:
         """What a client process needs to come here and trust the certificate."""
         return {"HTTPS_PROXY": f"http://{self.address}", "https_proxy": f"http://{self.address}",
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                "CURL_CA_BUNDLE": self.ca, "REQUESTS_CA_BUNDLE": self.ca, "SSL_CERT_FILE": self.ca}
+                "CURL_CA_BUNDLE": self.ca, "REQUESTS_CA_BUNDLE": self.ca, "SSL_CERT_FILE": self.ca,
+                "HTTPLIB2_CA_CERTS": self.ca,  # httplib2: Beam's BigQuery client
+                "grpc_proxy": f"http://{self.address}"}  # gRPC: the Vertex AI SDK's clients
 
     def serve(self, handler, method, host):
         url = urllib.parse.urlsplit(handler.path)

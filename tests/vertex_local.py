@@ -33,7 +33,7 @@ import os
 import subprocess
 import time
 import uuid
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from google.protobuf import json_format
 from kfp.local import executor_input_utils, placeholder_utils
@@ -151,10 +151,15 @@ def outputs_of(job: dict, name: str, message: pb.ExecutorInput,
 
 
 def run_job(job: dict, env: Dict[str, str], workdir: str, read: Callable[[str], bytes],
-            log: Callable[[str], None] = print, timeout: int = 1800) -> Dict[str, dict]:
+            log: Callable[[str], None] = print, timeout: int = 1800,
+            rewrite: Optional[Callable[[str, List[str]], List[str]]] = None,
+            until: Optional[str] = None) -> Dict[str, dict]:
     """Runs every task of ``job``; returns ``{task: {'input', 'outputs', 'seconds', 'log'}}``.
 
     ``read(gs_uri)`` reads a file the tasks wrote (the test's view of the bucket).
+    ``rewrite(task, argv)``: the command a task runs instead of the spec's (the caller
+    says what it changed and why: Dataflow's runner swapped for a DirectRunner, say).
+    ``until``: the last task run (default: all).
 
     Raises:
       TaskFailed: a task's process failed (the rest are not run, as on Vertex AI).
@@ -176,6 +181,8 @@ def run_job(job: dict, env: Dict[str, str], workdir: str, read: Callable[[str], 
         if driver:
             steps.append(("driver", command(driver, message, job_name, name, root)))
         steps.append(("executor", command(container, message, job_name, name, root)))
+        if rewrite is not None:
+            steps = [(step, rewrite(name, argv)) for step, argv in steps]
         started = time.time()
         folder = os.path.join(workdir, f"{number:02d}-{name}")
         os.makedirs(folder)
@@ -196,4 +203,6 @@ def run_job(job: dict, env: Dict[str, str], workdir: str, read: Callable[[str], 
         results[name] = {"input": message, "outputs": produced[name], "logs": logs,
                          "seconds": time.time() - started, "argv": steps[-1][1]}
         log(f"[{number}/{len(tasks)}] {name} done in {results[name]['seconds']:.0f} s")
+        if name == until:
+            break
     return results
