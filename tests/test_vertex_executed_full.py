@@ -35,7 +35,7 @@ import sys
 
 import pytest
 
-from pipelines.config import Config, apply_overrides
+from pipelines.config.schema import Config, apply_overrides
 from tests.conftest import ROOT, demo_raw
 from vertex_standin import StandIn as VertexStandIn
 
@@ -82,8 +82,8 @@ def test_the_full_config_runs_bigquery_dataflow_training_upload_and_vector_searc
     from training_standin import TrainingStandIn
     from vertex_local import run_job
 
-    from pipelines import image
-    from pipelines.cli import main
+    from pipelines.vertex import image
+    from pipelines.cli.main import main
 
     gcs = tmp_path / "gcs"
     (gcs / "acme-bucket").mkdir(parents=True)
@@ -231,7 +231,7 @@ def _check_serving(results, vertex, read):
     destination = pushed["pushed_destination"]
     ups = [r["body"]["model"] for r in vertex.requests if r["path"].endswith("/models:upload")]
     assert ups[0]["artifactUri"] == destination and ups[0]["containerSpec"]["imageUri"] == IMAGE
-    assert ups[0]["containerSpec"]["command"] == ["python", "-m", "pipelines.serve"]
+    assert ups[0]["containerSpec"]["command"] == ["python", "-m", "pipelines.vertex.serve"]
     [index] = [r["body"] for r in vertex.requests
                if r["method"] == "POST" and r["path"].endswith("/indexes")]
     assert index["metadata"]["config"]["shardSize"] == "SHARD_SIZE_SMALL"
