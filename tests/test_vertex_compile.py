@@ -278,7 +278,7 @@ def test_a_shared_bucket_keeps_pipelines_and_compiles_apart(tmp_path, raw_config
 
 
 def test_a_config_with_tuning_compiles_a_tuner_step_feeding_the_trainer(tmp_path, raw_config):
-    from pipelines.runners import gcs_on_disk
+    from pipelines.vertex import gcs_on_disk
 
     gcs_on_disk.register(tmp_path / "gcs")
     base = ["vertex.project=acme-recs", "vertex.region=europe-west4",
