@@ -14,7 +14,31 @@ from pipelines.vertex.image import BASE, dockerfile, locked, packages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What gcr.io/tfx-oss-public/tfx provides that the modules may import.
-BASE_IMAGE = {"tensorflow", "tensorflow_transform", "numpy", "tfx"}
+def tfx_closure():
+    """The import names of every distribution TFX installs (its requirements, transitively,
+    without extras), read from the installed metadata: what TFX's image holds, by TFX's own
+    definition (tensorboard comes with TensorFlow, keras_tuner with TFX's Tuner)."""
+    import importlib.metadata as md
+    import re as _re
+
+    names, todo = set(), ["tfx"]
+    while todo:
+        dist = todo.pop().lower().replace("_", "-")
+        if dist in names:
+            continue
+        names.add(dist)
+        try:
+            requires = md.requires(dist) or []
+        except md.PackageNotFoundError:
+            continue
+        todo += [_re.split(r"[ ;<>=!~\[(]", r, 1)[0] for r in requires if "extra ==" not in r]
+    tops = md.packages_distributions()  # {import name: [distribution]}, where RECORD says
+    return ({top for top, dists in tops.items()
+             if any(d.lower().replace("_", "-") in names for d in dists)}
+            | {d.replace("-", "_") for d in names})  # and a distribution's own name
+
+
+BASE_IMAGE = tfx_closure()
 IMPORT_NAMES = {"tensorflow-recommenders": "tensorflow_recommenders", "tf-keras": "tf_keras",
                 "scann": "scann"}
 
