@@ -24,7 +24,8 @@ from pipelines.data import textcheck
 from pipelines.data.output import (MARKER, REPORT, SQL_FILE, check_replaceable, claim, swap_in,
                                    write_marker)
 from pipelines.data.sql import checks
-from pipelines.data.sql.program import HELD, Plan, c, plan, statements, weight_number
+from pipelines.data.sql.plan import Plan, c, plan
+from pipelines.data.sql.program import HELD, statements, weight_number
 from pipelines.data.sql.queries import held_queries, outputs
 from pipelines.data.sql.template import fill, ident, lit, render
 from pipelines.data.written import new_folders, remove_new_folders

@@ -18,7 +18,8 @@ from pipelines.config.schema import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data.sql import checks, filters
 from pipelines.data.sql.duck import Runner, source
-from pipelines.data.sql.program import c, parse_time
+from pipelines.data.sql.plan import c
+from pipelines.data.sql.program import parse_time
 from pipelines.data.sql.template import fill, ident, lit
 from transform.kinds import kind_of, raw_columns
 
