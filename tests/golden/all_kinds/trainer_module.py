@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
-Runtime: sha256:31270c1b531bb3bc59b58a5fb09d296eef485476fda6dd87662e135880e2e89c (the packages transform and trainer; checked at import)
+Runtime: sha256:b0b98abd5b27b1267f672982fd38bef6ea0101a26b5a7f10788d143931123d6d (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:31270c1b531bb3bc59b58a5fb09d296eef485476fda6dd87662e135880e2e89c'
+RUNTIME_DIGEST = 'sha256:b0b98abd5b27b1267f672982fd38bef6ea0101a26b5a7f10788d143931123d6d'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
