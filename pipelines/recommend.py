@@ -39,8 +39,8 @@ from pipelines.csvsafe import Writer
 from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError, parse_time, read_rows
 from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
-from transform.kinds import kind_of
-from transform.naming import HISTORY_PREFIX
+from transform.kinds import history_of
+from transform.naming import history_column
 
 HEADER = ("user_id", "item_id", "rank", "score", "cold")
 
@@ -198,16 +198,16 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
     which the model replaces by the feature's configured default, exactly as
     training did for empty cells; an int64 (timestamp) input gets the default.
     """
-    history = {HISTORY_PREFIX + f.name: f for _, f in cfg.features()
-               if kind_of(f.__dict__).reads == "history"}
+    history = {history_column(f.name): cells for _, f in cfg.features()
+               if (cells := history_of(f.__dict__))}
     values = {}
     for d in described:
         column, dtype = d["column"], d["dtype"]
         if d["input"] == "query_id":
             value = query
         elif column in history:
-            f = history[column]
-            value = f.separator.join((state["items"] if state else [])[:f.max_length])
+            max_length, separator = history[column]
+            value = separator.join((state["items"] if state else [])[:max_length])
         else:
             value = state["row"].get(column, "") if state else ""
         if dtype == "string":

@@ -1,7 +1,7 @@
 """``history``: the query's earlier candidate ids (newest first, at most ``max_length``),
 embedded with the candidate id table and pooled (``pooling``)."""
-from transform.kinds.base import STRING, FeatureKind, length_problems
-from transform.naming import CANDIDATE_KEY, history_column, shared_key
+from transform.kinds.base import STRING, FeatureKind, length_problems, shared_key
+from transform.naming import CANDIDATE_KEY, history_column
 
 POOLINGS = ("mean", "recency", "attention")
 ATTENTION_HEADS = 2  # trainer.towers.HistoryAttention: heads of attention_key_dim(d) each
@@ -35,6 +35,12 @@ class History(FeatureKind):
     choices = {"pooling": POOLINGS}
     value_type, vocabulary, sequence, query_only = STRING, "candidate", True, True
     column_hint = ": it reads the query's earlier candidate ids"
+
+    def history(self, feature):
+        return feature["max_length"], feature["separator"]
+
+    def pooling(self, feature):
+        return feature["pooling"]
 
     def problems(self, feature):
         found = super().problems(feature) + length_problems(feature)

@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from pipelines.config.schema import Config
 from pipelines.data.columns import column_types, output_columns
-from transform.kinds import kind_of, raw_columns
+from transform.kinds import MOMENT, NUMBER, ONE_LINE, history_of, kind_of, raw_columns
 from transform.naming import has_test_split, history_column
 
 
@@ -79,27 +79,26 @@ def split_method(cfg: Config) -> str:
 def plan(cfg: Config) -> Plan:
     d = cfg.data
     types = column_types(cfg)
-    histories = {history_column(f.name): (f.max_length, f.separator)
-                 for _, f in cfg.features() if kind_of(f.__dict__).reads == "history"}
+    histories = {history_column(f.name): cells for _, f in cfg.features()
+                 if (cells := history_of(f.__dict__))}
     base = [c for c in output_columns(cfg) if c not in histories]
     tower_columns = [c for t, f in cfg.features() if t == "candidate_tower"
                      for c in raw_columns(f.__dict__)]
     candidate_side = [c for c in dict.fromkeys(tower_columns) if c != d.candidate_id]
-    kinds = {}
+    checked = {}  # what the checks test in a column's cells (its kinds' cells) -> columns
     for _, f in cfg.features():
         for col in raw_columns(f.__dict__):
-            kinds.setdefault(f.kind, set()).add(col)
-    one_line = sorted((kinds.get("id", set()) | kinds.get("categorical", set())
-                       | kinds.get("multi_categorical", set())) - {d.query_id, d.candidate_id})
+            checked.setdefault(kind_of(f.__dict__).cells, set()).add(col)
+    one_line = sorted(checked.get(ONE_LINE, set()) - {d.query_id, d.candidate_id})
     table = [d.candidates.id] + candidate_side if d.candidates else []
     extra = [n for n in dict.fromkeys([f.column for f in d.filter] + (
         [d.weight] if d.weight else [])) if n not in base]
     return Plan(cfg=cfg, types=types, base=base, extra=extra,
                 col={c: f"c{i}" for i, c in enumerate(base + extra)},
                 kcol={c: f"k{i}" for i, c in enumerate(dict.fromkeys(table))},
-                candidate_side=candidate_side, numeric=sorted(kinds.get("numeric", set())),
+                candidate_side=candidate_side, numeric=sorted(checked.get(NUMBER, set())),
                 one_line=one_line,
-                stamps=sorted(kinds.get("timestamp", set()) - {d.timestamp}),
+                stamps=sorted(checked.get(MOMENT, set()) - {d.timestamp}),
                 histories=histories, method=split_method(cfg),
                 splits=("train", "eval", "test") if has_test_split(dataclasses.asdict(d.split))
                 else ("train", "eval"))

@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
-Runtime: sha256:b0b98abd5b27b1267f672982fd38bef6ea0101a26b5a7f10788d143931123d6d (the packages transform and trainer; checked at import)
+Runtime: sha256:0901e849a66d618b90a6fb97afc1c2737e17d8e1a1064f2fb9c7e5f1e2989247 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:b0b98abd5b27b1267f672982fd38bef6ea0101a26b5a7f10788d143931123d6d'
+RUNTIME_DIGEST = 'sha256:0901e849a66d618b90a6fb97afc1c2737e17d8e1a1064f2fb9c7e5f1e2989247'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
