@@ -69,7 +69,7 @@ class History(FeatureKind):
     def transform(self, inputs, feature, context):
         import tensorflow_transform as tft  # TensorFlow: only when a Transform runs
 
-        from transform import features as tf_parts
+        from transform import features as tf_parts  # TF Transform: only when this runs
 
         tokens = tf_parts.split_tokens(
             tf_parts.string_column(inputs[history_column(feature["name"])], None),

@@ -24,9 +24,9 @@ class Timestamp(FeatureKind):
 
     def transform(self, inputs, feature, context):
         import tensorflow as tf  # TensorFlow: only when a Transform runs
-        import tensorflow_transform as tft
+        import tensorflow_transform as tft  # TF Transform: only when this runs
 
-        from transform import features as tf_parts
+        from transform import features as tf_parts  # TF Transform: only when this runs
 
         seconds = tf.cast(tf_parts.float_column(inputs[feature["column"]], feature["default"]),
                           tf.float64)

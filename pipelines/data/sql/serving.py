@@ -59,8 +59,8 @@ def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]
     history keeps), ``seen`` every candidate it has in ``path``. Queries
     without a row in ``path`` are absent (cold).
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # pyarrow: off the CLI's fast path
+    import pyarrow.parquet as pq  # pyarrow: off the CLI's fast path
 
     d = cfg.data
     columns = query_columns(cfg)
