@@ -156,3 +156,17 @@ def test_pipelines_holds_few_loose_modules_and_each_package_says_what_it_owns():
                     if p.endswith("__init__.py")
                     and not ast.get_docstring(ast.parse(open(p, encoding="utf-8").read())))
     assert silent == [], f"packages without a docstring saying what they own: {silent}"
+
+
+def test_the_architecture_picture_is_drawn_from_todays_imports():
+    """docs/architecture.svg is what scripts/draw_architecture.py draws from this graph (run
+    it after an import between packages changes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "draw_architecture", os.path.join(ROOT, "scripts", "draw_architecture.py"))
+    draw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(draw)
+    with open(draw.OUT, encoding="utf-8") as handle:
+        assert handle.read() == draw.svg(draw.package_edges()), \
+            "docs/architecture.svg is stale: run .venv/bin/python scripts/draw_architecture.py"
