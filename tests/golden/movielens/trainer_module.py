@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: af1b5cda262eac5e659866388f76629fad3284417f1c7eddb3ddd8f7cb77e331
-Runtime: sha256:0901e849a66d618b90a6fb97afc1c2737e17d8e1a1064f2fb9c7e5f1e2989247 (the packages transform and trainer; checked at import)
+Runtime: sha256:21905a2bcd58510373b32e25b10e8fedbb1130cea95a85923fdf9da56540b477 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:0901e849a66d618b90a6fb97afc1c2737e17d8e1a1064f2fb9c7e5f1e2989247'
+RUNTIME_DIGEST = 'sha256:21905a2bcd58510373b32e25b10e8fedbb1130cea95a85923fdf9da56540b477'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
