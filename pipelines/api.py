@@ -23,11 +23,16 @@ from typing import Dict, List, Optional
 from pipelines.config.schema import Config, ConfigError, apply_overrides, load_config, read_raw
 from pipelines.data import written
 from pipelines.data.csvfile import DataError
+from pipelines.data.synthetic import generate
 from pipelines.inspect import runs
+from pipelines.inspect.data import describe as one_line
 from pipelines.local_paths import check_root
 from pipelines.build.builder import component_ids
+from pipelines.recommend import recommend as _recommend
+from pipelines.runners.compile import compile_vertex
 from pipelines.runners.local import pipeline_dir, run_local
 from pipelines.runners.lock import LOCK_FILE, holding
+from pipelines.runners.lrcheck import STEPS, lr_check as _lr_check
 from pipelines.terminal.console import Console, result_lines, root_cause, served_model_gone
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -62,8 +67,6 @@ def config(path: str, overrides: Optional[List[str]] = None) -> Config:
 def synth(out: str, **sizes) -> Dict[str, str]:
     """Writes the synthetic B2B dataset (``customers``, ``products``, ``purchases``, ``seed``)
     into ``out``; returns ``{'purchases': path, 'products': path}``."""
-    from pipelines.data.synthetic import generate
-
     return generate(out, **sizes)
 
 
@@ -176,10 +179,8 @@ def compile(cfg: Config, out: str, image: str,  # noqa: A001 (the command's name
     (``stage_dir``: a local folder in place of the gs:// bucket, as ``--stage-dir``); what
     the libraries print (pip building the module wheels) goes to
     ``<pipeline folder>/logs/compile.log``, not to the notebook."""
-    from pipelines.runners.compile import compile_vertex
-
     if stage_dir:
-        from pipelines.vertex import gcs_on_disk
+        from pipelines.vertex import gcs_on_disk  # TFX: off the CLI's fast path
 
         gcs_on_disk.register(os.path.abspath(stage_dir))
     console = Console(os.path.join(pipeline_dir(cfg), "logs"), "quiet", stream=sys.stdout,
@@ -190,6 +191,15 @@ def compile(cfg: Config, out: str, image: str,  # noqa: A001 (the command's name
 
 
 @contextlib.contextmanager
+def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEPS,
+             log=lambda *_: None) -> dict:
+    """``twotower lr-check``: the learning-rate range test (the Transform once, then a short
+    run at each rate, :mod:`pipelines.runners.lrcheck`); returns the report, also written to
+    ``<pipeline folder>/lr_check/lr_check.json``. ``rates``: None, the configured rate times
+    0.01..10. A risky configured rate is what it tests: the caller validates the rest."""
+    return _lr_check(cfg, rates=rates, steps=steps, log=log)
+
+
 def _handlers_to_log():
     """Points the root and absl loggers' stream handlers at ``sys.stderr`` (inside a
     capture: the log) while it lasts: a notebook's kernel gave them its own output stream,
@@ -212,8 +222,6 @@ def _handlers_to_log():
 def recommend(model: str, users: str, out: str, k: int = 100, **options) -> dict:
     """``twotower recommend``: writes ``out`` (user_id,item_id,rank,score,cold,...); see
     :func:`pipelines.recommend.recommend` for ``options``."""
-    from pipelines.recommend import recommend as _recommend
-
     return _recommend(model, users, k, out, log=options.pop("log", lambda *_: None), **options)
 
 
@@ -222,7 +230,7 @@ def inspect(root: str, query: Optional[str] = None, candidate: Optional[str] = N
     """What ``twotower inspect`` reports, as data: ``summary`` lines, ``figures``
     (matplotlib), ``queries``, ``nearest``, ``towers``, ``run`` (pipelines/inspect/report.py).
     TensorFlow's own start-up lines are kept out of the output."""
-    from pipelines.inspect import report
+    from pipelines.inspect import report  # matplotlib: off the CLI's fast path
 
     log_dir = os.path.join(os.path.abspath(root), "logs") if os.path.isdir(root) else "."
     console = Console(log_dir, "quiet", stream=sys.stdout, name="inspect")
@@ -234,6 +242,4 @@ def inspect(root: str, query: Optional[str] = None, candidate: Optional[str] = N
 
 def describe(candidate: str, table: Dict[str, Dict[str, str]]) -> str:
     """A candidate's name and attributes from :func:`inspect`'s ``candidates`` table."""
-    from pipelines.inspect.data import describe as one_line
-
     return one_line(candidate, table)

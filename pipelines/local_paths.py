@@ -16,6 +16,7 @@ import re
 from typing import List, Tuple
 
 from pipelines.config.schema import Config, ConfigError
+from pipelines.runners.local import DEFAULT_ROOT, pipeline_dir
 
 # (dotted key, how to read it from a config): the keys that name files or folders here
 LOCAL_PATH_KEYS = (
@@ -51,8 +52,6 @@ def path_problems(cfg: Config) -> List[Tuple[str, str]]:
 def check_root(cfg: Config) -> None:
     """Raises ConfigError (``pipeline.root``) if the pipeline's folder can't be made here:
     the root or a folder above it is a file, or the nearest existing folder is not writable."""
-    from pipelines.runners.local import DEFAULT_ROOT, pipeline_dir
-
     root = cfg.pipeline.root or DEFAULT_ROOT
     path = pipeline_dir(cfg)
     while not os.path.lexists(path) and path != os.path.dirname(path):

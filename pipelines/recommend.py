@@ -38,9 +38,12 @@ from pipelines.config.schema import Config, ConfigError
 from pipelines.csvsafe import Writer
 from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError, parse_time, read_rows
+from pipelines.data.sql.checks import id_line_break
+from pipelines.data.sql.serving import states_now
+from pipelines.inspect.run import frozen_config
 from pipelines.runners.local import pipelines_in, resolve_pipeline_dir, results
-from transform.kinds import kind_of
-from transform.naming import HISTORY_PREFIX
+from transform.kinds import history_of
+from transform.naming import history_column
 
 HEADER = ("user_id", "item_id", "rank", "score", "cold")
 
@@ -121,8 +124,6 @@ def training_files(model: str, cfg: Config) -> Dict[str, str]:
     found = {}
     module = module_paths(os.path.join(model, "modules"))["trainer"]
     if os.path.exists(module):
-        from pipelines.inspect.run import frozen_config
-
         data = frozen_config(module)["data"]
         found["the model's training data (data.path)"] = data.get("path") or ""
         found["the model's candidate table"] = (data.get("candidates") or {}).get("path") or ""
@@ -142,8 +143,6 @@ def default_history(model: str, cfg: Config) -> str:
                             "and pass the file as --history")])
     module = module_paths(os.path.join(model, "modules"))["trainer"]
     if os.path.exists(module):
-        from pipelines.inspect.run import frozen_config
-
         return frozen_config(module)["data"]["path"]
     if os.path.exists(cfg.data.path):
         return cfg.data.path
@@ -154,8 +153,6 @@ def default_history(model: str, cfg: Config) -> str:
 
 def read_queries(path: str, column: str) -> List[str]:
     """Distinct query ids of ``path`` (exactly as written) in order of first appearance."""
-    from pipelines.data.sql.checks import id_line_break
-
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file (--users)")
     textcheck.scan(path, one_ending=False)  # UTF-8, no NUL, no huge line: named by row
@@ -186,8 +183,6 @@ def query_histories(cfg: Config, path: str, wanted: set) -> Dict[str, dict]:
     held-out queries, with the cutoff at now and every row known
     (:mod:`pipelines.data.sql.serving`).
     """
-    from pipelines.data.sql.serving import states_now
-
     return states_now(cfg, path, wanted)
 
 
@@ -198,16 +193,16 @@ def serving_values(cfg: Config, described: List[dict], query: str, state: Option
     which the model replaces by the feature's configured default, exactly as
     training did for empty cells; an int64 (timestamp) input gets the default.
     """
-    history = {HISTORY_PREFIX + f.name: f for _, f in cfg.features()
-               if kind_of(f.__dict__).reads == "history"}
+    history = {history_column(f.name): cells for _, f in cfg.features()
+               if (cells := history_of(f.__dict__))}
     values = {}
     for d in described:
         column, dtype = d["column"], d["dtype"]
         if d["input"] == "query_id":
             value = query
         elif column in history:
-            f = history[column]
-            value = f.separator.join((state["items"] if state else [])[:f.max_length])
+            max_length, separator = history[column]
+            value = separator.join((state["items"] if state else [])[:max_length])
         else:
             value = state["row"].get(column, "") if state else ""
         if dtype == "string":
@@ -259,7 +254,7 @@ def _import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            import tensorflow
+            import tensorflow  # TensorFlow: off the CLI's fast path
 
             del tensorflow  # loaded once: recommend() uses it
         except BaseException:
@@ -315,10 +310,10 @@ def recommend(model: str, users: str, k: int, out: str, history: Optional[str] =
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     _import_tensorflow_quietly()  # only now: a bad invocation is refused before TF loads
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: off the CLI's fast path
 
     if cfg.pipeline.serving_index == "scann":
-        from trainer.serving import require_scann
+        from trainer.serving import require_scann  # TensorFlow: off the CLI's fast path
 
         require_scann()  # registers the ScaNN ops the SavedModel uses
     loaded = tf.saved_model.load(model_dir)

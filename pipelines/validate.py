@@ -292,6 +292,7 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
         add(f"{key}.kind", f"{f.kind!r} is not one of {', '.join(KINDS)}")
         return
     kind, d, spec = KINDS[f.kind], cfg.data, cfg.to_dict()
+    feature = spec[tower]["features"][i]
     if kind.reads != "column":
         if f.column is not None:
             add(f"{key}.column", f"a {f.kind} feature has no 'column'{kind.column_hint}")
@@ -304,7 +305,7 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
             add(f"{key}.column", f"columns starting with {RESERVED_COLUMN_PREFIX!r} and "
                 f"{WEIGHT_COLUMN!r} are reserved")
     signature = (tower, f.column, tuple(f.columns), f.kind, f.transform, f.max_length)
-    if kind.reads != "history" and signature in seen_inputs:
+    if kind.history(feature) is None and signature in seen_inputs:  # a history reads no file
         add(key, f"{f.kind} feature on {columns} is listed twice in {tower} "
             f"(also {seen_inputs[signature]})")
     seen_inputs[signature] = key
@@ -322,7 +323,6 @@ def _check_feature(cfg, tower, i, f, add, seen_names, seen_inputs):
             "the query, not the candidate; use it in the query tower")
     if f.embedding_dim is not None and not 1 <= f.embedding_dim <= 1024:
         add(f"{key}.embedding_dim", "must be in 1..1024")
-    feature = spec[tower]["features"][i]
     for option, msg in kind.problems(feature) + kind.context_problems(feature, tower, spec):
         add(f"{key}.{option}" if option else key, msg)
     if kind.value_type in (FLOAT, INT):

@@ -4,10 +4,13 @@
 kind"), registered the way a file in ``transform/kinds/`` is: every part of
 the library that knows about kinds finds it, with nothing else edited.
 """
+import ast
 import dataclasses
+import os
 
 import pytest
 
+from conftest import ROOT
 from pipelines.config.schema import FEATURE_KINDS, Config, ConfigError, FeatureConfig
 from transform import kinds
 from transform.kinds.base import STRING, FeatureKind
@@ -104,3 +107,46 @@ def test_a_new_kind_is_transformed_and_embedded(flag, tmp_path):
     [_, vip] = tower_inputs(spec, "query_tower")
     assert (vip["key"], vip["vocabulary"], vip["embedded"], vip["rows"]) == (
         "vip_xf", None, True, 2)
+
+
+def _kind_branches(root, names):
+    """``[(path, line, code)]`` outside ``transform/kinds/`` that test a value against a kind
+    name: a comparison with one (``f["kind"] == "numeric"``, ``in ("id", ...)``), a
+    ``kinds.get("id")`` lookup, or a tuple of kind names bound to a variable."""
+    def named(node, every=False):
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and bool(node.elts) and (
+            all if every else any)(isinstance(e, ast.Constant) and e.value in names
+                                   for e in node.elts)
+
+    found = []
+    for package in ("pipelines", "trainer", "transform"):
+        for base, dirs, files in os.walk(os.path.join(root, package)):
+            if os.path.relpath(base, root).startswith(os.path.join("transform", "kinds")):
+                continue
+            for name in (n for n in files if n.endswith(".py")):
+                path = os.path.join(base, name)
+                for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+                    hit = (isinstance(node, ast.Compare)
+                           and any(named(n) for n in [node.left] + node.comparators)) or (
+                        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "get" and "kind" in ast.unparse(node.func.value)
+                        and node.args and named(node.args[0])) or (
+                        isinstance(node, ast.Assign) and named(node.value, every=True))
+                    if hit:
+                        found.append((os.path.relpath(path, root), node.lineno,
+                                      ast.unparse(node)[:80]))
+    return found
+
+
+def test_no_code_outside_the_kind_files_branches_on_a_kind_name(tmp_path):
+    """Every per-kind choice is the kind's (an attribute or a method, docs/architecture.md);
+    the scan finds a branch on a kind's name, as the ones it replaced."""
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "x.py").write_text(
+        'R = ("categorical", "multi_categorical")\n'
+        'def f(feature, kinds):\n'
+        '    return feature["kind"] != "id" or kinds.get("numeric") or feature in R\n')
+    assert [line for _, line, _ in _kind_branches(str(tmp_path), set(kinds.KINDS))] == [1, 3, 3]
+    assert _kind_branches(ROOT, set(kinds.KINDS)) == []

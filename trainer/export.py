@@ -19,6 +19,7 @@ import hashlib
 import re
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 PATH_IN_NAME = re.compile(r"tf\.Tensor\(b'([^']*)', shape=\(\), dtype=string\)")
 
@@ -35,8 +36,6 @@ def _path_free(name: str) -> str:
 def strip_local_paths(export_dir):
     """Rewrites the table shared names of ``export_dir/saved_model.pb`` without paths (see
     above) and its fingerprint; returns how many names changed."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
     pb = export_dir.rstrip("/") + "/saved_model.pb"
     model = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(pb, "rb") as handle:
@@ -58,7 +57,7 @@ def strip_local_paths(export_dir):
             handle.write(model.SerializeToString(deterministic=True))
         tf.io.gfile.rename(pb + ".partial", pb, overwrite=True)
         try:  # the fingerprint holds a checksum of saved_model.pb: made again for the new one
-            from tensorflow.python.saved_model import fingerprinting_utils
+            from tensorflow.python.saved_model import fingerprinting_utils  # private: may go
 
             fingerprinting_utils.write_fingerprint(export_dir)
         except Exception:  # noqa: BLE001 (metadata only: the model loads without it)

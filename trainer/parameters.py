@@ -45,6 +45,18 @@ def seed_problem(seed):
     return None
 
 
+def collapses(optimizer, depth):
+    """Whether a rate above ``SAFE_LEARNING_RATE[optimizer]`` can collapse the gradients:
+    with Adam, or a tower of ``DEEP_TOWER`` or more dense layers (the rule, written once:
+    :func:`rate_ceiling` and the advice of :mod:`pipelines.config.learning_rate` read it).
+
+    Args:
+      optimizer: ``training.optimizer``.
+      depth: the deeper tower's dense layers, its output layer included.
+    """
+    return optimizer == "adam" or depth >= DEEP_TOWER
+
+
 def rate_ceiling(optimizer, depth, allow_risky):
     """The highest learning rate accepted, or None when any rate in range is.
 
@@ -55,7 +67,7 @@ def rate_ceiling(optimizer, depth, allow_risky):
     """
     if allow_risky or optimizer not in SAFE_LEARNING_RATE:
         return None
-    if optimizer == "adam" or depth >= DEEP_TOWER:
+    if collapses(optimizer, depth):
         return SAFE_LEARNING_RATE[optimizer]
     return USUAL_LEARNING_RATE
 

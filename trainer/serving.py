@@ -92,7 +92,7 @@ def _raw_tensor(x, feature_spec):
 def require_scann():
     """Imports and returns scann (registers its TF ops); fails with what to install."""
     try:
-        import scann
+        import scann  # optional: only with pipeline.serving_index: scann
     except ImportError as exc:
         raise ImportError("pipeline.serving_index: scann needs the scann package (pip install "
                           "scann==1.3.2) where the model trains and where it is served; or "
@@ -116,7 +116,7 @@ def scann_index(candidate_embeddings, candidate_ids, k, options=None):
     """A TFRS ScaNN layer over ``[n, dim]`` embeddings, with :func:`scann_parameters`
     (``options``: ``pipeline.scann``, its nulls filled by the measured rule)."""
     require_scann()
-    import tensorflow_recommenders as tfrs
+    import tensorflow_recommenders as tfrs  # TFRS: only when this runs
 
     options = options or {}
     chosen = scann_parameters(len(candidate_ids), k, options.get("num_leaves"),

@@ -5,9 +5,10 @@ Part of the runtime the generated Trainer module imports.
 import numpy as np
 import tensorflow as tf
 
-from transform.kinds import dense_width, feature_vocabulary, kind_of, uses_embedding
+from transform.kinds import (dense_width, feature_input, feature_vocabulary, kind_of,
+                             uses_embedding)
 from transform.kinds.history import ATTENTION_HEADS, attention_key_dim
-from transform.naming import CANDIDATE_KEY, CANDIDATE_VOCAB, feature_input
+from transform.naming import CANDIDATE_KEY, CANDIDATE_VOCAB
 
 SHARED_CANDIDATE_EMBEDDING = "candidate_id"
 
@@ -35,7 +36,7 @@ def tower_inputs(spec, tower):
             "multi": kind.sequence,
             "shared": kind.vocabulary == "candidate" or key == CANDIDATE_KEY,
             "embedding_dim": feature["embedding_dim"] or default_dim,
-            "pooling": feature.get("pooling") or "mean",
+            "pooling": kind.pooling(feature),
             "max_length": feature.get("max_length"),
         })
     return described

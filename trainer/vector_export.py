@@ -30,13 +30,13 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.export import strip_local_paths
-from transform.naming import feature_input, vocabulary_name
+from transform.kinds import feature_input, kind_of
+from transform.naming import vocabulary_name
 
 VECTOR_DIR = "vector_search"
 QUERY_TOWER_DIR = "query_tower"
 MANIFEST_FILE = "vector_search.json"
 ROWS_PER_FILE = 100_000  # a batch root holds at most 5,000 files: 500M candidates
-RESTRICT_KINDS = ("categorical", "multi_categorical")
 
 
 def restricts(spec, tft_output, table):
@@ -45,7 +45,7 @@ def restricts(spec, tft_output, table):
     n = len(table[next(iter(table))])
     out = [[] for _ in range(n)]
     for feature in spec["candidate_tower"]["features"]:
-        if feature["kind"] not in RESTRICT_KINDS:
+        if not kind_of(feature).restricts:
             continue
         vocabulary = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
                       for v in tft_output.vocabulary_by_name(vocabulary_name(feature["name"]))]
@@ -143,7 +143,7 @@ def export_for_vector_search(spec, tft_output, server, table, serving_dir):
     manifest = {"dimensions": int(embeddings.shape[1]), "count": len(ids), "files": names,
                 "distance_measure": "DOT_PRODUCT_DISTANCE",
                 "namespaces": [f["name"] for f in spec["candidate_tower"]["features"]
-                               if f["kind"] in RESTRICT_KINDS]}
+                               if kind_of(f).restricts]}
     extra = os.path.join(serving_dir, "assets.extra")
     tf.io.gfile.makedirs(extra)
     _write(os.path.join(extra, MANIFEST_FILE), json.dumps(manifest, indent=2))

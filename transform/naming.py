@@ -32,7 +32,7 @@ HISTORY_PREFIX = "__twotower_history_"  # prepared column holding a history feat
 CYCLES = (86_400.0, 604_800.0, 31_557_600.0)  # day, week, year (s): cyclical timestamp periods
 
 # The keys of the config's data section the Transform reads (transform.preprocess.transform_all
-# and transform.naming.shared_key): the Transform module's SPEC holds only these of it.
+# and transform.kinds.shared_key): the Transform module's SPEC holds only these of it.
 TRANSFORM_DATA_KEYS = ("query_id", "candidate_id", "timestamp")
 
 # The refit Trainer's custom_config flag (pipelines.build.builder sets it, trainer.training reads it).
@@ -67,28 +67,6 @@ def transformed_name(feature_name):
 def vocabulary_name(feature_name):
     """Name of a feature's vocabulary file, e.g. 'genres' -> 'vocab_genres'."""
     return "vocab_" + feature_name
-
-
-def shared_key(feature, data):
-    """The reserved key a feature reads, if it is an id feature on an id column.
-
-    An ``id`` feature whose column is ``data['query_id']`` or
-    ``data['candidate_id']`` uses the shared id vocabulary instead of its own,
-    so the candidate tower's id embedding, the candidate index and serving all
-    agree on one index per candidate. Returns QUERY_KEY, CANDIDATE_KEY or None.
-    """
-    if feature["kind"] != "id":
-        return None
-    if feature["column"] == data["query_id"]:
-        return QUERY_KEY
-    if feature["column"] == data["candidate_id"]:
-        return CANDIDATE_KEY
-    return None
-
-
-def feature_input(feature, data):
-    """The transformed key the Trainer reads for ``feature``."""
-    return shared_key(feature, data) or transformed_name(feature["name"])
 
 
 def history_column(feature_name):

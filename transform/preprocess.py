@@ -10,10 +10,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from transform.features import densify, id_index, string_column
-from transform.kinds import kind_of
+from transform.kinds import kind_of, shared_key
 from transform.naming import (CANDIDATE_ID, CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_ID, QUERY_KEY,
-                              QUERY_VOCAB, TIMESTAMP, WEIGHT, WEIGHT_COLUMN, shared_key,
-                              transformed_name)
+                              QUERY_VOCAB, TIMESTAMP, WEIGHT, WEIGHT_COLUMN, transformed_name)
 
 
 def transform_all(inputs, spec):

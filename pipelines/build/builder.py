@@ -29,6 +29,7 @@ never a folder::
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ from pipelines.config.schema import Config, ConfigError
 from pipelines.build.gate import cutoffs as gate_cutoffs
 from pipelines.config.learning_rate import learning_rate_ceiling
 from pipelines.data.columns import schema_text
+from pipelines.vertex import serve
+from pipelines.vertex.cloud import OWN_IMAGE
 from trainer.parameters import RUNTIME_PARAMETERS, check_parameters
 from transform.naming import (CATALOG_SPLIT, EVAL_SPLIT, REFIT_KEY, TEST_SPLIT, TRAIN_SPLIT,
                               has_test_split, queries_split)
@@ -105,9 +108,10 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
     ``source``: the folder (local or gs://) the data preparation wrote, or
     ``{split: BigQuery SQL}`` (:mod:`pipelines.data.sql.bigquery`).
     """
-    from tfx.proto.example_gen_pb2 import Input
+    from tfx.proto.example_gen_pb2 import Input  # TFX: off the CLI's fast path
 
     if isinstance(source, dict):
+        # TFX: off the CLI's fast path
         from tfx.extensions.google_cloud_big_query.example_gen.component import (
             BigQueryExampleGen)
 
@@ -115,6 +119,7 @@ def example_gen(source: Union[str, Dict[str, str]], splits: List[str]):
             raise ValueError(f"BigQuery queries for {sorted(source)}, splits {sorted(splits)}")
         return BigQueryExampleGen(input_config=Input(splits=[
             Input.Split(name=split, pattern=source[split]) for split in splits]))
+    # Beam and TFX: off the CLI's fast path
     from pipelines.build.components.parquet_example_gen import parquet_example_gen
 
     return parquet_example_gen(source, Input(splits=[
@@ -133,12 +138,15 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     size set at submission) and, with ``vertex.training``, runs the Trainer as
     a Vertex AI Training job in that image.
     """
-    from tfx.components import Pusher, StatisticsGen, Transform
+    from tfx.components import Pusher, StatisticsGen, Transform  # TFX: off the CLI's fast path
+    # TFX: off the CLI's fast path
     from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
-    from tfx.orchestration import metadata, pipeline
-    from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+    from tfx.orchestration import metadata, pipeline  # TFX: off the CLI's fast path
+    from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2  # TFX: off the CLI's fast path
 
+    # TFX: off the CLI's fast path
     from pipelines.build.components.module_wheels import reuse_module_wheels
+    # TFX: off the CLI's fast path
     from pipelines.build.components.popularity_gate import PopularityGate
 
     where = paths(root)
@@ -216,7 +224,7 @@ def make_trainer(cfg: Config, image: Optional[str], args: dict, refit: bool = Fa
 
         custom.update(training_custom_config(cfg, image))
         return tfx.extensions.google_cloud_ai_platform.Trainer(custom_config=custom, **args)
-    from tfx.components import Trainer
+    from tfx.components import Trainer  # TFX: off the CLI's fast path
 
     return Trainer(custom_config=custom or None, **args)
 
@@ -230,8 +238,9 @@ def refit_splits(cfg: Config) -> List[str]:
 
 def runtime_parameters(cfg: Config):
     """The RuntimeParameters step: pipeline parameters with the config's values as defaults."""
-    from tfx import v1 as tfx
+    from tfx import v1 as tfx  # TFX: off the CLI's fast path
 
+    # TFX: off the CLI's fast path
     from pipelines.build.components.runtime_parameters import RuntimeParameters
 
     param = tfx.dsl.experimental.RuntimeParameter
@@ -245,17 +254,12 @@ def serving_container(setting: str, image: str):
     """``(image, Model.upload's container arguments)`` for a ``serving_image`` setting:
     ``twotower`` is the training ``image`` (``twotower image`` builds it) serving with
     :mod:`pipelines.vertex.serve`; any other (a prebuilt image, as validated) serves by itself."""
-    from pipelines.vertex import serve
-    from pipelines.vertex.cloud import OWN_IMAGE
-
     return (image, dict(serve.UPLOAD)) if setting == OWN_IMAGE else (setting, {})
 
 
 def model_upload(cfg: Config, pusher, image: str):
     """The ModelUpload step after the Pusher (``vertex.model_upload``)."""
-    import json
-
-    from pipelines.build.components.model_upload import ModelUpload
+    from pipelines.build.components.model_upload import ModelUpload  # TFX: off the CLI's fast path
 
     v, u = cfg.vertex, cfg.vertex.model_upload
     serving, container = serving_container(u.serving_image, image)
@@ -268,9 +272,7 @@ def model_upload(cfg: Config, pusher, image: str):
 
 def vector_search_deploy(cfg: Config, pusher, image: str):
     """The VectorSearchDeploy step after the Pusher (``vertex.vector_search``)."""
-    import dataclasses
-    import json
-
+    # TFX: off the CLI's fast path
     from pipelines.build.components.vector_search import VectorSearchDeploy
 
     v, s = cfg.vertex, cfg.vertex.vector_search

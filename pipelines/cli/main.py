@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from pipelines.cli.commands.backtest import cmd_backtest
 from pipelines.cli.commands.files import cmd_generate, cmd_prepare, cmd_synth, cmd_validate
@@ -28,6 +29,7 @@ from pipelines.cli.commands.local import cmd_demo, cmd_lr_check, cmd_run
 from pipelines.cli.commands.tune import cmd_tune
 from pipelines.cli.commands.read import cmd_inspect, cmd_recommend, cmd_runs, cmd_tensorboard
 from pipelines.cli.commands.vertex import cmd_compile, cmd_image, cmd_submit
+from pipelines.cli.errors import handled
 from pipelines.version import __version__
 from pipelines.cli.commands import serve
 from pipelines.data.synth_limits import MAXIMUM as SYNTH_MAXIMUM
@@ -231,8 +233,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    import warnings
-
     # Google's client libraries warn at import that Python 3.10 (TFX 1.16's) is old: known
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -242,7 +242,6 @@ def main(argv=None) -> int:
     if not args.command:  # a bare `twotower`: the help, not an error
         top.print_help()
         return 0
-    from pipelines.cli.errors import handled
 
     return handled(args.command, lambda: args.func(args))
 

@@ -2,7 +2,8 @@
 
 A high rate with Adam, or with a deep tower (3 or more dense layers, the output
 layer included), drives gradients to zero after the first epoch: loss flat,
-recall 0. The ceiling is one rule (:func:`trainer.parameters.rate_ceiling`),
+recall 0. The ceiling is one rule (:func:`trainer.parameters.rate_ceiling`, reading
+:func:`trainer.parameters.collapses`; the advice here reads the same two),
 shared with ``submit --param`` and the Trainer (it checks a runtime
 learning_rate against the ceiling carried in the generated module's META).
 Validation refuses a rate above it unless ``allow_risky_learning_rate``, which
@@ -14,7 +15,7 @@ import math
 from typing import List
 
 from pipelines.config.schema import Config
-from trainer.parameters import DEEP_TOWER, SAFE_LEARNING_RATE, rate_ceiling
+from trainer.parameters import SAFE_LEARNING_RATE, collapses, rate_ceiling
 
 
 def tower_depth(cfg: Config, tower: str) -> int:
@@ -46,7 +47,7 @@ def learning_rate_advice(cfg: Config) -> List[str]:
     ceiling = rate_ceiling(opt, layers, allow_risky=False)
     if lr <= ceiling:
         return []
-    if opt == "adam" or layers >= DEEP_TOWER:
+    if collapses(opt, layers):
         return [f"learning rate {lr:g} is risky for {opt} with {layers}-layer towers: gradients "
                 f"can collapse to zero after the first epoch (loss flat, recall 0); recommended "
                 f"range {ceiling / 100:g}..{ceiling:g} (measure with `twotower lr-check`); set "

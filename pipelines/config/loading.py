@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
+
 from pipelines.config.parse import ConfigError
 
 
@@ -21,8 +23,6 @@ def apply_overrides(raw: dict, overrides) -> dict:
     index: ``query_tower.features.0.embedding_dim=16``; the index one past the
     end appends: ``query_tower.features.3={name: x, column: x, kind: categorical}``.
     """
-    import yaml
-
     for item in overrides:
         if "=" not in item:
             raise ConfigError([("--set", f"expected KEY=VALUE, got {item!r}")])
@@ -79,8 +79,6 @@ def load_yaml(text: str) -> Any:
     Raises:
       yaml.YAMLError: not YAML, a duplicate key, a tag, or too many values.
     """
-    import yaml
-
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen = {}
@@ -150,8 +148,6 @@ def read_raw(path: str) -> dict:
         except ValueError as exc:  # JSONDecodeError is a ValueError
             raise ConfigError([("", f"{path}: not valid JSON: {exc}")]) from None
     else:
-        import yaml
-
         try:
             raw = load_yaml(text)
         except yaml.YAMLError as exc:

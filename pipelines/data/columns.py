@@ -93,8 +93,8 @@ def schema_text(cfg: Config) -> str:
     at most one value, so the Transform reads each as a ``VarLenFeature`` of
     the column's type and fills missing values with the feature's default.
     """
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
+    from google.protobuf import text_format  # protobuf: off the CLI's fast path
+    from tensorflow_metadata.proto.v0 import schema_pb2  # TF Metadata: off the CLI's fast path
 
     schema = schema_pb2.Schema()
     for column, kind in column_types(cfg).items():

@@ -5,7 +5,11 @@ import os
 from typing import List
 
 from pipelines.config.schema import Config, ConfigError
+from pipelines.data import textcheck
+from pipelines.data.csvfile import DataError
 from pipelines.data.sql.bigquery import table_problems
+from pipelines.data.sql.duck import header as parquet_header
+from pipelines.data.textcheck import repeated_message
 from transform.kinds import kind_of
 
 
@@ -64,15 +68,10 @@ def read_header(path: str, key: str) -> List[str]:
     if not os.path.isfile(path):
         raise ConfigError([(key, f"file not found: {path}")])
     if path.lower().endswith((".parquet", ".pq")):
-        from pipelines.data.csvfile import DataError
-        from pipelines.data.sql.duck import header
-
         try:
-            return header(path)
+            return parquet_header(path)
         except DataError as exc:
             raise ConfigError([(key, str(exc))]) from None
-    from pipelines.data import textcheck
-    from pipelines.data.csvfile import DataError
 
     try:  # only the header record's bytes: a bad byte in row 42 is row 42's, found later
         header = textcheck.header(path)
@@ -86,7 +85,6 @@ def read_header(path: str, key: str) -> List[str]:
 def check_columns(cfg: Config) -> None:
     d = cfg.data
     header = read_header(d.path, "data.path")
-    from pipelines.data.textcheck import repeated_message
 
     problems = []
     if repeated_message(d.path, header):

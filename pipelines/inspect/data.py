@@ -1,6 +1,7 @@
 """What the Transform made: vocabularies, and transformed examples decoded back to raw values."""
 from __future__ import annotations
 
+import csv
 import os
 from typing import Dict, List
 
@@ -49,10 +50,10 @@ def sample(run: dict, split: str = "train", rows: int = 5) -> List[Dict[str, obj
     """The first ``rows`` transformed examples of ``split``, each feature decoded to what
     it stands for: vocabulary indices back to ids and tokens, numbers as they are."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow_transform as tft
+    import tensorflow_transform as tft  # TF Transform: off the CLI's fast path
 
-    from trainer.data import load_arrays
-    from trainer.towers import tower_inputs
+    from trainer.data import load_arrays  # TensorFlow: off the CLI's fast path
+    from trainer.towers import tower_inputs  # TensorFlow: off the CLI's fast path
 
     if split not in run["examples"]:
         raise ValueError(f"no transformed {split!r} split in {run['root']} "
@@ -81,8 +82,6 @@ def candidate_table(run: dict, limit: int = 200_000) -> Dict[str, Dict[str, str]
     """``{candidate id: {column: raw value}}`` from the config's candidate table
     (``data.candidates.path``, a CSV), else from the prepared catalog split; {} if neither
     is there. Values are the raw text as the file has it (names, categories, prices)."""
-    import csv
-
     d = run["spec"]["data"]
     table = d.get("candidates") or {}
     path, key = table.get("path"), table.get("id") or d["candidate_id"]
@@ -97,7 +96,7 @@ def candidate_table(run: dict, limit: int = 200_000) -> Dict[str, Dict[str, str]
     catalog = os.path.join(run["root"], "input", "catalog")
     if not os.path.isdir(catalog):
         return {}
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # pyarrow: off the CLI's fast path
 
     rows = pq.read_table(catalog).to_pylist()[:limit]
     key = key if rows and key in rows[0] else d["candidate_id"]

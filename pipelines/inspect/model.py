@@ -27,11 +27,11 @@ class Towers:
 
     def __init__(self, run: dict):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        import tensorflow as tf
-        import tensorflow_transform as tft
+        import tensorflow as tf  # TensorFlow: only when this runs
+        import tensorflow_transform as tft  # TF Transform: only when this runs
 
-        from trainer.data import load_arrays
-        from trainer.towers import build_towers
+        from trainer.data import load_arrays  # TensorFlow: only when this runs
+        from trainer.towers import build_towers  # TensorFlow: only when this runs
 
         if not run.get("towers"):
             raise FileNotFoundError(f"{run['root']}: the Trainer saved no towers (it did not "
@@ -68,8 +68,8 @@ class Towers:
 
     def _prior(self, feature_spec):
         """The demand prior over the train split's rows (its weights: the checkpoint's)."""
-        from trainer.data import load_pairs
-        from trainer.prior import DemandPrior
+        from trainer.data import load_pairs  # TensorFlow: only when this runs
+        from trainer.prior import DemandPrior  # TensorFlow: only when this runs
 
         options = self.spec["model"]["demand_prior"]
         rows = load_pairs([os.path.join(self.run["examples"]["train"], "*")], feature_spec,
@@ -98,7 +98,7 @@ class Towers:
 
     def embed(self, tower, table, normalised: bool = True) -> np.ndarray:
         """``[rows, dim]`` embeddings (``normalised=False``: before the L2 normalisation)."""
-        from trainer.towers import embed_table
+        from trainer.towers import embed_table  # TensorFlow: only when this runs
 
         keep = tower.l2_normalize
         tower.l2_normalize = keep and normalised
@@ -115,7 +115,7 @@ class Towers:
 
     def held_out_queries(self, split: str = EVAL_SPLIT) -> Dict[str, np.ndarray]:
         """The transformed rows of the split's query snapshots (what evaluation embeds)."""
-        from trainer.data import load_arrays
+        from trainer.data import load_arrays  # TensorFlow: only when this runs
 
         return load_arrays([os.path.join(self.run["examples"][queries_split(split)], "*")],
                            self._feature_spec)
@@ -137,6 +137,7 @@ class Towers:
         """The eval split's full-catalog evaluation, recomputed with these towers by the
         Trainer's own code (``trainer.held_out``): equal to the run's record when the towers
         are the ones that ran."""
+        # TensorFlow: only when this runs
         from trainer.inputs import held_out_set, load_inputs, split_files
 
         examples = self.run["examples"]
@@ -177,7 +178,7 @@ class Towers:
                     split: str = EVAL_SPLIT) -> Dict[str, object]:
         """A held-out query's top ``k`` (without what it already had, as evaluation ranks)
         beside the candidates it actually had in ``split``."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # pyarrow: only when this runs
 
         queries = self.held_out_queries(split)
         ids = [v.decode("utf-8") for v in queries[QUERY_ID]]

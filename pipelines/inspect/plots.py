@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files, not windows
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 import numpy as np  # noqa: E402
 
 COLORS = {"query": "#1f77b4", "candidate": "#d62728", "model": "#2ca02c",
@@ -25,7 +26,6 @@ def _figure(title: str, xlabel: str = "epoch", ylabel: str = ""):
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if xlabel == "epoch":  # whole epochs: 1, 2, 3, never 1.2
-        from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig, ax
@@ -93,8 +93,6 @@ def _data_range(metrics: dict):
 
 def clip_rate(metrics: dict):
     """Per epoch, the share of steps clipped, on an axis fitted to the highest share."""
-    from matplotlib.ticker import PercentFormatter
-
     fig, ax = _figure("Share of steps whose gradients clipping changed", ylabel="steps clipped")
     rates = [e.get("clip_rate") or 0.0 for e in metrics["epochs"]]
     bars = ax.bar(_epochs(metrics), rates, color=COLORS["global"])

@@ -13,8 +13,11 @@ import io
 import os
 from typing import Dict, List, Optional
 
+from pipelines.data import written as manifest
 from pipelines.inspect import data, plots, verdict
+from pipelines.inspect.model import Towers
 from pipelines.inspect.run import load
+from pipelines.inspect.sections import sections
 from transform.naming import CANDIDATE_VOCAB, QUERY_ID
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
@@ -52,11 +55,11 @@ def png(fig) -> bytes:
 
 
 def _png(fig, close: bool = True) -> bytes:
+    import matplotlib.pyplot as plt  # after pipelines.inspect.plots picked the Agg backend
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     if close:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
     return buffer.getvalue()
 
@@ -69,8 +72,6 @@ def gather(root: str, query: Optional[str] = None, candidate: Optional[str] = No
     out["sample"] = data.sample(run, "train", 5) if "train" in run["examples"] else []
     out["towers"] = None
     if run["towers"]:
-        from pipelines.inspect.model import Towers
-
         towers = Towers(run)
         out["towers"] = towers
         out["parameters"] = towers.parameters()
@@ -154,8 +155,6 @@ def write(found: Dict[str, object], out_dir: str) -> Dict[str, str]:
     folder's manifest (:mod:`pipelines.data.written`): a later inspect may replace it, never a
     file the user put there (:func:`outputs` is checked first).
     """
-    from pipelines.data import written as manifest
-
     os.makedirs(out_dir, exist_ok=True)
     written, images = {}, {}
     for name, fig in found["figures"].items():
@@ -174,8 +173,6 @@ def write(found: Dict[str, object], out_dir: str) -> Dict[str, str]:
 
 
 def page(found: Dict[str, object], images: Dict[str, str]) -> str:
-    from pipelines.inspect.sections import sections
-
     run = found["run"]
     body = sections(found, images, _e, _table)
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"

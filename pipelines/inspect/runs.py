@@ -23,6 +23,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from pipelines.inspect.verdict import LABELS, summary_cells
+
 RUNS_FILE = "runs.jsonl"
 
 
@@ -37,8 +39,6 @@ def entry(began: float, fingerprint: str, res: Optional[dict], status: str, log_
            "status": status, "log": log_path,
            "serving_version": _served(res)}
     if recall:
-        from pipelines.inspect.verdict import summary_cells
-
         out.update(summary_cells(evaluation), split=evaluation.get("split", "eval"))
         again = verdict_buy_again(evaluation)
         if again:
@@ -218,7 +218,6 @@ def table(runs: List[Dict[str, object]]) -> str:
     """The runs as an aligned text table."""
     if not runs:
         return "no runs recorded"
-    from pipelines.inspect.verdict import LABELS
 
     def number(value):
         return "-" if value is None else f"{value:.4f}"

@@ -5,6 +5,7 @@ from typing import Callable, Dict, List
 
 from pipelines.inspect import verdict
 from pipelines.inspect.data import describe
+from transform.kinds import FLOAT, kind_of
 
 
 def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
@@ -152,7 +153,7 @@ def _raw_columns(spec, sample, names) -> Dict[tuple, str]:
     """``{(row, feature): 'raw → transformed'}`` for the candidate tower's numeric features,
     the raw value read from the candidate table by the row's candidate id."""
     out = {}
-    numeric = [f for f in spec["candidate_tower"]["features"] if f["kind"] == "numeric"]
+    numeric = [f for f in spec["candidate_tower"]["features"] if kind_of(f).value_type == FLOAT]
     for n, row in enumerate(sample):
         record = names.get(str(row.get("candidate_id"))) or {}
         for f in numeric:

@@ -69,7 +69,7 @@ def _tokens(f, value: str):
 def _rows(path: str):
     """``(column names, rows as dicts of text)`` of a CSV or Parquet file."""
     if path.lower().endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # pyarrow: off the CLI's fast path
 
         table = pq.read_table(path)
         return table.column_names, [{k: "" if v is None else str(v) for k, v in row.items()}

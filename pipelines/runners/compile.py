@@ -32,7 +32,7 @@ from pipelines.vertex.checks import problems
 
 def stage(local_dir: str, remote_dir: str) -> int:
     """Copies a local folder to ``remote_dir`` (any tfx.dsl.io scheme); returns file count."""
-    from tfx.dsl.io import fileio
+    from tfx.dsl.io import fileio  # TFX: off the CLI's fast path
 
     count = 0
     for folder, _, files in os.walk(local_dir):

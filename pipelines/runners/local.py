@@ -216,7 +216,7 @@ def component_seconds(metadata_path: str, pipeline_name: str) -> Dict[str, float
 
 def cached_components(metadata_path: str, pipeline_name: str) -> List[str]:
     """Component ids whose newest execution ML Metadata records as CACHED (reused)."""
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     store = _store(metadata_path)
     newest: Dict[str, tuple] = {}
@@ -232,7 +232,7 @@ def cached_components(metadata_path: str, pipeline_name: str) -> List[str]:
 
 def completed_components(metadata_path: str, pipeline_name: str) -> List[str]:
     """Component ids with a COMPLETE execution in ML Metadata (for tests and checks)."""
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     store = _store(metadata_path)
     done = set()

@@ -101,7 +101,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     root = os.path.join(pipeline_dir(cfg), "lr_check")
     run_local(cfg, log=log, root=root, until="Transform")
     found = transform_outputs(root)
-    from trainer.lr_probe import probe_rates
+    from trainer.lr_probe import probe_rates  # TFRS and TF Transform: off the CLI's fast path
 
     report = probe_rates(cfg.to_dict(), found["files"], found["transform_graph"], rates, steps,
                          ceiling=learning_rate_ceiling(cfg), log=log)

@@ -18,8 +18,8 @@ NODE = "node"  # TFX's context type of one component, named "<pipeline>.<compone
 
 def store(metadata_path: str):
     """ML Metadata's SQLite store at ``metadata_path``, read-only."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata import metadata_store  # ML Metadata: off the CLI's fast path
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
@@ -29,7 +29,7 @@ def store(metadata_path: str):
 
 def state_name(state: int) -> str:
     """'COMPLETE', 'CACHED', 'FAILED'... of an execution's ``last_known_state``."""
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     return metadata_store_pb2.Execution.State.Name(state)
 
@@ -44,7 +44,7 @@ def last_run(metadata_path: str) -> Dict[str, dict]:
     """
     if not os.path.exists(metadata_path):
         return {}
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     db = store(metadata_path)
     runs = db.get_contexts_by_type(PIPELINE_RUN)
@@ -98,7 +98,7 @@ def pushed_models(metadata_path: str) -> List[str]:
     """
     if not os.path.exists(metadata_path):
         return []
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata.proto import metadata_store_pb2  # ML Metadata: off the CLI's fast path
 
     db = store(metadata_path)
     complete = metadata_store_pb2.Execution.COMPLETE

@@ -83,14 +83,15 @@ def submit(cfg: Config, spec_path: str, wait: bool = False, log=print,
         raise ConfigError(found)
     read_spec(spec_path)
     os.environ.setdefault("GOOGLE_CLOUD_DISABLE_TELEMETRY", "true")
-    from google.api_core import exceptions
-    from google.cloud import aiplatform
+    from google.api_core import exceptions  # the Google Cloud client: off the CLI's fast path
+    from google.cloud import aiplatform  # the Google Cloud client: off the CLI's fast path
 
     v = cfg.vertex
     options = {"project": v.project, "location": v.region}
     if v.api_endpoint:
         options["api_endpoint"] = v.api_endpoint
     if v.api_endpoint and v.api_endpoint.startswith("http://"):
+        # the Google Cloud client: off the CLI's fast path
         from google.auth.credentials import AnonymousCredentials
 
         options.update(credentials=AnonymousCredentials(), api_transport="rest")

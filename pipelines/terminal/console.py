@@ -19,6 +19,9 @@ import threading
 import time
 from typing import List, Optional
 
+from pipelines.inspect import verdict
+from pipelines.terminal.progress import STEPS_LOGGER, StepBar, StepHandler, Ticker
+
 PROGRESS_LOGGER = "twotower.progress"  # the Trainer's per-epoch lines (trainer/monitoring.py)
 MODES = ("normal", "verbose", "quiet")
 
@@ -81,16 +84,12 @@ class Console:
 
     def tick(self) -> None:
         """An elapsed-time ticker on the open line until the next line is written."""
-        from pipelines.terminal.progress import Ticker
-
         self._settle()
         if self.line_open and self.live_allowed():
             self.live = Ticker(self.stream, self.open_text)
 
     def show_step(self, record) -> None:
         """A Trainer step (``record.step``: epoch, epochs, step, steps) on the step bar."""
-        from pipelines.terminal.progress import StepBar
-
         if not self.live_allowed():
             return
         if isinstance(self.live, StepBar) and self.live.step(record):
@@ -105,8 +104,6 @@ class Console:
 
     def _settle(self) -> None:
         """Clears the ticker or bar; the open line a ticker drew over is written again."""
-        from pipelines.terminal.progress import Ticker
-
         live, self.live = self.live, None
         if live is None:
             return
@@ -200,7 +197,6 @@ class _Capture:
         self.handler = _Progress(c, self.components)
         c._capture = self
         logging.getLogger().addHandler(self.handler)
-        from pipelines.terminal.progress import STEPS_LOGGER, StepHandler
 
         # the Trainer's steps reach the live bar only: not the log, not the root logger
         self.steps = logging.getLogger(STEPS_LOGGER)
@@ -279,8 +275,6 @@ def result_lines(res: dict) -> List[str]:
     """A finished run on one screen: the held-out evaluation beside every baseline, the
     strongest named with the ratio, buy-again, how training ended, coverage, the gate, the
     serving model and where the details are."""
-    from pipelines.inspect import verdict
-
     metrics = res.get("metrics") or {}
     lines = ["", f"== result: training {metrics.get('status')}"]
     if metrics.get("stopped"):

@@ -42,21 +42,22 @@ def estimate(project: str, queries: Dict[str, str], log: Callable[[str], None],
     ``client``: a ``google.cloud.bigquery.Client`` (default: one with the Application
     Default Credentials, or none found: :data:`NO_CREDENTIALS`).
     """
-    from google.api_core import exceptions
+    from google.api_core import exceptions  # the Google Cloud client: off the CLI's fast path
+    # the Google Cloud client: off the CLI's fast path
     from google.auth import exceptions as auth_exceptions
 
     if client is None:
-        import google.auth
+        import google.auth  # the Google Cloud client: off the CLI's fast path
 
         try:
             credentials, _ = google.auth.default(scopes=[SCOPE])
         except auth_exceptions.DefaultCredentialsError:
             log(NO_CREDENTIALS)
             return None
-        from google.cloud import bigquery
+        from google.cloud import bigquery  # the Google Cloud client: off the CLI's fast path
 
         client = bigquery.Client(project=project, credentials=credentials)
-    from google.cloud import bigquery
+    from google.cloud import bigquery  # the Google Cloud client: off the CLI's fast path
 
     config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
     out = {}

@@ -13,8 +13,13 @@ the tests that check docs/vertex.md names every role.
 """
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import os
 import re
 from typing import Dict, List, Optional, Tuple
+
+from pipelines.vertex.image import LOCK, locked
 
 # GPU -> (machine types that take it: a regex, {machine type: its fixed GPU count} or None
 #         when the count is free among 1, 2, 4, 8).
@@ -160,9 +165,6 @@ def prebuilt_images() -> List[str]:
     """Vertex AI's prebuilt TensorFlow prediction images, as the locked google-cloud-aiplatform
     lists them (``aiplatform/constants/prediction.py``'s ``TF_CONTAINER_URIS``), read from
     that one file: importing the whole client takes seconds."""
-    import importlib.util
-    import os
-
     package = importlib.util.find_spec("google.cloud.aiplatform")
     if package is None or not package.submodule_search_locations:
         raise ImportError("google-cloud-aiplatform is not installed: it lists the prebuilt "
@@ -178,10 +180,6 @@ def training_tensorflow() -> str:
     """The TensorFlow version the model trains with: the image's, pinned by requirements.lock
     (an installed copy of this library without the lock: the TensorFlow installed beside it,
     read from its metadata, without importing it)."""
-    import importlib.metadata
-    import os
-
-    from pipelines.vertex.image import LOCK, locked
 
     if os.path.exists(LOCK):
         return locked(["tensorflow"])["tensorflow"]

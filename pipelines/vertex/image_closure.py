@@ -5,8 +5,7 @@ custom executors, all defined in ``pipelines/build/components/`` (one module per
 component). The image holds every one of those modules and the closure of
 the project's modules they import (:func:`closure`), found by reading the
 sources with :mod:`ast`: every ``import`` counts, at a module's top or inside a
-function (``VectorSearchDeploy`` imports :mod:`pipelines.vertex.vector_search`
-only when it runs), with each package's ``__init__.py`` on the way. Nothing is
+function, with each package's ``__init__.py`` on the way. Nothing is
 listed by hand, so a component that starts importing another module takes it
 into the image with it.
 

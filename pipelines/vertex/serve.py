@@ -42,7 +42,7 @@ class Model:
     """A SavedModel's ``serving_default`` signature, called on Vertex AI's row format."""
 
     def __init__(self, path: str):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: off the CLI's fast path
 
         try:  # a ScaNN serving model needs ScaNN's ops registered (the image has ScaNN then)
             import scann  # noqa: F401

@@ -19,6 +19,9 @@ import os
 import re
 from typing import List, Optional, Tuple
 
+from pipelines.vertex import cloud, index_shards
+from pipelines.vertex.index_shards import choose
+
 VECTOR_DIR = "vector_search"      # trainer.vector_export's folders in the serving model
 QUERY_TOWER_DIR = "query_tower"
 MACHINE = re.compile(r"[a-z][a-z0-9-]{1,62}\Z")
@@ -29,7 +32,6 @@ def problems(cfg) -> List[Tuple[str, str]]:
     s = cfg.vertex.vector_search
     if s is None:
         return []
-    from pipelines.vertex import cloud, index_shards
 
     out = []
     wrong = cloud.serving_image_problem(s.serving_image, cloud.training_tensorflow())
@@ -63,12 +65,13 @@ def problems(cfg) -> List[Tuple[str, str]]:
 def init(project: str, region: str, api_endpoint: str = ""):
     """The aiplatform module, initialised (an http:// endpoint: the local stand-in)."""
     os.environ.setdefault("GOOGLE_CLOUD_DISABLE_TELEMETRY", "true")
-    from google.cloud import aiplatform
+    from google.cloud import aiplatform  # the Google Cloud client: off the CLI's fast path
 
     options = {"project": project, "location": region}
     if api_endpoint:
         options["api_endpoint"] = api_endpoint
     if api_endpoint.startswith("http://"):
+        # the Google Cloud client: off the CLI's fast path
         from google.auth.credentials import AnonymousCredentials
 
         options.update(credentials=AnonymousCredentials(), api_transport="rest")
@@ -106,8 +109,6 @@ def deploy(project: str, region: str, model_uri: str, dimensions: int, display_n
     for the image ``twotower image`` builds); ``count``: how many vectors (the
     export's manifest), which with ``dimensions`` picks the shard size when
     ``settings['shard_size']`` is unset (:func:`pipelines.vertex.index_shards.choose`)."""
-    from pipelines.vertex.index_shards import choose
-
     shard_size = choose(settings["index_machine_type"], settings.get("shard_size"), count,
                         dimensions)
     aiplatform = init(project, region, api_endpoint)

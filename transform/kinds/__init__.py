@@ -7,13 +7,15 @@ the towers read this registry. No TensorFlow: the config imports it.
 import importlib
 import pkgutil
 
-from transform.kinds.base import COMMON_OPTIONS, FLOAT, INT, STRING, FeatureKind
+from transform.kinds.base import (COMMON_OPTIONS, FLOAT, INT, KINDS, MOMENT, NUMBER, ONE_LINE,
+                                  STRING, FeatureKind, feature_input, kind_of, shared_key)
 from transform.naming import (CANDIDATE_KEY, CANDIDATE_VOCAB, QUERY_KEY, QUERY_VOCAB,
-                              history_column, shared_key, vocabulary_name)
+                              history_column, vocabulary_name)
 
-__all__ = ["COMMON_OPTIONS", "FLOAT", "INT", "STRING", "FeatureKind", "KINDS", "kind_of",
-           "frozen_feature", "transform_feature", "feature_vocabulary", "raw_columns",
-           "dense_width", "uses_embedding"]
+__all__ = ["COMMON_OPTIONS", "FLOAT", "INT", "STRING", "ONE_LINE", "NUMBER", "MOMENT",
+           "FeatureKind", "KINDS", "kind_of", "shared_key", "feature_input", "frozen_feature",
+           "transform_feature", "feature_vocabulary", "raw_columns", "history_of", "dense_width",
+           "uses_embedding"]
 
 
 def _discover():
@@ -25,20 +27,7 @@ def _discover():
     return {kind.name: kind for kind in sorted(found, key=lambda k: k.order)}
 
 
-KINDS = _discover()
-
-
-def kind_of(feature):
-    """The :class:`FeatureKind` of a feature dict.
-
-    Raises:
-      KeyError: naming the unknown kind (validation reports it before this runs).
-    """
-    try:
-        return KINDS[feature["kind"]]
-    except KeyError:
-        raise KeyError(f"unknown feature kind {feature['kind']!r}; known: "
-                       f"{', '.join(KINDS)}") from None
+KINDS.update(_discover())  # the one registry (transform.kinds.base.KINDS), filled once
 
 
 def frozen_feature(feature):
@@ -57,7 +46,7 @@ def feature_vocabulary(feature, data):
     """The vocabulary file behind ``feature``, or None (numeric, timestamp, cross).
 
     ``data``: the config's ``data`` section (an id feature on an id column
-    reads the shared id vocabulary, :func:`transform.naming.shared_key`).
+    reads the shared id vocabulary, :func:`shared_key`).
     """
     key = shared_key(feature, data)
     if key == QUERY_KEY:
@@ -74,6 +63,12 @@ def raw_columns(feature):
     if reads == "history":
         return [history_column(feature["name"])]
     return list(feature["columns"]) if reads == "columns" else [feature["column"]]
+
+
+def history_of(feature):
+    """``(max_length, separator)`` of the history the SQL program builds for ``feature``, or
+    None (:meth:`FeatureKind.history`)."""
+    return kind_of(feature).history(feature)
 
 
 def dense_width(feature):

@@ -7,7 +7,12 @@ Transform. ``feature`` is always a plain dict (``Config.to_dict()``'s
 feature, or the frozen ``SPEC``'s), so the runtime and the config read one
 table. No TensorFlow here: a kind's :meth:`FeatureKind.transform` imports it
 when a Transform runs.
+
+Every per-kind choice the library makes is an attribute or a method here,
+overridden in the kind's own file, and read where it applies: nothing outside
+``transform/kinds/`` branches on a kind's name.
 """
+from transform.naming import CANDIDATE_KEY, QUERY_KEY, transformed_name
 
 # The options of every kind; a kind lists which of the others apply to it.
 COMMON_OPTIONS = ("name", "kind", "embedding_dim")
@@ -16,6 +21,37 @@ COMMON_OPTIONS = ("name", "kind", "embedding_dim")
 MODEL_OPTIONS = ("embedding_dim",)
 STRING, FLOAT, INT = "string", "float", "int"
 VOCABULARY_OPTIONS = ("max_vocab_size", "frequency_threshold", "oov_buckets")
+# What data preparation checks in each raw cell a kind reads (pipelines.data.sql.checks).
+ONE_LINE, NUMBER, MOMENT = "one_line", "number", "moment"
+
+# name -> FeatureKind: every kind, filled once by transform.kinds (which finds the kind files)
+KINDS = {}
+
+
+def kind_of(feature):
+    """The :class:`FeatureKind` of a feature dict.
+
+    Raises:
+      KeyError: naming the unknown kind (validation reports it before this runs).
+    """
+    try:
+        return KINDS[feature["kind"]]
+    except KeyError:
+        raise KeyError(f"unknown feature kind {feature['kind']!r}; known: "
+                       f"{', '.join(KINDS)}") from None
+
+
+def shared_key(feature, data):
+    """The reserved key a feature reads (QUERY_KEY, CANDIDATE_KEY), or None:
+    :meth:`FeatureKind.shared_key` of its kind. ``data``: the config's ``data`` section.
+    A feature of an unknown kind (validation names it) shares nothing."""
+    kind = KINDS.get(feature["kind"])
+    return kind.shared_key(feature, data) if kind else None
+
+
+def feature_input(feature, data):
+    """The transformed key the Trainer reads for ``feature``."""
+    return shared_key(feature, data) or transformed_name(feature["name"])
 
 
 def vocabulary_problems(feature):
@@ -65,6 +101,9 @@ class FeatureKind:
     sequence = False       # enters as a padded [batch, max_length] index matrix, pooled
     query_only = False     # describes the query or the moment, never a candidate
     column_hint = ""       # why a kind that reads no 'column' has none (for its message)
+    shares_ids = False     # on data.query_id/candidate_id: reads the shared id vocabulary
+    cells = None           # what prepare checks in its raw cells: ONE_LINE, NUMBER, MOMENT
+    restricts = False      # its values filter Vector Search (a restrict namespace per feature)
 
     def applies(self, option):
         """Whether ``option`` means something for this kind."""
@@ -76,6 +115,34 @@ class FeatureKind:
     def transform_reads(self, option):
         """Whether the Transform reads ``option`` (it applies, and not only to the towers)."""
         return self.applies(option) and option not in MODEL_OPTIONS + self.model_options
+
+    def shared_key(self, feature, data):
+        """The reserved key the feature reads instead of its own Transform output, or None.
+
+        A kind that ``shares_ids`` (``id``), on ``data['query_id']`` or
+        ``data['candidate_id']``, uses the shared id vocabulary instead of its
+        own, so the candidate tower's id embedding, the candidate index and
+        serving all agree on one index per candidate. Returns QUERY_KEY,
+        CANDIDATE_KEY or None.
+        """
+        if not self.shares_ids:
+            return None
+        if feature["column"] == data["query_id"]:
+            return QUERY_KEY
+        if feature["column"] == data["candidate_id"]:
+            return CANDIDATE_KEY
+        return None
+
+    def history(self, feature):
+        """``(max_length, separator)`` of the history cells the SQL program builds for the
+        feature (the query's earlier candidates, :mod:`pipelines.data.sql.histories`), or
+        None: the feature reads the files' columns."""
+        return None
+
+    def pooling(self, feature):
+        """How a ``sequence`` feature's ``[batch, max_length]`` embeddings become one
+        (``trainer.towers``): ``mean``, ``recency`` or ``attention``."""
+        return "mean"
 
     def dense_width(self, feature):
         """Width of the feature as dense float values in the tower; 0 if it is embedded."""

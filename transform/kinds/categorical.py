@@ -4,6 +4,8 @@ from transform.kinds.id import Id
 
 class Categorical(Id):
     name, order = "categorical", 20
+    shares_ids = False  # its own vocabulary, even on an id column
+    restricts = True
 
 
 KIND = Categorical()

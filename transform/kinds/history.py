@@ -1,7 +1,7 @@
 """``history``: the query's earlier candidate ids (newest first, at most ``max_length``),
 embedded with the candidate id table and pooled (``pooling``)."""
-from transform.kinds.base import STRING, FeatureKind, length_problems
-from transform.naming import CANDIDATE_KEY, history_column, shared_key
+from transform.kinds.base import STRING, FeatureKind, length_problems, shared_key
+from transform.naming import CANDIDATE_KEY, history_column
 
 POOLINGS = ("mean", "recency", "attention")
 ATTENTION_HEADS = 2  # trainer.towers.HistoryAttention: heads of attention_key_dim(d) each
@@ -36,6 +36,12 @@ class History(FeatureKind):
     value_type, vocabulary, sequence, query_only = STRING, "candidate", True, True
     column_hint = ": it reads the query's earlier candidate ids"
 
+    def history(self, feature):
+        return feature["max_length"], feature["separator"]
+
+    def pooling(self, feature):
+        return feature["pooling"]
+
     def problems(self, feature):
         found = super().problems(feature) + length_problems(feature)
         if not feature.get("separator"):
@@ -63,7 +69,7 @@ class History(FeatureKind):
     def transform(self, inputs, feature, context):
         import tensorflow_transform as tft  # TensorFlow: only when a Transform runs
 
-        from transform import features as tf_parts
+        from transform import features as tf_parts  # TF Transform: only when this runs
 
         tokens = tf_parts.split_tokens(
             tf_parts.string_column(inputs[history_column(feature["name"])], None),

@@ -1,7 +1,7 @@
 """``multi_categorical``: ``separator``-joined values (``a|b|c``), the first ``max_length``
 embedded from one vocabulary and pooled."""
-from transform.kinds.base import (STRING, VOCABULARY_OPTIONS, FeatureKind, length_problems,
-                                  vocabulary_options, vocabulary_problems)
+from transform.kinds.base import (ONE_LINE, STRING, VOCABULARY_OPTIONS, FeatureKind,
+                                  length_problems, vocabulary_options, vocabulary_problems)
 from transform.naming import vocabulary_name
 
 
@@ -10,6 +10,7 @@ class MultiCategorical(FeatureKind):
     options = VOCABULARY_OPTIONS + ("separator", "max_length")
     defaults = {"max_length": 8}
     value_type, vocabulary, sequence = STRING, "own", True
+    cells, restricts = ONE_LINE, True
 
     def tokens(self, feature, value):
         return [t.strip() for t in value.split(feature["separator"]) if t.strip()]

@@ -1,6 +1,6 @@
 """``numeric``: a number, as one standardised value (``zscore``, ``minmax``, ``log``) or,
 with ``transform: bucketize``, an embedded quantile bucket."""
-from transform.kinds.base import FLOAT, FeatureKind, bucket_problems
+from transform.kinds.base import FLOAT, NUMBER, FeatureKind, bucket_problems
 
 TRANSFORMS = ("zscore", "minmax", "log", "bucketize")
 
@@ -10,7 +10,7 @@ class Numeric(FeatureKind):
     options = ("transform", "num_buckets")
     defaults = {"transform": "zscore"}
     choices = {"transform": TRANSFORMS}
-    value_type = FLOAT
+    value_type, cells = FLOAT, NUMBER
 
     def dense_width(self, feature):
         return 0 if feature["transform"] == "bucketize" else 1

@@ -1,6 +1,6 @@
 """``timestamp``: a moment (int64 epoch seconds), as sin/cos of its phase in the day, week
 and year (``cyclical``) or an embedded quantile bucket (``bucketize``)."""
-from transform.kinds.base import INT, FeatureKind, bucket_problems
+from transform.kinds.base import INT, MOMENT, FeatureKind, bucket_problems
 from transform.naming import CYCLES
 
 TRANSFORMS = ("cyclical", "bucketize")
@@ -11,7 +11,7 @@ class Timestamp(FeatureKind):
     options = ("transform", "num_buckets")
     defaults = {"transform": "cyclical"}
     choices = {"transform": TRANSFORMS}
-    value_type, query_only = INT, True
+    value_type, query_only, cells = INT, True, MOMENT
 
     def dense_width(self, feature):
         return 2 * len(CYCLES) if feature["transform"] == "cyclical" else 0
@@ -24,9 +24,9 @@ class Timestamp(FeatureKind):
 
     def transform(self, inputs, feature, context):
         import tensorflow as tf  # TensorFlow: only when a Transform runs
-        import tensorflow_transform as tft
+        import tensorflow_transform as tft  # TF Transform: only when this runs
 
-        from transform import features as tf_parts
+        from transform import features as tf_parts  # TF Transform: only when this runs
 
         seconds = tf.cast(tf_parts.float_column(inputs[feature["column"]], feature["default"]),
                           tf.float64)

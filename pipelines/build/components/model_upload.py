@@ -37,12 +37,13 @@ def upload(project: str, region: str, artifact_uri: str, display_name: str,
     ``container``: more container arguments of ``Model.upload`` (the command, routes and port
     of :mod:`pipelines.vertex.serve` for the image ``twotower image`` builds; none for a prebuilt one)."""
     os.environ.setdefault("GOOGLE_CLOUD_DISABLE_TELEMETRY", "true")
-    from google.cloud import aiplatform
+    from google.cloud import aiplatform  # the Google Cloud client: only when this runs
 
     options = {"project": project, "location": region}
     if api_endpoint:
         options["api_endpoint"] = api_endpoint
     if api_endpoint.startswith("http://"):  # a local stand-in of the REST API (tests)
+        # the Google Cloud client: only when this runs
         from google.auth.credentials import AnonymousCredentials
 
         options.update(credentials=AnonymousCredentials(), api_transport="rest")

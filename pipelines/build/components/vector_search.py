@@ -17,6 +17,8 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 from tfx.types.experimental import simple_artifacts
 
+from pipelines.vertex.vector_search import deploy
+
 RESULT_FILE = "vector_search.json"
 MANIFEST = os.path.join("assets.extra", "vector_search.json")  # trainer.vector_export's
 
@@ -29,8 +31,6 @@ def VectorSearchDeploy(pushed_model: InputArtifact[standard_artifacts.PushedMode
                        labels: Parameter[str] = "{}", api_endpoint: Parameter[str] = ""):
     """Deploys the pushed model's index and query tower, if one was pushed; writes
     ``vector_search.json``."""
-    from pipelines.vertex.vector_search import deploy
-
     if pushed_model.get_int_custom_property("pushed") != 1:
         outcome = {"deployed": False, "reason": "the Pusher pushed no model (the push gate "
                                                 "did not bless it)"}

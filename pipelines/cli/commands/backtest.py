@@ -20,8 +20,13 @@ import sys
 import time
 from typing import Dict, List
 
+from pipelines.build.builder import SELECTION
 from pipelines.cli.commands.common import config_from, output_mode
 from pipelines.config.schema import Config, ConfigError, apply_overrides
+from pipelines.inspect.verdict import ORDER, SHORT, baselines
+from pipelines.runners.local import pipeline_dir, run_local
+from pipelines.runners.lock import holding
+from pipelines.terminal.console import Console, root_cause
 
 MAX_WINDOWS = 10
 
@@ -58,7 +63,6 @@ def window_row(window: int, report: dict, metrics: dict) -> Dict[str, object]:
     evaluation = metrics["evaluation"]
     recalls = {k: (evaluation["model"][f"recall_at_{k}"],
                    evaluation["popularity"][f"recall_at_{k}"]) for k in metrics["top_k"]}
-    from pipelines.inspect.verdict import baselines
 
     found = baselines(evaluation)
     return {"window": window, "eval_from": report.get("time_cut"),
@@ -78,8 +82,6 @@ def table(rows: List[dict]) -> List[str]:
     def cell(model, popular):
         ratio = f"{model / popular:.2f}x" if popular else "-"
         return f"{model:.4f} / {popular:.4f} ({ratio})"
-
-    from pipelines.inspect.verdict import ORDER, SHORT
 
     first = ks[0]
 
@@ -116,11 +118,6 @@ def table(rows: List[dict]) -> List[str]:
 
 
 def cmd_backtest(args) -> int:
-    from pipelines.build.builder import SELECTION
-    from pipelines.terminal.console import Console, root_cause
-    from pipelines.runners.local import pipeline_dir, run_local
-    from pipelines.runners.lock import holding
-
     cfg = config_from(args)
     configs = window_configs(cfg, args.windows)
     folder = pipeline_dir(cfg)

@@ -5,14 +5,22 @@ import json
 import os
 import sys
 
+from pipelines.build.codegen import MODULE_FILES, module_paths, write_modules
 from pipelines.cli.commands.common import config_from
 from pipelines.config.schema import Config, ConfigError
+from pipelines.data import written
+from pipelines.data.prepare import check, dropped_text, prepare
+from pipelines.data.sql import bigquery
+from pipelines.data.sql.duck import program_text
+from pipelines.data.synth_limits import size_problems
+from pipelines.data.synthetic import FILES, generate
+from pipelines.inspect.summary import estimate_vocabularies, tower_summary
+from pipelines.local_paths import check_root
+from pipelines.runners.local import pipeline_dir
+from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
 
 
 def _tower_summary(cfg: Config, with_data: bool) -> str:
-    from pipelines.inspect.summary import estimate_vocabularies, tower_summary
-    from transform.naming import CANDIDATE_VOCAB, QUERY_VOCAB
-
     sizes = estimate_vocabularies(cfg) if with_data and cfg.data.path else {}
     lines = []
     if sizes:
@@ -34,7 +42,6 @@ def cmd_validate(args) -> int:
     cfg = config_from(args)
     data = ""
     if not args.no_data and cfg.data.path:  # the rows, with prepare's checks: nothing written
-        from pipelines.data.prepare import check, dropped_text
 
         found = check(cfg)
         counts = found["counts"]
@@ -53,9 +60,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pipelines.data import written
-    from pipelines.build.codegen import MODULE_FILES, module_paths, write_modules
-
     cfg = config_from(args)
     targets = {f"--out ({MODULE_FILES[key]})": path
                for key, path in module_paths(args.out).items()}
@@ -75,11 +79,8 @@ def _config_inputs(args, cfg: Config) -> dict:
 
 
 def cmd_prepare(args) -> int:
-    from pipelines.data.sql.duck import program_text
-
     cfg = config_from(args)
     if args.print_sql and cfg.data.bigquery:  # the queries BigQueryExampleGen runs
-        from pipelines.data.sql import bigquery
 
         sys.stdout.write(bigquery.program_text(cfg))
         return 0
@@ -94,12 +95,8 @@ def cmd_prepare(args) -> int:
             raise ConfigError([("--engine", f"{args.engine}: {exc}")]) from None
         sys.stdout.write(text)
         return 0
-    from pipelines.data.prepare import dropped_text, prepare
-    from pipelines.runners.local import pipeline_dir
 
     if not args.out:
-        from pipelines.local_paths import check_root
-
         check_root(cfg)
     out = args.out or os.path.join(pipeline_dir(cfg), "input")
     report = prepare(cfg, out)
@@ -112,10 +109,6 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from pipelines.data import written
-    from pipelines.data.synth_limits import size_problems
-    from pipelines.data.synthetic import FILES, generate
-
     problems = size_problems(args.customers, args.products, args.purchases, args.seed)
     if problems:
         raise ConfigError([(f"--{key}", why) for key, why in problems])

@@ -17,7 +17,7 @@ from pipelines.data.prepare import DataError
 from pipelines.data.synthetic import generate
 from pipelines.local_paths import check_root
 from pipelines.runners.local import pipeline_dir
-from pipelines.runners.lrcheck import check_options, format_report, lr_check
+from pipelines.runners.lrcheck import check_options, format_report
 from pipelines.terminal.console import Console, root_cause
 from pipelines.validate import validate
 
@@ -51,7 +51,7 @@ def cmd_lr_check(args) -> int:
     try:
         with console.capture(list(SELECTION[:SELECTION.index("Transform") + 1])):
             console.say(f"full log: {console.log_path}")
-            report = lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
+            report = api.lr_check(cfg, rates=rates, steps=args.steps, log=console.say)
     except (ConfigError, DataError):
         raise
     except Exception as exc:

@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+
+from tqdm import tqdm
 
 from pipelines.cli.commands.common import output_mode
 from pipelines.config.schema import ConfigError
+from pipelines.data import written as outputs
+from pipelines.inspect import runs
+from pipelines.inspect.run import load
+from pipelines.recommend import recommend
+from pipelines.runners.local import resolve_pipeline_dir
+from pipelines.terminal.console import Console
+from pipelines.terminal.progress import width
 
 
 def cmd_recommend(args) -> int:
-    from pipelines.recommend import recommend
-
     bar = None
     if sys.stderr.isatty():  # a bar over the users on a terminal; nothing in a pipe or log
-        from tqdm import tqdm
-
-        from pipelines.terminal.progress import width
-
         bar = tqdm(unit="user", desc="recommending", leave=False, file=sys.stderr,
                    **width(sys.stderr))
 
@@ -41,10 +45,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from pipelines.data import written as outputs
-    from pipelines.terminal.console import Console
-    from pipelines.inspect import report
-    from pipelines.inspect.run import load
+    from pipelines.inspect import report  # matplotlib: off the CLI's fast path
 
     if not os.path.exists(args.root):
         raise ConfigError([("RUN", f"{args.root} does not exist; give a pipeline folder (e.g. "
@@ -80,8 +81,6 @@ def tensorboard_logs(root: str) -> str:
     ``<run>/tfx/Trainer/model_run/<id>/logs`` (``train``/``validation``: Keras' per-epoch
     scalars; ``steps``: loss, gradient norms per tower, clip rate and learning rate every
     few steps and per epoch, trainer/monitoring.py)."""
-    from pipelines.inspect.run import load
-
     if not os.path.exists(root):
         raise ConfigError([("RUN", f"{root} does not exist; give a pipeline folder (e.g. "
                             "runs/b2b-demo)")])
@@ -100,8 +99,6 @@ PORTS = (1, 65535)  # TCP's port numbers (0 would be any free port: not what a u
 
 
 def cmd_tensorboard(args) -> int:
-    import warnings
-
     if isinstance(args.port, bool) or not PORTS[0] <= args.port <= PORTS[1]:
         raise ConfigError([("--port", f"must be in {PORTS[0]}..{PORTS[1]}, got {args.port}")])
     try:
@@ -113,7 +110,7 @@ def cmd_tensorboard(args) -> int:
         print(logs)
         return 0
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-    from tensorboard import program
+    from tensorboard import program  # after the filter; TensorBoard (TensorFlow) off the CLI
 
     board = program.TensorBoard()
     board.configure(logdir=logs, host=args.host, port=args.port)
@@ -123,9 +120,6 @@ def cmd_tensorboard(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from pipelines.inspect import runs
-    from pipelines.runners.local import resolve_pipeline_dir
-
     if not os.path.isdir(args.root):
         raise ConfigError([("RUN", f"{args.root} is not a folder; give a pipeline folder, e.g. "
                             "runs/b2b-demo")])

@@ -8,6 +8,8 @@ import os
 import sys
 
 from pipelines.config.schema import ConfigError
+from pipelines.data import written
+from pipelines.vertex.vector_search import neighbours
 
 
 def read_instances(path: str) -> list:
@@ -34,9 +36,6 @@ def read_instances(path: str) -> list:
 def cmd_neighbours(args) -> int:
     """Query embeddings from the endpoint, neighbours from the index: ``query, rank,
     candidate_id, score`` rows (ids exactly as the catalog wrote them)."""
-    from pipelines.data import written
-    from pipelines.vertex.vector_search import neighbours
-
     try:
         with open(args.deployment, encoding="utf-8") as handle:
             deployed = json.load(handle)

@@ -6,14 +6,16 @@ import sys
 from shlex import quote
 
 from pipelines.cli.commands.common import config_from
+from pipelines.cli.commands.files import _config_inputs
 from pipelines.config.schema import ConfigError
+from pipelines.data import written
+from pipelines.runners import vertex
+from pipelines.runners.compile import compile_vertex
+from pipelines.vertex import image
+from pipelines.vertex.cloud import image_problem
 
 
 def cmd_image(args) -> int:
-    from pipelines.vertex import image
-    from pipelines.data import written
-    from pipelines.vertex.cloud import image_problem
-
     args.no_data = True  # the image depends on the config, not on the data
     cfg = config_from(args)
     if args.tag and image_problem(args.tag):
@@ -35,16 +37,11 @@ def cmd_image(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipelines.runners.compile import compile_vertex
-
-    from pipelines.data import written
-    from pipelines.cli.commands.files import _config_inputs
-
     cfg = config_from(args)
     # never over a file the user owns (without --force), an input, or into a model/input folder
     written.check({"--out": args.out}, _config_inputs(args, cfg), args.force, make_dirs=True)
     if args.stage_dir:
-        from pipelines.vertex import gcs_on_disk
+        from pipelines.vertex import gcs_on_disk  # TFX: off the CLI's fast path
 
         gcs_on_disk.register(os.path.abspath(args.stage_dir))
     compile_vertex(cfg, args.out, args.image)
@@ -58,8 +55,6 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from pipelines.runners import vertex
-
     args.no_data = True  # the data is read on Vertex AI, not here
     cfg = config_from(args)
     try:

@@ -36,8 +36,8 @@ from sqlglot import exp
 
 from pipelines.config.schema import Config
 from pipelines.data.sql import checks, googlesql
-from pipelines.data.sql.histories import c
-from pipelines.data.sql.program import HELD, Plan, plan, statements
+from pipelines.data.sql.plan import Plan, c, plan
+from pipelines.data.sql.program import HELD, statements
 from pipelines.data.sql.queries import outputs
 from pipelines.data.sql.template import fill, ident, render
 

@@ -12,7 +12,8 @@ from typing import Callable, Iterator, Optional, Tuple
 from sqlglot import exp
 
 from pipelines.data.sql import filters
-from pipelines.data.sql.program import Plan, as_double, c, epoch_number, parse_time
+from pipelines.data.sql.plan import Plan, c
+from pipelines.data.sql.program import as_double, epoch_number, parse_time
 from pipelines.data.sql.template import fill, lit
 
 Check = Tuple[exp.Expression, Callable[[tuple], str]]

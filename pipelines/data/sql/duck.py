@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from typing import Dict, List, Optional
 
 from sqlglot import exp
@@ -24,7 +25,8 @@ from pipelines.data import textcheck
 from pipelines.data.output import (MARKER, REPORT, SQL_FILE, check_replaceable, claim, swap_in,
                                    write_marker)
 from pipelines.data.sql import checks
-from pipelines.data.sql.program import HELD, Plan, c, plan, statements, weight_number
+from pipelines.data.sql.plan import Plan, c, plan
+from pipelines.data.sql.program import HELD, statements, weight_number
 from pipelines.data.sql.queries import held_queries, outputs
 from pipelines.data.sql.template import fill, ident, lit, render
 from pipelines.data.written import new_folders, remove_new_folders
@@ -40,7 +42,7 @@ def is_parquet(path: str) -> bool:
 def header(path: str) -> List[str]:
     """The file's column names. Raises DataError: missing, empty or not UTF-8."""
     if is_parquet(path):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # pyarrow: off the CLI's fast path
 
         try:
             return list(pq.read_schema(path).names)
@@ -98,7 +100,7 @@ class Runner:
     """A DuckDB connection that runs trees and turns engine errors into DataErrors."""
 
     def __init__(self, scratch: str):
-        import duckdb
+        import duckdb  # DuckDB: off the CLI's fast path
 
         # Settings go in as values, never as SQL text. Naive times are UTC; beyond the memory
         # limit DuckDB spills to the scratch directory (out of core).
@@ -309,8 +311,6 @@ def check(cfg: Config) -> Dict[str, object]:
     Not run: the histories, the held-out query states and the catalog's size,
     which only ``prepare`` computes. Returns :func:`_tables`'s counts.
     """
-    import tempfile
-
     p = plan(cfg)
     source_fingerprint(cfg)  # the same byte checks as prepare: UTF-8, no NUL, no huge line
     with tempfile.TemporaryDirectory(prefix="twotower-check-") as scratch:

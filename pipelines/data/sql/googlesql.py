@@ -28,6 +28,11 @@ import functools
 import os
 from typing import Dict, FrozenSet, List
 
+import sqlglot
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel, SqlglotError
+from sqlglot.tokens import TokenType
+
 LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "googlesql_functions.txt")
 
 
@@ -72,9 +77,6 @@ def calls(text: str) -> List[str]:
     A dotted name (``NET.HOST(``) is one name. Backquoted names, strings and
     comments are tokens of their own, so ``\\`f\\`(`` or ``'f('`` is no call.
     """
-    from sqlglot.dialects.dialect import Dialect
-    from sqlglot.tokens import TokenType
-
     tokens = Dialect.get_or_raise("bigquery").tokenize(text)
     syntax = grammar()
     skip = {TokenType.STRING, TokenType.NUMBER, TokenType.IDENTIFIER, TokenType.L_PAREN,
@@ -116,11 +118,6 @@ _POSITIONS = ("OFFSET", "ORDINAL", "SAFE_OFFSET", "SAFE_ORDINAL")
 
 def syntax_problems(text: str) -> List[str]:
     """Why ``text`` is not BigQuery's syntax, one line each (empty: it is)."""
-    import sqlglot
-    from sqlglot.dialects.dialect import Dialect
-    from sqlglot.errors import ErrorLevel, SqlglotError
-    from sqlglot.tokens import TokenType
-
     out = []
     tokens = Dialect.get_or_raise("bigquery").tokenize(text)
     value = (TokenType.VAR, TokenType.IDENTIFIER, TokenType.R_PAREN, TokenType.R_BRACKET)

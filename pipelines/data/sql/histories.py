@@ -14,22 +14,15 @@ one moment, later file rows first), at most ``max_length`` of them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List
+from typing import List
 
 from sqlglot import exp
 
+from pipelines.data.sql.plan import Plan, c
 from pipelines.data.sql.template import fill
 
-if TYPE_CHECKING:
-    from pipelines.data.sql.program import Plan
 
-
-def c(name: str) -> exp.Column:
-    """An internal column (a name the program made, never a config value)."""
-    return exp.column(name)
-
-
-def final(p: "Plan", portable: bool = False) -> exp.Expression:
+def final(p: Plan, portable: bool = False) -> exp.Expression:
     """``ranked`` with ``_h0``, ``_h1``, ... (each history column's cell) and ``_repeat``.
 
     A train row sees train rows, an eval row train and eval ones, a test row
@@ -41,7 +34,7 @@ def final(p: "Plan", portable: bool = False) -> exp.Expression:
     return (_portable_final if portable else _frames_final)(p, repeat)
 
 
-def snapshot_histories(p: "Plan", portable: bool = False) -> List[exp.Expression]:
+def snapshot_histories(p: Plan, portable: bool = False) -> List[exp.Expression]:
     """History cells of a row from itself on (a held-out query's state: its latest row)."""
     if portable:
         return history_cells(p, 0)
@@ -49,7 +42,7 @@ def snapshot_histories(p: "Plan", portable: bool = False) -> List[exp.Expression
         exp.alias_(exp.null(), "_h0")]
 
 
-def history_windows(p: "Plan", skip: str, template: str) -> List[exp.Expression]:
+def history_windows(p: Plan, skip: str, template: str) -> List[exp.Expression]:
     """One window per history feature: the query's candidates joined, newest first.
 
     ``template`` is the frame, in (time, file) order newest first; ``skip``
@@ -64,7 +57,7 @@ def history_windows(p: "Plan", skip: str, template: str) -> List[exp.Expression]
             for j, (n, sep) in enumerate(p.histories.values())]
 
 
-def history_cells(p: "Plan", first: int) -> List[exp.Expression]:
+def history_cells(p: Plan, first: int) -> List[exp.Expression]:
     """One cell per history feature: the query's candidates joined, newest first.
 
     The candidates of the rows ``first``, ``first + 1``, ... ``first + max_length
@@ -84,7 +77,7 @@ def history_cells(p: "Plan", first: int) -> List[exp.Expression]:
     return out or [exp.alias_(exp.null(), "_h0")]
 
 
-def _moment_histories(p: "Plan", source: exp.Expression) -> exp.Expression:
+def _moment_histories(p: Plan, source: exp.Expression) -> exp.Expression:
     """``source`` with each row's histories: the candidates of strictly earlier rows.
 
     Rows of one query at one moment share a history. It is read from the
@@ -106,7 +99,7 @@ def _moment_histories(p: "Plan", source: exp.Expression) -> exp.Expression:
                 P_source=source)
 
 
-def _frames_final(p: "Plan", repeat: exp.Expression) -> exp.Expression:
+def _frames_final(p: Plan, repeat: exp.Expression) -> exp.Expression:
     """``final`` with frames (DuckDB)."""
     # A row sees the earlier rows of its own or earlier splits: in newest-first order, the
     # rows after its own moment's remaining rows (_pre of them: same time, earlier in the
@@ -137,7 +130,7 @@ def _frames_final(p: "Plan", repeat: exp.Expression) -> exp.Expression:
                 P_repeat=repeat)
 
 
-def _portable_final(p: "Plan", repeat: exp.Expression) -> exp.Expression:
+def _portable_final(p: Plan, repeat: exp.Expression) -> exp.Expression:
     """``final`` with constant-offset LEADs (BigQuery, and DuckDB in tests)."""
     if p.method != "hash":
         # Monotone in time: an earlier row is never in a later split, so one pass suffices.

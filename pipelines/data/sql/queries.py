@@ -12,7 +12,8 @@ from sqlglot import exp
 
 from pipelines.data.columns import FLOAT, INT
 from pipelines.data.sql.histories import snapshot_histories
-from pipelines.data.sql.program import HELD, Plan, c, typed, weight_cell
+from pipelines.data.sql.plan import Plan, c
+from pipelines.data.sql.program import HELD, typed, weight_cell
 from pipelines.data.sql.template import fill, ident, lit
 from transform.kinds import raw_columns
 from transform.naming import CATALOG_SPLIT, WEIGHT_COLUMN, queries_split

@@ -18,16 +18,17 @@ from pipelines.config.schema import Config
 from pipelines.data.csvfile import DataError
 from pipelines.data.sql import checks, filters
 from pipelines.data.sql.duck import Runner, source
-from pipelines.data.sql.program import c, parse_time
+from pipelines.data.sql.plan import c
+from pipelines.data.sql.program import parse_time
 from pipelines.data.sql.template import fill, ident, lit
-from transform.kinds import kind_of, raw_columns
+from transform.kinds import history_of, raw_columns
 
 
 def query_columns(cfg: Config) -> List[str]:
     """The columns a query's state needs: ids, time, and the query tower's columns."""
     d = cfg.data
     columns = [d.query_id, d.candidate_id] + ([d.timestamp] if d.timestamp else []) + [
-        col for f in cfg.query_tower.features if kind_of(f.__dict__).reads != "history"
+        col for f in cfg.query_tower.features if not history_of(f.__dict__)
         for col in raw_columns(f.__dict__)]
     return list(dict.fromkeys(columns))
 
@@ -58,13 +59,14 @@ def states_now(cfg: Config, path: str, wanted: Iterable[str]) -> Dict[str, dict]
     history keeps), ``seen`` every candidate it has in ``path``. Queries
     without a row in ``path`` are absent (cold).
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # pyarrow: off the CLI's fast path
+    import pyarrow.parquet as pq  # pyarrow: off the CLI's fast path
 
     d = cfg.data
     columns = query_columns(cfg)
     internal = {name: f"c{i}" for i, name in enumerate(columns)}
-    cap = max([f.max_length for _, f in cfg.features() if kind_of(f.__dict__).reads == "history"] or [1])
+    histories = [history_of(f.__dict__) for _, f in cfg.features()]
+    cap = max([length for length, _ in filter(None, histories)] or [1])
     with tempfile.TemporaryDirectory(prefix="twotower-states-") as scratch:
         runner = Runner(os.path.join(scratch, "spill"))
         listed = os.path.join(scratch, "wanted.parquet")
