@@ -21,10 +21,9 @@ test: venv
 # under one root, a full disk while pushing, a model the push gate refuses, a failing
 # component) and the compiled Vertex AI pipeline executed task by task here
 # (tests/test_vertex_executed.py and the full config's, tests/test_vertex_executed_full.py)
-# and the hyperparameter search: CI runs them, on two workers (one file each at a time, as
-# `make test` does; docs/testing.md has the times).
+# and the hyperparameter search: CI runs them (docs/testing.md has the times).
 test-slow: venv
-	$(VENV)/bin/python -m pytest -m slow -n 2
+	$(VENV)/bin/python -m pytest -m slow
 
 # The benchmark on ../shared (MovieLens and Ta-Feng, the shared protocols) and on the public
 # log fetched by `scripts/fetch_public_log.py` into ../public-data (skipped, in one line, until
