@@ -104,6 +104,8 @@ def worker(args):
     scratch = tempfile.mkdtemp(prefix="bench-trainer-")
     record = {"epochs": []}
     strategy = tf.distribute.get_strategy()
+    if args.skip_phases:
+        return end_to_end(args, spec, files, transform_dir, scratch, out)
     tft_output, inputs, built = training._setup(spec, record, files, transform_dir, strategy)
     model = built["model"]
     train_ds = make_dataset(files[TRAIN_SPLIT], inputs["feature_spec"], batch_size, shuffle=True,
@@ -178,10 +180,18 @@ def worker(args):
     parts["train_step"] = lambda: train_step(batch)["loss"].numpy()
     out["step_ms"] = {name: 1000 * timed_calls(fn, args.part_calls) for name, fn in parts.items()}
 
+    end_to_end(args, spec, files, transform_dir, scratch, out)
+
+
+def end_to_end(args, spec, files, transform_dir, scratch, out):
+    """``run_training`` for ``--epochs`` epochs (0: not run); prints ``out`` with its figures."""
+    import tensorflow as tf
+
+    from trainer import training
+
     if not args.epochs:
         print(json.dumps(out, default=float))
         return
-    # the real Trainer, end to end, for a fixed number of epochs
     tf.keras.backend.clear_session()
     run_spec = json.loads(json.dumps(spec))
     run_spec["training"].update(epochs=args.epochs, early_stopping_patience=0, refit=False)
@@ -191,8 +201,8 @@ def worker(args):
                                 os.path.join(scratch, "serving"), os.path.join(scratch, "run"))
     out["run"] = {key: run.get(key) for key in ("examples_per_second", "fit_seconds", "seconds")}
     out["run"]["epoch_seconds"] = [e.get("seconds") for e in run["epochs"]]
-    out["run"]["evaluation"] = {k: v for k, v in run["evaluation"].items()
-                                if isinstance(v, float) and "recall" in k and "/" not in k}
+    out["run"]["evaluation"] = {k: v for k, v in run["evaluation"]["model"].items()
+                                if k.startswith("recall_at_")}
     print(json.dumps(out, default=float))
 
 
@@ -203,7 +213,7 @@ def run_worker(root, args):
     """This script's worker on the runtime of checkout ``root`` (its folder first on the path)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--pipeline", args.pipeline,
            "--split", args.split, "--steps", str(args.steps), "--epochs", str(args.epochs),
-           "--part-calls", str(args.part_calls)]
+           "--part-calls", str(args.part_calls)] + (["--skip-phases"] if args.skip_phases else [])
     env = dict(os.environ, PYTHONPATH=root, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     print(f"$ PYTHONPATH={root} {' '.join(cmd)}", flush=True)
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
@@ -234,6 +244,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--part-calls", type=int, default=30)
     parser.add_argument("--baseline-root", help="another checkout to measure the same way")
+    parser.add_argument("--skip-phases", action="store_true",
+                        help="only the end-to-end run and its recall")
+    parser.add_argument("--no-tutorial", action="store_true")
     parser.add_argument("--out")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -248,10 +261,13 @@ def main():
     roots = [ROOT] + ([os.path.abspath(args.baseline_root)] if args.baseline_root else [])
     for root in roots:
         report["runtimes"][root] = run_worker(root, args)
-    report["tutorial_examples_per_second"] = tutorial(args.split)
+    report["tutorial_examples_per_second"] = None if args.no_tutorial else tutorial(args.split)
     report["load_after"] = os.getloadavg()
     tut = report["tutorial_examples_per_second"]
     for root, got in report["runtimes"].items():
+        if args.skip_phases or tut is None:
+            print(f"{root}: run_training {got['run']}")
+            continue
         print(f"{root}: input {got['input_examples_per_second']:.0f} ex/s, cached steps "
               f"{got['cached_examples_per_second']:.0f} (no callbacks "
               f"{got['cached_no_callbacks_examples_per_second']:.0f}), fit "
@@ -259,7 +275,7 @@ def main():
               f"the tutorial; run_training {got['run']['examples_per_second']:.0f} ex/s; step ms "
               + ", ".join(f"{k} {v:.1f}" for k, v in got["step_ms"].items())
               + f"; eval {got['run']['evaluation']}")
-    print(f"tfrs-tutorial: {tut:.0f} ex/s; load {load} -> {report['load_after']}")
+    print(f"tfrs-tutorial: {tut} ex/s; load {load} -> {report['load_after']}")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out + ".partial", "w", encoding="utf-8") as handle:
