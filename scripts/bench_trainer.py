@@ -86,10 +86,9 @@ def timed_calls(fn, calls):
 
 def worker(args):
     """One runtime's phases and its end-to-end Trainer run; a JSON line on stdout."""
-    import numpy as np
     import tensorflow as tf
 
-    from transform.naming import CANDIDATE_POSITION, EVAL_SPLIT, TIMESTAMP, TRAIN_SPLIT
+    from transform.naming import CANDIDATE_POSITION, TIMESTAMP, TRAIN_SPLIT
     from trainer import training
     from trainer.data import make_dataset
     from trainer.inputs import split_files
