@@ -127,12 +127,17 @@ def one(args) -> dict:
         variants = {}
         for leaf in dict.fromkeys(leaves):
             for pre in dict.fromkeys(reorders):
-                def search(q, leaf=leaf, pre=pre):
-                    return searcher.search_batched_parallel(
-                        q, final_num_neighbors=K, pre_reorder_num_neighbors=pre,
-                        leaves_to_search=leaf).indices
-                variants[(chosen["num_leaves"], leaf, pre)] = tf.function(
-                    search, input_signature=[tf.TensorSpec([None, DIM], tf.float32)])
+                for parallel in (True, False) if args.serial else (True,):
+                    # TFRS's ScaNN layer: search_batched_parallel unless
+                    # parallelize_batch_searches=False (then search_batched, one thread)
+                    method = "search_batched_parallel" if parallel else "search_batched"
+
+                    def search(q, leaf=leaf, pre=pre, method=method):
+                        return getattr(searcher, method)(
+                            q, final_num_neighbors=K, pre_reorder_num_neighbors=pre,
+                            leaves_to_search=leaf).indices
+                    variants[(chosen["num_leaves"], leaf, pre, parallel)] = tf.function(
+                        search, input_signature=[tf.TensorSpec([None, DIM], tf.float32)])
     build_s = time.perf_counter() - began
     resident = rss_mib() - before
     build_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
@@ -155,7 +160,8 @@ def one(args) -> dict:
                "batch_qps": throughput(lambda b: search(b).numpy(),
                                        tf.constant(queries[:args.batch]), args.seconds)}
         if name != "exact":
-            row.update(num_leaves=name[0], leaves_to_search=name[1], reorder=name[2])
+            row.update(num_leaves=name[0], leaves_to_search=name[1], reorder=name[2],
+                       parallel=name[3])
         rows.append(row)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for row in rows:
@@ -170,6 +176,8 @@ def spawn(size: int, search: str, args, extra=()) -> list:
            "--batch", str(args.batch), "--seconds", str(args.seconds), *extra]
     if args.uniform:
         cmd.append("--uniform")
+    if args.serial:
+        cmd.append("--serial")
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -178,7 +186,8 @@ def spawn(size: int, search: str, args, extra=()) -> list:
 
 def show(row: dict) -> str:
     what = row["search"] if row["search"] == "exact" else (
-        f"scann {row['num_leaves']}/{row['leaves_to_search']}/{row['reorder']}")
+        f"scann {row['num_leaves']}/{row['leaves_to_search']}/{row['reorder']}"
+        + ("" if row.get("parallel", True) else " serial"))
     return (f"{row['size']:>8} {what:22} p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
             f"  batch {row['batch_qps']:8.0f} q/s  recall@100 {row['recall_at_100']:.3f}"
             f"  build {row['build_s']:6.1f} s  peak {row['peak_rss_mib']:6.0f} MiB"
@@ -202,16 +211,24 @@ def main() -> None:
     parser.add_argument("--reorder", type=int)
     parser.add_argument("--leaves-grid", default="")
     parser.add_argument("--reorder-grid", default="")
+    parser.add_argument("--serial", action="store_true",
+                        help="also time each ScaNN setting with search_batched (one thread)")
+    parser.add_argument("--sweep-leaves", default="", help="num_leaves of the sweep (default: "
+                        "sqrt(n) and 2 sqrt(n))")
+    parser.add_argument("--sweep-leaves-grid", default="10,20,40,80,160")
+    parser.add_argument("--sweep-reorder-grid", default="200,400,800,1600")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args)))
         return
     rows = []
     for size in [int(s) for s in args.sweep.split(",") if s]:
-        for leaves in (int(size ** 0.5), 2 * int(size ** 0.5)):
+        grid = ([int(v) for v in args.sweep_leaves.split(",") if v]
+                or [int(size ** 0.5), 2 * int(size ** 0.5)])
+        for leaves in grid:
             for row in spawn(size, "scann", args, ["--num-leaves", str(leaves),
-                                                   "--leaves-grid", "10,20,40,80,160",
-                                                   "--reorder-grid", "200,400,800,1600"]):
+                                                   "--leaves-grid", args.sweep_leaves_grid,
+                                                   "--reorder-grid", args.sweep_reorder_grid]):
                 print("sweep", show(row), flush=True)
                 rows.append(dict(row, sweep=True))
     for size in [int(s) for s in args.sizes.split(",") if s]:

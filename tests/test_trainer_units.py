@@ -523,3 +523,40 @@ def test_weighted_catalog_loss_counts_a_row_of_weight_two_as_two_rows():
     assert float(got) == pytest.approx(float(want), rel=1e-6)
     assert float(want) != pytest.approx(float(plain.catalog_loss(
         queries, tf.constant([2, 1, -1], tf.int64))), rel=1e-3)  # the weight changed it
+
+
+def test_pool_weights_real_values_by_position_and_empty_rows_pool_to_zeros():
+    from trainer.towers import pool
+
+    table = np.arange(12, dtype=np.float32).reshape(6, 2)
+    embedding = tf.keras.layers.Embedding(6, 2, embeddings_initializer=tf.constant_initializer(table))
+    x = tf.constant([[4, 1, -1], [-1, -1, -1], [2, -1, 5]], tf.int64)
+    logits = tf.constant([0.0, np.log(3.0), np.log(2.0)], tf.float32)  # weights 1, 3, 2
+    pooled = pool(embedding, x, logits).numpy()
+    np.testing.assert_allclose(pooled[0], (1 * table[4] + 3 * table[1]) / 4, rtol=1e-6)
+    np.testing.assert_array_equal(pooled[1], np.zeros(2))  # all padding: a zero vector
+    np.testing.assert_allclose(pooled[2], (1 * table[2] + 2 * table[5]) / 3, rtol=1e-6)
+    np.testing.assert_allclose(pool(embedding, x).numpy()[2], (table[2] + table[5]) / 2,
+                               rtol=1e-6)
+
+
+def test_a_training_step_reports_the_norms_tf_computes():
+    from trainer.model import TwoTowerModel
+
+    tf.keras.utils.set_random_seed(3)
+    model = TwoTowerModel(Linear("q"), Linear("c"), ExactIndex(np.arange(2), 2, k=1), [1])
+    model.compile(optimizer=make_optimizer(training_cfg(clip_value=1e6)))
+    features = {"q": tf.constant([[1.0, 2.0], [0.5, -1.0]]),
+                "c": tf.constant([[0.0, 1.0], [1.0, 1.0]]),
+                CANDIDATE_POSITION: tf.constant([0, 1], tf.int64)}
+    with tf.GradientTape() as tape:  # the same step's gradients, before it updates anything
+        loss = model.compute_loss(features, training=True)
+    query, candidate = tape.gradient(loss, [model.query_tower.trainable_variables,
+                                            model.candidate_tower.trainable_variables])
+    logs = model.train_step(features)
+    assert float(logs["query_grad_norm"]) == pytest.approx(float(tf.linalg.global_norm(query)),
+                                                           rel=1e-5)
+    assert float(logs["candidate_grad_norm"]) == pytest.approx(
+        float(tf.linalg.global_norm(candidate)), rel=1e-5)
+    assert float(logs["grad_norm"]) == pytest.approx(
+        float(tf.linalg.global_norm(query + candidate)), rel=1e-5)

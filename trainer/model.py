@@ -82,21 +82,33 @@ class ExactIndex(tfrs.layers.factorized_top_k.TopK):
         return True
 
 
-def clip_statistic(optimizer, grads):
+def squared_norm(grad):
+    """The squared L2 norm of one gradient (dense, or an ``IndexedSlices``' values, as
+    ``tf.linalg.global_norm`` and the optimizer's clipping count it), a float32 scalar;
+    0 for a variable without a gradient (None)."""
+    if grad is None:
+        return tf.constant(0.0)
+    values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
+    return tf.reduce_sum(tf.square(tf.cast(values, tf.float32)))
+
+
+def clip_statistic(optimizer, grads, global_norm=None):
     """``(statistic, limit)``: what the optimizer's clipping compares, before clipping.
 
-    global_norm: the global norm of all gradients; norm: the largest
-    per-variable norm; value: the largest absolute element; no clipping: the
-    global norm, with limit None.
+    global_norm: the global norm of all gradients (``global_norm`` when the caller has
+    it); norm: the largest per-variable norm; value: the largest absolute element; no
+    clipping: the global norm, with limit None.
     """
+    if global_norm is None:
+        global_norm = tf.linalg.global_norm(grads)
     if getattr(optimizer, "global_clipnorm", None):
-        return tf.linalg.global_norm(grads), optimizer.global_clipnorm
+        return global_norm, optimizer.global_clipnorm
     if getattr(optimizer, "clipnorm", None):
         return tf.reduce_max([tf.linalg.global_norm([g]) for g in grads]), optimizer.clipnorm
     if getattr(optimizer, "clipvalue", None):
         values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
         return tf.reduce_max([tf.reduce_max(tf.abs(v)) for v in values]), optimizer.clipvalue
-    return tf.linalg.global_norm(grads), None
+    return global_norm, None
 
 
 class TwoTowerModel(tfrs.Model):
@@ -315,17 +327,19 @@ class TwoTowerModel(tfrs.Model):
         # counts in both towers' gradient norms.
         variables = list({v.ref(): v for v in query_vars + candidate_vars}.values())
         grads = tape.gradient(total, variables)
-        statistic, limit = clip_statistic(self.optimizer, grads)
+        # each gradient's squared norm once: the global, per-tower and clipping norms sum them
+        squares = {v.ref(): squared_norm(g) for v, g in zip(variables, grads)}
+        global_norm = tf.sqrt(tf.add_n(list(squares.values())))
+        statistic, limit = clip_statistic(self.optimizer, grads, global_norm)
         self.optimizer.apply_gradients(zip(grads, variables))
-        by_ref = {v.ref(): g for v, g in zip(variables, grads)}
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result(), "batch_loss": loss,
-                "grad_norm": tf.linalg.global_norm(grads),
+                "grad_norm": global_norm,
                 "clipped": (tf.cast(statistic > limit, tf.float32) if limit is not None
                             else tf.constant(0.0)),
-                "query_grad_norm": tf.linalg.global_norm([by_ref[v.ref()] for v in query_vars]),
-                "candidate_grad_norm": tf.linalg.global_norm(
-                    [by_ref[v.ref()] for v in candidate_vars])}
+                "query_grad_norm": tf.sqrt(tf.add_n([squares[v.ref()] for v in query_vars])),
+                "candidate_grad_norm": tf.sqrt(tf.add_n(
+                    [squares[v.ref()] for v in candidate_vars]))}
 
     def test_step(self, features):
         loss = self.compute_loss(features, training=False)

@@ -124,16 +124,20 @@ class DemandPrior(tf.Module):
 
     def pairwise(self, moments, positions=None):
         """``[batch, n]`` prior of candidates ``positions`` (``[n]``; None: the whole
-        catalog) at each row's moment."""
-        table = self.combined()
-        if positions is not None:
-            table = tf.gather(table, positions, axis=1)
-        return tf.gather(table, moments)
+        catalog) at each row's moment.
+
+        With ``positions``, only their columns of the table are combined
+        (``[buckets + 1, n, terms]``, not the whole catalog's): a sampled step's
+        prior, and its gradient, cost ``n / num_candidates`` of the whole table's.
+        """
+        table = self.table if positions is None else tf.gather(self.table, positions, axis=1)
+        return tf.gather(tf.tensordot(table, self.weights, axes=1), moments)
 
     def at(self, moments, positions):
-        """``[batch]`` prior of each row's own candidate (``positions`` ``[batch]``)."""
+        """``[batch]`` prior of each row's own candidate (``positions`` ``[batch]``): its
+        ``[batch, terms]`` cells of the table, combined."""
         index = tf.stack([moments, tf.maximum(tf.cast(positions, tf.int64), 0)], axis=1)
-        return tf.gather_nd(self.combined(), index)
+        return tf.linalg.matvec(tf.gather_nd(self.table, index), self.weights)
 
     def static(self):
         """``[num_candidates]`` prior as of the end: what evaluation and serving add."""

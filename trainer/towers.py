@@ -77,6 +77,29 @@ def drop_to_oov(indices, first, count, rate):
     return tf.where(drop & (indices >= 0), tf.cast(replacement, indices.dtype), indices)
 
 
+def pool(embedding, x, logits=None):
+    """The weighted mean of a multi-valued input's real values, ``[batch, dim]``.
+
+    ``x``: ``[batch, L]`` indices, padded with -1; ``logits``: ``[L]`` (recency
+    pooling: weight ``exp(logit)`` by position, newest first) or None (each
+    real value weighs 1). An all-padding row pools to zeros.
+
+    Only the real values are looked up (``[nnz, dim]``, not ``[batch, L, dim]``),
+    so the lookup, its gradient and the optimizer's sparse update grow with the
+    values a batch holds, not with ``L`` (Ta-Feng's 50-long histories are 29%
+    filled; BENCHMARKS.md, "The Trainer against the machine").
+    """
+    where = tf.where(x >= 0)  # [nnz, 2]: (row, position)
+    rows = where[:, 0]
+    weights = tf.ones(tf.shape(rows), tf.float32)
+    if logits is not None:  # learned weights by position, newest first
+        weights = tf.gather(tf.exp(logits - tf.reduce_max(logits)), where[:, 1])
+    vectors = embedding(tf.gather_nd(x, where)) * weights[:, tf.newaxis]  # [nnz, dim]
+    batch = tf.shape(x, out_type=tf.int64)[0]
+    total = tf.math.unsorted_segment_sum(weights, rows, batch)[:, tf.newaxis]
+    return tf.math.divide_no_nan(tf.math.unsorted_segment_sum(vectors, rows, batch), total)
+
+
 def embed_table(tower, table, batch_size=4096):
     """Runs ``tower`` over a dict of arrays, ``[rows, dim]`` float32 numpy."""
     rows = len(next(iter(table.values())))
@@ -180,12 +203,7 @@ class Tower(tf.keras.Model):
                 parts.append(attention(embedding(tf.maximum(x, 0)),
                                        tf.cast(x >= 0, tf.float32), training=training))
             elif info["multi"]:
-                mask = tf.cast(x >= 0, tf.float32)[:, :, tf.newaxis]
-                if logits is not None:  # learned weights by position, newest first
-                    mask = mask * tf.exp(logits - tf.reduce_max(logits))[tf.newaxis, :, tf.newaxis]
-                vectors = embedding(tf.maximum(x, 0)) * mask
-                total = tf.reduce_sum(mask, axis=1)
-                parts.append(tf.math.divide_no_nan(tf.reduce_sum(vectors, axis=1), total))
+                parts.append(pool(embedding, x, logits))
             else:
                 parts.append(embedding(tf.reshape(x, [-1])))
         return tf.concat(parts, axis=1)
