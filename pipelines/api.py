@@ -189,7 +189,6 @@ def compile(cfg: Config, out: str, image: str,  # noqa: A001 (the command's name
     return done
 
 
-@contextlib.contextmanager
 def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEPS,
              log=lambda *_: None) -> dict:
     """``twotower lr-check``: the learning-rate range test (the Transform once, then a short
@@ -199,6 +198,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     return _lr_check(cfg, rates=rates, steps=steps, log=log)
 
 
+@contextlib.contextmanager
 def _handlers_to_log():
     """Points the root and absl loggers' stream handlers at ``sys.stderr`` (inside a
     capture: the log) while it lasts: a notebook's kernel gave them its own output stream,
