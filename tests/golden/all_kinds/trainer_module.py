@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
-Runtime: sha256:a4b7ef3daebdb338b8b7ca19b1b2758a51e22cbbe1c12ce7278f5a9d925ef907 (the packages transform and trainer; checked at import)
+Runtime: sha256:1896022064110e6a5063c3d319c574af34a5ae410c349aba087adc9330502a3b (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:a4b7ef3daebdb338b8b7ca19b1b2758a51e22cbbe1c12ce7278f5a9d925ef907'
+RUNTIME_DIGEST = 'sha256:1896022064110e6a5063c3d319c574af34a5ae410c349aba087adc9330502a3b'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
