@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Dict, List, Optional
 
+from pipelines.config.loading import DEMO_CONFIG  # noqa: F401 (api.DEMO_CONFIG)
 from pipelines.config.schema import Config, ConfigError, apply_overrides, load_config, read_raw
 from pipelines.data import written
 from pipelines.data.csvfile import DataError
@@ -35,8 +36,6 @@ from pipelines.runners.lock import LOCK_FILE, holding
 from pipelines.runners.lrcheck import STEPS, lr_check as _lr_check
 from pipelines.terminal.console import Console, result_lines, root_cause, served_model_gone
 
-DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "examples", "b2b_demo.yaml")
 
 
 class RunFailed(RuntimeError):

@@ -15,8 +15,8 @@ import os
 import re
 from typing import List, Tuple
 
-from pipelines.config.schema import Config, ConfigError
-from pipelines.runners.local import DEFAULT_ROOT, pipeline_dir
+from pipelines.config.schema import DEFAULT_ROOT, Config, ConfigError
+from pipelines.runners.local import pipeline_dir
 
 # (dotted key, how to read it from a config): the keys that name files or folders here
 LOCAL_PATH_KEYS = (

@@ -177,6 +177,14 @@ ROWS = [
     ("headers differing only in case", lambda c: ["prepare", "--config", c.purchases(
         lambda b: b.replace(b"region", b"Segment", 1))], 2,
      ["data.path", "the header repeats column(s) ['Segment', 'segment']", "upper/lower case"]),
+    # a fresh clone (no runs/ in the working folder): what to run first (issue 36)
+    ("tune of the demo config before its data exists", lambda c: [
+        "tune", "--config", os.path.join(ROOT, "examples", "b2b_demo.yaml"), "--trials", "4"],
+     2, ["error: data.path: file not found: runs/b2b-demo/data/purchases.csv",
+         "run `twotower demo`", "`twotower synth --out runs/b2b-demo/data`"]),
+    ("run of the demo config before its data exists", lambda c: [
+        "run", "--config", os.path.join(ROOT, "examples", "b2b_demo.yaml")], 2,
+     ["data.path", "run `twotower demo`", "`twotower synth --out runs/b2b-demo/data`"]),
 ]
 
 FLAG = {name: i for i, (name, *_) in enumerate(ROWS)}

@@ -179,6 +179,7 @@ def test_columns_are_checked_against_the_csv_headers(raw_config):
 def test_missing_data_file_is_named(raw_config, tmp_path):
     keys, text = _invalid(raw_config, f"data.path={tmp_path / 'nope.csv'}", check_data=True)
     assert keys == ["data.path"] and "file not found" in text
+    assert "twotower demo" not in text  # the hint is for the demo config's own data only
 
 
 @pytest.mark.parametrize("name", ["b2b_demo", "movielens", "movielens_bench", "ta_feng_bench",

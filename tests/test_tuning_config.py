@@ -1,6 +1,7 @@
 """The `tuning:` section: its refusals (one line each, naming the key), the default space,
 the tuned values reaching a spec, and the Tuner step in the pipeline. Fast: no data read."""
 import copy
+import json
 
 import pytest
 
@@ -148,3 +149,58 @@ def test_the_trainer_module_has_tuner_fn_only_with_tuning(raw_config):
     assert set(space["SPEC"]["tuning"]["space"]) <= set(TUNABLE)
     assert space["SPEC"]["tuning"]["space"]["training.learning_rate"]["max"] == 0.01
     assert OBJECTIVE_KEY == "twotower_objective"  # trainer.tuning reads the same key
+
+
+def lr_check_report(tmp_path, rates, optimizer="adam"):
+    """The raw demo config under ``tmp_path``, with an lr-check report where `twotower
+    lr-check` writes it (``rates``: ``{rate: status}``, as trainer.lr_probe records them)."""
+    folder = tmp_path / "runs" / "lr-pipe" / "lr_check"
+    folder.mkdir(parents=True)
+    (folder / "lr_check.json").write_text(json.dumps({
+        "optimizer": optimizer, "steps": 300, "recommended": None, "reason": "",
+        "results": [{"rate": r, "status": s} for r, s in rates.items()]}))
+    return [f"pipeline.root={tmp_path / 'runs'}", "pipeline.name=lr-pipe",
+            "tuning.space={training.learning_rate: {from_lr_check: true}}"]
+
+
+def test_from_lr_check_takes_the_recorded_healthy_rates_as_the_range(raw_config, tmp_path):
+    from pipelines.config.tuning_rules import search_space
+    from pipelines.build.codegen import frozen_spec
+
+    # healthy 0.001, 0.003 and 0.03; 0.03 is above adam's ceiling here (0.01): left out
+    sets = lr_check_report(tmp_path, {0.0003: "flat", 0.001: "ok", 0.003: "ok", 0.01: "diverged",
+                                      0.03: "ok"})
+    cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), sets))
+    assert validate(cfg, check_data=False) == []
+    r = search_space(cfg)["training.learning_rate"]
+    assert (r.min, r.max, r.log) == (0.001, 0.003, True)
+    space = frozen_spec(cfg)["tuning"]["space"]["training.learning_rate"]  # what the search runs
+    assert (space["min"], space["max"]) == (0.001, 0.003)
+
+
+def test_a_single_healthy_rate_gives_a_third_of_it_to_it(raw_config, tmp_path):
+    from pipelines.config.tuning_rules import search_space
+
+    sets = lr_check_report(tmp_path, {0.003: "ok", 0.01: "collapsed"})
+    r = search_space(Config.from_dict(apply_overrides(copy.deepcopy(raw_config), sets)))[
+        "training.learning_rate"]
+    assert (r.min, r.max) == (0.001, 0.003)
+
+
+def test_from_lr_check_without_a_usable_report_is_one_line(raw_config, tmp_path):
+    key = "tuning.space.training.learning_rate"
+    got = refusal(raw_config, f"pipeline.root={tmp_path / 'none'}",
+                  "tuning.space={training.learning_rate: {from_lr_check: true}}")
+    assert got[0] == key and "run `twotower lr-check --config <this config>` first" in got[1]
+    sets = lr_check_report(tmp_path / "a", {0.001: "diverged", 0.03: "ok"})
+    got = refusal(raw_config, *sets)
+    assert got[0] == key and "no rate the config accepts trained well" in got[1]
+    assert "0.001 diverged, 0.03 ok" in got[1]
+    sets = lr_check_report(tmp_path / "b", {0.001: "ok"}, optimizer="sgd")
+    assert "measured sgd, the config trains with adam" in refusal(raw_config, *sets)[1]
+    got = refusal(raw_config, "tuning.space={model.temperature: {from_lr_check: true}}")
+    assert got == ("tuning.space.model.temperature", "from_lr_check gives a range for "
+                   "training.learning_rate only: give min and max, or values")
+    got = refusal(raw_config, "tuning.space={training.learning_rate: {from_lr_check: true, "
+                              "min: 0.001, max: 0.01}}")
+    assert "not both" in got[1]

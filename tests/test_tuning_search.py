@@ -1,9 +1,13 @@
 """`twotower tune` end to end on the small synthetic log: a two-trial search over a real
-Transform output, the tuned YAML it writes (validate accepts it), and a search started
-again that resumes without repeating a finished trial. Slow: it runs the pipeline up to
-the Transform once (cached for the second command)."""
+Transform output, the tuned YAML it writes (validate accepts it, `twotower run` trains it),
+a `twotower run` of the config with its `tuning:` section (the Tuner step, whose output ML
+Metadata records as the Trainer's input and whose values the Trainer trained with), and a
+search started again that resumes without repeating a finished trial. Slow: it runs the
+pipeline up to the Transform for the search, and twice in full (``training.refit: false``;
+the second run's Transform cached)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 def tune(config, *flags):
-    return subprocess.run([sys.executable, "-m", "pipelines", "tune", "--config", str(config),
+    return cli("tune", config, *flags)
+
+
+def cli(command, config, *flags):
+    return subprocess.run([sys.executable, "-m", "pipelines", command, "--config", str(config),
                            *flags], capture_output=True, text=True, cwd=ROOT)
 
 
@@ -76,6 +84,114 @@ def test_two_trials_print_a_table_and_write_the_tuned_yaml(searched):
     ok = subprocess.run([sys.executable, "-m", "pipelines", "validate", "--config", str(tuned)],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(searched):
+    """`twotower run` of the config with its tuning: section, then of the tuned YAML the
+    first search wrote (in the same pipeline folder: the second run's Transform is cached);
+    what the first run recorded is read before the second one runs."""
+    from pipelines.runners.local import results
+    from pipelines.runners.metadata import last_run
+
+    tmp = searched["tmp"]
+    assert searched["first"].returncode == 0, searched["first"].stderr[-2000:]
+    tuned = tmp / "first.tuned.yaml"
+    shutil.copy(tmp / "my.tuned.yaml", tuned)  # the resume test writes my.tuned.yaml again
+    folder = str(tmp / "root" / "tune-test")
+    found = {"tuned": tuned}
+    for name, config in (("with_tuner", searched["config"]), ("tuned_yaml", tuned)):
+        done = cli("run", config, "--set", "training.refit=false")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        found[name] = {"done": done, "run": last_run(os.path.join(folder, "metadata.sqlite")),
+                       "results": results(folder)}
+        if name == "with_tuner":  # its report, before the second run is the newest
+            shown = subprocess.run([sys.executable, "-m", "pipelines", "inspect", folder,
+                                    "--out", str(tmp / "report")], capture_output=True,
+                                   text=True, cwd=ROOT)
+            assert shown.returncode == 0, shown.stderr[-2000:]
+            found["report"] = (tmp / "report" / "report.html").read_text()
+    return found
+
+
+def hyperparameters(artifact):
+    with open(os.path.join(artifact.uri, "best_hyperparameters.txt")) as handle:
+        return json.load(handle)
+
+
+def embedding_widths(record):
+    """``{variable: width}`` of the id embeddings in the Trainer's towers checkpoint."""
+    import tensorflow as tf
+
+    return {name: shape[1] for name, shape in tf.train.list_variables(
+        record["towers_checkpoint"]) if name.endswith("embeddings/0/embeddings/.ATTRIBUTES/"
+                                                      "VARIABLE_VALUE")}
+
+
+def test_the_trainer_trains_the_tuner_steps_best_hyperparameters(trained):
+    found = trained["with_tuner"]
+    run = found["run"]
+    assert "] Tuner ... done in" in found["done"].stdout
+    assert run["Tuner"]["state"] == "COMPLETE"
+    best = run["Tuner"]["outputs"]["best_hyperparameters"]
+    used = run["Trainer"]["inputs"]["hyperparameters"]
+    assert len(best) == 1 and [a.id for a in used] == [best[0].id]  # ML Metadata's lineage
+    values = hyperparameters(best[0])["values"]
+    record = found["results"]["metrics"]
+    assert record["status"] == "completed"
+    assert record["tuned"] == {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    # run_fn applied them: the optimizer's rate each epoch, the towers' embedding width
+    lr = values["training.learning_rate"]
+    assert 0.001 <= lr <= 0.01 and lr != 0.01  # the config as written says 0.01
+    assert record["learning_rate"] == pytest.approx(lr)
+    assert all(e["learning_rate"] == pytest.approx(lr, rel=1e-6) for e in record["epochs"])
+    assert set(embedding_widths(record).values()) == {values["model.embedding_dim"]}
+
+
+def hparams_of(folder):
+    """The HParams plugin's session-start values in a TensorBoard run's own event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    events = EventAccumulator(folder)
+    events.Reload()
+    for content in events.PluginTagToContent(metadata.PLUGIN_NAME).values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            return {k: v.number_value for k, v in data.session_start_info.hparams.items()}
+    return None
+
+
+def test_the_report_and_tensorboard_show_the_tuner_steps_trials(trained):
+    from pipelines.runners.trials import kept_search, read_search
+
+    found = trained["with_tuner"]
+    kept = read_search(kept_search(found["results"]["tuner_results"]))
+    trials, tuned = kept["trials"], found["results"]["metrics"]["tuned"]
+    assert [t["trial"] for t in trials] == ["0", "1"] and kept["objective"] == "recall_at_10"
+    assert kept["slice"]["slice_rows"] > 0 and "ease" in kept["baselines"]
+    html = trained["report"]
+    assert "<h2>Hyperparameter search</h2>" in html and "2 trials of the Tuner step" in html
+    assert f"{kept['slice']['slice_first']} to {kept['slice']['slice_last']}" in html
+    for t in trials:  # a row each: its objective, and the trained one marked
+        assert f"<td class='n'>{t['objective']:.4f}</td>" in html
+        mark = "- *" if t["values"] == tuned else "-"
+        assert f"<td class='n'>{t['seconds']:.0f}</td><td>{mark}</td>" in html
+    assert sum(t["values"] == tuned for t in trials) == 1
+    for t in trials:  # TensorBoard's HParams view: each trial's run holds its values
+        assert hparams_of(os.path.join(kept["tensorboard"], t["trial"])) == pytest.approx(
+            t["values"])
+
+
+def test_twotower_run_trains_the_tuned_yaml(trained):
+    found = trained["tuned_yaml"]
+    run, record = found["run"], found["results"]["metrics"]
+    written = yaml.safe_load(trained["tuned"].read_text())
+    assert "Tuner" not in run and "hyperparameters" not in run["Trainer"]["inputs"]
+    assert run["Transform"]["state"] == "CACHED"  # the tuned values leave the Transform as it was
+    assert record["status"] == "completed" and "tuned" not in record
+    assert record["learning_rate"] == written["training"]["learning_rate"]
+    assert set(embedding_widths(record).values()) == {written["model"]["embedding_dim"]}
 
 
 def test_a_search_started_again_resumes_without_repeating_a_trial(searched):

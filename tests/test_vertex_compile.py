@@ -283,7 +283,9 @@ def test_a_config_with_tuning_compiles_a_tuner_step_feeding_the_trainer(tmp_path
     gcs_on_disk.register(tmp_path / "gcs")
     base = ["vertex.project=acme-recs", "vertex.region=europe-west4",
             "vertex.pipeline_root=gs://acme-bucket/twotower", "tuning.trials=4"]
-    for parallel, executor in ((1, "tfx.components.tuner.executor.Executor"),
+    # parallel 1: TFX's search in this library's executor, which keeps the trials' records
+    for parallel, executor in ((1, "pipelines.build.components.tuner_records."
+                                   "TrialRecordsExecutor"),
                                (3, "tfx.extensions.google_cloud_ai_platform.tuner.executor."
                                    "Executor")):
         cfg = Config.from_dict(apply_overrides(json.loads(json.dumps(raw_config)),

@@ -25,11 +25,12 @@ import tensorflow_transform as tft
 from trainer.data import make_dataset
 from trainer.model import make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor
+from trainer.parameters import HEALTHY_RATE
 from trainer.build import build_model
 from trainer.inputs import load_inputs
 
 FLAT = 0.01
-HEALTHY = "ok"
+HEALTHY = HEALTHY_RATE
 
 
 class StepLog(tf.keras.callbacks.Callback):

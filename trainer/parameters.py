@@ -26,6 +26,8 @@ RUNTIME_PARAMETERS = {
 # The learning-rate ceiling: above it a run is refused unless
 # training.allow_risky_learning_rate. In the field, Adagrad at 0.1 with a 3-4 layer
 # tower collapsed to zero gradients after one epoch, and the same model learned at 0.01.
+# A rate lr-check's probe trained well at (trainer.lr_probe; tuning's from_lr_check reads it).
+HEALTHY_RATE = "ok"
 SAFE_LEARNING_RATE = {"adam": 0.01, "adagrad": 0.05, "sgd": 0.05}
 DEEP_TOWER = 3             # dense layers, output layer included
 USUAL_LEARNING_RATE = 0.5  # shallow Adagrad/SGD: far above the usual range beyond it

@@ -41,10 +41,9 @@ from trainer.inputs import load_inputs
 from trainer.model import make_optimizer, require_legacy_keras
 from trainer.monitoring import CollapseMonitor
 from trainer.towers import tower_inputs
-from trainer.tuning_space import HYPERBAND_FACTOR, TUNABLE, apply_values, tuned_values, typed
+from trainer.tuning_space import (HYPERBAND_FACTOR, SLICE_FILE, TENSORBOARD_FOLDER,
+                                  TRIALS_FOLDER, TUNABLE, apply_values, tuned_values, typed)
 
-TRIALS_FOLDER = "trial_records"  # in the project folder: one JSON per finished trial
-SLICE_FILE = "slice.json"
 OBJECTIVE_KEY = "twotower_objective"  # the Tuner's custom_config: e.g. "recall_at_10"
 
 
@@ -257,7 +256,7 @@ def make_tuner(spec, data, directory, project_name, objective, overwrite=False, 
                     return {objective: json.loads(handle.read())["objective"]}
             try:
                 result = train_trial(spec, data, tuned_values(values), epochs, objective,
-                                     os.path.join(self.project_dir, "tensorboard",
+                                     os.path.join(self.project_dir, TENSORBOARD_FOLDER,
                                                   trial.trial_id))
             except Exception as exc:  # not a trial's outcome: the search stops, loudly
                 raise kt.errors.FatalError(f"trial {trial.trial_id}: {type(exc).__name__}: "
@@ -308,11 +307,24 @@ def run_search(spec, files, transform_dir, directory, project_name, objective, l
     tuner = make_tuner(spec, data, directory, project_name, objective, overwrite=False, log=log)
     tuner.search()
     trials = trial_records(project_dir)
+    baselines = write_slice(project_dir, data, objective)
+    return {"slice": data.about, "baselines": baselines, "trials": trials,
+            "best": best_trial(trials), "project_dir": project_dir, "resumed": done}
+
+
+def best_trial(trials):
+    """The best completed trial's record (a tie goes to the earlier trial), or None."""
     completed = [t for t in trials if not t["stopped"]]
-    best = max(completed, key=lambda t: (t["objective"], -int(t["trial"]))) if completed else None
-    write_json(os.path.join(project_dir, SLICE_FILE), data.about)
-    return {"slice": data.about, "baselines": data.baselines(objective), "trials": trials,
-            "best": best, "project_dir": project_dir, "resumed": done}
+    return max(completed, key=lambda t: (t["objective"], -int(t["trial"]))) if completed else None
+
+
+def write_slice(project_dir, data, objective):
+    """Writes ``slice.json`` (the slice's dates and sizes, ``objective``, the baselines'
+    values there) in the project folder; returns the baselines' ``{name: value}``."""
+    baselines = data.baselines(objective)
+    write_json(os.path.join(project_dir, SLICE_FILE),
+               dict(data.about, objective=objective, baselines=baselines))
+    return baselines
 
 
 def tuner_from_fn_args(fn_args, spec, meta):
@@ -328,4 +340,5 @@ def tuner_from_fn_args(fn_args, spec, meta):
     print(f"validation slice: {json.dumps(data.about, sort_keys=True)}", flush=True)
     tuner = make_tuner(copy.deepcopy(spec), data, fn_args.working_dir, "search", objective,
                        overwrite=False, log=lambda line: print(line, flush=True))
+    write_slice(tuner.project_dir, data, objective)  # kept with the trials (build.components)
     return TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -33,6 +33,13 @@ ALGORITHMS = ("random", "bayesian", "hyperband")
 HYPERBAND_FACTOR = 3  # successive halving keeps a third of the trials at each round
 # The keys keras-tuner adds to a trial's values (Hyperband's bracket bookkeeping).
 TUNER_PREFIX = "tuner/"
+# What a search keeps in its project folder (trainer.tuning writes it; the pipeline's Tuner
+# step copies it into its tuner_results output's KEPT_SEARCH folder,
+# pipelines.build.components.tuner_records; pipelines.runners.trials reads it back).
+TRIALS_FOLDER = "trial_records"  # one JSON per finished trial
+SLICE_FILE = "slice.json"        # the validation slice, the objective, the baselines there
+TENSORBOARD_FOLDER = "tensorboard"  # each trial's TensorBoard run (the HParams view)
+KEPT_SEARCH = "search"
 
 
 def typed(key, value):

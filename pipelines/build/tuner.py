@@ -6,7 +6,9 @@ are what trains (:func:`trainer.tuning_space.apply_values` in ``run_fn``), and
 ML Metadata records the Tuner's output as the Trainer's input. The step reads
 the train split and the catalog (handed as its eval split): never the eval
 split the gate judges. Cached like every step: an unchanged Transform output
-and Trainer module reuse the search.
+and Trainer module reuse the search. Run here (or on Vertex AI with ``tuning.parallel``
+1) it keeps each trial's record and TensorBoard run in its ``tuner_results`` output
+(:mod:`pipelines.build.components.tuner_records`): the report's trial table, the HParams view.
 
 Compiled for Vertex AI with ``tuning.parallel`` > 1 it is TFX's Google Cloud
 Tuner (``tfx.extensions.google_cloud_ai_platform.Tuner``): ``parallel``
@@ -45,9 +47,9 @@ def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
         custom.update(vertex_tuning_config(cfg, image))
         return vx.Tuner(tune_args=tuner_pb2.TuneArgs(num_parallel_trials=cfg.tuning.parallel),
                         custom_config=custom, **args)
-    from tfx.components import Tuner
+    from pipelines.build.components.tuner_records import RecordedTuner
 
-    return Tuner(custom_config=custom, **args)
+    return RecordedTuner(custom_config=custom, **args).with_id("Tuner")
 
 
 def vertex_tuning_config(cfg: Config, image: str) -> dict:

@@ -11,11 +11,16 @@ turns the refusal into a warning.
 """
 from __future__ import annotations
 
+import json
 import math
-from typing import List
+import os
+from typing import List, Optional, Tuple
 
-from pipelines.config.schema import Config
-from trainer.parameters import SAFE_LEARNING_RATE, collapses, rate_ceiling
+from pipelines.config.schema import Config, pipeline_folder
+from trainer.parameters import HEALTHY_RATE, SAFE_LEARNING_RATE, collapses, rate_ceiling
+
+# `twotower lr-check` writes its report here, under the pipeline's folder.
+LR_CHECK_FOLDER, LR_CHECK_FILE = "lr_check", "lr_check.json"
 
 
 def tower_depth(cfg: Config, tower: str) -> int:
@@ -55,3 +60,44 @@ def learning_rate_advice(cfg: Config) -> List[str]:
     return [f"learning rate {lr:g} is far above the usual range for {opt} (recommended at "
             f"most {SAFE_LEARNING_RATE[opt]:g}, refused above {ceiling:g}); set "
             "training.allow_risky_learning_rate: true to run it anyway"]
+
+
+def lr_check_file(cfg: Config) -> str:
+    """Where `twotower lr-check` recorded its report for this config's pipeline."""
+    return os.path.join(pipeline_folder(cfg), LR_CHECK_FOLDER, LR_CHECK_FILE)
+
+
+def lr_check_range(cfg: Config) -> Tuple[Optional[Tuple[float, float]], str]:
+    """The learning-rate range lr-check's recorded report found: ``((min, max), '')``, or
+    ``(None, the one-line problem)``.
+
+    The range spans the rates the probe trained well at (status ``ok``) and the config
+    accepts (at most :func:`learning_rate_ceiling`): from the lowest to the highest of
+    them, each to three significant digits; a single healthy rate ``r`` gives ``r/3..r``
+    (the probe's rates are about 3x apart). A report measured with another optimizer is
+    refused: it says nothing about this one.
+    """
+    path = lr_check_file(cfg)
+    run = f"run `twotower lr-check --config <this config>` first (it writes {path})"
+    if not os.path.isfile(path):
+        return None, f"from_lr_check: no lr-check report for pipeline {cfg.pipeline.name!r}; {run}"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+        results, optimizer = report["results"], report["optimizer"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"from_lr_check: {path} is not an lr-check report ({exc}); {run}"
+    if optimizer != cfg.training.optimizer:
+        return None, (f"from_lr_check: the recorded lr-check measured {optimizer}, the config "
+                      f"trains with {cfg.training.optimizer}; {run}")
+    ceiling = learning_rate_ceiling(cfg)
+    healthy = sorted(float(r["rate"]) for r in results if r.get("status") == HEALTHY_RATE
+                     and (ceiling is None or float(r["rate"]) <= ceiling))
+    if not healthy:
+        tried = ", ".join(f"{r['rate']:g} {r.get('status')}" for r in results)
+        return None, (f"from_lr_check: no rate the config accepts trained well in {path} "
+                      f"({tried}); run lr-check with other --rates, or give min and max")
+    low, high = healthy[0], healthy[-1]
+    if low == high:
+        low = high / 3
+    return (float(f"{low:.3g}"), float(f"{high:.3g}")), ""

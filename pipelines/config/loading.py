@@ -8,11 +8,17 @@ mapping into the typed config is :mod:`pipelines.config.schema`'s.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import yaml
 
 from pipelines.config.parse import ConfigError
+
+# The demo's config (`twotower demo` runs it; its data paths are where that command writes
+# the synthetic data, relative to the working directory).
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "examples", "b2b_demo.yaml")
 
 
 def apply_overrides(raw: dict, overrides) -> dict:

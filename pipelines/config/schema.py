@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Any, Dict, List, Optional, Union
 
 # Loading and the typed parser live beside the schema; re-exported here, where callers find them.
@@ -281,6 +282,15 @@ class BaselinesConfig:
     item_item_memory_mb: int = 512          # EASE covers the most-bought items that fit this
     ease_l2: float = 500.0                  # EASE's lambda
     recency_half_life_days: float = 28.0    # buy again: an interaction's weight halves each
+
+
+DEFAULT_ROOT = "runs"  # pipeline.root unset
+
+
+def pipeline_folder(cfg) -> str:
+    """The pipeline's own folder, ``<pipeline.root>/<pipeline.name>``, absolute
+    (:func:`pipelines.runners.local.pipeline_dir` says what it holds)."""
+    return os.path.abspath(os.path.join(cfg.pipeline.root or DEFAULT_ROOT, cfg.pipeline.name))
 
 
 @dataclasses.dataclass

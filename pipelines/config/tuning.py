@@ -19,6 +19,9 @@ class RangeConfig:
     max: Optional[float] = None
     log: Optional[bool] = None          # null: the parameter's own scale (TUNABLE's "log")
     values: List[float] = dataclasses.field(default_factory=list)
+    # training.learning_rate only: min and max from `twotower lr-check`'s recorded report
+    # (pipelines.config.learning_rate.lr_check_range), resolved when the search is set up.
+    from_lr_check: bool = False
 
 
 @dataclasses.dataclass

@@ -175,11 +175,46 @@ def tuning_problems(cfg: Config, validate) -> List[Tuple[str, str]]:
         problems.append(("tuning", "the search scores trials on the last part of train by time, "
                          "before the eval cut: set data.timestamp (the eval split stays the "
                          "gate's alone)"))
-    problems += space_problems(cfg, t.space or default_space(cfg), validate)
-    return problems
+    space, unresolved = resolve_space(cfg, t.space or default_space(cfg))
+    return problems + unresolved + space_problems(cfg, space, validate)
+
+
+LR_KEY = "training.learning_rate"  # the one key a recorded lr-check gives a range for
+
+
+def resolve_space(cfg: Config, space: Dict[str, RangeConfig]
+                  ) -> Tuple[Dict[str, RangeConfig], List[Tuple[str, str]]]:
+    """``space`` with each ``{from_lr_check: true}`` replaced by lr-check's recorded range
+    (:func:`pipelines.config.learning_rate.lr_check_range`, log scale), and the problems
+    of those that can't be (each ``(key, line)``; the key left out of the space)."""
+    from pipelines.config.learning_rate import lr_check_range
+
+    out, problems = {}, []
+    for key, r in space.items():
+        if not r.from_lr_check:
+            out[key] = r
+            continue
+        if key != LR_KEY:
+            problems.append((space_key(key), f"from_lr_check gives a range for {LR_KEY} "
+                             "only: give min and max, or values"))
+        elif r.values or r.min is not None or r.max is not None or r.log is False:
+            problems.append((space_key(key), "give from_lr_check: true, or min and max (or "
+                             "values), not both"))
+        else:
+            found, problem = lr_check_range(cfg)
+            if problem:
+                problems.append((space_key(key), problem))
+            else:
+                out[key] = RangeConfig(min=found[0], max=found[1], log=True)
+    return out, problems
 
 
 def search_space(cfg: Config) -> Dict[str, RangeConfig]:
-    """The space a search runs: ``tuning.space``, or the default space."""
+    """The space a search runs: ``tuning.space``, or the default space, lr-check's range in
+    place of ``from_lr_check`` (ConfigError naming the key when it can't be: validation
+    has said so already)."""
     t = cfg.tuning or TuningConfig()
-    return dict(t.space) if t.space else default_space(cfg)
+    space, problems = resolve_space(cfg, dict(t.space) if t.space else default_space(cfg))
+    if problems:
+        raise ConfigError(problems)
+    return space

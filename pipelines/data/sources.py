@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import List
 
+from pipelines.config.loading import DEMO_CONFIG, read_raw
 from pipelines.config.schema import Config, ConfigError
 from pipelines.data import textcheck
 from pipelines.data.csvfile import DataError
@@ -62,11 +64,26 @@ def interaction_only(cfg: Config) -> List[tuple]:
     return out + ([("data.weight", d.weight)] if d.weight else [])
 
 
+def demo_data_hint(path: str) -> str:
+    """For a missing file that is one of the demo config's own data files (a fresh clone,
+    before `twotower demo` or `twotower synth` wrote them): what to run, else ''."""
+    if not os.path.isfile(DEMO_CONFIG):
+        return ""
+    data = read_raw(DEMO_CONFIG)["data"]
+    demo = [data["path"], data["candidates"]["path"]]
+    if os.path.abspath(path) not in {os.path.abspath(p) for p in demo}:
+        return ""
+    folder = os.path.dirname(data["path"])
+    return (f": the demo's synthetic data, not written yet; run `twotower demo` (writes it, "
+            f"then runs the demo) or `twotower synth --out {shlex.quote(folder)}` (writes it "
+            "only) in this folder first")
+
+
 def read_header(path: str, key: str) -> List[str]:
     """The column names of a CSV (its first row) or Parquet file; ConfigError naming ``key``
     if unreadable."""
     if not os.path.isfile(path):
-        raise ConfigError([(key, f"file not found: {path}")])
+        raise ConfigError([(key, f"file not found: {path}" + demo_data_hint(path))])
     if path.lower().endswith((".parquet", ".pq")):
         try:
             return parquet_header(path)

@@ -1,7 +1,8 @@
 """A finished run, found from its pipeline root or from a generated ``trainer_module.py``.
 
 :func:`load` gathers what inspection reads: the frozen config the Trainer ran
-with (parsed from the module, never imported or executed), ``training_metrics.json``,
+with (parsed from the module, never imported or executed; with a Tuner step, the values
+``training_metrics.json`` records under ``tuned`` in place), ``training_metrics.json``,
 the newest Transform outputs, the towers' checkpoint, the pushed model and
 the push gate's decision. Nothing here imports TensorFlow.
 """
@@ -15,6 +16,8 @@ from typing import Dict
 from pipelines.build.builder import paths
 from pipelines.build.codegen import MODULE_FILES, module_paths
 from pipelines.runners.local import newest, pipelines_in, resolve_pipeline_dir, results
+from pipelines.runners.trials import kept_search, read_search
+from trainer.tuning_space import apply_values
 
 
 def frozen_config(module_path: str) -> dict:
@@ -51,8 +54,9 @@ def load(path: str) -> Dict[str, object]:
 
     Returns ``{root, spec, module, metrics, metrics_file, gate, serving_model,
     selection_model, transform_graph, examples: {split: folder}, model_run, towers,
-    unreadable}``; a part the run does not have (it stopped, or never got there) is None or
-    empty; ``unreadable`` lists the records that are there but damaged (their one-line
+    search, unreadable}`` (``search``: the Tuner step's trials,
+    :func:`pipelines.runners.trials.read_search`, for a run with ``tuning:``); a part the
+    run does not have (it stopped, or never got there) is None or empty; ``unreadable`` lists the records that are there but damaged (their one-line
     problems).
 
     Raises:
@@ -77,7 +81,16 @@ def load(path: str) -> Dict[str, object]:
     towers = (metrics or {}).get("towers_checkpoint")
     if towers and not os.path.exists(towers + ".index"):
         towers = None
-    return {"root": root, "spec": frozen_config(module), "module": module,
+    unreadable, search = list(found.get("unreadable", [])), None
+    if found.get("tuner_results"):  # a run with a Tuner step: its trials
+        try:
+            search = read_search(kept_search(found["tuner_results"]))
+        except ValueError as exc:
+            unreadable.append(str(exc))
+    spec = frozen_config(module)
+    if (metrics or {}).get("tuned"):  # the Tuner step's values are what trained
+        spec = apply_values(spec, metrics["tuned"])
+    return {"root": root, "spec": spec, "module": module,
             "metrics": metrics, "metrics_file": found.get("metrics_file") or None,
             "gate": found.get("gate"), "serving_model": found.get("serving_model") or None,
             # the Trainer's own export: the towers inspected here (the pushed model may be
@@ -86,4 +99,4 @@ def load(path: str) -> Dict[str, object]:
             "transform_graph": found.get("transform_graph") or newest(
                 os.path.join(tfx_dir, "Transform", "transform_graph", "*")) or None,
             "examples": examples, "model_run": run_dir or None, "towers": towers,
-            "unreadable": found.get("unreadable", [])}
+            "search": search, "unreadable": unreadable}

@@ -5,6 +5,7 @@ from typing import Callable, Dict, List
 
 from pipelines.inspect import verdict
 from pipelines.inspect.data import describe
+from pipelines.runners.trials import rows as trial_rows
 from transform.kinds import FLOAT, kind_of
 
 
@@ -109,6 +110,9 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
     if not found.get("towers"):
         parts.append("<p>No towers were saved by this run, so no embeddings to look at.</p>")
 
+    if run.get("search"):
+        parts.append(search_section(run["search"], metrics, e, table))
+
     # --- what code ran?
     parts.append("<h2>What code ran</h2>")
     parts.append(f"<p>Modules: <code>{e(run['module'])}</code> and its Transform sibling; "
@@ -147,6 +151,28 @@ def sections(found: Dict[str, object], images: Dict[str, str], e: Callable,
                      + table(keys, [[raw.get((n, k)) or _short(row[k]) for k in keys]
                                     for n, row in enumerate(found["sample"])]))
     return "".join(parts)
+
+
+def search_section(search: dict, metrics: dict, e: Callable, table: Callable) -> str:
+    """The Tuner step's trials: the table `twotower tune` prints, the trained one marked."""
+    tuned = metrics.get("tuned") or {}
+    trials = search["trials"]
+    best = next((t["trial"] for t in trials if tuned and t["values"] == tuned), None)
+    objective = search.get("objective") or "objective"
+    header, cells = trial_rows(trials, objective, best)
+    about = search.get("slice") or {}
+    where = (f"the last {about['fraction']:g} of train by time ({about['slice_first']} to "
+             f"{about['slice_last']}, {about['slice_rows']:,} rows, {about['queries']:,} "
+             f"queries); trials fit on the {about['fit_rows']:,} rows before it, eval and "
+             "test never read" if about else "the validation slice")
+    numeric = tuple(range(1, len(header) - 1))
+    baselines = "".join(f", {name} {value:.4f}" for name, value in sorted(
+        search["baselines"].items(), key=lambda x: -x[1]))
+    return ("<h2>Hyperparameter search</h2>"
+            f"<p>{e(len(trials))} trials of the Tuner step, each scored at {e(objective)} on "
+            f"{e(where)}. The Trainer trained the values marked *"
+            + (f"; the baselines on the same slice: {e(baselines[2:])}" if baselines else "")
+            + ".</p>" + table(header, cells, numeric=numeric))
 
 
 def _raw_columns(spec, sample, names) -> Dict[tuple, str]:

@@ -15,7 +15,7 @@ from typing import Dict, List
 
 from pipelines.build.builder import build_pipeline, component_ids, paths, write_schema
 from pipelines.build.codegen import write_modules
-from pipelines.config.schema import Config, ConfigError
+from pipelines.config.schema import Config, ConfigError, pipeline_folder
 from pipelines.data.prepare import SQL_FILE, dropped_text, prepare
 from pipelines.build.gate import read_decision
 from pipelines.runners.lock import LOCK_FILE, holding
@@ -23,9 +23,6 @@ from pipelines.runners.metadata import last_run, output_uri, push_destination, p
 from pipelines.runners.metadata import store as _store
 from pipelines.runners.recorded import metadata_errors, read_record, relocated
 from pipelines.runners.scratch import private_tmp
-
-
-DEFAULT_ROOT = "runs"
 
 
 def pipeline_dir(cfg: Config) -> str:
@@ -36,7 +33,7 @@ def pipeline_dir(cfg: Config) -> str:
     different names run side by side under one root, and a second run of the
     same pipeline is refused (:mod:`pipelines.runners.lock`).
     """
-    return os.path.abspath(os.path.join(cfg.pipeline.root or DEFAULT_ROOT, cfg.pipeline.name))
+    return pipeline_folder(cfg)
 
 
 def is_pipeline_dir(path: str) -> bool:
@@ -108,7 +105,8 @@ def results(root: str) -> dict:
            "serving_missing": "", "gate": None, "refit": None, "pushed": False,
            "reused_push": False, "run_push": "", "unreadable": [],
            "transform_graph": uri("Transform", "transform_graph"),
-           "transformed_examples": uri("Transform", "transformed_examples")}
+           "transformed_examples": uri("Transform", "transformed_examples"),
+           "tuner_results": uri("Tuner", "tuner_results")}  # a tuning: run's search, or ''
     run_dir = uri("Trainer", "model_run")
     if not run_dir and not os.path.exists(where["metadata"]):
         # no ML Metadata at all: a Trainer run without the pipeline (run_fn called directly);

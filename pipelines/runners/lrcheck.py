@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from pipelines.config.schema import Config, ConfigError
 from pipelines.runners.local import pipeline_dir, run_local, transform_outputs
-from pipelines.config.learning_rate import learning_rate_ceiling
+from pipelines.config.learning_rate import LR_CHECK_FILE, LR_CHECK_FOLDER, learning_rate_ceiling
 from trainer.parameters import parameter_problem, parameter_range
 
 STEPS = 300
@@ -98,7 +98,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     for rate in rates or []:
         check_rate(rate, "--rates")
     rates = rates or check_options(cfg, None, steps)
-    root = os.path.join(pipeline_dir(cfg), "lr_check")
+    root = os.path.join(pipeline_dir(cfg), LR_CHECK_FOLDER)
     run_local(cfg, log=log, root=root, until="Transform")
     found = transform_outputs(root)
     from trainer.lr_probe import probe_rates  # TFRS and TF Transform: off the CLI's fast path
@@ -106,7 +106,7 @@ def lr_check(cfg: Config, rates: Optional[List[float]] = None, steps: int = STEP
     report = probe_rates(cfg.to_dict(), found["files"], found["transform_graph"], rates, steps,
                          ceiling=learning_rate_ceiling(cfg), log=log)
     report["configured_rate"] = cfg.training.learning_rate
-    report["report_file"] = os.path.join(root, "lr_check.json")
+    report["report_file"] = os.path.join(root, LR_CHECK_FILE)
     with open(report["report_file"], "w", encoding="utf-8") as handle:
         json.dump(_finite(report), handle, indent=2, sort_keys=True, allow_nan=False)
     return report

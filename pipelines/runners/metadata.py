@@ -35,12 +35,14 @@ def state_name(state: int) -> str:
 
 
 def last_run(metadata_path: str) -> Dict[str, dict]:
-    """``{component id: {'state': 'COMPLETE'|'CACHED'|..., 'outputs': {key: [Artifact]}}}``
-    of the newest pipeline run recorded at ``metadata_path`` ({} before any run).
+    """``{component id: {'state': 'COMPLETE'|'CACHED'|..., 'inputs': {key: [Artifact]},
+    'outputs': {key: [Artifact]}}}`` of the newest pipeline run recorded at ``metadata_path``
+    ({} before any run).
 
     ``outputs`` are the artifacts the execution recorded as its OUTPUT (for a CACHED one:
     the earlier run's artifacts it reuses), by output key (``model_run``, ``blessing``,
-    ``pushed_model``...). A component the run did not execute is absent.
+    ``pushed_model``...); ``inputs`` those it read (the Trainer's ``hyperparameters``: the
+    Tuner's ``best_hyperparameters``). A component the run did not execute is absent.
     """
     if not os.path.exists(metadata_path):
         return {}
@@ -59,15 +61,16 @@ def last_run(metadata_path: str) -> Dict[str, dict]:
         if not nodes:
             continue
         component = nodes[0].name.split(".", 1)[-1]
-        events = [e for e in db.get_events_by_execution_ids([execution.id])
-                  if e.type == metadata_store_pb2.Event.OUTPUT]
+        events = db.get_events_by_execution_ids([execution.id])
         artifacts = {a.id: a for a in db.get_artifacts_by_id([e.artifact_id for e in events])}
-        outputs: Dict[str, list] = {}
+        found = {metadata_store_pb2.Event.INPUT: {}, metadata_store_pb2.Event.OUTPUT: {}}
         for event in events:
             key = event.path.steps[0].key if event.path.steps else ""
-            if event.artifact_id in artifacts:
-                outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-        out[component] = {"state": state_name(execution.last_known_state), "outputs": outputs}
+            if event.type in found and event.artifact_id in artifacts:
+                found[event.type].setdefault(key, []).append(artifacts[event.artifact_id])
+        out[component] = {"state": state_name(execution.last_known_state),
+                          "inputs": found[metadata_store_pb2.Event.INPUT],
+                          "outputs": found[metadata_store_pb2.Event.OUTPUT]}
     return out
 
 

@@ -19,6 +19,7 @@ from pipelines.config.schema import Config, ConfigError
 from pipelines.build.gate import objective_of
 from pipelines.config.tuning_rules import LIMITS, search_space
 from pipelines.config.tuning import TuningConfig
+from pipelines.runners.trials import rows
 
 SEARCH_FOLDER = "tune"
 
@@ -76,27 +77,21 @@ def tune(cfg: Config, log=print) -> dict:
 
 
 def table(result: dict) -> str:
-    """One row per trial (values, objective, epochs, seconds, stopped-because), the
-    baselines on the same slice beneath."""
-    objective, trials = result["objective"], result["trials"]
-    keys = list(dict.fromkeys(k for t in trials for k in t["values"]))
-    names = [k.split(".")[-1] if sum(x.split(".")[-1] == k.split(".")[-1] for x in keys) == 1
-             else k for k in keys]
-    widths = [max(len(n), 8) for n in names]
-    head = (f"{'trial':>5} " + " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
-            + f" {objective:>12} {'epochs':>6} {'seconds':>7}  stopped because")
-    lines = [head]
-    best = (result.get("best") or {}).get("trial")
-    for t in sorted(trials, key=lambda t: t["trial"]):
-        cells = " ".join(f"{t['values'].get(k, float('nan')):>{w}.4g}"
-                         for k, w in zip(keys, widths))
-        why = t["stopped"]["reason"] if t["stopped"] else "-"
-        mark = " *" if t["trial"] == best else ""
-        lines.append(f"{t['trial']:>5} {cells} {t['objective']:>12.4f} {t['epochs']:>6} "
-                     f"{t['seconds']:>7.0f}  {why}{mark}")
+    """One row per trial (values, objective, epochs, seconds, stopped-because;
+    :func:`pipelines.runners.trials.rows`), the baselines on the same slice beneath."""
+    header, cells = rows(result["trials"], result["objective"],
+                         (result.get("best") or {}).get("trial"))
+    widths = [max([len(h), 5] + [len(r[i]) for r in cells]) for i, h in enumerate(header[:-1])]
+
+    def line(row):
+        return " ".join(f"{c:>{w}}" for c, w in zip(row, widths)) + f"  {row[-1]}"
+
+    lines = [line(header)] + [line(row) for row in cells]
+    at = len(header) - 4  # the objective's column
     for name, value in sorted(result["baselines"].items(), key=lambda x: -x[1]):
-        lines.append(f"{'':>5} {'baseline ' + name:>{sum(widths) + len(widths) - 1}} "
-                     f"{value:>12.4f}")
+        label = f"baseline {name}"
+        left = sum(widths[:at]) + at - 1
+        lines.append(f"{label:>{left}} {value:>{widths[at]}.4f}")
     return "\n".join(lines)
 
 

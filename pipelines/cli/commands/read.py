@@ -109,14 +109,27 @@ def cmd_tensorboard(args) -> int:
     if args.print_logdir:
         print(logs)
         return 0
+    trials = search_logs(args.root)
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     from tensorboard import program  # after the filter; TensorBoard (TensorFlow) off the CLI
 
     board = program.TensorBoard()
-    board.configure(logdir=logs, host=args.host, port=args.port)
-    print(f"TensorBoard on {logs}: http://{args.host}:{args.port}/ (Ctrl-C stops it)",
-          flush=True)
+    if trials:  # the run's Tuner step: its trials beside the training (the HParams view)
+        board.configure(logdir_spec=f"training:{logs},search:{trials}", host=args.host,
+                        port=args.port)
+    else:
+        board.configure(logdir=logs, host=args.host, port=args.port)
+    print(f"TensorBoard on {logs}" + (f" and the search's trials {trials} (HParams tab)"
+                                      if trials else "")
+          + f": http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     return board.main() or 0
+
+
+def search_logs(root: str) -> str:
+    """The TensorBoard runs of the newest run's Tuner step (one per trial, with the HParams
+    plugin's data), or '' when it had none."""
+    search = load(root).get("search")
+    return (search or {}).get("tensorboard") or ""
 
 
 def cmd_runs(args) -> int:

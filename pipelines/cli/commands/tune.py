@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import traceback
 
@@ -60,6 +61,8 @@ def cmd_tune(args) -> int:
     with written.atomic(out, "w", encoding="utf-8") as handle:
         handle.write(tuned_text(raw, result, cfg.tuning.space, args.config, cfg.tuning.algorithm))
     written.record([out], "tune")
-    console.result(f"tuned config: {out} (twotower run --config {out}); search: "
-                   f"{os.path.join(pipeline_dir(cfg), SEARCH_FOLDER)}")
+    console.result(f"tuned config: {out} (twotower run --config {shlex.quote(out)}); search: "
+                   f"{os.path.join(pipeline_dir(cfg), SEARCH_FOLDER)}; the trials in "
+                   "TensorBoard's HParams tab: tensorboard --logdir "
+                   f"{shlex.quote(os.path.join(result['project_dir'], 'tensorboard'))}")
     return 0

@@ -1,0 +1,78 @@
+"""A hyperparameter search's trials, read back and laid out as one table (no TensorFlow).
+
+The records are :mod:`trainer.tuning`'s: one JSON per finished trial under
+``trial_records/`` and ``slice.json`` (the validation slice, the objective, the baselines'
+values there), in `twotower tune`'s project folder or, for a run with a Tuner step, in the
+step's ``tuner_results`` output (:mod:`pipelines.build.components.tuner_records`).
+:func:`rows` is the one layout of the table: `twotower tune` prints it
+(:func:`pipelines.tuning.search.table`), the run's HTML report shows it
+(:mod:`pipelines.inspect.sections`).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+from trainer.tuning_space import KEPT_SEARCH, SLICE_FILE, TENSORBOARD_FOLDER, TRIALS_FOLDER
+
+
+def kept_search(tuner_results: str) -> str:
+    """The folder of the search records in a Tuner step's ``tuner_results`` output."""
+    return os.path.join(tuner_results, KEPT_SEARCH)
+
+
+def read_search(folder: str) -> Optional[Dict[str, object]]:
+    """``{'trials': [record], 'slice': {...} or None, 'baselines': {name: value},
+    'objective', 'tensorboard'}`` of the search kept in ``folder`` (``tensorboard``: the
+    folder of the trials' TensorBoard runs, '' if none), or None when it holds no trial record.
+
+    Raises:
+      ValueError: a record that is not JSON (naming its file).
+    """
+    paths = sorted(glob.glob(os.path.join(folder, TRIALS_FOLDER, "*.json")))
+    if not paths:
+        return None
+    trials = [_read(path) for path in paths]
+    board = os.path.join(folder, TENSORBOARD_FOLDER)
+    about = _read(os.path.join(folder, SLICE_FILE)) if os.path.exists(
+        os.path.join(folder, SLICE_FILE)) else None
+    return {"trials": sorted(trials, key=lambda t: int(t["trial"])), "slice": about,
+            "baselines": dict((about or {}).get("baselines") or {}),
+            "objective": (about or {}).get("objective"),
+            "tensorboard": board if os.path.isdir(board) else ""}
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable trial record ({exc}); remove it to run that "
+                         "trial again") from None
+
+
+def short_names(keys: List[str]) -> List[str]:
+    """Each key's last part (``learning_rate``) unless two keys share it."""
+    last = [k.split(".")[-1] for k in keys]
+    return [n if last.count(n) == 1 else k for n, k in zip(last, keys)]
+
+
+def rows(trials: List[dict], objective: str, best: Optional[str] = None
+         ) -> Tuple[List[str], List[List[str]]]:
+    """The trial table: a header and a row of text cells per trial, by trial number.
+
+    Columns: trial, each searched value, ``objective``, epochs, seconds, stopped because
+    (``-`` for none); ``best`` (a trial id) gets `` *`` after its reason.
+    """
+    keys = list(dict.fromkeys(k for t in trials for k in t["values"]))
+    header = ["trial"] + short_names(keys) + [objective, "epochs", "seconds", "stopped because"]
+    out = []
+    for t in sorted(trials, key=lambda t: int(t["trial"])):
+        why = t["stopped"]["reason"] if t["stopped"] else "-"
+        out.append([str(t["trial"])]
+                   + [f"{t['values'][k]:.4g}" if k in t["values"] else "" for k in keys]
+                   + [f"{t['objective']:.4f}", str(t["epochs"]), f"{t['seconds']:.0f}",
+                      why + (" *" if best is not None and str(t["trial"]) == str(best) else "")])
+    return header, out
