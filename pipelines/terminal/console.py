@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from typing import List, Optional
 
 from pipelines.inspect import verdict
@@ -148,6 +149,18 @@ class Console:
             self._capture.handler.started = {}
 
     _capture = None
+
+    def failed(self, command: str, exc: BaseException) -> int:
+        """An unexpected failure of ``command``: the traceback goes to the log (and to the
+        terminal with ``--verbose``), one line naming the root cause and the log to stderr.
+        Returns the exit status, 1."""
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+        if self.mode == "verbose":
+            traceback.print_exc()
+        print(f"{command} failed: {root_cause(exc)} (full log: {self.log_path})",
+              file=sys.stderr)
+        return 1
 
     def capture(self, components: List[str]):
         """Context manager: the process's stdout/stderr into the log while it is open."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Dict, List
 
@@ -26,7 +25,7 @@ from pipelines.config.schema import Config, ConfigError, apply_overrides
 from pipelines.inspect.verdict import ORDER, SHORT, baselines
 from pipelines.runners.local import pipeline_dir, run_local
 from pipelines.runners.lock import holding
-from pipelines.terminal.console import Console, root_cause
+from pipelines.terminal.console import Console
 
 MAX_WINDOWS = 10
 
@@ -144,9 +143,7 @@ def cmd_backtest(args) -> int:
     except ConfigError:
         raise
     except Exception as exc:
-        print(f"backtest failed: {root_cause(exc)}\nfull log: {console.log_path}",
-              file=sys.stderr)
-        return 1
+        return console.failed("backtest", exc)
     lines = [f"backtest: {len(rows)} eval windows of {cfg.data.split.eval_fraction:g} of the "
              "rows each, the newest first; full-catalog recall on each window's queries, "
              "without what each already had"] + table(rows)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 from pipelines import api
 from pipelines.build.builder import SELECTION
@@ -18,7 +17,7 @@ from pipelines.data.synthetic import generate
 from pipelines.local_paths import check_root
 from pipelines.runners.local import pipeline_dir
 from pipelines.runners.lrcheck import check_options, format_report
-from pipelines.terminal.console import Console, root_cause
+from pipelines.terminal.console import Console
 from pipelines.validate import validate
 
 
@@ -55,13 +54,7 @@ def cmd_lr_check(args) -> int:
     except (ConfigError, DataError):
         raise
     except Exception as exc:
-        with open(console.log_path, "a", encoding="utf-8") as handle:
-            handle.write(traceback.format_exc())
-        if console.mode == "verbose":
-            traceback.print_exc()
-        print(f"lr-check failed: {root_cause(exc)} (full log: {console.log_path})",
-              file=sys.stderr)
-        return 1
+        return console.failed("lr-check", exc)
     console.result(format_report(report))
     return 0 if report["recommended"] is not None else 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import traceback
 
 from pipelines.cli.commands.common import output_mode
 from pipelines.config.schema import ConfigError, apply_overrides, load_config, read_raw
@@ -14,7 +13,7 @@ from pipelines.validate import validate
 
 def cmd_tune(args) -> int:
     from pipelines.data import written
-    from pipelines.terminal.console import Console, root_cause
+    from pipelines.terminal.console import Console
     from pipelines.local_paths import check_root
     from pipelines.runners.local import pipeline_dir
     from pipelines.tuning.search import SEARCH_FOLDER, slice_line, table, tune, tuned_path, \
@@ -42,12 +41,7 @@ def cmd_tune(args) -> int:
     except (ConfigError, DataError):
         raise
     except Exception as exc:
-        with open(console.log_path, "a", encoding="utf-8") as handle:
-            handle.write(traceback.format_exc())
-        if console.mode == "verbose":
-            traceback.print_exc()
-        print(f"tune failed: {root_cause(exc)} (full log: {console.log_path})", file=sys.stderr)
-        return 1
+        return console.failed("tune", exc)
     console.result(slice_line(result["slice"]))
     if result["resumed"]:
         console.result(f"resumed: {result['resumed']} finished trial(s) kept from "
