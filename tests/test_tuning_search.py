@@ -2,7 +2,8 @@
 Transform output, the tuned YAML it writes (validate accepts it, `twotower run` trains it),
 a `twotower run` of the config with its `tuning:` section (the Tuner step, whose output ML
 Metadata records as the Trainer's input and whose values the Trainer trained with), and a
-search started again that resumes without repeating a finished trial. Slow: it runs the
+search killed in the middle of a trial and started again, which resumes without repeating a
+finished trial. Slow: it runs the
 pipeline up to the Transform for the search, and twice in full (``training.refit: false``;
 the second run's Transform cached)."""
 import json
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -194,7 +196,7 @@ def test_twotower_run_trains_the_tuned_yaml(trained):
     assert set(embedding_widths(record).values()) == {written["model"]["embedding_dim"]}
 
 
-def test_a_search_started_again_resumes_without_repeating_a_trial(searched):
+def test_a_search_killed_mid_trial_resumes_without_repeating_a_finished_one(searched):
     tmp, config = searched["tmp"], searched["config"]
     before = records(tmp)
     assert len(before) == 2
@@ -202,6 +204,8 @@ def test_a_search_started_again_resumes_without_repeating_a_trial(searched):
     refused = tune(config, "--trials", "3", "--out", str(tmp / "mine.yaml"))
     assert refused.returncode == 2 and "twotower did not write it" in refused.stderr
     assert (tmp / "mine.yaml").read_text() == "# the user's own file\n"
+    killed = interrupted_in_a_new_trial(config, tmp, "--trials", "3")
+    assert records(tmp) == before, killed  # the third trial never finished
     again = tune(config, "--trials", "3")  # replaces its own my.tuned.yaml
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert "resumed: 2 finished trial(s) kept" in again.stdout
@@ -209,3 +213,31 @@ def test_a_search_started_again_resumes_without_repeating_a_trial(searched):
     assert len(after) == 3
     for name, (mtime, record) in before.items():  # kept as they were: never trained again
         assert after[name] == (mtime, record)
+    assert again.stdout.count("trial 0:") == 0 and again.stdout.count("trial 1:") == 0
+
+
+def interrupted_in_a_new_trial(config, tmp, *flags, timeout=900):
+    """Starts ``twotower tune`` and kills it (SIGKILL: nothing gets to clean up) once
+    keras-tuner has begun a trial that has no record yet, a few seconds into its training.
+    Returns what the killed process printed."""
+    search = tmp / "root" / "tune-test" / "tune" / "search"
+    known = {folder for folder, _, _ in os.walk(search)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "tune", "--config",
+                             str(config), *flags], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            new = [f for f, _, _ in os.walk(search)
+                   if f not in known and os.path.basename(f).startswith("trial_")
+                   and os.path.basename(f) != "trial_records"]
+            if new:
+                time.sleep(5)  # into the trial's first epoch
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "tune ended before a new trial began:\n" + proc.stdout.read()
+        proc.kill()
+        return proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
