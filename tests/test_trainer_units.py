@@ -1,5 +1,6 @@
 """Trainer building blocks (TensorFlow): candidate table, index, optimizer, towers, monitors."""
 import copy
+import time
 import types
 import math
 
@@ -256,8 +257,25 @@ def run_callbacks(order):
     for callback in callbacks:
         callback.on_epoch_end(0, {"loss": 0.5, "val_top_10": 0.75})
     for epoch in record["epochs"]:  # wall time: positive, and not part of the comparison
-        assert epoch.pop("seconds") >= 0
+        assert epoch.pop("seconds") >= epoch.pop("train_seconds") >= 0
     return record, model.stop_training
+
+
+def test_an_epochs_train_seconds_leave_out_the_evaluation_after_its_last_step():
+    """examples_per_second (trainer.training) divides by train_seconds: the eval split's
+    metrics and the held-out pass, run after the last step, are not training speed."""
+    record = {}
+    towers = {"query": tf.keras.layers.Dense(1), "candidate": tf.keras.layers.Dense(1)}
+    recorder = MetricsRecorder(record, towers)
+    recorder.set_model(types.SimpleNamespace(optimizer=types.SimpleNamespace(
+        learning_rate=tf.Variable(0.1))))
+    recorder.on_epoch_begin(0)
+    time.sleep(0.2)
+    recorder.on_train_batch_end(0, logs())
+    time.sleep(0.5)  # what an evaluation would take
+    recorder.on_epoch_end(0, {"loss": 0.5})
+    epoch = record["epochs"][0]
+    assert 0.2 <= epoch["train_seconds"] < 0.5 <= epoch["seconds"] - epoch["train_seconds"]
 
 
 def test_monitor_and_recorder_are_order_independent():

@@ -149,7 +149,8 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
     per-tower and global gradient-norm statistics over the epoch's steps
     (before clipping), the share of steps whose gradients clipping changed
     (``clip_rate``), per-tower weight norms at the epoch's end and the
-    learning rate.
+    learning rate, the epoch's ``seconds`` and ``train_seconds`` (its steps alone,
+    without the evaluation after them).
 
     With ``log_dir``, TensorBoard scalars go to ``log_dir/steps``: every
     ``every`` steps (x axis: the global step) ``step/loss``, ``step/grad_norm/<tower>``
@@ -188,7 +189,7 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.norms = {name: [] for name in list(self.towers) + ["global"]}
         self.clipped = []
-        self.started = time.time()
+        self.started = self.trained = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -197,6 +198,7 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
         self.norms["global"].append(float(logs["grad_norm"]))
         self.clipped.append(float(logs["clipped"]))
         self.step += 1
+        self.trained = time.time()  # the epoch's training ends at its last step's end
         self.window.append([float(logs["batch_loss"]), float(logs["clipped"])]
                            + [float(logs[f"{name}_grad_norm"]) for name in self.towers])
         if self.step % self.every == 0:
@@ -220,6 +222,8 @@ class MetricsRecorder(tf.keras.callbacks.Callback):
             "learning_rate": self._learning_rate(),
             "steps": len(self.clipped),
             "seconds": time.time() - getattr(self, "started", time.time()),
+            # the steps alone: the eval split's metrics and the held-out pass left out
+            "train_seconds": getattr(self, "trained", 0.0) - getattr(self, "started", 0.0),
         })
         entry = self.record["epochs"][-1]
         values = {"loss": entry["loss"], "clip_rate": entry["clip_rate"],

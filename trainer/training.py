@@ -213,7 +213,9 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
     fit_seconds = time.time() - fit_started
     steps = sum(e["steps"] for e in record["epochs"])
     record["fit_seconds"] = fit_seconds
-    record["examples_per_second"] = steps * training["batch_size"] / max(fit_seconds, 1e-9)
+    # training steps only: the per-epoch evaluation (eval split, held-out pass) is not speed
+    train_seconds = sum(e.get("train_seconds") or 0.0 for e in record["epochs"])
+    record["examples_per_second"] = steps * training["batch_size"] / max(train_seconds, 1e-9)
     save_towers(model, run_dir, record)  # stopped or not: a collapsed tower is worth a look
     if record["stopped"]:
         raise TrainingStopped(record["stopped"]["message"])
