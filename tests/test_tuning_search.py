@@ -134,6 +134,9 @@ def test_the_trainer_trains_the_tuner_steps_best_hyperparameters(trained):
     found = trained["with_tuner"]
     run = found["run"]
     assert "] Tuner ... done in" in found["done"].stdout
+    # the result screen names the search, the trial trained and the slice (runners.trials)
+    assert "tuner: 2 trials (0 stopped); the Trainer trained trial " in found["done"].stdout
+    assert "validation slice: the last 0.1 of train by time" in found["done"].stdout
     assert run["Tuner"]["state"] == "COMPLETE"
     best = run["Tuner"]["outputs"]["best_hyperparameters"]
     used = run["Trainer"]["inputs"]["hyperparameters"]

@@ -76,3 +76,28 @@ def rows(trials: List[dict], objective: str, best: Optional[str] = None
                    + [f"{t['objective']:.4f}", str(t["epochs"]), f"{t['seconds']:.0f}",
                       why + (" *" if best is not None and str(t["trial"]) == str(best) else "")])
     return header, out
+
+
+def slice_line(about: dict) -> str:
+    """The validation slice on one line: its dates and sizes, the rows trials fit on."""
+    return (f"validation slice: the last {about['fraction']:g} of train by time, "
+            f"{about['slice_first']}..{about['slice_last']}: {about['slice_rows']:,} rows, "
+            f"{about['queries']:,} queries scored; trials fit on {about['fit_first']}.."
+            f"{about['fit_last']}: {about['fit_rows']:,} rows (eval and test never read)")
+
+
+def search_lines(tuner_results: str, tuned: Optional[dict]) -> List[str]:
+    """A run's Tuner step on the screen: how many trials, which one's values the Trainer
+    trained (``tuned``: training_metrics.json's), and the validation slice; [] without one."""
+    kept = read_search(kept_search(tuner_results)) if tuner_results else None
+    if not kept:
+        return []
+    trials = kept["trials"]
+    chosen = [t for t in trials if tuned is not None and t["values"] == tuned]
+    stopped = sum(1 for t in trials if t["stopped"])
+    line = f"tuner: {len(trials)} trials ({stopped} stopped)"
+    if chosen:
+        line += (f"; the Trainer trained trial {chosen[0]['trial']}'s values ("
+                 f"{kept['objective']} {chosen[0]['objective']:.4f} on the slice, "
+                 + ", ".join(f"{k} {v:g}" for k, v in chosen[0]["values"].items()) + ")")
+    return [line] + ([slice_line(kept["slice"])] if kept["slice"] else [])

@@ -21,6 +21,7 @@ import traceback
 from typing import List, Optional
 
 from pipelines.inspect import verdict
+from pipelines.runners.trials import search_lines
 from pipelines.terminal.progress import STEPS_LOGGER, StepBar, StepHandler, Ticker
 
 PROGRESS_LOGGER = "twotower.progress"  # the Trainer's per-epoch lines (trainer/monitoring.py)
@@ -316,6 +317,7 @@ def result_lines(res: dict) -> List[str]:
             lines.append(verdict.coverage(evaluation))
     if metrics.get("epochs") or (res.get("refit") or {}).get("refit"):
         lines.append(verdict.early_stop(metrics, res.get("refit")))
+    lines += search_lines(res.get("tuner_results") or "", metrics.get("tuned"))
     gate = res.get("gate") or {}
     if gate:
         lines.append(f"push gate: {'blessed' if gate['blessed'] else 'NOT blessed'}: "

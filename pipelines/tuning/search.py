@@ -93,10 +93,3 @@ def table(result: dict) -> str:
         left = sum(widths[:at]) + at - 1
         lines.append(f"{label:>{left}} {value:>{widths[at]}.4f}")
     return "\n".join(lines)
-
-
-def slice_line(about: dict) -> str:
-    return (f"validation slice: the last {about['fraction']:g} of train by time, "
-            f"{about['slice_first']}..{about['slice_last']}: {about['slice_rows']:,} rows, "
-            f"{about['queries']:,} queries scored; trials fit on {about['fit_first']}.."
-            f"{about['fit_last']}: {about['fit_rows']:,} rows (eval and test never read)")

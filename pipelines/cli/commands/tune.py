@@ -16,8 +16,8 @@ def cmd_tune(args) -> int:
     from pipelines.terminal.console import Console
     from pipelines.local_paths import check_root
     from pipelines.runners.local import pipeline_dir
-    from pipelines.tuning.search import SEARCH_FOLDER, slice_line, table, tune, tuned_path, \
-        with_search
+    from pipelines.runners.trials import slice_line
+    from pipelines.tuning.search import SEARCH_FOLDER, table, tune, tuned_path, with_search
     from pipelines.tuning.tuned_yaml import tuned_text
 
     cfg = load_config(args.config, args.set)
