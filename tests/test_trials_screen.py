@@ -7,7 +7,7 @@ from pipelines.runners.trials import search_lines
 from trainer.tuning_space import KEPT_SEARCH, SLICE_FILE, TRIALS_FOLDER
 
 SLICE = {"fraction": 0.1, "slice_first": "2001-02-01", "slice_last": "2001-02-28",
-         "slice_rows": 1234, "queries": 56, "fit_first": "2000-11-01", "fit_last": "2001-01-31",
+         "slice_rows": 1234, "queries": 156, "fit_first": "2000-11-01", "fit_last": "2001-01-31",
          "fit_rows": 9876, "objective": "recall_at_10", "baselines": {"popularity": 0.05}}
 
 
@@ -33,10 +33,21 @@ def test_the_trained_trial_and_the_slice_are_named(tmp_path):
         "tuner: 2 trials (1 stopped); the Trainer trained trial 0's values (recall_at_10 "
         "0.1100 on the slice, training.learning_rate 0.002)",
         "validation slice: the last 0.1 of train by time, 2001-02-01..2001-02-28: 1,234 rows, "
-        "56 queries scored; trials fit on 2000-11-01..2001-01-31: 9,876 rows (eval and test "
+        "156 queries scored; trials fit on 2000-11-01..2001-01-31: 9,876 rows (eval and test "
         "never read)"]
 
 
 def test_no_tuner_step_no_lines(tmp_path):
     assert search_lines("", None) == []
     assert search_lines(str(tmp_path), None) == []  # a Tuner output without records
+
+
+def test_a_slice_with_few_queries_is_called_noise(tmp_path):
+    from pipelines.runners.trials import slice_line
+
+    assert "warning" not in slice_line(SLICE | {"queries": 100})
+    few = slice_line(SLICE | {"queries": 12}).splitlines()
+    assert len(few) == 2 and few[1].startswith(
+        "warning: the validation slice scores only 12 queries (fewer than 100)")
+    assert "raise tuning.validation_fraction" in few[1]
+

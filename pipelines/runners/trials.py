@@ -78,12 +78,22 @@ def rows(trials: List[dict], objective: str, best: Optional[str] = None
     return header, out
 
 
+SLICE_MIN_QUERIES = 100  # below it, one query moves the objective by 1% or more
+
+
 def slice_line(about: dict) -> str:
-    """The validation slice on one line: its dates and sizes, the rows trials fit on."""
-    return (f"validation slice: the last {about['fraction']:g} of train by time, "
+    """The validation slice on one line: its dates and sizes, the rows trials fit on; and,
+    when it scores fewer than SLICE_MIN_QUERIES queries, a warning that says so."""
+    line = (f"validation slice: the last {about['fraction']:g} of train by time, "
             f"{about['slice_first']}..{about['slice_last']}: {about['slice_rows']:,} rows, "
             f"{about['queries']:,} queries scored; trials fit on {about['fit_first']}.."
             f"{about['fit_last']}: {about['fit_rows']:,} rows (eval and test never read)")
+    if about["queries"] < SLICE_MIN_QUERIES:
+        line += (f"\nwarning: the validation slice scores only {about['queries']:,} queries "
+                 f"(fewer than {SLICE_MIN_QUERIES}): the trials' objectives are mostly noise; "
+                 "raise tuning.validation_fraction so that more queries have rows after the "
+                 "cut (a ratings log whose users rated at different times has few there)")
+    return line
 
 
 def search_lines(tuner_results: str, tuned: Optional[dict]) -> List[str]:
