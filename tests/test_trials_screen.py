@@ -1,6 +1,7 @@
 """A run's Tuner step on its result screen (pipelines.runners.trials.search_lines): the
 trial count, the trial whose values the Trainer trained, and the validation slice, read from
-records written here by hand in the layout trainer.tuning keeps."""
+records written here by hand in the layout trainer.tuning keeps; and the warning on a slice
+or eval split that scores too few queries to mean anything."""
 import json
 
 from pipelines.runners.trials import search_lines
@@ -51,3 +52,20 @@ def test_a_slice_with_few_queries_is_called_noise(tmp_path):
         "warning: the validation slice scores only 12 queries (fewer than 100)")
     assert "raise tuning.validation_fraction" in few[1]
 
+
+
+def screen_with(queries):
+    from pipelines.terminal.console import result_lines
+
+    evaluation = {"split": "eval", "queries": queries, "model": {"recall_at_10": 0.2},
+                  "popularity": {"recall_at_10": 0.1}}
+    return result_lines({"metrics": {"status": "completed", "evaluation": evaluation}})
+
+
+def test_an_eval_split_with_few_queries_is_called_noise_on_the_run_screen():
+    few = [line for line in screen_with(10) if line.startswith("warning:")]
+    assert few == [
+        "warning: the eval split scores only 10 queries (fewer than 100): these figures and the "
+        "gate's verdict are mostly noise; for a log whose users were active at different times "
+        "(ratings) set data.split.method: user_time, else raise data.split.eval_fraction"]
+    assert not [line for line in screen_with(100) if line.startswith("warning:")]

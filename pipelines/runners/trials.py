@@ -78,7 +78,9 @@ def rows(trials: List[dict], objective: str, best: Optional[str] = None
     return header, out
 
 
-SLICE_MIN_QUERIES = 100  # below it, one query moves the objective by 1% or more
+# below it, one query moves a recall by 1% or more: the slice's (and the eval split's) figures
+# are flagged as noise (pipelines.terminal.console.result_lines reads it too)
+SLICE_MIN_QUERIES = 100
 
 
 def slice_line(about: dict) -> str:

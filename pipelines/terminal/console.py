@@ -21,7 +21,7 @@ import traceback
 from typing import List, Optional
 
 from pipelines.inspect import verdict
-from pipelines.runners.trials import search_lines
+from pipelines.runners.trials import SLICE_MIN_QUERIES, search_lines
 from pipelines.terminal.progress import STEPS_LOGGER, StepBar, StepHandler, Ticker
 
 PROGRESS_LOGGER = "twotower.progress"  # the Trainer's per-epoch lines (trainer/monitoring.py)
@@ -302,6 +302,12 @@ def result_lines(res: dict) -> List[str]:
                      + (f" ({when})" if when else "") + f": {evaluation['queries']} "
                      f"queries ranked against the whole catalog, without the items each already "
                      f"had ({left_out} left out: no earlier interaction, or nothing new)")
+        if evaluation["queries"] < SLICE_MIN_QUERIES:
+            lines.append(f"warning: the {evaluation.get('split', 'eval')} split scores only "
+                         f"{evaluation['queries']} queries (fewer than {SLICE_MIN_QUERIES}): "
+                         "these figures and the gate's verdict are mostly noise; for a log "
+                         "whose users were active at different times (ratings) set "
+                         "data.split.method: user_time, else raise data.split.eval_fraction")
         # recall at every cut-off, NDCG at the first (the rest: training_metrics.json)
         recalls = sorted((n for n in evaluation["model"] if n.startswith("recall_at_")),
                          key=lambda n: int(n.rsplit("_", 1)[1]))
