@@ -50,8 +50,10 @@ def test_a_slice_with_few_queries_is_called_noise(tmp_path):
     few = slice_line(SLICE | {"queries": 12}).splitlines()
     assert len(few) == 2 and few[1].startswith(
         "warning: the validation slice scores only 12 queries (fewer than 100)")
-    assert "raise tuning.validation_fraction" in few[1]
-
+    assert "raise tuning.validation_fraction" in few[1] and "user_time" in few[1]
+    per_query = slice_line(SLICE | {"queries": 12, "per_query": True}).splitlines()
+    assert per_query[0].startswith("validation slice: each query's last 0.1 of its train rows")
+    assert "user_time" not in per_query[1]  # it is already cut per query
 
 
 def screen_with(queries):

@@ -244,3 +244,34 @@ def interrupted_in_a_new_trial(config, tmp, *flags, timeout=900):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def slice_record(folder):
+    from trainer.tuning_space import SLICE_FILE
+
+    found = [os.path.join(f, SLICE_FILE) for f, _, names in os.walk(folder) if SLICE_FILE in names]
+    assert len(found) == 1, found
+    return json.load(open(found[0]))
+
+
+def test_a_user_time_split_is_sliced_per_query(searched, small_data, tmp_path):
+    """Under ``data.split.method: user_time`` the slice is each query's own latest train rows:
+    every query with an earlier row is scored, where the global cut scores those active at
+    the end only (the cut itself: tests/test_validation_slice.py)."""
+    raw = apply_overrides(searched["raw"], [
+        f"pipeline.root={tmp_path / 'root'}", "data.split.method=user_time",
+        "tuning.trials=1", "tuning.space={training.learning_rate: {values: [0.004, 0.005]}}"])
+    config = tmp_path / "per-query.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    done = tune(config)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "validation slice: each query's last 0.1 of its train rows by time" in done.stdout
+    per_query = slice_record(tmp_path / "root")
+    global_cut = slice_record(searched["tmp"] / "root" / "tune-test" / "tune")
+    assert per_query["per_query"] is True and global_cut.get("per_query") is False
+    # every query active before its own latest rows is in the slice, not only the late ones
+    assert per_query["held_out_queries"] > global_cut["held_out_queries"]
+    assert (per_query["queries"] + per_query["queries_without_new_items"]
+            == per_query["held_out_queries"])
+    assert per_query["queries"] > global_cut["queries"], (per_query, global_cut)
+    assert "each query's last 0.1" in (tmp_path / "per-query.tuned.yaml").read_text()

@@ -3,12 +3,11 @@
 Every trial is scored the way the push gate scores a model (full-catalog
 recall at the gate's cut-off, ``objective``; each query without what it had
 before; popularity and the baselines on the same queries), but on a
-*validation slice*: the last ``tuning.validation_fraction`` of the **train**
-split by time. Trials fit on the train rows before the slice's first moment
-and never read the eval or test splits, so the gate's verdict on the tuned
-model stays unbiased. A slice query is embedded from its first slice row,
-whose features and history hold only what came strictly before it (the data
-preparation's rule, :mod:`pipelines.data.sql.histories`).
+*validation slice* carved from the **train** split by time
+(:mod:`trainer.validation_slice`: the last ``tuning.validation_fraction`` of
+train, or each query's own latest part under a ``user_time`` split). Trials
+fit on the train rows before the slice and never read the eval or test
+splits, so the gate's verdict on the tuned model stays unbiased.
 
 The search is keras-tuner's (random, Bayesian optimisation, or Hyperband:
 successive halving with ``tuning.max_epochs`` as the longest trial):
@@ -23,139 +22,22 @@ Part of the runtime the generated Trainer module imports.
 """
 import copy
 import json
-import math
 import os
 import time
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 
-from transform.naming import (CANDIDATE_POSITION, CATALOG_SPLIT, QUERY_ID, QUERY_KEY, TIMESTAMP,
-                              TRAIN_SPLIT)
+from transform.naming import CATALOG_SPLIT, TRAIN_SPLIT
 from trainer.build import build_model
-from trainer.data import load_arrays, query_counts, query_groups
-from trainer.evaluation import popularity
-from trainer.held_out import METRIC_PREFIX, HeldOutMetrics, HeldOutSet
-from trainer.inputs import load_inputs
-from trainer.model import make_optimizer, require_legacy_keras
+from trainer.held_out import METRIC_PREFIX, HeldOutMetrics
+from trainer.model import make_optimizer
 from trainer.monitoring import CollapseMonitor
-from trainer.towers import tower_inputs
 from trainer.tuning_space import (HYPERBAND_FACTOR, SLICE_FILE, TENSORBOARD_FOLDER,
                                   TRIALS_FOLDER, TUNABLE, apply_values, tuned_values, typed)
+from trainer.validation_slice import Slice
 
 OBJECTIVE_KEY = "twotower_objective"  # the Tuner's custom_config: e.g. "recall_at_10"
-
-
-def carve_slice(times, fraction):
-    """The slice's first moment: the rows at or after it are about the last ``fraction`` of
-    ``times`` (every row of one moment on the same side).
-
-    Args:
-      times: ``[rows]`` int64 epoch seconds of the train split.
-
-    Returns:
-      ``(cut, fit_mask [rows] bool)``: fit rows are strictly before ``cut``.
-
-    Raises:
-      ValueError: no row before the cut, or none at or after it.
-    """
-    times = np.asarray(times, dtype=np.int64)
-    if not len(times) or (times < 0).any():
-        raise ValueError("the validation slice is carved by time: every train row needs a "
-                         "timestamp (data.timestamp)")
-    ordered = np.sort(times)
-    cut = int(ordered[min(len(ordered) - 1, int(math.floor(len(ordered) * (1 - fraction))))])
-    fit = times < cut
-    if not fit.any():
-        raise ValueError(f"tuning.validation_fraction {fraction:g}: every train row is at the "
-                         "slice's first moment, so no row is left to fit; use a smaller fraction")
-    return cut, fit
-
-
-def _day(seconds):
-    return time.strftime("%Y-%m-%d", time.gmtime(int(seconds)))
-
-
-class Slice:
-    """The train split cut in two: the rows trials fit on, the slice they are scored on.
-
-    Built once per search (the slice's baselines, EASE included, are fitted once).
-
-    Args:
-      spec: the frozen config.
-      files: ``{split: patterns}`` with the train and catalog splits (no other is read).
-      transform_dir: the Transform's graph.
-      fraction: ``tuning.validation_fraction``.
-    """
-
-    def __init__(self, spec, files, transform_dir, fraction):
-        require_legacy_keras()
-        self.spec, self.files = spec, files
-        self.tft_output = tft.TFTransformOutput(transform_dir)
-        inputs = load_inputs(spec, self.tft_output, {TRAIN_SPLIT: files[TRAIN_SPLIT],
-                                                     CATALOG_SPLIT: files[CATALOG_SPLIT]})
-        rows = inputs["train"]
-        if TIMESTAMP not in rows:
-            raise ValueError("the validation slice is carved by time: set data.timestamp")
-        self.cut, fit = carve_slice(rows[TIMESTAMP], fraction)
-        fitted = {key: value[fit] for key, value in rows.items()}
-        held = {key: value[~fit] for key, value in rows.items()}
-        num = len(inputs["catalog"][next(iter(inputs["catalog"]))])
-        self.inputs = dict(inputs, train=fitted,
-                           counts=popularity(fitted[CANDIDATE_POSITION], num))
-        feature_spec = inputs["feature_spec"]
-        query_keys = list(dict.fromkeys(
-            [i["key"] for i in tower_inputs(spec, "query_tower")] + [QUERY_KEY]))
-        wanted = list(dict.fromkeys(query_keys + [QUERY_ID, TIMESTAMP]))
-        arrays = load_arrays(files[TRAIN_SPLIT], {k: feature_spec[k] for k in wanted})
-        # a query with no fit row is cold, as in the eval split: no snapshot, not scored
-        warm = set(fitted[QUERY_ID].tolist())
-        self.set = HeldOutSet("validation slice", self._snapshots(arrays, query_keys, warm),
-                              query_keys,
-                              held[QUERY_ID], held[CANDIDATE_POSITION],
-                              query_groups(fitted[QUERY_ID], fitted[CANDIDATE_POSITION]),
-                              query_counts(fitted[QUERY_ID], fitted[CANDIDATE_POSITION]),
-                              seen_rows=fitted, num_candidates=num,
-                              baselines=spec["pipeline"].get("baselines"),
-                              held_times=held[TIMESTAMP])
-        self.about = {
-            "fit_rows": int(fit.sum()), "slice_rows": int((~fit).sum()),
-            "fit_first": _day(fitted[TIMESTAMP].min()), "fit_last": _day(fitted[TIMESTAMP].max()),
-            "slice_first": _day(held[TIMESTAMP].min()), "slice_last": _day(held[TIMESTAMP].max()),
-            "cut": int(self.cut), "fraction": float(fraction), "queries": len(self.set.queries),
-            **{
-                k: int(v) for k, v in self.set.counts.items()}}
-
-    def _snapshots(self, arrays, query_keys, warm):
-        """Each ``warm`` slice query's first slice row (its features and history as they
-        stood just before its first slice interaction), ``{key: [queries, ...]}``."""
-        times = arrays[TIMESTAMP]
-        order = np.lexsort((np.arange(len(times)), times))  # by time, then file order
-        first = {}
-        for row in order[times[order] >= self.cut].tolist():
-            if arrays[QUERY_ID][row] in warm:
-                first.setdefault(arrays[QUERY_ID][row], row)
-        rows = np.asarray(sorted(first.values()), dtype=np.int64)
-        return {key: arrays[key][rows] for key in dict.fromkeys(query_keys + [QUERY_ID])}
-
-    def dataset(self, batch_size, seed):
-        """The fit rows (strictly before the cut), shuffled, in batches of ``batch_size``."""
-        from trainer.data import make_dataset
-
-        rows = make_dataset(self.files[TRAIN_SPLIT], self.inputs["feature_spec"], 4096,
-                            shuffle=True, seed=seed, positions=self.inputs["positions"])
-        cut = tf.constant(self.cut, tf.int64)
-        return (rows.unbatch().filter(lambda row: row[TIMESTAMP] < cut)
-                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-
-    def baselines(self, objective):
-        """Each discovery baseline's ``objective`` on the slice, ``{name: value}``."""
-        from trainer.baselines import DISCOVERY
-
-        found = self.set.baselines().evaluate(self.set.truth, self.set.exclude,
-                                              [int(objective.rsplit("_", 1)[1])])
-        return {name: float(found[name][objective]) for name in DISCOVERY if name in found}
 
 
 def train_trial(spec, data, values, epochs, objective, log_dir=None):

@@ -86,3 +86,11 @@ def is_tuner_config(hyperparameters):
     Tuner's ``best_hyperparameters``), not the runtime parameters' plain mapping."""
     return (isinstance(hyperparameters, dict) and "values" in hyperparameters
             and "space" in hyperparameters)
+
+
+def slice_words(about):
+    """The validation slice's rule in words, from its ``about`` record (``slice.json``):
+    e.g. "the last 0.1 of train by time", or per query under a user_time split."""
+    if about.get("per_query"):
+        return f"each query's last {about['fraction']:g} of its train rows by time"
+    return f"the last {about['fraction']:g} of train by time"

@@ -217,7 +217,7 @@ def trainer_module(config: Config) -> str:
     if config.tuning is not None:  # the Tuner step's entry point (trainer.tuning)
         entry += ('\n\n\ndef tuner_fn(fn_args):\n'
                   '    """TFX Tuner entry point: the hyperparameter search over the train split.\n\n'
-                  '    Trials are scored on the last part of train by time (never eval or test);\n'
+                  '    Trials are scored on a validation slice of train by time (never eval or test);\n'
                   '    returns a ``TunerFnResult`` whose best hyperparameters reach ``run_fn``.\n'
                   '    """\n'
                   '    return tuner_from_fn_args(fn_args, SPEC, META)')

@@ -6,6 +6,7 @@ from typing import Callable, Dict, List
 from pipelines.inspect import verdict
 from pipelines.inspect.data import describe
 from pipelines.runners.trials import rows as trial_rows
+from trainer.tuning_space import slice_words
 from transform.kinds import FLOAT, kind_of
 
 
@@ -161,7 +162,7 @@ def search_section(search: dict, metrics: dict, e: Callable, table: Callable) ->
     objective = search.get("objective") or "objective"
     header, cells = trial_rows(trials, objective, best)
     about = search.get("slice") or {}
-    where = (f"the last {about['fraction']:g} of train by time ({about['slice_first']} to "
+    where = (f"{slice_words(about)} ({about['slice_first']} to "
              f"{about['slice_last']}, {about['slice_rows']:,} rows, {about['queries']:,} "
              f"queries); trials fit on the {about['fit_rows']:,} rows before it, eval and "
              "test never read" if about else "the validation slice")

@@ -15,7 +15,8 @@ import json
 import os
 from typing import Dict, List, Optional, Tuple
 
-from trainer.tuning_space import KEPT_SEARCH, SLICE_FILE, TENSORBOARD_FOLDER, TRIALS_FOLDER
+from trainer.tuning_space import (KEPT_SEARCH, SLICE_FILE, TENSORBOARD_FOLDER, TRIALS_FOLDER,
+                                  slice_words)
 
 
 def kept_search(tuner_results: str) -> str:
@@ -86,15 +87,17 @@ SLICE_MIN_QUERIES = 100
 def slice_line(about: dict) -> str:
     """The validation slice on one line: its dates and sizes, the rows trials fit on; and,
     when it scores fewer than SLICE_MIN_QUERIES queries, a warning that says so."""
-    line = (f"validation slice: the last {about['fraction']:g} of train by time, "
+    line = (f"validation slice: {slice_words(about)}, "
             f"{about['slice_first']}..{about['slice_last']}: {about['slice_rows']:,} rows, "
             f"{about['queries']:,} queries scored; trials fit on {about['fit_first']}.."
             f"{about['fit_last']}: {about['fit_rows']:,} rows (eval and test never read)")
     if about["queries"] < SLICE_MIN_QUERIES:
         line += (f"\nwarning: the validation slice scores only {about['queries']:,} queries "
                  f"(fewer than {SLICE_MIN_QUERIES}): the trials' objectives are mostly noise; "
-                 "raise tuning.validation_fraction so that more queries have rows after the "
-                 "cut (a ratings log whose users rated at different times has few there)")
+                 "raise tuning.validation_fraction so that more queries have rows in it" + (
+                     "" if about.get("per_query") else
+                     " (a ratings log whose users rated at different times: data.split.method: "
+                     "user_time cuts the slice per query)"))
     return line
 
 

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 from pipelines.config.tuning import RangeConfig
 from pipelines.version import __version__
-from trainer.tuning_space import TUNABLE
+from trainer.tuning_space import TUNABLE, slice_words
 
 
 def searched(key: str, r: RangeConfig) -> str:
@@ -71,7 +71,7 @@ def tuned_text(raw: dict, result: dict, space: Dict[str, RangeConfig], source: s
         f"# Tuned by `twotower tune` (twotower {__version__}) from {source}: "
         f"{len(result['trials'])} trials ({algorithm}).",
         f"# Best: trial {best['trial']}, {objective} {best['objective']:.4f} on the validation "
-        f"slice (the last {about['fraction']:g} of train by time, {about['slice_first']}.."
+        f"slice ({slice_words(about)}, {about['slice_first']}.."
         f"{about['slice_last']}, {about['slice_rows']:,} rows; eval and test never read)"
         + (f"; {strongest} {baselines[strongest]:.4f} there." if strongest else "."),
         "# The search's tuning: section is left out: `twotower run --config` this file trains "
