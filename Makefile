@@ -21,9 +21,10 @@ test: venv
 # under one root, a full disk while pushing, a model the push gate refuses, a failing
 # component) and the compiled Vertex AI pipeline executed task by task here
 # (tests/test_vertex_executed.py and the full config's, tests/test_vertex_executed_full.py)
-# and the hyperparameter search: CI runs them (docs/testing.md has the times).
+# and the hyperparameter search: CI runs them (docs/testing.md has the times), two files at a
+# time: most of a pipeline's time is one core's (Beam's DirectRunner, TFX's launches, polls).
 test-slow: venv
-	$(VENV)/bin/python -m pytest -m slow
+	$(VENV)/bin/python -m pytest -m slow -n 2
 
 # The benchmark on ../shared (MovieLens and Ta-Feng, the shared protocols) and on the public
 # log fetched by `scripts/fetch_public_log.py` into ../public-data (skipped, in one line, until

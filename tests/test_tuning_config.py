@@ -204,3 +204,30 @@ def test_from_lr_check_without_a_usable_report_is_one_line(raw_config, tmp_path)
     got = refusal(raw_config, "tuning.space={training.learning_rate: {from_lr_check: true, "
                               "min: 0.001, max: 0.01}}")
     assert "not both" in got[1]
+
+
+def test_parallel_replicas_of_one_search_share_one_project_on_the_bucket():
+    """The Google Cloud Tuner's replicas meet in one project named by what the search reads;
+    a search of another spec or Transform output gets another; here it is the step's folder."""
+    from types import SimpleNamespace
+
+    from trainer.tuning import REMOTE_DIR_KEY, project_of
+
+    spec = {"training": {"learning_rate": 0.01}, "tuning": {"trials": 2}}
+    train = ["gs://b/p/tfx/Transform/transformed_examples/7/Split-train/part-0.gz",
+             "gs://b/p/tfx/Transform/transformed_examples/7/Split-train/part-1.gz"]
+    remote = {REMOTE_DIR_KEY: "gs://b/p/tuner-trials", "twotower_objective": "recall_at_10"}
+
+    def args(custom, files=train):
+        return SimpleNamespace(custom_config=custom, train_files=files, working_dir="/tmp")
+
+    first = project_of(args(remote), spec)
+    assert first[0] == "gs://b/p/tuner-trials" and first[1].startswith("search-")
+    assert project_of(args(dict(remote)), copy.deepcopy(spec)) == first  # another replica
+    assert project_of(args(remote, train[::-1]), spec) == first
+    other = copy.deepcopy(spec)
+    other["training"]["learning_rate"] = 0.02
+    assert project_of(args(remote), other)[1] != first[1]
+    moved = [f.replace("/7/", "/8/") for f in train]  # a new Transform output
+    assert project_of(args(remote, moved), spec)[1] != first[1]
+    assert project_of(args({"twotower_objective": "recall_at_10"}), spec) == ("/tmp", "search")

@@ -4,7 +4,10 @@ import json
 import os
 import pathlib
 
-from pipelines.config.schema import Config, apply_overrides
+import pytest
+
+from pipelines.config.schema import Config, ConfigError, apply_overrides
+from pipelines.runners import vertex
 from pipelines.runners.compile import compile_vertex
 
 IMAGE = "europe-west4-docker.pkg.dev/acme-recs/ml/twotower:1"
@@ -292,9 +295,15 @@ def test_a_config_with_tuning_compiles_a_tuner_step_feeding_the_trainer(tmp_path
                                                base + [f"tuning.parallel={parallel}"]))
         out = tmp_path / f"pipeline-{parallel}.json"
         compile_vertex(cfg, str(out), IMAGE, log=lambda *_: None)
-        spec = json.loads(out.read_text(encoding="utf-8"))["pipelineSpec"]
+        job = json.loads(out.read_text(encoding="utf-8"))
+        spec = job["pipelineSpec"]
         tasks = spec["root"]["dag"]["tasks"]
         assert "Tuner" in tasks and "RuntimeParameters" not in tasks
+        # no pipeline parameters (the search picks the values): none to send, none taken
+        assert not job["runtimeConfig"].get("parameterValues")
+        assert not spec["root"].get("inputDefinitions", {}).get("parameters")
+        with pytest.raises(ConfigError, match="Tuner step"):
+            vertex.parse_params(cfg, ["epochs=2"])
         for trainer in ("Trainer", "RefitTrainer"):  # both train the search's best values
             source = tasks[trainer]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
             assert source == {"producerTask": "Tuner",
@@ -304,5 +313,7 @@ def test_a_config_with_tuning_compiles_a_tuner_step_feeding_the_trainer(tmp_path
         assert executor in json.dumps(spec["deploymentSpec"]["executors"]["Tuner_executor"])
         task = json.dumps(tasks["Tuner"])
         assert "twotower_objective" in task and "recall_at_10" in task
-        if parallel > 1:  # the trials as Vertex AI Training jobs in the image, 3 at once
+        if parallel > 1:  # the trials as Vertex AI Training jobs in the image, 3 at once,
+            # in one search folder on the bucket (each replica's own disk is not shared)
             assert "num_parallel_trials" in task and IMAGE in task
+            assert f"gs://acme-bucket/twotower/{cfg.pipeline.name}/tuner-trials" in task

@@ -20,6 +20,11 @@ code alone, ``gs://`` on a local folder), and:
   tests/training_standin.py), which runs its command here; this machine has no T4,
   so the job's command is run with the GPU count 0 in its custom_config, the one
   change, recorded and asserted (the job as sent asks for 1);
+- the Tuner (``tuning.parallel: 2``) is TFX's Google Cloud Tuner: one CustomJob of two
+  replicas (workerpool0 and one workerpool1) run at once by the stand-in with Vertex AI's
+  ``CLUSTER_SPEC``; workerpool0 serves keras-tuner's oracle, both replicas run trials
+  (each trial once) in the search's folder on the bucket, and the best values the oracle
+  chose are the Trainer's ``hyperparameters`` input and what it trained;
 - ModelUpload and VectorSearchDeploy run against the Vertex AI REST stand-in with
   every long-running operation pending for two polls.
 
@@ -52,7 +57,10 @@ def _full_config(small_data, vertex_endpoint):
 
     raw = apply_overrides(demo_raw(small_data), FULL + [
         "training.epochs=2", "training.refit=false", "model.top_k=[10, 50]",
-        "pipeline.min_lift_over_popularity=null"])
+        "pipeline.min_lift_over_popularity=null",
+        "tuning.parallel=2", "tuning.trials=2", "tuning.algorithm=random",
+        "tuning.max_epochs=1", "tuning.seed=5",
+        "tuning.space={model.embedding_dim: {values: [16, 24, 32, 48]}}"])
     raw["vertex"].update(service_account="runner@acme-recs.iam.gserviceaccount.com",
                          labels={"team": "growth"}, api_endpoint=vertex_endpoint)
     return Config.from_dict(raw)
@@ -66,6 +74,8 @@ def _one_gpu_less(command):
     at = command.index("--exec-properties") + 1
     props = json.loads(command[at])
     custom = json.loads(props["custom_config"])
+    if GPUS_KEY not in custom:  # the Tuner's trials: no GPU count is read
+        return command, None
     asked, custom[GPUS_KEY] = custom[GPUS_KEY], 0
     props["custom_config"] = json.dumps(custom, sort_keys=True)
     command[at] = json.dumps(props, sort_keys=True)
@@ -134,12 +144,13 @@ def test_the_full_config_runs_bigquery_dataflow_training_upload_and_vector_searc
         tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
         assert set(results) == set(tasks) == {
             "BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "Transform",
-            "RuntimeParameters", "Trainer", "PopularityGate", "Pusher", "ModelUpload",
+            "Tuner", "Trainer", "PopularityGate", "Pusher", "ModelUpload",
             "VectorSearchDeploy"}
         assert sorted(swapped) == sorted(tasks)  # every container had Dataflow's arguments
         _check_bigquery(job, results, bigquery, gcs)
         _check_dataflow(job, tmp_path / "dataflow")
         _check_training(training, cfg)
+        _check_tuning(training, results, gcs)
         _check_serving(results, vertex, read)
         assert storage.refused == []  # no host but the stand-ins' was asked for
     finally:
@@ -204,8 +215,8 @@ def _check_dataflow(job, folder):
 def _check_training(training, cfg):
     from google.cloud.aiplatform_v1.types import custom_job
 
-    assert len(training.jobs) == 1
-    sent = custom_job.CustomJob(training.jobs[0])
+    [sent] = [custom_job.CustomJob(j) for j in training.jobs
+              if "tuner" not in j["display_name"]]
     as_dict = custom_job.CustomJob.to_dict(sent, use_integers_for_enums=False)
     [pool] = as_dict["job_spec"]["worker_pool_specs"]
     assert pool["machine_spec"]["machine_type"] == "n1-standard-8"
@@ -223,6 +234,42 @@ def _check_training(training, cfg):
     assert training.adapted == ["twotower_gpus_requested: 1 -> 0"]
     # TFX polled the job: pending once, then running or done (30 s between polls)
     assert all(n >= 2 for n in training.polls.values()), training.polls
+
+
+def _check_tuning(training, results, gcs):
+    from google.cloud.aiplatform_v1.types import custom_job
+
+    from trainer.tuning_space import TRIALS_FOLDER
+
+    [(index, sent)] = [(i, custom_job.CustomJob.to_dict(custom_job.CustomJob(j)))
+                       for i, j in enumerate(training.jobs) if "tuner" in j["display_name"]]
+    pools = sent["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == ["1", "1"]  # tuning.parallel 2
+    assert {p["container_spec"]["image_uri"] for p in pools} == {IMAGE}
+    command = pools[0]["container_spec"]["command"]
+    assert "tfx.extensions.google_cloud_ai_platform.tuner.executor._WorkerExecutor" in command
+    logs = training.logs[training.names[index]]  # workerpool0's, then workerpool1's
+    texts = [open(p, encoding="utf-8", errors="replace").read() for p in logs]
+    assert len(texts) == 2 and "Binding chief oracle server" in texts[0]
+    # both replicas ran trials, in one project on the bucket; no trial ran twice
+    ran = [[line.split(":")[0] for line in text.splitlines() if line.startswith("trial ")]
+           for text in texts]
+    assert all(ran) and len(sum(ran, [])) == len(set(sum(ran, []))) == 2, ran
+    ran = sum(ran, [])
+    [project] = glob.glob(str(gcs / "acme-bucket" / "full" / "*" / "tuner-trials" / "search-*"))
+    records = [json.load(open(p, encoding="utf-8"))
+               for p in glob.glob(os.path.join(project, TRIALS_FOLDER, "*.json"))]
+    assert sorted(r["trial"] for r in records) == sorted(r.split()[1] for r in ran)
+    best = max(records, key=lambda r: (r["objective"], -int(r["trial"])))
+    # the oracle's best values are the Tuner's output, the Trainer's input, what it trained
+    tuned = results["Tuner"]["outputs"]["best_hyperparameters"].artifacts[0].uri
+    fed = results["Trainer"]["input"].inputs.artifacts["hyperparameters"].artifacts[0].uri
+    assert fed == tuned
+    values = json.loads((gcs / tuned[len("gs://"):] / "best_hyperparameters.txt").read_text())
+    assert values["values"]["model.embedding_dim"] == best["values"]["model.embedding_dim"]
+    run = results["Trainer"]["outputs"]["model_run"].artifacts[0].uri
+    record = json.loads((gcs / run[len("gs://"):] / "training_metrics.json").read_text())
+    assert record["tuned"] == best["values"], record["tuned"]
 
 
 def _check_serving(results, vertex, read):

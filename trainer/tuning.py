@@ -21,9 +21,11 @@ generated Trainer module's) builds the same tuner for TFX's Tuner component.
 Part of the runtime the generated Trainer module imports.
 """
 import copy
+import hashlib
 import json
 import os
 import time
+import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -155,11 +157,13 @@ def make_tuner(spec, data, directory, project_name, objective, overwrite=False, 
 
 
 def write_json(path, value):
-    """``value`` as JSON at ``path``, written beside it and renamed over it."""
+    """``value`` as JSON at ``path``, written beside it and renamed over it (the partial
+    file's name is this writer's own: parallel replicas may write the same record)."""
     tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path + ".partial", "w") as handle:
+    partial = f"{path}.partial-{uuid.uuid4().hex[:12]}"
+    with tf.io.gfile.GFile(partial, "w") as handle:
         handle.write(json.dumps(value, indent=1, sort_keys=True, allow_nan=False))
-    tf.io.gfile.rename(path + ".partial", path, overwrite=True)
+    tf.io.gfile.rename(partial, path, overwrite=True)
 
 
 def trial_records(project_dir):
@@ -209,9 +213,30 @@ def write_slice(project_dir, data, objective):
     return baselines
 
 
+REMOTE_DIR_KEY = "remote_trials_working_dir"  # the Google Cloud Tuner's shared folder
+
+
+def project_of(fn_args, spec):
+    """Where the search's project lives: ``(directory, project name)``.
+
+    Here (and on Vertex AI with ``tuning.parallel`` 1): ``search`` in the step's
+    working folder. The Google Cloud Tuner's replicas (``parallel`` > 1) each have a
+    disk of their own, so its ``custom_config`` names a shared folder on the bucket
+    (``remote_trials_working_dir``): the project there is named by what the search
+    depends on (the frozen spec, the Transform output it reads), so each replica of
+    one search meets the others in it, and a search run again resumes there."""
+    custom = getattr(fn_args, "custom_config", None) or {}
+    remote = custom.get(REMOTE_DIR_KEY)
+    if not remote:
+        return fn_args.working_dir, "search"
+    key = json.dumps({"spec": spec, "train": sorted({os.path.dirname(f) for f in
+                                                     fn_args.train_files})}, sort_keys=True)
+    return remote, "search-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def tuner_from_fn_args(fn_args, spec, meta):
     """TFX's ``tuner_fn``: the tuner over the Tuner step's train split (and the catalog,
-    handed as its eval split); its project in the step's working folder."""
+    handed as its eval split); its project from :func:`project_of`."""
     from tfx.components.tuner.component import TunerFnResult
 
     custom = getattr(fn_args, "custom_config", None) or {}
@@ -220,7 +245,9 @@ def tuner_from_fn_args(fn_args, spec, meta):
     transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
     data = Slice(spec, files, transform_dir, spec["tuning"]["validation_fraction"])
     print(f"validation slice: {json.dumps(data.about, sort_keys=True)}", flush=True)
-    tuner = make_tuner(copy.deepcopy(spec), data, fn_args.working_dir, "search", objective,
+    directory, project = project_of(fn_args, spec)
+    print(f"search project: {os.path.join(directory, project)}", flush=True)
+    tuner = make_tuner(copy.deepcopy(spec), data, directory, project, objective,
                        overwrite=False, log=lambda line: print(line, flush=True))
     write_slice(tuner.project_dir, data, objective)  # kept with the trials (build.components)
     return TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -11,9 +11,14 @@ and Trainer module reuse the search. Run here (or on Vertex AI with ``tuning.par
 (:mod:`pipelines.build.components.tuner_records`): the report's trial table, the HParams view.
 
 Compiled for Vertex AI with ``tuning.parallel`` > 1 it is TFX's Google Cloud
-Tuner (``tfx.extensions.google_cloud_ai_platform.Tuner``): ``parallel``
-workers, each a Vertex AI Training job in the training image, run trials at
-once against one oracle.
+Tuner (``tfx.extensions.google_cloud_ai_platform.Tuner``): one Vertex AI
+Training job of ``parallel`` replicas in the training image (workerpool0 also
+serves keras-tuner's oracle), each running trials at once against that oracle.
+Each replica's own disk is not shared, so the search's folder is on the
+pipeline's bucket (``REMOTE_TRIALS_WORKING_DIR_KEY``:
+``<vertex.pipeline_root>/<pipeline.name>/tuner-trials``, one project per search,
+:func:`trainer.tuning.tuner_from_fn_args`): the trials' records, the oracle's
+state (a search started again resumes there) and their TensorBoard runs.
 """
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ def vertex_tuning_config(cfg: Config, image: str) -> dict:
     job on ``vertex.training``'s machine (default n1-standard-8), in the training image."""
     from tfx import v1 as tfx
 
+    from pipelines.build.builder import pipeline_folder
+
     vx, v = tfx.extensions.google_cloud_ai_platform, cfg.vertex
     t = v.training
     machine = {"machine_type": t.machine_type if t else "n1-standard-8"}
@@ -67,4 +74,5 @@ def vertex_tuning_config(cfg: Config, image: str) -> dict:
     if v.service_account:
         job["service_account"] = v.service_account
     return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
-            vx.experimental.TUNING_ARGS_KEY: {"project": v.project, "job_spec": job}}
+            vx.experimental.TUNING_ARGS_KEY: {"project": v.project, "job_spec": job},
+            vx.experimental.REMOTE_TRIALS_WORKING_DIR_KEY: f"{pipeline_folder(cfg)}/tuner-trials"}

@@ -138,7 +138,10 @@ def compile_vertex(cfg: Config, out: str, image: str, log=print) -> dict:
                               image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image))
-    job = runner.run(pipeline, parameter_values=parameter_values(cfg), write_out=False)
+    # the pipeline parameters are the RuntimeParameters step's; a Tuner step replaces it (its
+    # search picks the values), and a value for a parameter the spec lacks fails the submit
+    job = runner.run(pipeline, parameter_values=None if cfg.tuning else parameter_values(cfg),
+                     write_out=False)
     if cfg.data.bigquery:
         uncache(job, UNCACHED)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

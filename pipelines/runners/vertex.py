@@ -49,10 +49,15 @@ def parse_params(cfg: Config, items: List[str]) -> Dict[str, object]:
     validation and the Trainer check them: what one refuses, all refuse.
 
     Raises:
-      ConfigError: an unknown name, a value of the wrong type or range, or a
-        learning rate above what the config's towers take.
+      ConfigError: an unknown name, a value of the wrong type or range, a
+        learning rate above what the config's towers take, or any ``--param`` for
+        a config with ``tuning:`` (its spec has no pipeline parameters).
     """
     out, found = {}, []
+    if items and cfg.tuning is not None:
+        raise ConfigError([("--param", "this config's pipeline has a Tuner step (tuning:), whose "
+                            "search picks the training values: set them in tuning.space, or "
+                            "drop tuning: to set them per run")])
     for item in items:
         name, _, text = item.partition("=")
         if name not in RUNTIME_PARAMETERS:

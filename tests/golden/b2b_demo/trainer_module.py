@@ -7,11 +7,11 @@ and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Config fingerprint: 1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed
-Runtime: sha256:23a6f957ac9680d58eb3c12598d2b29a57c644db665861f51525eacfa3179770 (the packages transform and trainer; checked at import)
+Runtime: sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:23a6f957ac9680d58eb3c12598d2b29a57c644db665861f51525eacfa3179770'
+RUNTIME_DIGEST = 'sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
