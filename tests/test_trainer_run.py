@@ -265,3 +265,57 @@ def test_the_refit_fits_train_and_eval_for_the_chosen_epochs_and_counts_demand_h
     refit.base_model = str(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="the refit needs the selection Trainer's model"):
         module.run_fn(refit)
+
+
+def test_a_refit_without_a_candidate_table_adds_the_candidates_its_catalog_split_lacks(
+        transformed, tmp_path):
+    """Without ``data.candidates`` the catalog split is train's candidates, so a refit (fitting
+    train + eval) takes those first seen in eval from their rows: the catalog it builds equals
+    the one that lists them all; the selection model refuses such rows, as before."""
+    import shutil
+
+    from trainer.inputs import load_inputs, split_files
+
+    tmp, output = transformed
+    feature_spec = output.transformed_feature_spec()
+    catalog = [r for r in tf.data.TFRecordDataset(
+        str(tmp / "Split-catalog" / "part-0.gz"), compression_type="GZIP").as_numpy_iterator()]
+    lacking = tmp_path / "lacking"  # the same splits, the catalog without its first item
+    for split in ("train", "eval", "eval_queries"):
+        shutil.copytree(tmp / f"Split-{split}", lacking / f"Split-{split}")
+    (lacking / "Split-catalog").mkdir()
+    with tf.io.TFRecordWriter(str(lacking / "Split-catalog" / "part-0.gz"), "GZIP") as writer:
+        for record in catalog[1:]:
+            writer.write(record)
+    shutil.copytree(tmp / "transform_output", lacking / "transform_output")
+    cfg = Config.from_dict(json.loads(json.dumps(BASE)))
+    spec = json.loads(cfg.to_json())
+    refit_files = {"train": [str(lacking / "Split-train" / "*"), str(lacking / "Split-eval" / "*")],
+                   "eval": [str(lacking / "Split-eval" / "*")]}
+    grown = load_inputs(spec, output, split_files(spec, refit_files["train"],
+                                                  refit_files["eval"], refit=True), refit=True)
+    whole = load_inputs(spec, output, split_files(spec, [str(tmp / "Split-train" / "*")],
+                                                  [str(tmp / "Split-eval" / "*")]))
+    assert grown["catalog_from_rows"] == 1 and whole["catalog_from_rows"] == 0
+    assert sorted(grown["catalog"]) == sorted(whole["catalog"])
+    for key, value in whole["catalog"].items():
+        np.testing.assert_array_equal(grown["catalog"][key], value, err_msg=key)
+    assert len(feature_spec) > len(grown["catalog"])  # the candidate tower's keys only
+    with pytest.raises(ValueError, match="name candidates outside the catalog"):
+        load_inputs(spec, output, split_files(spec, [str(lacking / "Split-train" / "*")],
+                                              [str(lacking / "Split-eval" / "*")]))
+
+    path = tmp_path / "trainer_module.py"
+    path.write_text(codegen.trainer_module(cfg))
+    module = load_module(str(path), "generated_trainer_refit_grown")
+    selection = fn_args_for(tmp, tmp_path / "selection")
+    module.run_fn(selection)
+    refit = fn_args_for(lacking, tmp_path / "refit")
+    refit.train_files = refit_files["train"]
+    refit.base_model = str(tmp_path / "selection" / "m")
+    refit.custom_config = {naming.REFIT_KEY: True}
+    record = module.run_fn(refit)
+    assert record["role"] == "refit" and record["catalog_from_eval_rows"] == 1
+    assert record["candidates"] == 7
+    served = tf.saved_model.load(str(tmp_path / "refit" / "m"))
+    assert served.candidate_embeddings.shape[0] == 7

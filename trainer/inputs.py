@@ -7,8 +7,8 @@ import numpy as np
 from transform.naming import (CANDIDATE_ID, CANDIDATE_POSITION, CATALOG_SPLIT, EVAL_SPLIT,
                               QUERY_ID, QUERY_KEY, TEST_SPLIT, TIMESTAMP, TRAIN_SPLIT,
                               has_test_split, queries_split)
-from trainer.data import (catalog_table, load_arrays, load_pairs, position_table, query_counts,
-                          query_groups)
+from trainer.data import (catalog_table, load_arrays, load_pairs, make_dataset, position_table,
+                          query_counts, query_groups)
 from trainer.evaluation import popularity
 from trainer.held_out import HeldOutSet
 from trainer.towers import tower_inputs
@@ -40,21 +40,33 @@ def with_time(spec):
     return bool(spec["data"].get("timestamp"))
 
 
-def load_inputs(spec, tft_output, files):
+def load_inputs(spec, tft_output, files, refit=False):
     """What a model is built from: the catalog, the fitted rows and popularity.
+
+    Without a candidate table (``data.candidates``) the catalog split holds each
+    candidate of the **train** split, so a ``refit`` (which fits on train and
+    eval) adds the candidates first seen in eval, each with its first fitted
+    row's candidate features (:func:`candidates_of_rows`): what it serves is
+    every candidate it trained on. The selection model's catalog never holds
+    them (its vocabularies and catalog are train's alone).
 
     Returns:
       ``{'catalog' (see trainer.data.catalog_table), 'train' (QUERY_ID,
       CANDIDATE_POSITION and, with a demand prior, TIMESTAMP per fitted row:
       trainer.data.load_pairs), 'counts' ([num_candidates] fitted interactions
-      per position), 'feature_spec', 'positions' (the id -> position table)}``.
+      per position), 'feature_spec', 'positions' (the id -> position table),
+      'catalog_from_rows' (how many candidates a refit added)}``.
 
     Raises:
       ValueError: a training interaction names a candidate outside the catalog.
     """
     feature_spec = tft_output.transformed_feature_spec()
     keys = [i["key"] for i in tower_inputs(spec, "candidate_tower")]
-    catalog = catalog_table(load_arrays(files[CATALOG_SPLIT], feature_spec), keys)
+    arrays = load_arrays(files[CATALOG_SPLIT], feature_spec)
+    added = 0
+    if refit and not spec["data"].get("candidates"):
+        arrays, added = candidates_of_rows(arrays, files[TRAIN_SPLIT], feature_spec, keys)
+    catalog = catalog_table(arrays, keys)
     train = load_pairs(files[TRAIN_SPLIT], feature_spec, catalog[CANDIDATE_ID],
                        with_time=with_time(spec))
     outside, first = train.pop("outside")
@@ -63,7 +75,38 @@ def load_inputs(spec, tft_output, files):
                          f"catalog (first: {first!r}); the catalog split must list them")
     return {"catalog": catalog, "train": train, "feature_spec": feature_spec,
             "counts": popularity(train[CANDIDATE_POSITION], len(catalog[CANDIDATE_ID])),
-            "positions": position_table(catalog[CANDIDATE_ID])}
+            "positions": position_table(catalog[CANDIDATE_ID]), "catalog_from_rows": added}
+
+
+def candidates_of_rows(catalog, patterns, feature_spec, keys, batch_size=8192):
+    """The catalog split's rows plus one row per candidate of ``patterns`` it lacks.
+
+    Args:
+      catalog: the catalog split's arrays, ``{key: [rows, ...]}``.
+      patterns: the fitted rows' files; each missing candidate takes the candidate
+        features (``keys``) of its first row there (a candidate's features are the
+        same on all its rows: the data preparation refuses one whose rows differ).
+
+    Returns:
+      ``({key: [rows + added, ...]} for keys and CANDIDATE_ID, added)``.
+    """
+    keys = list(dict.fromkeys(list(keys) + [CANDIDATE_ID]))
+    known = set(catalog[CANDIDATE_ID].tolist())
+    found = {key: [] for key in keys}
+    for batch in make_dataset(patterns, feature_spec, batch_size):
+        ids = batch[CANDIDATE_ID].numpy()
+        new = []
+        for i, raw in enumerate(ids.tolist()):
+            if raw not in known:
+                known.add(raw)
+                new.append(i)
+        if new:
+            for key in keys:
+                found[key].append(batch[key].numpy()[new])
+    added = sum(len(part) for part in found[CANDIDATE_ID])
+    if not added:
+        return catalog, 0
+    return {key: np.concatenate([catalog[key]] + found[key], axis=0) for key in keys}, added
 
 
 def check_cutoffs(spec, num_candidates):

@@ -149,14 +149,16 @@ def chosen_epochs(record):
     return int(record.get("best_epoch") or len(record["epochs"]) or 1)
 
 
-def _setup(spec, record, files, transform_dir, strategy):
+def _setup(spec, record, files, transform_dir, strategy, refit=False):
     """The Transform output, the inputs and the compiled model (checked before training)."""
     require_legacy_keras()
     if spec["pipeline"]["serving_index"] == "scann":
         require_scann()  # now, not after training
     tf.keras.utils.set_random_seed(spec["training"]["seed"])
     tft_output = tft.TFTransformOutput(transform_dir)
-    inputs = load_inputs(spec, tft_output, files)
+    inputs = load_inputs(spec, tft_output, files, refit=refit)
+    if inputs["catalog_from_rows"]:  # a refit's candidates first seen in the eval split
+        record["catalog_from_eval_rows"] = inputs["catalog_from_rows"]
     with strategy.scope():  # variables on every replica's device (one, unless several GPUs)
         built = build_model(spec, tft_output, inputs)
         built["model"].compile(optimizer=make_optimizer(spec["training"]))
@@ -224,7 +226,8 @@ def _fit(spec, record, model, inputs, files, run_dir, train_steps, epochs, held_
 def _train(spec, record, files, transform_dir, serving_dir, run_dir, train_steps, strategy,
            selection=None):
     started = time.time()
-    tft_output, inputs, built = _setup(spec, record, files, transform_dir, strategy)
+    tft_output, inputs, built = _setup(spec, record, files, transform_dir, strategy,
+                                       refit=selection is not None)
     model, table, ks = built["model"], built["table"], built["ks"]
     catalog_ids, counts, fitted = inputs["catalog"][CANDIDATE_ID], inputs["counts"], inputs["train"]
     feature_spec = inputs["feature_spec"]
