@@ -18,8 +18,38 @@ def test_demo_config_parses_and_validates(raw_config):
     cfg = Config.from_dict(raw_config)
     assert cfg.data.query_id == "customer_id"
     assert cfg.data.candidates.id == "product_id"
+    # the demo keeps its plain model: auto_history false, so no history is added
     assert [f.name for f in cfg.query_tower.features] == ["customer", "segment", "region"]
+    assert cfg.defaults_applied == []
     assert validate(cfg) == []
+
+
+def test_the_default_history_is_added_only_where_it_applies(raw_config):
+    raw_config = apply_overrides(copy.deepcopy(raw_config), ["query_tower.auto_history=true"])
+
+    def names(*overrides):
+        cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw_config), list(overrides)))
+        return [f.name for f in cfg.query_tower.features if f.kind == "history"]
+
+    assert names() == ["history"]  # the demo's features with the default on
+    cfg = Config.from_dict(raw_config)
+    assert cfg.query_tower.features[-1].max_length == 20  # the kind's defaults, filled
+    assert [a[0] for a in cfg.defaults_applied] == ["query_tower.features"]
+    assert validate(cfg) == []
+    assert names("query_tower.auto_history=false") == []
+    assert names("data.timestamp=null", "data.split.method=hash") == []  # no 'earlier'
+    listed = "query_tower.features.3={name: recent, kind: history, max_length: 5}"
+    assert names(listed) == ["recent"]  # the user's own, alone
+    taken = "query_tower.features.1.name=history"  # the name taken: the next free one
+    assert names(taken) == ["history_2"]
+    # it shares the candidate id table: the id feature's embedding_dim, when it sets one
+    cfg = Config.from_dict(apply_overrides(copy.deepcopy(raw_config),
+                                           ["candidate_tower.features.0.embedding_dim=24"]))
+    assert cfg.query_tower.features[-1].embedding_dim == 24 and validate(cfg) == []
+    # the frozen config lists it: reading it again adds nothing
+    again = Config.from_json(Config.from_dict(raw_config).to_json())
+    assert names() == [f.name for f in again.query_tower.features if f.kind == "history"]
+    assert again.defaults_applied == []
 
 
 def test_importing_config_does_not_import_tensorflow_or_tfx():

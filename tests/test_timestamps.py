@@ -135,7 +135,8 @@ def test_recommend_reads_histories_in_the_declared_unit(tmp_path):
     described = [{"input": "query_id", "column": "q", "dtype": "string"},
                  {"input": "when", "column": "ts", "dtype": "int64"}]
     state = query_histories(cfg, str(path), {"a"})["a"]
-    assert state["items"] == ["i2"] and state["seen"] == {"i1", "i2"}  # newest first
+    # newest first (the history data.timestamp adds by default, 20 long)
+    assert state["items"] == ["i2", "i1"] and state["seen"] == {"i1", "i2"}
     assert serving_values(cfg, described, "a", state)["when"] == 1_700_000_100
     path.write_text("q,i,ts\na,i1,1700000000\n")  # seconds in a column declared us: 1970
     with pytest.raises(DataError, match=r"x.csv row 2, column 'ts': '1700000000' is not a "

@@ -166,7 +166,8 @@ def build_pipeline(cfg: Config, source: Union[str, Dict[str, str]], modules: Dic
     if cfg.tuning is not None:  # the search's best values train (pipelines.build.tuner)
         from pipelines.build.tuner import tuner_step
 
-        steps.append(tuner_step(cfg, modules, transform, schema_gen, image))
+        steps.append(tuner_step(cfg, modules, transform, schema_gen, image,
+                                pipeline_folder(cfg) if image else None))
         trainer_args["hyperparameters"] = steps[-1].outputs["best_hyperparameters"]
     elif image:
         steps.append(runtime_parameters(cfg))

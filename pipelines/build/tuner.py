@@ -31,8 +31,9 @@ OBJECTIVE_KEY = "twotower_objective"  # trainer.tuning.OBJECTIVE_KEY (checked by
 
 
 def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
-               image: Optional[str] = None):
-    """The Tuner component over ``transform``'s output (imports TFX)."""
+               image: Optional[str] = None, folder: Optional[str] = None):
+    """The Tuner component over ``transform``'s output (imports TFX); ``folder``: the
+    pipeline's own on the bucket (``builder.pipeline_folder``; compiled for Vertex AI)."""
     from tfx.proto import trainer_pb2, tuner_pb2
 
     from pipelines.build.codegen import frozen_spec
@@ -49,7 +50,7 @@ def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
         from tfx import v1 as tfx  # the Vertex AI extension: only in a compiled pipeline
 
         vx = tfx.extensions.google_cloud_ai_platform
-        custom.update(vertex_tuning_config(cfg, image))
+        custom.update(vertex_tuning_config(cfg, image, folder))
         return vx.Tuner(tune_args=tuner_pb2.TuneArgs(num_parallel_trials=cfg.tuning.parallel),
                         custom_config=custom, **args)
     from pipelines.build.components.tuner_records import RecordedTuner
@@ -57,12 +58,11 @@ def tuner_step(cfg: Config, modules: Dict[str, str], transform, schema_gen,
     return RecordedTuner(custom_config=custom, **args).with_id("Tuner")
 
 
-def vertex_tuning_config(cfg: Config, image: str) -> dict:
+def vertex_tuning_config(cfg: Config, image: str, folder: str) -> dict:
     """The Google Cloud Tuner's ``custom_config``: each parallel worker a Vertex AI Training
-    job on ``vertex.training``'s machine (default n1-standard-8), in the training image."""
+    job on ``vertex.training``'s machine (default n1-standard-8), in the training image; the
+    search's folder under ``folder``."""
     from tfx import v1 as tfx
-
-    from pipelines.build.builder import pipeline_folder
 
     vx, v = tfx.extensions.google_cloud_ai_platform, cfg.vertex
     t = v.training
@@ -75,4 +75,4 @@ def vertex_tuning_config(cfg: Config, image: str) -> dict:
         job["service_account"] = v.service_account
     return {vx.ENABLE_VERTEX_KEY: True, vx.VERTEX_REGION_KEY: v.region,
             vx.experimental.TUNING_ARGS_KEY: {"project": v.project, "job_spec": job},
-            vx.experimental.REMOTE_TRIALS_WORKING_DIR_KEY: f"{pipeline_folder(cfg)}/tuner-trials"}
+            vx.experimental.REMOTE_TRIALS_WORKING_DIR_KEY: f"{folder}/tuner-trials"}

@@ -24,7 +24,8 @@ import os
 from typing import Any, Dict, List, Optional, Union
 
 # Loading and the typed parser live beside the schema; re-exported here, where callers find them.
-from pipelines.config.loading import apply_overrides, purchase_log_defaults, read_raw
+from pipelines.config.loading import (apply_overrides, history_default, purchase_log_defaults,
+                                      read_raw)
 from pipelines.config.parse import ConfigError, parse_value
 from pipelines.config.tuning import RangeConfig, TuningConfig  # noqa: F401 (re-exported)
 from transform.kinds import KINDS  # no TensorFlow: the kinds' TF parts import it when they run
@@ -193,6 +194,13 @@ class TowerConfig:
     dropout: float = 0.0
     norm: str = "none"
     l2: float = 0.0                            # L2 penalty on the dense kernels
+
+
+@dataclasses.dataclass
+class QueryTowerConfig(TowerConfig):
+    """The query tower; ``auto_history`` (with ``data.timestamp``): when no history feature is
+    listed, one is added (``pipelines.config.loading.HISTORY_DEFAULT``; false: none)."""
+    auto_history: bool = True
 
 
 @dataclasses.dataclass
@@ -396,7 +404,7 @@ class VertexConfig:
 @dataclasses.dataclass
 class Config:
     data: DataConfig
-    query_tower: TowerConfig
+    query_tower: QueryTowerConfig
     candidate_tower: TowerConfig
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
@@ -408,11 +416,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Config":
-        """The typed config of a raw mapping (not modified), with the purchase-log defaults
-        filled in where they apply (``defaults_applied`` lists them: key, value, why)."""
+        """The typed config of a raw mapping (not modified), with the defaults that won on
+        eval windows filled in where they apply (``defaults_applied`` lists them: key,
+        value, why, when it applies and how to choose otherwise)."""
         problems: List[tuple] = []
         raw = copy.deepcopy(raw)
-        applied = purchase_log_defaults(raw)
+        applied = history_default(raw) + purchase_log_defaults(raw)
         cfg = parse_value(cls, raw, "", problems)
         if problems:
             raise ConfigError(problems)

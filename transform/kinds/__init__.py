@@ -65,6 +65,13 @@ def raw_columns(feature):
     return list(feature["columns"]) if reads == "columns" else [feature["column"]]
 
 
+def reads_history(feature):
+    """Whether ``feature`` (a raw mapping, maybe malformed) is of a kind that reads the
+    query's earlier candidates rather than a column."""
+    kind = KINDS.get(feature.get("kind")) if isinstance(feature.get("kind"), str) else None
+    return kind is not None and kind.reads == "history"
+
+
 def history_of(feature):
     """``(max_length, separator)`` of the history the SQL program builds for ``feature``, or
     None (:meth:`FeatureKind.history`)."""

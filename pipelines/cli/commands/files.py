@@ -50,9 +50,9 @@ def cmd_validate(args) -> int:
         data = (f"data OK: {found['rows']} interactions pass prepare's checks ({held})"
                 f"{dropped_text(found)}")
     print(f"config OK (fingerprint {cfg.fingerprint()[:12]})")
-    for key, value, why in getattr(cfg, "defaults_applied", []):
-        print(f"default for a purchase log (data.timestamp and a time split): {key} = "
-              f"{json.dumps(value)}: {why}. Set the key to choose otherwise.")
+    for key, value, why, when, otherwise in getattr(cfg, "defaults_applied", []):
+        verb = "+=" if isinstance(value, dict) and key.endswith(".features") else "="
+        print(f"default {when}: {key} {verb} {json.dumps(value)}: {why}; {otherwise}.")
     if data:
         print(data)
     print(_tower_summary(cfg, with_data=not args.no_data))

@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e
-Runtime: sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795 (the packages transform and trainer; checked at import)
+Config fingerprint: 8dff1c6ec93f0554e5bbbd089609b9f2b7df8b04800398e7221d242b4cd2f428
+Runtime: sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795'
+RUNTIME_DIGEST = 'sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': 'b916db05a33469aee5ae30695f399709be74cbd9496b59cce7f87c574f093b3e',
+    'config_fingerprint': '8dff1c6ec93f0554e5bbbd089609b9f2b7df8b04800398e7221d242b4cd2f428',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -143,6 +143,7 @@ SPEC = {
         'dropout': 0.0,
         'norm': 'none',
         'l2': 0.0,
+        'auto_history': True,
     },
     'candidate_tower': {
         'features': [

@@ -7,11 +7,11 @@ of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Transform spec fingerprint: 4ed8b1af76a306dee5e98fa6d831d5df92df419ed0b215f3011db245db1a3014
-Runtime: sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da (the package transform; checked at import)
+Runtime: sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da'
+RUNTIME_DIGEST = 'sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:

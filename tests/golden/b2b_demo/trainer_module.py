@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: 1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed
-Runtime: sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795 (the packages transform and trainer; checked at import)
+Config fingerprint: 02db2c6a3754ead7ee70c2d7245f6c1f912037824a8f46509f5e9c43961f3d6c
+Runtime: sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795'
+RUNTIME_DIGEST = 'sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': '1a2f5658a0df2100e0123e1bb3f41fcdd186c4b2a8adb81c0fb6736b58a6e4ed',
+    'config_fingerprint': '02db2c6a3754ead7ee70c2d7245f6c1f912037824a8f46509f5e9c43961f3d6c',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -107,6 +107,7 @@ SPEC = {
         'dropout': 0.0,
         'norm': 'none',
         'l2': 0.0,
+        'auto_history': False,
     },
     'candidate_tower': {
         'features': [

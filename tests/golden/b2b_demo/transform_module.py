@@ -7,11 +7,11 @@ of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
 Transform spec fingerprint: a88f77901374cf645c09cc83698a0b258aee04a3e939af04d59b439b4d44bb96
-Runtime: sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da (the package transform; checked at import)
+Runtime: sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da'
+RUNTIME_DIGEST = 'sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:

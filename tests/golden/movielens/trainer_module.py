@@ -6,12 +6,12 @@ end of this file) describes are built, trained, evaluated against popularity
 and exported with a serving signature. `META` records what generated it.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Config fingerprint: af1b5cda262eac5e659866388f76629fad3284417f1c7eddb3ddd8f7cb77e331
-Runtime: sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795 (the packages transform and trainer; checked at import)
+Config fingerprint: 8a2ea724245a85fc3779888d175962b792591795ad18328792ce252b526cb295
+Runtime: sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88 (the packages transform and trainer; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:5833bf730d4bc07b072312dbd0fb8c5b263f56b038590d1b42232a2d113df795'
+RUNTIME_DIGEST = 'sha256:c7f2429870a3aa955c6bec81c1b80fb9015b51d1877c4ca15dcb487d8c722a88'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -35,7 +35,7 @@ def run_fn(fn_args):
 
 
 META = {
-    'config_fingerprint': 'af1b5cda262eac5e659866388f76629fad3284417f1c7eddb3ddd8f7cb77e331',
+    'config_fingerprint': '8a2ea724245a85fc3779888d175962b792591795ad18328792ce252b526cb295',
     'library_version': '0.1.0',
     'learning_rate_ceiling': 0.01,
 }
@@ -82,11 +82,20 @@ SPEC = {
                 'oov_buckets': 1,
                 'default': None,
             },
+            {
+                'name': 'history',
+                'kind': 'history',
+                'embedding_dim': None,
+                'separator': '|',
+                'max_length': 20,
+                'pooling': 'recency',
+            },
         ],
         'layers': [64],
         'dropout': 0.0,
         'norm': 'none',
         'l2': 0.0,
+        'auto_history': True,
     },
     'candidate_tower': {
         'features': [

@@ -6,12 +6,12 @@ runtime's `transform.preprocess.transform_all`, one transform per feature kind
 of the config (its id and time columns, the towers' features), nothing else.
 
 Regenerate with `twotower generate --config CONFIG --out DIR`.
-Transform spec fingerprint: 5c358fd19d7a8452871833ccc3459aae409198fe55321749e5142136560b46dc
-Runtime: sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da (the package transform; checked at import)
+Transform spec fingerprint: 8e2a110ab0ef0a0b29b23f57807787aadf2baf2e1cec8a4b7d8d804ece0a4e32
+Runtime: sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122 (the package transform; checked at import)
 """
 
 LIBRARY_VERSION = '0.1.0'
-RUNTIME_DIGEST = 'sha256:7c19a71a00fd126e678df3b174722ac5c66eece0d85b760a602fecdb20b975da'
+RUNTIME_DIGEST = 'sha256:759971f0f21e45acd8f803dbc446079816ea634c8ec3b4aeaf45a3d3c57c9122'
 try:
     from transform.runtime_digest import check_runtime
 except ImportError:
@@ -50,6 +50,12 @@ SPEC = {
                 'frequency_threshold': 0,
                 'oov_buckets': 1,
                 'default': None,
+            },
+            {
+                'name': 'history',
+                'kind': 'history',
+                'separator': '|',
+                'max_length': 20,
             },
         ],
     },
